@@ -1,0 +1,1 @@
+"""The add-in store: tables, sessions and migrations (SQLite by default, or PostgreSQL)."""
