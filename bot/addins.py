@@ -1,0 +1,514 @@
+"""The add-in operations: register, update, rename, unregister, list, show, attach, detach,
+join, leave, audit.
+
+Chat and the command line call these same functions, so the rules and the audit trail are
+the same whichever way a change arrives. They are blocking (they talk to the database):
+the bot runs them off the event loop. Each change writes its audit row in the same
+transaction; a refusal raises CommandError and changes nothing.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal, TypeVar
+
+from sqlalchemy import Engine, delete, func
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, col, select
+
+from bot.errors import CommandError, StoreBusy
+from bot.urls import validate_url
+from store.database import transaction
+from store.models import Addin, Announcement, AuditEvent, Pool, Room, utcnow
+
+Via = Literal["dm", "room", "cli", "bot"]
+PAGE_SIZE = 20
+FORCED_DETACH = "add-in unregistered (force)"
+MAX_NAME = 64
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks, as recorded in the audit log: a bare JID (or local user) and the channel."""
+
+    who: str
+    via: Via
+
+
+@dataclass(frozen=True)
+class AddinInfo:
+    name: str
+    url: str
+    pool: str
+    created_by: str
+    created_at: datetime
+    rooms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AddinPage:
+    pool: str
+    items: tuple[tuple[str, str, int], ...]  # name, URL, rooms using it
+    page: int
+    pages: int
+    total: int
+
+
+@dataclass(frozen=True)
+class RoomInfo:
+    jid: str
+    addin: str | None
+    url: str | None
+    joined: bool
+    stopped_reason: str | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    via: str
+    action: str
+    pool: str | None
+    addin: str | None
+    room: str | None
+    detail: str
+
+
+# --- input rules ---------------------------------------------------------------------------
+
+
+def validate_name(raw: str, *, what: str = "Add-in name") -> str:
+    """1–64 characters, no control, format (bidi, zero-width) or line-break characters."""
+    name = unicodedata.normalize("NFC", raw)
+    if not name or len(name) > MAX_NAME:
+        raise CommandError(f"{what} must be 1 to {MAX_NAME} characters long.")
+    if name != name.strip():
+        raise CommandError(f"{what} must not start or end with white space.")
+    for char in name:
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            raise CommandError(f"{what} must not contain control or invisible characters.")
+    return name
+
+
+def name_key(name: str) -> str:
+    """How names are compared: case-insensitively, full-width and other compatibility forms
+    folded, so "Stock" and "ＳＴＯＣＫ" cannot both exist in one pool."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def resolve_pool(served: Sequence[str], given: str | None) -> str:
+    """The pool a command means: the one named (it must be served), or the only one."""
+    if given is not None:
+        pool = given.strip().lower()
+        if pool not in served:
+            raise CommandError(f"Pool {given} is not served here; served: {', '.join(served)}.")
+        return pool
+    if len(served) == 1:
+        return served[0]
+    if not served:
+        raise CommandError("No pool is configured (pools.names).")
+    raise CommandError(f"Name the pool: this bot serves {', '.join(served)}.")
+
+
+def resolve_room(served: Sequence[str], raw: str) -> str:
+    """A room JID (room@service) in one of the served pools, in lower case."""
+    room = raw.strip().lower()
+    local, at, service = room.partition("@")
+    if not at or not local or not service or "/" in room or any(c.isspace() for c in room):
+        raise CommandError(f"{raw} is not a room address (room@{served[0] if served else 'muc'}).")
+    if service not in served:
+        raise CommandError(f"Room {room} is not in a served pool ({', '.join(served)}).")
+    return room
+
+
+def pool_of(room: str) -> str:
+    return room.partition("@")[2]
+
+
+# --- changes to add-ins --------------------------------------------------------------------
+
+
+def register(engine: Engine, actor: Actor, *, pool: str, name: str, url: str) -> AddinInfo:
+    name = validate_name(name)
+    url = validate_url(url)
+
+    def change(session: Session) -> AddinInfo:
+        pool_row = _pool(session, pool)
+        existing = _find_addin(session, pool_row, name)
+        if existing is not None:
+            raise CommandError(f"An add-in named “{existing.name}” already exists in {pool}.")
+        addin = Addin(
+            pool_id=_id(pool_row), name=name, name_key=name_key(name), url=url,
+            created_by=actor.who,
+        )
+        session.add(addin)
+        _audit(session, actor, "register", pool=pool, addin=name, detail=url)
+        session.flush()
+        return _info(session, addin, pool)
+
+    return _write(engine, change, conflict=f"An add-in named “{name}” already exists in {pool}.")
+
+
+def update_url(
+    engine: Engine, actor: Actor, *, pool: str, name: str, url: str
+) -> AddinInfo:
+    url = validate_url(url)
+
+    def change(session: Session) -> AddinInfo:
+        addin = _get_addin(session, pool, name)
+        if addin.url == url:
+            raise CommandError(f"“{addin.name}” already has that URL.")
+        addin.url = url
+        addin.revision += 1
+        session.add(addin)
+        _audit(session, actor, "update-url", pool=pool, addin=addin.name, detail=url)
+        return _info(session, addin, pool)
+
+    return _write(engine, change)
+
+
+def rename(
+    engine: Engine, actor: Actor, *, pool: str, name: str, new_name: str
+) -> AddinInfo:
+    new_name = validate_name(new_name, what="New name")
+
+    def change(session: Session) -> AddinInfo:
+        addin = _get_addin(session, pool, name)
+        clash = _find_addin(session, _pool(session, pool), new_name)
+        if clash is not None and clash.id != addin.id:
+            raise CommandError(f"An add-in named “{clash.name}” already exists in {pool}.")
+        if addin.name == new_name:
+            raise CommandError(f"“{addin.name}” already has that name.")
+        old = addin.name
+        addin.name, addin.name_key = new_name, name_key(new_name)
+        addin.revision += 1
+        session.add(addin)
+        _audit(session, actor, "rename", pool=pool, addin=new_name, detail=f"was “{old}”")
+        return _info(session, addin, pool)
+
+    clash = f"An add-in named “{new_name}” already exists in {pool}."
+    return _write(engine, change, conflict=clash)
+
+
+def unregister(
+    engine: Engine, actor: Actor, *, pool: str, name: str, force: bool
+) -> tuple[str, ...]:
+    """Remove an add-in; returns the rooms it was detached from (only with `force`)."""
+
+    def change(session: Session) -> tuple[str, ...]:
+        addin = _get_addin(session, pool, name)
+        rooms = _rooms_using(session, addin)
+        if rooms and not force:
+            listed = ", ".join(room.jid for room in rooms)
+            raise CommandError(
+                f"“{addin.name}” is used by {len(rooms)} room(s): {listed}. "
+                f"Detach it first, or add force to detach it from them."
+            )
+        for room in rooms:
+            room.addin_id, room.attached_at = None, None
+            session.add(room)
+            _audit(session, actor, "detach", pool=pool, addin=addin.name, room=room.jid,
+                   detail=FORCED_DETACH)
+        session.flush()
+        session.execute(delete(Announcement).where(col(Announcement.addin_id) == _id(addin)))
+        session.delete(addin)
+        _audit(session, actor, "unregister", pool=pool, addin=addin.name, detail=addin.url)
+        return tuple(room.jid for room in rooms)
+
+    return _write(engine, change)
+
+
+# --- rooms ---------------------------------------------------------------------------------
+
+
+def attach(engine: Engine, actor: Actor, *, room: str, name: str) -> RoomInfo:
+    pool = pool_of(room)
+
+    def change(session: Session) -> RoomInfo:
+        addin = _get_addin(session, pool, name)
+        row = _room(session, room, create=True)
+        if row.addin_id == addin.id:
+            raise CommandError(f"{room} already has the add-in “{addin.name}”.")
+        row.addin_id, row.attached_at = addin.id, utcnow()
+        session.add(row)
+        _audit(session, actor, "attach", pool=pool, addin=addin.name, room=room, detail=addin.url)
+        return RoomInfo(room, addin.name, addin.url, row.joined, row.stopped_reason)
+
+    return _write(engine, change)
+
+
+def detach(engine: Engine, actor: Actor, *, room: str) -> str:
+    """Detach the room's add-in; returns the name it had."""
+
+    def change(session: Session) -> str:
+        row = _room(session, room, create=False)
+        addin = session.get(Addin, row.addin_id) if row and row.addin_id else None
+        if row is None or addin is None:
+            raise CommandError(f"{room} has no add-in.")
+        row.addin_id, row.attached_at = None, None
+        session.add(row)
+        _audit(session, actor, "detach", pool=pool_of(room), addin=addin.name, room=room)
+        return addin.name
+
+    return _write(engine, change)
+
+
+def set_joined(
+    engine: Engine, actor: Actor, *, room: str, joined: bool, reason: str | None = None
+) -> bool:
+    """Remember (or forget) that the bot serves `room`; False if nothing changed."""
+
+    def change(session: Session) -> bool:
+        row = _room(session, room, create=True)
+        if row.joined == joined and row.stopped_reason == reason:
+            return False
+        row.joined, row.stopped_reason = joined, reason
+        session.add(row)
+        action = "join" if joined else ("leave" if reason is None else "stop")
+        _audit(session, actor, action, pool=pool_of(room), room=room, detail=reason or "")
+        return True
+
+    return _write(engine, change)
+
+
+def room_info(engine: Engine, room: str) -> RoomInfo:
+    with _reading(engine) as session:
+        row = _room(session, room, create=False)
+        if row is None:
+            return RoomInfo(room, None, None, False, None)
+        addin = session.get(Addin, row.addin_id) if row.addin_id else None
+        return RoomInfo(
+            room, addin.name if addin else None, addin.url if addin else None,
+            row.joined, row.stopped_reason,
+        )
+
+
+def list_rooms(
+    engine: Engine, *, pool: str | None = None, joined_only: bool = False
+) -> list[RoomInfo]:
+    with _reading(engine) as session:
+        query = select(Room, Addin).join(Addin, isouter=True).order_by(col(Room.jid))
+        if pool is not None:
+            query = query.join(Pool, col(Pool.id) == col(Room.pool_id)).where(Pool.name == pool)
+        if joined_only:
+            query = query.where(col(Room.joined).is_(True))
+        return [
+            RoomInfo(
+                row.jid, addin.name if addin else None, addin.url if addin else None,
+                row.joined, row.stopped_reason,
+            )
+            for row, addin in session.exec(query).all()
+            if joined_only or row.joined or addin is not None
+        ]
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+def list_addins(engine: Engine, *, pool: str, page: int = 1) -> AddinPage:
+    if page < 1:
+        raise CommandError("Page numbers start at 1.")
+    with _reading(engine) as session:
+        pool_row = session.exec(select(Pool).where(Pool.name == pool)).first()
+        if pool_row is None:
+            return AddinPage(pool, (), 1, 1, 0)
+        total = session.exec(
+            select(func.count()).select_from(Addin).where(Addin.pool_id == pool_row.id)
+        ).one()
+        pages = max(1, -(-total // PAGE_SIZE))
+        if page > pages:
+            raise CommandError(f"There are only {pages} page(s).")
+        uses = (
+            select(Room.addin_id, func.count().label("n"))
+            .group_by(col(Room.addin_id))
+            .subquery()
+        )
+        rows = session.exec(
+            select(Addin.name, Addin.url, func.coalesce(uses.c.n, 0))
+            .join(uses, uses.c.addin_id == Addin.id, isouter=True)
+            .where(Addin.pool_id == pool_row.id)
+            .order_by(col(Addin.name_key))
+            .offset((page - 1) * PAGE_SIZE)
+            .limit(PAGE_SIZE)
+        ).all()
+        items = tuple((name, url, int(n)) for name, url, n in rows)
+        return AddinPage(pool, items, page, pages, int(total))
+
+
+def show(engine: Engine, *, pool: str, name: str) -> AddinInfo:
+    with _reading(engine) as session:
+        return _info(session, _get_addin(session, pool, name), pool)
+
+
+def audit(engine: Engine, *, limit: int = 20) -> list[AuditEntry]:
+    """Newest first: the last `limit` changes."""
+    with _reading(engine) as session:
+        query = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
+        return [_entry(event) for event in session.exec(query).all()]
+
+
+def changes_since(engine: Engine, after_id: int, *, limit: int = 500) -> list[AuditEntry]:
+    """Oldest first: the changes recorded after `after_id`, for the running bot to act on."""
+    with _reading(engine) as session:
+        query = (
+            select(AuditEvent)
+            .where(col(AuditEvent.id) > after_id)
+            .order_by(col(AuditEvent.id))
+            .limit(limit)
+        )
+        return [_entry(event) for event in session.exec(query).all()]
+
+
+def claim_announcement(
+    engine: Engine, *, room: str, person: str, cooldown_s: int
+) -> RoomInfo | None:
+    """The room's add-in if `person` is to be told it now (and note that they were), or None:
+    no add-in, or they were told this same add-in within the cool-down."""
+
+    def change(session: Session) -> RoomInfo | None:
+        row = _room(session, room, create=False)
+        addin = session.get(Addin, row.addin_id) if row and row.addin_id else None
+        if row is None or addin is None:
+            return None
+        now = utcnow()
+        receipt = session.exec(
+            select(Announcement).where(
+                Announcement.room_id == row.id, Announcement.person == person
+            )
+        ).first()
+        if receipt is None:
+            receipt = Announcement(
+                room_id=_id(row), person=person, addin_id=_id(addin), revision=addin.revision
+            )
+        elif (
+            receipt.addin_id == addin.id
+            and receipt.revision == addin.revision
+            and (now - _utc(receipt.at)).total_seconds() < cooldown_s
+        ):
+            return None
+        receipt.addin_id, receipt.revision, receipt.at = _id(addin), addin.revision, now
+        session.add(receipt)
+        return RoomInfo(room, addin.name, addin.url, row.joined, row.stopped_reason)
+
+    try:
+        return _write(engine, change, conflict="told")
+    except CommandError:
+        return None  # a simultaneous arrival of the same person claimed it first
+
+
+def last_audit_id(engine: Engine) -> int:
+    with _reading(engine) as session:
+        newest = session.exec(select(func.max(AuditEvent.id))).one()
+        return int(newest or 0)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _write(engine: Engine, change: Callable[[Session], _T], *, conflict: str | None = None) -> _T:
+    try:
+        with transaction(engine) as session:
+            return change(session)
+    except IntegrityError:
+        if conflict is None:
+            raise
+        raise CommandError(conflict) from None
+    except OperationalError as exc:
+        raise StoreBusy() from exc
+
+
+class _reading:
+    """A read-only session; database trouble becomes StoreBusy."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._session = Session(engine, expire_on_commit=False)
+
+    def __enter__(self) -> Session:
+        return self._session
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        self._session.close()
+        if isinstance(exc, OperationalError):
+            raise StoreBusy() from exc
+
+
+def _id(row: Pool | Addin | Room) -> int:
+    assert row.id is not None  # noqa: S101 - rows are flushed before their id is read
+    return row.id
+
+
+def _pool(session: Session, name: str) -> Pool:
+    pool = session.exec(select(Pool).where(Pool.name == name)).first()
+    if pool is None:
+        pool = Pool(name=name)
+        session.add(pool)
+        session.flush()
+    return pool
+
+
+def _find_addin(session: Session, pool: Pool, name: str) -> Addin | None:
+    return session.exec(
+        select(Addin).where(Addin.pool_id == pool.id, Addin.name_key == name_key(name))
+    ).first()
+
+
+def _get_addin(session: Session, pool: str, name: str) -> Addin:
+    addin = session.exec(
+        select(Addin)
+        .join(Pool)
+        .where(Pool.name == pool, Addin.name_key == name_key(name))
+    ).first()
+    if addin is None:
+        raise CommandError(f"No add-in named “{name}” in {pool}.")
+    return addin
+
+
+def _room(session: Session, jid: str, *, create: bool) -> Room:
+    row = session.exec(select(Room).where(Room.jid == jid)).first()
+    if row is None and create:
+        row = Room(jid=jid, pool_id=_id(_pool(session, pool_of(jid))))
+        session.add(row)
+        session.flush()
+    return row  # type: ignore[return-value]
+
+
+def _rooms_using(session: Session, addin: Addin) -> list[Room]:
+    return list(session.exec(select(Room).where(Room.addin_id == addin.id).order_by(col(Room.jid))))
+
+
+def _info(session: Session, addin: Addin, pool: str) -> AddinInfo:
+    rooms = tuple(room.jid for room in _rooms_using(session, addin)) if addin.id else ()
+    return AddinInfo(addin.name, addin.url, pool, addin.created_by, _utc(addin.created_at), rooms)
+
+
+def _audit(
+    session: Session, actor: Actor, action: str, *, pool: str | None = None,
+    addin: str | None = None, room: str | None = None, detail: str = "",
+) -> None:
+    session.add(AuditEvent(
+        actor=actor.who, via=actor.via, action=action, pool=pool, addin=addin, room=room,
+        detail=detail,
+    ))
+
+
+def _entry(event: AuditEvent) -> AuditEntry:
+    return AuditEntry(
+        _id_of(event), _utc(event.at), event.actor, event.via, event.action, event.pool,
+        event.addin, event.room, event.detail,
+    )
+
+
+def _id_of(event: AuditEvent) -> int:
+    assert event.id is not None  # noqa: S101 - read from the database
+    return event.id
+
+
+def _utc(when: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every time stored here is UTC."""
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

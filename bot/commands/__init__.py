@@ -1,0 +1,1 @@
+"""Chat commands: grammar, the declared commands, and the dispatcher that runs them."""

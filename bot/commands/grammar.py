@@ -1,0 +1,122 @@
+"""Command grammar: recognising a command, splitting its words, matching them to a signature.
+
+Pure functions over text; nothing here knows about XMPP, roles or the store.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+from bot.errors import CommandError
+
+PREFIX = "!addin"
+MAX_COMMAND_CHARS = 4096
+MAX_WORDS = 64
+
+
+def strip_direct_prefix(text: str) -> str:
+    """A direct message is always a command; a leading `!addin` is accepted and ignored."""
+    rest = _after_prefix(text.strip())
+    return text.strip() if rest is None else rest
+
+
+def strip_room_prefix(text: str, nick: str) -> str | None:
+    """The command in a room message, or None when the message is not addressed to the bot:
+    it must start with `!addin` or with the bot's nickname followed by `:` or `,`."""
+    stripped = text.lstrip()
+    rest = _after_prefix(stripped)
+    if rest is not None:
+        return rest
+    for mark in (":", ","):
+        if nick and stripped.startswith(nick + mark):
+            said = stripped[len(nick) + 1 :].strip()
+            after = _after_prefix(said)  # "AddinBot: !addin show" means "show" too
+            return said if after is None else after
+    return None
+
+
+def _after_prefix(text: str) -> str | None:
+    if text[: len(PREFIX)].lower() != PREFIX:
+        return None
+    rest = text[len(PREFIX) :]
+    if rest and not rest[0].isspace():
+        return None  # "!addins" is somebody else's word
+    return rest.strip()
+
+
+def split_words(text: str) -> list[str]:
+    """Split like a shell: white space separates, double (or single) quotes group."""
+    if len(text) > MAX_COMMAND_CHARS:
+        raise CommandError(f"That command is too long (at most {MAX_COMMAND_CHARS} characters).")
+    if "\x00" in text:
+        raise CommandError("Commands must not contain NUL characters.")
+    try:
+        words = shlex.split(text, posix=True)
+    except ValueError:
+        raise CommandError("Unbalanced quotes: close every \" you open.") from None
+    if len(words) > MAX_WORDS:
+        raise CommandError(f"That command has too many words (at most {MAX_WORDS}).")
+    return words
+
+
+@dataclass(frozen=True)
+class Signature:
+    """What a command takes: required words in order, optional ones, `keyword <value>` options
+    (e.g. `pool <pool>`) and bare flags (e.g. `force`).
+
+    Required words are taken first, so an add-in may itself be called "pool" or "force".
+    """
+
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Arguments:
+    words: dict[str, str] = field(default_factory=dict)
+    options: dict[str, str] = field(default_factory=dict)
+    flags: frozenset[str] = frozenset()
+
+    def __getitem__(self, name: str) -> str:
+        return self.words[name]
+
+    def get(self, name: str) -> str | None:
+        return self.words.get(name, self.options.get(name))
+
+
+def match(signature: Signature, words: list[str]) -> Arguments:
+    """Match the words after the command name; raises CommandError (the caller adds usage)."""
+    if len(words) < len(signature.required):
+        missing = signature.required[len(words)]
+        raise CommandError(f"Missing <{missing}>.")
+    given = dict(zip(signature.required, words, strict=False))
+    rest = words[len(signature.required) :]
+    options: dict[str, str] = {}
+    flags: set[str] = set()
+    optional = list(signature.optional)
+    index = 0
+    while index < len(rest):
+        word, lower = rest[index], rest[index].lower()
+        if lower in signature.options:
+            if lower in options:
+                raise CommandError(f"“{lower}” is given twice.")
+            if index + 1 >= len(rest):
+                raise CommandError(f"“{lower}” needs a value.")
+            options[lower] = rest[index + 1]
+            index += 2
+            continue
+        if lower in signature.flags:
+            flags.add(lower)
+        elif optional:
+            given[optional.pop(0)] = word
+        else:
+            raise CommandError(f"Unexpected “{_short(word)}”.")
+        index += 1
+    return Arguments(given, options, frozenset(flags))
+
+
+def _short(word: str, limit: int = 40) -> str:
+    return word if len(word) <= limit else word[: limit - 1] + "…"

@@ -1,0 +1,213 @@
+"""Declaring commands and dispatching to them.
+
+A command is declared once — name, words, help line, who may run it — and the dispatcher
+does the role check before the handler runs; help is generated from the same declarations
+and hides what the sender may not run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import Engine
+
+from bot.addins import resolve_pool, resolve_room
+from bot.commands.grammar import Arguments, Signature, match, split_words
+from bot.config import Settings
+from bot.errors import CommandError
+
+log = logging.getLogger(__name__)
+
+
+class Role(enum.IntEnum):
+    ANYONE = 0
+    MANAGER = 1  # of the room the command is about
+    ADMIN = 2
+
+
+class Place(enum.Enum):
+    DIRECT = "direct message"
+    ROOM = "room"
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who sent a command, as far as the server vouches for it.
+
+    `jid` is a real bare JID: the sender of a direct message, or an occupant's JID as the
+    room itself reports it. It is None when nobody vouches for one (a nickname proves
+    nothing)."""
+
+    jid: str | None
+    room: str | None = None
+    nick: str | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    url: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer. In a room, `public` replies are said in the room; the rest go privately."""
+
+    text: str
+    public: bool = False
+    link: Link | None = None
+
+
+class Managers(Protocol):
+    """What the room tracker knows about managers (owner or admin affiliation)."""
+
+    def refusal(self, room: str, sender: Sender) -> str | None:
+        """None when `sender` is a manager of `room`, else the reason they are not."""
+
+    def managed_by(self, jid: str) -> list[str]:
+        """Rooms in which the real JID `jid` is seen with owner or admin affiliation."""
+
+
+@dataclass(frozen=True)
+class Request:
+    settings: Settings
+    engine: Engine
+    sender: Sender
+    args: Arguments
+    room: str | None  # the room the command is about, checked to be in a served pool
+    is_admin: bool
+    allowed: tuple[Command, ...] = ()  # filled for help: what this sender may run here
+    prefix: str = ""
+
+    def pool(self) -> str:
+        return resolve_pool(self.settings.pools.names, self.args.options.get("pool"))
+
+
+Handler = Callable[[Request], "Reply | None"]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    role: Role
+    signature: Signature
+    handler: Handler
+    usage_words: str
+    room_word: str | None  # the argument naming the room a manager must manage
+
+    @property
+    def usage(self) -> str:
+        return f"{self.name} {self.usage_words}".strip()
+
+
+NO_WORDS = Signature()
+
+
+class CommandSet:
+    """The commands of one place (direct messages, or a room), in declaration order."""
+
+    def __init__(self, place: Place, prefix: str = "") -> None:
+        self.place = place
+        self.prefix = prefix
+        self.commands: dict[str, Command] = {}
+
+    def command(
+        self, name: str, summary: str, *, role: Role = Role.ANYONE,
+        signature: Signature = NO_WORDS, usage: str | None = None,
+        room_word: str | None = None,
+    ) -> Callable[[Handler], Handler]:
+        def declare(handler: Handler) -> Handler:
+            words = usage if usage is not None else _usage(signature)
+            self.commands[name] = Command(name, summary, role, signature, handler, words, room_word)
+            return handler
+
+        return declare
+
+    def usage(self, command: Command) -> str:
+        return f"{self.prefix}{command.usage}"
+
+
+def _usage(signature: Signature) -> str:
+    parts = [f"<{w}>" for w in signature.required]
+    parts += [f"[<{w}>]" for w in signature.optional]
+    parts += [f"[{o} <{o}>]" for o in signature.options]
+    parts += [f"[{f}]" for f in signature.flags]
+    return " ".join(parts)
+
+
+class Dispatcher:
+    """Runs one command line for one sender: find, authorise, parse, run off the loop."""
+
+    def __init__(
+        self, settings: Settings, engine: Engine, managers: Managers,
+        commands: dict[Place, CommandSet],
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.managers = managers
+        self.commands = commands
+
+    async def run(self, place: Place, sender: Sender, text: str) -> Reply | None:
+        try:
+            return await self._run(place, sender, text)
+        except CommandError as exc:
+            return Reply(str(exc))
+        except Exception:
+            ref = secrets.token_hex(4)
+            log.exception("command failed (ref %s): %r from %s", ref, text[:200], sender)
+            return Reply(f"Sorry, something went wrong (ref: {ref}). The operator's log has it.")
+
+    async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
+        commands = self.commands[place]
+        words = split_words(text)
+        name = words[0].lower() if words else ("show" if place is Place.ROOM else "help")
+        command = commands.commands.get(name)
+        if command is None:
+            allowed = ", ".join(c.name for c in self.allowed(place, sender))
+            raise CommandError(f"Unknown command “{name[:40]}”. Commands: {allowed}.")
+        is_admin = self.is_admin(place, sender)
+        if command.role is Role.ADMIN and not is_admin:
+            raise CommandError(f"Only an addinbot admin may run {command.name}.")
+        try:
+            args = match(command.signature, words[1:])
+            room = self._room(command, sender, args)
+        except CommandError as exc:
+            raise CommandError(exc.reason, usage=commands.usage(command)) from None
+        if command.role is Role.MANAGER and not is_admin:
+            assert room is not None  # noqa: S101 - manager commands always name a room
+            refusal = self.managers.refusal(room, sender)
+            if refusal is not None:
+                raise CommandError(refusal)
+        visible = tuple(self.allowed(place, sender)) if command.name == "help" else ()
+        request = Request(
+            self.settings, self.engine, sender, args, room, is_admin, visible, commands.prefix
+        )
+        return await asyncio.to_thread(command.handler, request)
+
+    def _room(self, command: Command, sender: Sender, args: Arguments) -> str | None:
+        served = self.settings.pools.names
+        if command.room_word is not None:
+            return resolve_room(served, args[command.room_word])
+        return sender.room
+
+    def is_admin(self, place: Place, sender: Sender) -> bool:
+        """An admin is recognised only from a JID the server vouches for."""
+        return self.settings.is_admin(sender.jid)
+
+    def allowed(self, place: Place, sender: Sender) -> list[Command]:
+        """The commands `sender` may run here, for help and for the unknown-command line."""
+        admin = self.is_admin(place, sender)
+        manager = admin or (
+            self.managers.refusal(sender.room, sender) is None
+            if sender.room is not None
+            else bool(sender.jid and self.managers.managed_by(sender.jid))
+        )
+        level = Role.ADMIN if admin else Role.MANAGER if manager else Role.ANYONE
+        return [c for c in self.commands[place].commands.values() if c.role <= level]

@@ -1,0 +1,58 @@
+"""The commands typed in a room: `!addin …`, or `<bot nick>: …`."""
+
+from __future__ import annotations
+
+from bot import addins
+from bot.addins import Actor
+from bot.announce import attached_sentence
+from bot.commands import text
+from bot.commands.grammar import PREFIX, Signature
+from bot.commands.registry import CommandSet, Link, Place, Reply, Request, Role
+
+ROOM = CommandSet(Place.ROOM, prefix=f"{PREFIX} ")
+
+
+def _room(request: Request) -> str:
+    assert request.room is not None  # noqa: S101 - room commands always have their room
+    return request.room
+
+
+def _actor(request: Request) -> Actor:
+    sender = request.sender
+    return Actor(sender.jid or f"{sender.room}/{sender.nick}", "room")
+
+
+@ROOM.command("show", "says this room's add-in and its URL")
+def show(request: Request) -> Reply:
+    info = addins.room_info(request.engine, _room(request))
+    if info.addin is None or info.url is None:
+        return Reply("This room has no add-in.", public=True)
+    sentence = attached_sentence(info.addin, info.url)
+    return Reply(sentence, public=True, link=Link(info.url, info.addin))
+
+
+@ROOM.command("list", "the add-ins of this room's pool", signature=Signature(options=("page",)))
+def list_(request: Request) -> Reply:
+    page = text.page_number(request.args.options.get("page"))
+    result = addins.list_addins(request.engine, pool=addins.pool_of(_room(request)), page=page)
+    return Reply(text.addin_page(result, more=f"{PREFIX} list page {result.page + 1}"))
+
+
+@ROOM.command(
+    "attach", "makes <name> this room's add-in and tells the room", role=Role.MANAGER,
+    signature=Signature(required=("name",)),
+)
+def attach(request: Request) -> Reply | None:
+    addins.attach(request.engine, _actor(request), room=_room(request), name=request.args["name"])
+    return None  # the announcement in the room is the answer
+
+
+@ROOM.command("detach", "removes this room's add-in and tells the room", role=Role.MANAGER)
+def detach(request: Request) -> Reply | None:
+    addins.detach(request.engine, _actor(request), room=_room(request))
+    return None
+
+
+@ROOM.command("help", "the room commands you may run", signature=Signature(optional=("command",)))
+def help_(request: Request) -> Reply:
+    return text.help_reply(request)

@@ -1,0 +1,93 @@
+"""How results read in chat and on the command line."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from bot.addins import AddinInfo, AddinPage, AuditEntry, RoomInfo
+from bot.commands.registry import Reply, Request
+from bot.errors import CommandError
+
+
+def when(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def count(raw: str | None, *, default: int, most: int) -> int:
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise CommandError(f"Give a number from 1 to {most}, not “{raw[:20]}”.")
+    return int(raw)
+
+
+def page_number(raw: str | None) -> int:
+    return count(raw, default=1, most=1_000_000)
+
+
+def addin_page(page: AddinPage, *, more: str) -> str:
+    if not page.total:
+        return f"No add-ins are registered in {page.pool}."
+    head = f"Add-ins in {page.pool} ({page.total}; page {page.page} of {page.pages}):"
+    lines = [head] + [
+        f"• {name} — {url} ({uses} room{'' if uses == 1 else 's'})"
+        for name, url, uses in page.items
+    ]
+    if page.page < page.pages:
+        lines.append(f"More: {more}")
+    return "\n".join(lines)
+
+
+def addin_details(info: AddinInfo) -> str:
+    rooms = ", ".join(info.rooms) if info.rooms else "none"
+    return "\n".join([
+        f"“{info.name}”",
+        f"URL: {info.url}",
+        f"Pool: {info.pool}",
+        f"Registered by {info.created_by} on {when(info.created_at)}",
+        f"Rooms ({len(info.rooms)}): {rooms}",
+    ])
+
+
+def audit_lines(entries: Iterable[AuditEntry]) -> str:
+    lines = [audit_line(entry) for entry in entries]
+    return "\n".join(lines) if lines else "No changes have been recorded yet."
+
+
+def audit_line(entry: AuditEntry) -> str:
+    what = entry.action
+    if entry.addin:
+        what += f" “{entry.addin}”"
+    if entry.room:
+        what += f" {'in' if entry.action != 'detach' else 'from'} {entry.room}"
+    elif entry.pool:
+        what += f" in {entry.pool}"
+    if entry.detail:
+        what += f" — {entry.detail}"
+    return f"{when(entry.at)}  {entry.actor} ({entry.via})  {what}"
+
+
+def room_lines(rooms: list[RoomInfo]) -> str:
+    if not rooms:
+        return "The bot serves no rooms."
+    lines = []
+    for room in rooms:
+        why = f": {room.stopped_reason}" if room.stopped_reason else ""
+        state = "" if room.joined else f" (not joined{why})"
+        addin = f"“{room.addin}” — {room.url}" if room.addin else "no add-in"
+        lines.append(f"• {room.jid}{state}: {addin}")
+    return "\n".join(lines)
+
+
+def help_reply(request: Request) -> Reply:
+    """Only the commands the sender may run; or one command's usage."""
+    prefix = request.prefix
+    wanted = request.args.get("command")
+    if wanted is not None:
+        for command in request.allowed:
+            if command.name == wanted.lower():
+                return Reply(f"Usage: {prefix}{command.usage} — {command.summary}")
+        names = ", ".join(c.name for c in request.allowed)
+        raise CommandError(f"No command “{wanted[:40]}” that you may run. Commands: {names}.")
+    return Reply("\n".join(f"{prefix}{c.usage} — {c.summary}" for c in request.allowed))

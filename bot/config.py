@@ -1,0 +1,232 @@
+"""Configuration: one TOML file, every key overridable as ADDINBOT_<SECTION>__<KEY>.
+
+`load_settings` returns a validated `Settings` or raises `ConfigError` holding one line per
+problem, so the command line can print them and exit 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "ADDINBOT_"
+DEFAULT_CONFIG = Path("addinbot.toml")
+
+_BARE_JID = re.compile(r"^[^@/\s]+@[^@/\s]+$")
+_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
+_DOMAIN = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; `problems` holds one line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def normalise_bare_jid(value: str) -> str:
+    """A bare JID as compared everywhere: trimmed, lower case. Raises ValueError if malformed."""
+    jid = value.strip().lower()
+    if not _BARE_JID.match(jid):
+        raise ValueError(f"{value!r} is not a bare JID (user@domain)")
+    return jid
+
+
+def normalise_domain(value: str) -> str:
+    domain = value.strip().lower()
+    if not _DOMAIN.match(domain):
+        raise ValueError(f"{value!r} is not a domain name")
+    return domain
+
+
+def is_loopback_host(host: str) -> bool:
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class XmppSettings(_Section):
+    jid: str
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    tls: Literal["starttls", "direct", "plain"] = "starttls"
+    ca_file: Path | None = None
+    nick: str = Field(default="AddinBot", min_length=1, max_length=64)
+
+    @field_validator("jid")
+    @classmethod
+    def _jid(cls, value: str) -> str:
+        return normalise_bare_jid(value)
+
+    @property
+    def server_host(self) -> str:
+        return self.host or self.jid.split("@", 1)[1]
+
+    @property
+    def server_port(self) -> int:
+        if self.port is not None:
+            return self.port
+        return 5223 if self.tls == "direct" else 5222
+
+    def secret(self) -> str:
+        """The password, from `password` or read from `password_file`."""
+        if self.password is not None:
+            return self.password.get_secret_value()
+        if self.password_file is not None:
+            return self.password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        raise ConfigError(["xmpp: set password or password_file"])
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite:///addinbot.db"
+
+
+class RolesSettings(_Section):
+    admins: list[str] = []
+
+    @field_validator("admins")
+    @classmethod
+    def _admins(cls, values: list[str]) -> list[str]:
+        return [normalise_bare_jid(v) for v in values]
+
+
+class PoolsSettings(_Section):
+    names: list[str] = []
+
+    @field_validator("names")
+    @classmethod
+    def _names(cls, values: list[str]) -> list[str]:
+        return [normalise_domain(v) for v in values]
+
+
+class RoomsSettings(_Section):
+    autojoin: list[str] = []
+
+    @field_validator("autojoin")
+    @classmethod
+    def _rooms(cls, values: list[str]) -> list[str]:
+        return [normalise_bare_jid(v) for v in values]
+
+
+class AnnounceSettings(_Section):
+    cooldown_s: int = Field(default=86400, ge=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    xmpp: XmppSettings | None = None
+    store: StoreSettings = StoreSettings()
+    roles: RolesSettings = RolesSettings()
+    pools: PoolsSettings = PoolsSettings()
+    rooms: RoomsSettings = RoomsSettings()
+    announce: AnnounceSettings = AnnounceSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file, which arrives as init arguments.
+        return (env_settings, init_settings)
+
+    def is_admin(self, bare_jid: str | None) -> bool:
+        return bare_jid is not None and bare_jid.lower() in self.roles.admins
+
+
+def config_path(given: str | None, environ: dict[str, str] | None = None) -> Path:
+    """--config, else $ADDINBOT_CONFIG, else ./addinbot.toml."""
+    env = os.environ if environ is None else environ
+    return Path(given or env.get("ADDINBOT_CONFIG") or DEFAULT_CONFIG)
+
+
+def load_settings(path: Path, *, require_file: bool = True) -> Settings:
+    problems: list[str] = []
+    data: dict[str, Any] = {}
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        if require_file:
+            raise ConfigError([f"config: {path} does not exist"]) from None
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError([f"config: {path}: {exc}"]) from None
+    try:
+        settings = Settings(**data)
+    except ValidationError as exc:
+        for err in exc.errors():
+            where = ".".join(str(part) for part in err["loc"]) or "config"
+            problems.append(f"config: {where}: {_message(err['msg'], err['type'])}")
+        raise ConfigError(problems) from None
+    problems.extend(_cross_checks(settings))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def check_runnable(settings: Settings) -> list[str]:
+    """What `run` needs beyond what the command line tools need."""
+    xmpp = settings.xmpp
+    if xmpp is None:
+        return ["config: xmpp: the [xmpp] section (jid, password) is required to run the bot"]
+    problems: list[str] = []
+    if xmpp.password is None and xmpp.password_file is None:
+        problems.append("config: xmpp: set password or password_file")
+    if xmpp.password_file is not None and not xmpp.password_file.is_file():
+        problems.append(f"config: xmpp.password_file: {xmpp.password_file} is not a readable file")
+    if xmpp.ca_file is not None and not xmpp.ca_file.is_file():
+        problems.append(f"config: xmpp.ca_file: {xmpp.ca_file} is not a readable file")
+    if not settings.pools.names:
+        problems.append("config: pools.names: name at least one MUC service the bot serves")
+    return problems
+
+
+def _cross_checks(settings: Settings) -> list[str]:
+    problems: list[str] = []
+    xmpp = settings.xmpp
+    if xmpp is not None:
+        if xmpp.password is not None and xmpp.password_file is not None:
+            problems.append("config: xmpp: set password or password_file, not both")
+        if xmpp.tls == "plain" and not is_loopback_host(xmpp.server_host):
+            problems.append(
+                f'config: xmpp.tls: "plain" is only allowed for a loopback host, '
+                f"not {xmpp.server_host}"
+            )
+    pools = set(settings.pools.names)
+    for room in settings.rooms.autojoin:
+        if room.split("@", 1)[1] not in pools:
+            problems.append(f"config: rooms.autojoin: {room} is not in a pool of pools.names")
+    if not (settings.store.url.startswith(("sqlite:", "postgresql"))):
+        problems.append("config: store.url: use sqlite:///FILE or postgresql+psycopg://…")
+    return problems
+
+
+def _message(msg: str, kind: str) -> str:
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required"
+    return msg.removeprefix("Value error, ")

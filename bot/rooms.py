@@ -1,0 +1,234 @@
+"""Who is in each room and who manages it, from the room's own presence.
+
+Plain state fed with plain values by the XMPP edge. The MUC service vouches for an
+occupant's affiliation, role and (in a non-anonymous room, or to a moderator) real JID;
+a nickname proves nothing.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from bot.commands.registry import Sender
+
+MANAGING = frozenset({"owner", "admin"})
+
+# MUC status codes (XEP-0045 §15.6)
+SELF = 110
+NON_ANONYMOUS = 100
+NOW_NON_ANONYMOUS = 172
+NOW_SEMI_ANONYMOUS = 173
+BANNED = 301
+NICK_CHANGED = 303
+KICKED = 307
+NICK_FIXED = 210
+REMOVED_AFFILIATION = 321
+REMOVED_MEMBERS_ONLY = 322
+SHUTDOWN = 332
+
+
+@dataclass(frozen=True)
+class Presence:
+    """One occupant presence as the room sent it."""
+
+    room: str
+    nick: str
+    available: bool
+    affiliation: str = "none"
+    role: str = "none"
+    jid: str | None = None  # the occupant's real bare JID, when the room shows it
+    occupant_id: str | None = None
+    codes: frozenset[int] = frozenset()
+    new_nick: str | None = None  # with 303
+    destroyed: bool = False
+
+
+@dataclass
+class Occupant:
+    nick: str
+    affiliation: str
+    role: str
+    jid: str | None
+    occupant_id: str | None
+
+    @property
+    def person(self) -> str:
+        """Who this is, as firmly as the room lets us say: real JID, occupant id, or nick."""
+        if self.jid:
+            return f"jid:{self.jid}"
+        if self.occupant_id:
+            return f"id:{self.occupant_id}"
+        return f"nick:{self.nick}"
+
+
+class Exit(enum.Enum):
+    """Why the bot is no longer in a room."""
+
+    LEFT = "left"
+    KICKED = "kicked"
+    BANNED = "banned"
+    DESTROYED = "room destroyed"
+    REMOVED = "removed (affiliation change or members-only)"
+    SHUTDOWN = "service shut down"
+
+
+@dataclass
+class RoomState:
+    jid: str
+    nick: str
+    joined: bool = False  # our own presence (110) arrived: what follows is live
+    occupants: dict[str, Occupant] = field(default_factory=dict)
+    renamed: set[str] = field(default_factory=set)  # nicks arriving by a 303 change
+    shows_jids: bool = False  # the room gives us occupants' real JIDs
+
+    @property
+    def me(self) -> Occupant | None:
+        return self.occupants.get(self.nick)
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A participant who joined while the bot was there: to be told the room's add-in."""
+
+    room: str
+    occupant: Occupant
+
+
+@dataclass(frozen=True)
+class Joined:
+    room: str
+
+
+@dataclass(frozen=True)
+class Gone:
+    room: str
+    why: Exit
+
+
+Change = Arrival | Joined | Gone
+
+
+class Rooms:
+    """Every room the bot is in or joining."""
+
+    def __init__(self) -> None:
+        self.rooms: dict[str, RoomState] = {}
+
+    def joining(self, room: str, nick: str) -> None:
+        """A join was sent: forget what we knew; the room will tell us again."""
+        self.rooms[room] = RoomState(room, nick)
+
+    def forget(self, room: str) -> None:
+        self.rooms.pop(room, None)
+
+    def clear(self) -> None:
+        """The stream is gone, and with it every room membership."""
+        self.rooms.clear()
+
+    def is_live(self, room: str) -> bool:
+        state = self.rooms.get(room)
+        return state is not None and state.joined
+
+    def nick_in(self, room: str) -> str | None:
+        state = self.rooms.get(room)
+        return state.nick if state else None
+
+    def occupant(self, room: str, nick: str) -> Occupant | None:
+        state = self.rooms.get(room)
+        return state.occupants.get(nick) if state else None
+
+    def update(self, presence: Presence) -> list[Change]:
+        state = self.rooms.get(presence.room)
+        if state is None:
+            return []
+        if SELF in presence.codes or (not state.joined and presence.nick == state.nick):
+            return self._own(state, presence)
+        if not presence.available:
+            state.occupants.pop(presence.nick, None)
+            if NICK_CHANGED in presence.codes and presence.new_nick:
+                state.renamed.add(presence.new_nick)
+            return []
+        known = presence.nick in state.occupants
+        occupant = _occupant(presence)
+        state.occupants[presence.nick] = occupant
+        if occupant.jid:
+            state.shows_jids = True
+        if presence.nick in state.renamed:
+            state.renamed.discard(presence.nick)
+            return []
+        if known or not state.joined:
+            return []
+        return [Arrival(state.jid, occupant)]
+
+    def _own(self, state: RoomState, presence: Presence) -> list[Change]:
+        if presence.available:
+            state.nick = presence.nick  # the service may have changed it (210)
+            state.occupants[presence.nick] = _occupant(presence)
+            if presence.codes & {NON_ANONYMOUS, NOW_NON_ANONYMOUS}:
+                state.shows_jids = True
+            if NOW_SEMI_ANONYMOUS in presence.codes:
+                state.shows_jids = False
+            if not state.joined:
+                state.joined = True
+                return [Joined(state.jid)]
+            return []
+        if NICK_CHANGED in presence.codes and presence.new_nick:
+            state.occupants.pop(presence.nick, None)
+            state.nick = presence.new_nick
+            return []
+        self.rooms.pop(state.jid, None)
+        return [Gone(state.jid, _exit(presence))]
+
+    # --- managers (the dispatcher's view) --------------------------------------------------
+
+    def refusal(self, room: str, sender: Sender) -> str | None:
+        state = self.rooms.get(room)
+        if state is None or not state.joined:
+            return f"The bot is not in {room}, so it cannot see who manages it."
+        if sender.room == room and sender.nick is not None:
+            occupant = state.occupants.get(sender.nick)
+            if occupant is not None and occupant.affiliation in MANAGING:
+                return None
+            return f"Only the owners and admins of {room} may do that."
+        if sender.jid is None:
+            return f"Only the owners and admins of {room} may do that."
+        found = [o for o in state.occupants.values() if o.jid == sender.jid]
+        if any(o.affiliation in MANAGING for o in found):
+            return None
+        if not state.shows_jids:
+            return (
+                f"{room} does not show the bot its occupants' real addresses, so it cannot "
+                f"tell that you manage it. Run the command in the room, or ask its owner to "
+                f"make the room non-anonymous or give the bot the moderator role."
+            )
+        if not found:
+            return f"You must be in {room} as one of its owners or admins to do that."
+        return f"Only the owners and admins of {room} may do that."
+
+    def managed_by(self, jid: str) -> list[str]:
+        return sorted(
+            state.jid
+            for state in self.rooms.values()
+            if any(o.jid == jid and o.affiliation in MANAGING for o in state.occupants.values())
+        )
+
+
+def _occupant(presence: Presence) -> Occupant:
+    return Occupant(
+        presence.nick, presence.affiliation, presence.role, presence.jid, presence.occupant_id
+    )
+
+
+def _exit(presence: Presence) -> Exit:
+    if presence.destroyed:
+        return Exit.DESTROYED
+    if BANNED in presence.codes:
+        return Exit.BANNED
+    if KICKED in presence.codes:
+        return Exit.KICKED
+    if presence.codes & {REMOVED_AFFILIATION, REMOVED_MEMBERS_ONLY}:
+        return Exit.REMOVED
+    if SHUTDOWN in presence.codes:
+        return Exit.SHUTDOWN
+    return Exit.LEFT

@@ -1,0 +1,1 @@
+"""The XMPP edge: the only package that imports slixmpp."""

@@ -1,0 +1,244 @@
+"""The XMPP edge: the only code that speaks slixmpp.
+
+It connects, authenticates, reconnects with back-off, joins rooms without history, turns
+every inbound stanza into a plain value (bot.inbound.Message, bot.rooms.Presence), drops
+what must never be acted on, and turns plain replies back into stanzas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import xml.etree.ElementTree as ET
+from typing import Any, Protocol
+
+import slixmpp
+from slixmpp import JID
+
+from bot.commands.registry import Link
+from bot.config import XmppSettings
+from bot.inbound import Kind, Message
+from bot.rooms import Presence
+
+log = logging.getLogger(__name__)
+
+NS_CLIENT = "jabber:client"
+NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+NS_DELAY = "urn:xmpp:delay"
+NS_LEGACY_DELAY = "jabber:x:delay"
+NS_CARBONS = "urn:xmpp:carbons:2"
+NS_FORWARD = "urn:xmpp:forward:0"
+NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+NS_OOB = "jabber:x:oob"
+
+BACKOFF_FIRST_S = 1.0
+BACKOFF_MOST_S = 60.0
+
+
+class Bot(Protocol):
+    """What the edge calls on the bot; all on the loop thread."""
+
+    def own_nick(self, room: str) -> str | None: ...
+
+    def on_message(self, message: Message) -> None: ...
+
+    def on_presence(self, presence: Presence) -> None: ...
+
+    def on_join_error(self, room: str, condition: str) -> None: ...
+
+    def on_online(self) -> None: ...
+
+    def on_offline(self) -> None: ...
+
+
+class XmppEdge(slixmpp.ClientXMPP):
+    def __init__(self, settings: XmppSettings, password: str, services: list[str]) -> None:
+        super().__init__(settings.jid, password)
+        self.settings = settings
+        self.services = frozenset(services)  # the MUC services served: their JIDs are rooms
+        self.bot: Bot | None = None
+        self._stopping = False
+        self._backoff = BACKOFF_FIRST_S
+        self._reconnect: asyncio.TimerHandle | None = None
+        self.online = asyncio.Event()
+        for plugin in ("xep_0030", "xep_0045", "xep_0066", "xep_0199", "xep_0203"):
+            self.register_plugin(plugin)
+        self._configure_transport()
+        self.add_event_handler("session_start", self._session_start)
+        self.add_event_handler("disconnected", self._disconnected)
+        self.add_event_handler("message", self._message)
+        self.add_event_handler("groupchat_presence", self._presence)
+        self.add_event_handler("presence_error", self._presence_error)
+        self.add_event_handler("failed_auth", self._failed_auth)
+
+    def _configure_transport(self) -> None:
+        tls = self.settings.tls
+        self.enable_direct_tls = tls == "direct"
+        self.enable_starttls = tls == "starttls"
+        self.enable_plaintext = tls == "plain"
+        if tls == "plain":
+            self["feature_mechanisms"].unencrypted_plain = True
+        if self.settings.ca_file is not None:
+            self.ca_certs = self.settings.ca_file
+
+    # --- connection ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopping = False
+        self.connect(self.settings.server_host, self.settings.server_port)
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._reconnect is not None:
+            self._reconnect.cancel()
+        self.cancel_connection_attempt()
+        if self.transport is not None:
+            await self.disconnect(wait=2.0)
+
+    def _session_start(self, _event: Any) -> None:
+        self._backoff = BACKOFF_FIRST_S
+        self.send_presence()
+        self.online.set()
+        log.info("connected as %s", self.boundjid)
+        if self.bot is not None:
+            self.bot.on_online()
+
+    def _disconnected(self, reason: Any) -> None:
+        self.online.clear()
+        if self.bot is not None:
+            self.bot.on_offline()
+        if self._stopping:
+            return
+        delay = self._backoff
+        self._backoff = min(self._backoff * 2, BACKOFF_MOST_S)
+        log.warning("disconnected (%s); reconnecting in %.0f s", reason, delay)
+        self._reconnect = self.loop.call_later(delay, self.start)
+
+    def _failed_auth(self, _event: Any) -> None:
+        log.error("the server refused the bot's credentials for %s", self.settings.jid)
+
+    # --- inbound ---------------------------------------------------------------------------
+
+    def _message(self, stanza: Any) -> None:
+        if self.bot is None:
+            return
+        message = self.to_message(stanza.xml)
+        if message is not None:
+            self.bot.on_message(message)
+
+    def to_message(self, xml: ET.Element) -> Message | None:
+        """The plain value for a message stanza, or None when it must not be acted on."""
+        kind_attr = xml.get("type", "normal")
+        if kind_attr in ("error", "headline"):
+            return None
+        if _has_any(xml, f"{{{NS_DELAY}}}delay", f"{{{NS_LEGACY_DELAY}}}x"):
+            return None  # history, offline storage or a relay: never live, never acted on
+        if _has_any(xml, f"{{{NS_CARBONS}}}received", f"{{{NS_CARBONS}}}sent",
+                    f"{{{NS_FORWARD}}}forwarded"):
+            return None  # the bot asks for no carbons; anything wrapped is not a command
+        body = xml.findtext(f"{{{NS_CLIENT}}}body")
+        if not body:
+            return None
+        try:
+            sender = JID(xml.get("from", ""))
+        except Exception:
+            return None
+        bare = sender.bare.lower()
+        if not sender.user or bare == self.boundjid.bare.lower():
+            return None  # the server itself, or our own account
+        room, nick = bare, sender.resource
+        if kind_attr == "groupchat":
+            own = self.bot.own_nick(room) if self.bot else None
+            if own is None or not nick or nick == own:
+                return None  # a room we are not in, the room itself, or our own reflection
+            return Message(Kind.ROOM, body, room=room, nick=nick)
+        if self._is_room(room, xml):
+            if not nick:
+                return None
+            return Message(Kind.ROOM_PRIVATE, body, room=room, nick=nick)
+        return Message(Kind.DIRECT, body, jid=bare)
+
+    def _is_room(self, bare: str, xml: ET.Element) -> bool:
+        """A message from a room occupant, not from a user: it proves only a nickname."""
+        if xml.find(f"{{{NS_MUC_USER}}}x") is not None:
+            return True
+        if self.bot is not None and self.bot.own_nick(bare) is not None:
+            return True
+        return JID(bare).domain in self.services
+
+    def _presence(self, stanza: Any) -> None:
+        if self.bot is None or stanza["type"] == "error":
+            return
+        presence = self.to_presence(stanza.xml)
+        if presence is not None:
+            self.bot.on_presence(presence)
+
+    @staticmethod
+    def to_presence(xml: ET.Element) -> Presence | None:
+        sender = JID(xml.get("from", ""))
+        muc = xml.find(f"{{{NS_MUC_USER}}}x")
+        if muc is None or not sender.resource:
+            return None
+        item = muc.find(f"{{{NS_MUC_USER}}}item")
+        attrs = item.attrib if item is not None else {}
+        real = attrs.get("jid")
+        codes = frozenset(
+            int(code)
+            for status in muc.findall(f"{{{NS_MUC_USER}}}status")
+            if (code := status.get("code", "")).isdigit()
+        )
+        occupant_id = xml.find(f"{{{NS_OCCUPANT_ID}}}occupant-id")
+        return Presence(
+            room=sender.bare.lower(),
+            nick=sender.resource,
+            available=xml.get("type", "available") != "unavailable",
+            affiliation=attrs.get("affiliation", "none"),
+            role=attrs.get("role", "none"),
+            jid=JID(real).bare.lower() if real else None,
+            occupant_id=occupant_id.get("id") if occupant_id is not None else None,
+            codes=codes,
+            new_nick=attrs.get("nick"),
+            destroyed=muc.find(f"{{{NS_MUC_USER}}}destroy") is not None,
+        )
+
+    def _presence_error(self, stanza: Any) -> None:
+        room = stanza["from"].bare.lower()
+        if self.bot is not None and self.bot.own_nick(room) is not None:
+            self.bot.on_join_error(room, stanza["error"]["condition"] or "unknown")
+
+    # --- outbound (the bot's Transport) ----------------------------------------------------
+
+    def send_direct(self, to: str, text: str) -> None:
+        self.make_message(mto=to, mbody=text, mtype="chat").send()
+
+    def send_private(self, room: str, nick: str, text: str, link: Link | None = None) -> None:
+        stanza = self.make_message(mto=JID(f"{room}/{nick}"), mbody=text, mtype="chat")
+        stanza.append(ET.Element(f"{{{NS_MUC_USER}}}x"))
+        _add_link(stanza, link)
+        stanza.send()
+
+    def send_room(self, room: str, text: str, link: Link | None = None) -> None:
+        stanza = self.make_message(mto=room, mbody=text, mtype="groupchat")
+        _add_link(stanza, link)
+        stanza.send()
+
+    def join(self, room: str, nick: str) -> None:
+        muc = self.plugin["xep_0045"]
+        stanza = muc.make_join_stanza(JID(room), nick, maxstanzas=0)
+        stanza.send()
+
+    def leave(self, room: str, nick: str) -> None:
+        self.make_presence(pto=JID(f"{room}/{nick}"), ptype="unavailable").send()
+
+
+def _has_any(xml: ET.Element, *tags: str) -> bool:
+    return any(xml.find(tag) is not None for tag in tags)
+
+
+def _add_link(stanza: Any, link: Link | None) -> None:
+    if link is None:
+        return
+    oob = ET.Element(f"{{{NS_OOB}}}x")
+    ET.SubElement(oob, f"{{{NS_OOB}}}url").text = link.url
+    ET.SubElement(oob, f"{{{NS_OOB}}}desc").text = link.name
+    stanza.append(oob)

@@ -1,0 +1,73 @@
+"""The tables: pools, add-ins, rooms, audit events and announcement receipts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Pool(SQLModel, table=True):
+    """One MUC service, e.g. conference.example.org."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=255, unique=True)
+
+
+class Addin(SQLModel, table=True):
+    """A registered add-in: a name unique per pool (case-insensitively) and its URL."""
+
+    __table_args__ = (UniqueConstraint("pool_id", "name_key", name="uq_addin_pool_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    pool_id: int = Field(foreign_key="pool.id", index=True)
+    name: str = Field(max_length=64)
+    name_key: str = Field(max_length=256)
+    url: str = Field(max_length=2048)
+    created_by: str = Field(max_length=3071)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+    revision: int = 1
+
+
+class Room(SQLModel, table=True):
+    """A room the bot knows: served (joined) or merely carrying an attachment."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    jid: str = Field(max_length=3071, unique=True)
+    pool_id: int = Field(foreign_key="pool.id", index=True)
+    addin_id: int | None = Field(default=None, foreign_key="addin.id", index=True)
+    joined: bool = False
+    stopped_reason: str | None = Field(default=None, max_length=255)
+    attached_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+
+
+class AuditEvent(SQLModel, table=True):
+    """One change: when, who, via what, what, and on which pool, add-in and room."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True), index=True)
+    actor: str = Field(max_length=3071)
+    via: str = Field(max_length=16)
+    action: str = Field(max_length=32, index=True)
+    pool: str | None = Field(default=None, max_length=255)
+    addin: str | None = Field(default=None, max_length=64)
+    room: str | None = Field(default=None, max_length=3071)
+    detail: str = Field(default="", max_length=4096)
+
+
+class Announcement(SQLModel, table=True):
+    """The last time one person was told a room's add-in, for the join cool-down."""
+
+    __table_args__ = (UniqueConstraint("room_id", "person", name="uq_announcement_person"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    room_id: int = Field(foreign_key="room.id", index=True)
+    person: str = Field(max_length=3071)
+    addin_id: int
+    revision: int
+    at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
