@@ -121,6 +121,15 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("n", nargs="?", type=int, default=20)
     audit.set_defaults(action=_audit)
 
+    demo = sub.add_parser(
+        "demo", help="show the whole loop on a local server (password: $ADDINBOT_DEMO_PASSWORD)"
+    )
+    demo.add_argument("--admin", required=True, help="an admin's JID (in roles.admins)")
+    demo.add_argument("--manager", required=True, help="the JID that will own the room")
+    demo.add_argument("--participant", required=True, help="the JID that joins and is told")
+    demo.add_argument("--room", required=True, help="a room in a served pool")
+    demo.set_defaults(action=_demo)
+
     db = sub.add_parser("db", help="database maintenance")
     db_verbs = db.add_subparsers(title="database commands", required=True)
     db_upgrade = db_verbs.add_parser("upgrade", help="apply schema migrations")
@@ -219,6 +228,23 @@ def _audit(args: argparse.Namespace, settings: Settings) -> int:
 def _db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
     _engine(settings)
     return _out("The database schema is up to date.")
+
+
+def _demo(args: argparse.Namespace, settings: Settings) -> int:
+    import asyncio
+    import os
+
+    from bot.xmpp.demo import demo
+
+    password = os.environ.get("ADDINBOT_DEMO_PASSWORD")
+    if settings.xmpp is None or not password:
+        raise CommandError("The demo needs the [xmpp] section and $ADDINBOT_DEMO_PASSWORD.")
+    room = addins.resolve_room(settings.pools.names, args.room)
+    asyncio.run(demo(
+        settings.xmpp, admin=args.admin, manager=args.manager, participant=args.participant,
+        password=password, room=room,
+    ))
+    return 0
 
 
 def _run(_args: argparse.Namespace, settings: Settings) -> int:

@@ -40,28 +40,42 @@ def run(settings: Settings) -> int:
         return 2
 
 
-async def serve(settings: Settings, stop: asyncio.Event | None = None) -> int:
-    """Serve until `stop` is set (or a signal arrives); then leave every room and log out."""
-    assert settings.xmpp is not None  # noqa: S101 - check_runnable saw to it
-    engine = make_engine(settings.store.url)
-    await asyncio.to_thread(upgrade, engine)
-    edge = XmppEdge(settings.xmpp, settings.xmpp.secret(), settings.pools.names)
-    app = App(settings, engine, edge)
-    edge.bot = app
-    stop = stop or asyncio.Event()
+class Service:
+    """The running bot: store, XMPP edge and the bot between them."""
+
+    def __init__(self, settings: Settings) -> None:
+        assert settings.xmpp is not None  # noqa: S101 - check_runnable saw to it
+        self.settings = settings
+        self.engine = make_engine(settings.store.url)
+        self.edge = XmppEdge(settings.xmpp, settings.xmpp.secret(), settings.pools.names)
+        self.app = App(settings, self.engine, self.edge)
+        self.edge.bot = self.app
+
+    async def start(self) -> None:
+        await asyncio.to_thread(upgrade, self.engine)
+        await self.app.start()
+        self.edge.start()
+
+    async def stop(self) -> None:
+        """Leave every room, log out, close the database."""
+        await self.app.stop()
+        await self.edge.stop()
+        self.engine.dispose()
+
+
+async def serve(settings: Settings) -> int:
+    """Serve until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await app.start()
-    edge.start()
+    service = Service(settings)
+    await service.start()
+    assert settings.xmpp is not None  # noqa: S101 - Service checked it
     log.info("addinbot %s starting for %s", settings.xmpp.jid, ", ".join(settings.pools.names))
     try:
         await stop.wait()
     finally:
         log.info("stopping: leaving rooms")
-        await app.stop()
-        await edge.stop()
-        engine.dispose()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+        await service.stop()
     return 0
