@@ -28,6 +28,8 @@ Via = Literal["dm", "room", "cli", "bot"]
 PAGE_SIZE = 20
 FORCED_DETACH = "add-in unregistered (force)"
 MAX_NAME = 64
+MAX_NAME_KEY = 256  # the name_key column
+MAX_ROOM_LOCAL = 1023  # bytes, as for any JID local part
 _T = TypeVar("_T")
 
 
@@ -93,6 +95,8 @@ def validate_name(raw: str, *, what: str = "Add-in name") -> str:
     for char in name:
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
             raise CommandError(f"{what} must not contain control or invisible characters.")
+    if len(name_key(name)) > MAX_NAME_KEY:  # e.g. U+FDFA spells out as 18 characters
+        raise CommandError(f"{what} is too long once its characters are spelled out.")
     return name
 
 
@@ -124,6 +128,8 @@ def resolve_room(served: Sequence[str], raw: str) -> str:
         raise CommandError(f"{raw} is not a room address (room@{served[0] if served else 'muc'}).")
     if service not in served:
         raise CommandError(f"Room {room} is not in a served pool ({', '.join(served)}).")
+    if len(local.encode("utf-8")) > MAX_ROOM_LOCAL:
+        raise CommandError(f"A room name may be at most {MAX_ROOM_LOCAL} bytes long.")
     return room
 
 
@@ -265,6 +271,8 @@ def set_joined(
     """Remember (or forget) that the bot serves `room`; False if nothing changed."""
 
     def change(session: Session) -> bool:
+        if not joined and reason is None and _room(session, room, create=False) is None:
+            return False  # leaving a room never known: nothing to remember
         row = _room(session, room, create=True)
         if row.joined == joined and row.stopped_reason == reason:
             return False

@@ -61,9 +61,11 @@ class App:
     async def stop(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
-        for room in sorted(self.wanted):
-            if self.rooms.nick_in(room) is not None and self._online:
-                self.transport.leave(room, self.rooms.nick_in(room) or self.nick)
+        leaving, self.wanted = sorted(self.wanted), set()
+        for room in leaving:
+            nick = self.rooms.nick_in(room)
+            if nick is not None and self._online:
+                self.transport.leave(room, nick)
         await self.announcer.stop()
         for task in list(self._tasks):
             task.cancel()

@@ -14,7 +14,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 ENV_PREFIX = "ADDINBOT_"
 DEFAULT_CONFIG = Path("addinbot.toml")
@@ -176,6 +181,8 @@ def load_settings(path: Path, *, require_file: bool = True) -> Settings:
         raise ConfigError([f"config: {path}: {exc}"]) from None
     try:
         settings = Settings(**data)
+    except SettingsError as exc:  # an ADDINBOT_* list or table that is not JSON
+        raise ConfigError([f"config: {exc} (write lists and tables as JSON)"]) from None
     except ValidationError as exc:
         for err in exc.errors():
             where = ".".join(str(part) for part in err["loc"]) or "config"

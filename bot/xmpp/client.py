@@ -77,7 +77,7 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.enable_starttls = tls == "starttls"
         self.enable_plaintext = tls == "plain"
         if tls == "plain":
-            self["feature_mechanisms"].unencrypted_plain = True
+            self.plugin["feature_mechanisms"].unencrypted_plain = True
         if self.settings.ca_file is not None:
             self.ca_certs = self.settings.ca_file
 

@@ -33,7 +33,7 @@ class DemoClient(slixmpp.ClientXMPP):
         self.enable_starttls = settings.tls == "starttls"
         self.enable_plaintext = settings.tls == "plain"
         if settings.tls == "plain":
-            self["feature_mechanisms"].unencrypted_plain = True
+            self.plugin["feature_mechanisms"].unencrypted_plain = True
         if settings.ca_file is not None:
             self.ca_certs = settings.ca_file
         self._started = asyncio.Event()
