@@ -54,6 +54,7 @@ class App:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._online = False
+        self._senders: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, commands waiting
 
     async def start(self) -> None:
         await self.announcer.start()
@@ -103,6 +104,21 @@ class App:
     # --- commands --------------------------------------------------------------------------
 
     async def _command(self, message: Message) -> None:
+        # One sender's commands run in the order they were sent; different senders in parallel.
+        key = message.jid or f"{message.room}/{message.nick}"
+        lock, waiting = self._senders.get(key, (asyncio.Lock(), 0))
+        self._senders[key] = (lock, waiting + 1)
+        try:
+            async with lock:
+                await self._answer(message)
+        finally:
+            lock, waiting = self._senders[key]
+            if waiting == 1:
+                del self._senders[key]
+            else:
+                self._senders[key] = (lock, waiting - 1)
+
+    async def _answer(self, message: Message) -> None:
         if message.kind is Kind.DIRECT:
             assert message.jid is not None  # noqa: S101 - the edge sets it for direct messages
             reply = await self.dispatcher.run(

@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from bot import addins
+from bot.config import load_settings
 from tests.harness.prosody import Prosody
-from tests.integration.conftest import BotHandle, jid, write_config
+from tests.harness.xmpp_client import TestClient
+from tests.integration.conftest import PASSWORD, BotHandle, jid, write_config
 
 pytestmark = pytest.mark.xmpp
 
@@ -160,3 +162,46 @@ def test_run_stops_cleanly_on_sigterm(prosody: Prosody, tmp_path: Path) -> None:
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+async def test_commands_from_one_sender_are_answered_in_order(
+    bot: BotHandle, people, prosody: Prosody
+) -> None:
+    admin = await people("admin")
+    to = jid(prosody, "addinbot")
+    for number in range(5):
+        admin.send_chat(to, f"register A{number} https://a{number}.example.org/")
+    replies = [
+        (await admin.next_message(predicate=lambda m: m["from"].bare == to))["body"]
+        for _ in range(5)
+    ]
+    assert replies == [
+        f"Registered “A{n}” in {prosody.muc}: https://a{n}.example.org/" for n in range(5)
+    ]
+
+
+async def test_reconnects_after_the_server_restarts(tmp_path: Path) -> None:
+    server = Prosody(tmp_path / "own-prosody")
+    server.start()
+    try:
+        for user in ("addinbot", "admin"):
+            server.register(user, PASSWORD)
+        handle = BotHandle(load_settings(write_config(server, tmp_path)))
+        service = await handle.start()
+        try:
+            server.kill()
+            await asyncio.sleep(0.5)
+            assert not service.edge.online.is_set()
+            server.start()
+            await asyncio.wait_for(service.edge.online.wait(), 20)
+            admin = TestClient(jid(server, "admin"), PASSWORD)
+            await admin.start(server.host, server.port)
+            try:
+                reply = await admin.ask(jid(server, "addinbot"), "list")
+                assert reply == f"No add-ins are registered in {server.muc}."
+            finally:
+                await admin.stop()
+        finally:
+            await handle.stop()
+    finally:
+        server.stop()
