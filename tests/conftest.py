@@ -1,0 +1,125 @@
+"""Shared fixtures: the environment, the store on both backends, and test settings.
+
+Sections:
+- environment: tests never see ADDINBOT_* variables from the shell that ran them
+- store: `engine`, a migrated, empty database on SQLite and on PostgreSQL
+- settings: `settings`, a factory for `bot.config.Settings`
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+
+from bot.config import Settings
+from store.database import make_engine
+from store.migrate import upgrade
+
+# --- environment ---------------------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def _no_addinbot_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings read ADDINBOT_<SECTION>__<KEY>: a stray one in the shell must not leak in.
+    The test suite's own switches (ADDINBOT_TEST_*) are kept."""
+    for name in list(os.environ):
+        if name.upper().startswith("ADDINBOT_") and not name.upper().startswith("ADDINBOT_TEST_"):
+            monkeypatch.delenv(name)
+
+
+# --- store ---------------------------------------------------------------------------------
+
+PG_URL = os.environ.get(
+    "ADDINBOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+TABLES = ("announcement", "room", "addin", "pool", "auditevent")  # children first
+
+
+@pytest.fixture(scope="session")
+def postgres_engine() -> Iterator[Engine]:
+    """A database of its own on the test server, migrated once, dropped at the end.
+
+    An unreachable server FAILS the postgres tests (CI starts one; a skip would hide a broken
+    backend), unless ADDINBOT_TEST_NO_PG=1 says there is deliberately none."""
+    if os.environ.get("ADDINBOT_TEST_NO_PG") == "1":
+        pytest.skip("ADDINBOT_TEST_NO_PG=1: PostgreSQL tests are switched off")
+    server_url = make_url(PG_URL)
+    name = f"addinbot_t_{os.getpid()}_{secrets.token_hex(4)}"
+    admin = sqlalchemy.create_engine(
+        server_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 5}
+    )
+    unreachable = None
+    try:
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except sqlalchemy.exc.OperationalError as exc:
+        unreachable = str(exc.orig).strip()
+    if unreachable is not None:
+        admin.dispose()
+        pytest.fail(
+            f"PostgreSQL at {server_url.render_as_string()} is unreachable ({unreachable}); "
+            f"start it, point ADDINBOT_TEST_PG_URL at one, or set ADDINBOT_TEST_NO_PG=1",
+            pytrace=False,
+        )
+    engine = make_engine(server_url.set(database=name).render_as_string(hide_password=False))
+    try:
+        upgrade(engine)
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as connection:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """A migrated database with no rows, on each backend."""
+    if request.param == "sqlite":
+        sqlite = make_engine(f"sqlite:///{tmp_path}/t.db")
+        upgrade(sqlite)
+        yield sqlite
+        sqlite.dispose()
+        return
+    postgres: Engine = request.getfixturevalue("postgres_engine")
+    with postgres.begin() as connection:
+        connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
+    yield postgres
+
+
+# --- settings ------------------------------------------------------------------------------
+
+SettingsFactory = Callable[..., Settings]
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest) -> SettingsFactory:
+    """`settings(pools={"names": [...]}, ...)`: test settings; a keyword replaces that section.
+    The store URL is the `engine`'s when the test uses one."""
+
+    def make(**sections: Any) -> Settings:
+        store_url = "sqlite:///unused.db"
+        if "engine" in request.fixturenames:
+            used: Engine = request.getfixturevalue("engine")
+            store_url = used.url.render_as_string(hide_password=False)
+        values: dict[str, Any] = {
+            "xmpp": {
+                "jid": "addinbot@localhost", "password": "pw", "host": "127.0.0.1",
+                "tls": "plain",
+            },
+            "store": {"url": store_url},
+            "roles": {"admins": ["admin@localhost"]},
+            "pools": {"names": ["conference.localhost"]},
+        }
+        values.update(sections)
+        return Settings(**values)
+
+    return make

@@ -1,0 +1,781 @@
+"""The store and the add-in operations (`bot.addins`), on SQLite and on PostgreSQL.
+
+Every change writes exactly one audit row (a forced unregister one per room as well), and every
+refusal raises CommandError and leaves every table as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    multiple,
+    rule,
+    run_state_machine_as_test,
+)
+from sqlalchemy import Engine, inspect, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from bot import addins
+from bot.addins import PAGE_SIZE, Actor, AuditEntry, RoomInfo
+from bot.errors import CommandError
+from store.database import make_engine
+from store.migrate import current_revision, upgrade
+from store.models import Addin, Announcement
+
+POOL = "conference.localhost"
+OTHER = "chat.localhost"
+ADMIN = Actor("admin@localhost", "dm")
+SHELL = Actor("root", "cli")
+ROOM_A = f"alpha@{POOL}"
+ROOM_B = f"beta@{POOL}"
+TABLES = ("pool", "addin", "room", "auditevent", "announcement")
+URL = "https://stocks.example.org/panel"
+URL2 = "https://stocks.example.org/v2"
+ORDERED_ROWS = "SELECT * FROM {} ORDER BY id"
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table, to show that a refusal changed nothing."""
+    with engine.connect() as connection:
+        return {
+            table: [tuple(row) for row in connection.execute(text(ORDERED_ROWS.format(table)))]
+            for table in TABLES
+        }
+
+
+def audit_log(engine: Engine) -> list[AuditEntry]:
+    return addins.changes_since(engine, 0)
+
+
+@dataclass(frozen=True)
+class Row:
+    """The parts of an audit row a test can predict."""
+
+    actor: str
+    via: str
+    action: str
+    pool: str | None
+    addin: str | None
+    room: str | None
+    detail: str
+
+
+def rows_after(engine: Engine, after: int) -> list[Row]:
+    return [
+        Row(e.actor, e.via, e.action, e.pool, e.addin, e.room, e.detail)
+        for e in addins.changes_since(engine, after)
+    ]
+
+
+def register(engine: Engine, name: str, url: str = URL, pool: str = POOL) -> addins.AddinInfo:
+    return addins.register(engine, ADMIN, pool=pool, name=name, url=url)
+
+
+def addin_row(engine: Engine, name: str) -> Addin:
+    """The row of the add-in `name` (tests using it have one pool in use)."""
+    with Session(engine) as session:
+        row = session.exec(select(Addin).where(Addin.name_key == addins.name_key(name))).first()
+        assert row is not None
+        return row
+
+
+# --- migrations and connections ------------------------------------------------------------
+
+
+def test_migrations_create_the_tables_and_running_them_again_changes_nothing(
+    engine: Engine,
+) -> None:
+    assert set(TABLES) | {"alembic_version"} <= set(inspect(engine).get_table_names())
+    assert current_revision(engine) == "0001"
+    register(engine, "Stock")
+    before = snapshot(engine)
+
+    upgrade(engine)
+
+    assert current_revision(engine) == "0001"
+    assert snapshot(engine) == before
+
+
+def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+    sqlite = make_engine(f"sqlite:///{tmp_path}/p.db")
+    try:
+        upgrade(sqlite)
+        with sqlite.connect() as connection:
+            def pragma(name: str) -> Any:
+                return connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+
+            assert pragma("journal_mode") == "wal"
+            assert pragma("foreign_keys") == 1
+            assert pragma("busy_timeout") == 5000
+    finally:
+        sqlite.dispose()
+
+
+def test_foreign_keys_are_enforced(engine: Engine) -> None:
+    with Session(engine) as session:
+        session.add(Addin(pool_id=999, name="x", name_key="x", url=URL, created_by="t"))
+        with pytest.raises(IntegrityError, match=r"(?i)foreign key"):
+            session.commit()
+
+
+# --- register ------------------------------------------------------------------------------
+
+
+def test_register_stores_the_add_in_and_one_audit_row(engine: Engine) -> None:
+    info = register(engine, "Stock Ticker", "HTTPS://Stocks.Example.org/panel")
+
+    assert (info.name, info.url, info.pool, info.created_by, info.rooms) == (
+        "Stock Ticker", URL, POOL, "admin@localhost", (),
+    )
+    assert info.created_at.tzinfo is not None
+    assert abs(datetime.now(UTC) - info.created_at) < timedelta(minutes=1)
+    assert addins.show(engine, pool=POOL, name="stock ticker") == info
+    assert rows_after(engine, 0) == [
+        Row("admin@localhost", "dm", "register", POOL, "Stock Ticker", None, URL)
+    ]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["x" * 64, "Q&A board", "名前", "pool", "force", "a\u00a0b", "Ünïcödé", "100%"],
+)
+def test_register_accepts_reasonable_names(engine: Engine, name: str) -> None:
+    assert register(engine, name).name == name
+
+
+@pytest.mark.parametrize(
+    ("name", "reason"),
+    [
+        ("", "Add-in name must be 1 to 64 characters long."),
+        ("x" * 65, "Add-in name must be 1 to 64 characters long."),
+        (" Stock", "Add-in name must not start or end with white space."),
+        ("Stock ", "Add-in name must not start or end with white space."),
+        ("\u3000Stock", "Add-in name must not start or end with white space."),
+        ("Sto\u200bck", "Add-in name must not contain control or invisible characters."),
+        ("Sto\u202eck", "Add-in name must not contain control or invisible characters."),
+        ("Sto\u2066ck", "Add-in name must not contain control or invisible characters."),
+        ("Sto\x07ck", "Add-in name must not contain control or invisible characters."),
+        ("Sto\nck", "Add-in name must not contain control or invisible characters."),
+        ("Sto\u2028ck", "Add-in name must not contain control or invisible characters."),
+        ("Sto\ufeffck", "Add-in name must not contain control or invisible characters."),
+        ("Sto\ue000ck", "Add-in name must not contain control or invisible characters."),
+        # 64 characters, but each one spells out as 18 when names are compared
+        ("\ufdfa" * 64, "Add-in name is too long once its characters are spelled out."),
+    ],
+)
+def test_register_refuses_bad_names_and_stores_nothing(
+    engine: Engine, name: str, reason: str
+) -> None:
+    before = snapshot(engine)
+    with pytest.raises(CommandError) as caught:
+        register(engine, name)
+    assert caught.value.reason == reason
+    assert snapshot(engine) == before
+
+
+def test_register_stores_names_in_nfc(engine: Engine) -> None:
+    assert register(engine, "Cafe\u0301").name == "Café"
+    with pytest.raises(CommandError, match="already exists"):
+        register(engine, "Café")
+
+
+@pytest.mark.parametrize("clash", ["stock", "STOCK", "ＳＴＯＣＫ", "Ｓｔｏｃｋ", "ſtock"])
+def test_names_are_unique_per_pool_case_and_width_folded(engine: Engine, clash: str) -> None:
+    register(engine, "Stock")
+    before = snapshot(engine)
+    with pytest.raises(CommandError) as caught:
+        register(engine, clash, "https://other.example/")
+    assert caught.value.reason == f"An add-in named “Stock” already exists in {POOL}."
+    assert snapshot(engine) == before
+
+
+def test_case_folding_is_full_not_just_lower_case(engine: Engine) -> None:
+    register(engine, "Straße")
+    with pytest.raises(CommandError, match="“Straße” already exists"):
+        register(engine, "STRASSE")
+
+
+def test_the_same_name_may_live_in_another_pool(engine: Engine) -> None:
+    register(engine, "Stock")
+    other = register(engine, "stock", URL2, pool=OTHER)
+    assert (other.pool, other.url) == (OTHER, URL2)
+    assert addins.show(engine, pool=POOL, name="STOCK").url == URL
+    assert addins.show(engine, pool=OTHER, name="STOCK").url == URL2
+
+
+def test_register_refuses_a_bad_url_and_stores_nothing(engine: Engine) -> None:
+    before = snapshot(engine)
+    with pytest.raises(CommandError, match=r"^URL refused: only http and https"):
+        register(engine, "Stock", "javascript:alert(1)")
+    assert snapshot(engine) == before
+
+
+# --- update_url ----------------------------------------------------------------------------
+
+
+def test_update_url_bumps_the_revision_and_writes_one_row(engine: Engine) -> None:
+    register(engine, "Stock")
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+    mark = addins.last_audit_id(engine)
+
+    info = addins.update_url(engine, SHELL, pool=POOL, name="STOCK", url=URL2)
+
+    assert (info.name, info.url, info.rooms) == ("Stock", URL2, (ROOM_A,))
+    assert addin_row(engine, "Stock").revision == 2
+    assert addins.room_info(engine, ROOM_A).url == URL2
+    assert rows_after(engine, mark) == [Row("root", "cli", "update-url", POOL, "Stock", None, URL2)]
+
+
+@pytest.mark.parametrize("same", [URL, "HTTPS://STOCKS.example.org/panel"])
+def test_update_url_to_the_same_url_is_refused(engine: Engine, same: str) -> None:
+    register(engine, "Stock")
+    before = snapshot(engine)
+    with pytest.raises(CommandError) as caught:
+        addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url=same)
+    assert caught.value.reason == "“Stock” already has that URL."
+    assert snapshot(engine) == before
+
+
+# --- rename --------------------------------------------------------------------------------
+
+
+def test_rename_keeps_the_attachments_and_writes_one_row(engine: Engine) -> None:
+    register(engine, "Stock")
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+    mark = addins.last_audit_id(engine)
+
+    info = addins.rename(engine, ADMIN, pool=POOL, name="stock", new_name="Ticker")
+
+    assert (info.name, info.url, info.rooms) == ("Ticker", URL, (ROOM_A,))
+    assert addins.room_info(engine, ROOM_A).addin == "Ticker"
+    assert addin_row(engine, "Ticker").revision == 2
+    with pytest.raises(CommandError, match="No add-in named “Stock”"):
+        addins.show(engine, pool=POOL, name="Stock")
+    assert rows_after(engine, mark) == [
+        Row("admin@localhost", "dm", "rename", POOL, "Ticker", None, "was “Stock”")
+    ]
+
+
+def test_a_case_only_rename_is_allowed(engine: Engine) -> None:
+    register(engine, "stock")
+    assert addins.rename(engine, ADMIN, pool=POOL, name="stock", new_name="Stock").name == "Stock"
+    assert [e.action for e in audit_log(engine)] == ["register", "rename"]
+
+
+@pytest.mark.parametrize("new_name", ["Weather", "weather", "ＷＥＡＴＨＥＲ"])
+def test_rename_onto_another_add_in_is_refused(engine: Engine, new_name: str) -> None:
+    register(engine, "Stock")
+    register(engine, "Weather", URL2)
+    before = snapshot(engine)
+    with pytest.raises(CommandError) as caught:
+        addins.rename(engine, ADMIN, pool=POOL, name="Stock", new_name=new_name)
+    assert caught.value.reason == f"An add-in named “Weather” already exists in {POOL}."
+    assert snapshot(engine) == before
+
+
+# --- unregister ----------------------------------------------------------------------------
+
+
+def test_unregister_an_unused_add_in(engine: Engine) -> None:
+    register(engine, "Stock")
+    mark = addins.last_audit_id(engine)
+
+    assert addins.unregister(engine, ADMIN, pool=POOL, name="stock", force=False) == ()
+
+    assert addins.list_addins(engine, pool=POOL).total == 0
+    assert rows_after(engine, mark) == [
+        Row("admin@localhost", "dm", "unregister", POOL, "Stock", None, URL)
+    ]
+
+
+def test_unregister_is_refused_with_the_rooms_that_use_it(engine: Engine) -> None:
+    register(engine, "Stock")
+    addins.attach(engine, ADMIN, room=ROOM_B, name="Stock")
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+    before = snapshot(engine)
+
+    with pytest.raises(CommandError) as caught:
+        addins.unregister(engine, ADMIN, pool=POOL, name="Stock", force=False)
+
+    assert caught.value.reason == (
+        f"“Stock” is used by 2 room(s): {ROOM_A}, {ROOM_B}. "
+        f"Detach it first, or add force to detach it from them."
+    )
+    assert snapshot(engine) == before
+
+
+def test_forced_unregister_detaches_each_room_with_its_own_row(engine: Engine) -> None:
+    register(engine, "Stock")
+    addins.attach(engine, ADMIN, room=ROOM_B, name="Stock")
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+    assert addins.claim_announcement(engine, room=ROOM_A, person="jid:p@localhost", cooldown_s=60)
+    mark = addins.last_audit_id(engine)
+
+    rooms = addins.unregister(engine, SHELL, pool=POOL, name="Stock", force=True)
+
+    assert rooms == (ROOM_A, ROOM_B)
+    assert rows_after(engine, mark) == [
+        Row("root", "cli", "detach", POOL, "Stock", ROOM_A, addins.FORCED_DETACH),
+        Row("root", "cli", "detach", POOL, "Stock", ROOM_B, addins.FORCED_DETACH),
+        Row("root", "cli", "unregister", POOL, "Stock", None, URL),
+    ]
+    assert addins.room_info(engine, ROOM_A).addin is None
+    assert addins.room_info(engine, ROOM_B).addin is None
+    with Session(engine) as session:
+        assert session.exec(select(Announcement)).all() == []
+    # the name is free again
+    assert register(engine, "Stock", URL2).url == URL2
+
+
+# --- list and show -------------------------------------------------------------------------
+
+
+def test_list_pages_through_45_add_ins_in_case_insensitive_order(engine: Engine) -> None:
+    names = [f"{'Addin' if i % 2 else 'addin'}{i:02d}" for i in range(45)]
+    for name in reversed(names):
+        register(engine, name, f"https://a.example/{name}")
+    register(engine, "elsewhere", pool=OTHER)
+
+    pages = [addins.list_addins(engine, pool=POOL, page=n) for n in (1, 2, 3)]
+
+    assert [len(p.items) for p in pages] == [PAGE_SIZE, PAGE_SIZE, 5]
+    assert {(p.page, p.pages, p.total, p.pool) for p in pages} == {
+        (1, 3, 45, POOL), (2, 3, 45, POOL), (3, 3, 45, POOL),
+    }
+    assert [name for p in pages for name, _url, _n in p.items] == names
+    with pytest.raises(CommandError, match=r"^There are only 3 page\(s\)\.$"):
+        addins.list_addins(engine, pool=POOL, page=4)
+    with pytest.raises(CommandError, match="Page numbers start at 1"):
+        addins.list_addins(engine, pool=POOL, page=0)
+
+
+def test_list_orders_mixed_case_names_without_regard_to_case(engine: Engine) -> None:
+    for name in ["beta", "Alpha", "GAMMA", "delta"]:
+        register(engine, name)
+    listed = [name for name, _url, _n in addins.list_addins(engine, pool=POOL).items]
+    assert listed == ["Alpha", "beta", "delta", "GAMMA"]
+
+
+def test_list_counts_the_rooms_using_each_add_in(engine: Engine) -> None:
+    register(engine, "Stock")
+    register(engine, "Weather", URL2)
+    register(engine, "Unused", "https://unused.example/")
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+    addins.attach(engine, ADMIN, room=ROOM_B, name="Stock")
+    addins.attach(engine, ADMIN, room=f"gamma@{POOL}", name="Weather")
+    addins.set_joined(engine, ADMIN, room=f"delta@{POOL}", joined=True)  # a room with none
+
+    page = addins.list_addins(engine, pool=POOL)
+
+    assert page.items == (
+        ("Stock", URL, 2), ("Unused", "https://unused.example/", 0), ("Weather", URL2, 1),
+    )
+
+
+def test_list_of_an_empty_pool(engine: Engine) -> None:
+    assert addins.list_addins(engine, pool=POOL) == addins.AddinPage(POOL, (), 1, 1, 0)
+
+
+def test_show_tells_who_registered_it_and_the_rooms(engine: Engine) -> None:
+    addins.register(engine, SHELL, pool=POOL, name="Stock", url=URL)
+    addins.attach(engine, ADMIN, room=ROOM_B, name="Stock")
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+
+    info = addins.show(engine, pool=POOL, name="STOCK")
+
+    assert (info.name, info.url, info.pool, info.created_by, info.rooms) == (
+        "Stock", URL, POOL, "root", (ROOM_A, ROOM_B),
+    )
+    with pytest.raises(CommandError, match=f"^No add-in named “Stock” in {OTHER}.$"):
+        addins.show(engine, pool=OTHER, name="Stock")
+
+
+# --- attach and detach ---------------------------------------------------------------------
+
+
+def test_attach_writes_one_row_and_replaces_an_earlier_add_in(engine: Engine) -> None:
+    register(engine, "Stock")
+    register(engine, "Weather", URL2)
+    mark = addins.last_audit_id(engine)
+    room_actor = Actor(f"{ROOM_A}/owner", "room")
+
+    first = addins.attach(engine, room_actor, room=ROOM_A, name="stock")
+    second = addins.attach(engine, room_actor, room=ROOM_A, name="Weather")
+
+    assert first == RoomInfo(ROOM_A, "Stock", URL, False, None)
+    assert second == RoomInfo(ROOM_A, "Weather", URL2, False, None)
+    assert addins.room_info(engine, ROOM_A) == second
+    assert addins.show(engine, pool=POOL, name="Stock").rooms == ()
+    assert rows_after(engine, mark) == [
+        Row(f"{ROOM_A}/owner", "room", "attach", POOL, "Stock", ROOM_A, URL),
+        Row(f"{ROOM_A}/owner", "room", "attach", POOL, "Weather", ROOM_A, URL2),
+    ]
+
+
+def test_an_add_in_of_another_pool_cannot_be_attached(engine: Engine) -> None:
+    register(engine, "Stock", pool=OTHER)
+    with pytest.raises(CommandError, match=f"No add-in named “Stock” in {POOL}"):
+        addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+
+
+def test_detach_writes_one_row(engine: Engine) -> None:
+    register(engine, "Stock")
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+    mark = addins.last_audit_id(engine)
+
+    assert addins.detach(engine, ADMIN, room=ROOM_A) == "Stock"
+
+    assert addins.room_info(engine, ROOM_A) == RoomInfo(ROOM_A, None, None, False, None)
+    assert rows_after(engine, mark) == [
+        Row("admin@localhost", "dm", "detach", POOL, "Stock", ROOM_A, "")
+    ]
+
+
+def test_room_info_of_an_unknown_room(engine: Engine) -> None:
+    assert addins.room_info(engine, ROOM_A) == RoomInfo(ROOM_A, None, None, False, None)
+
+
+# --- rooms the bot serves ------------------------------------------------------------------
+
+
+def test_join_leave_and_stop_each_write_one_row_and_repeats_write_none(engine: Engine) -> None:
+    assert addins.set_joined(engine, ADMIN, room=ROOM_A, joined=True) is True
+    assert addins.set_joined(engine, ADMIN, room=ROOM_A, joined=True) is False
+    assert addins.list_rooms(engine) == [RoomInfo(ROOM_A, None, None, True, None)]
+
+    bot = Actor("addinbot@localhost", "bot")
+    assert addins.set_joined(engine, bot, room=ROOM_A, joined=False, reason="banned") is True
+    assert addins.set_joined(engine, ADMIN, room=ROOM_A, joined=True) is True
+    assert addins.set_joined(engine, ADMIN, room=ROOM_A, joined=False) is True
+    assert addins.set_joined(engine, ADMIN, room=ROOM_A, joined=False) is False
+
+    assert rows_after(engine, 0) == [
+        Row("admin@localhost", "dm", "join", POOL, None, ROOM_A, ""),
+        Row("addinbot@localhost", "bot", "stop", POOL, None, ROOM_A, "banned"),
+        Row("admin@localhost", "dm", "join", POOL, None, ROOM_A, ""),
+        Row("admin@localhost", "dm", "leave", POOL, None, ROOM_A, ""),
+    ]
+
+
+def test_leaving_a_room_never_known_changes_nothing(engine: Engine) -> None:
+    before = snapshot(engine)
+    assert addins.set_joined(engine, ADMIN, room=ROOM_A, joined=False) is False
+    assert snapshot(engine) == before
+
+
+def test_list_rooms_shows_served_rooms_and_rooms_with_an_add_in(engine: Engine) -> None:
+    register(engine, "Stock")
+    addins.set_joined(engine, ADMIN, room=ROOM_B, joined=True)
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")  # not served, but attached
+    addins.set_joined(engine, ADMIN, room=f"gone@{POOL}", joined=True)
+    addins.set_joined(engine, ADMIN, room=f"gone@{POOL}", joined=False)  # left, no add-in
+    addins.set_joined(engine, ADMIN, room=f"other@{OTHER}", joined=True)
+
+    assert addins.list_rooms(engine, pool=POOL) == [
+        RoomInfo(ROOM_A, "Stock", URL, False, None),
+        RoomInfo(ROOM_B, None, None, True, None),
+    ]
+    assert [r.jid for r in addins.list_rooms(engine, joined_only=True)] == [
+        ROOM_B, f"other@{OTHER}",
+    ]
+    assert [r.jid for r in addins.list_rooms(engine, pool=OTHER)] == [f"other@{OTHER}"]
+
+
+# --- announcements -------------------------------------------------------------------------
+
+
+def test_claim_announcement_tells_each_person_once_per_cool_down(engine: Engine) -> None:
+    register(engine, "Stock")
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+    mark = addins.last_audit_id(engine)
+
+    def claim(person: str, cooldown_s: int = 3600) -> RoomInfo | None:
+        return addins.claim_announcement(
+            engine, room=ROOM_A, person=person, cooldown_s=cooldown_s
+        )
+
+    assert claim("jid:p@localhost") == RoomInfo(ROOM_A, "Stock", URL, False, None)
+    assert claim("jid:p@localhost") is None
+    assert claim("jid:q@localhost") is not None  # somebody else
+    assert addins.claim_announcement(
+        engine, room=ROOM_B, person="jid:p@localhost", cooldown_s=3600
+    ) is None  # a room without an add-in
+
+    addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url=URL2)
+    told = claim("jid:p@localhost")
+    assert told is not None
+    assert told.url == URL2
+    assert claim("jid:p@localhost") is None
+
+    addins.rename(engine, ADMIN, pool=POOL, name="Stock", new_name="Ticker")
+    assert claim("jid:p@localhost") is not None
+
+    register(engine, "Weather", "https://weather.example/")
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Weather")
+    assert claim("jid:p@localhost") is not None
+
+    # claiming is not a change: no audit rows beyond the admin's own changes
+    assert [r.action for r in rows_after(engine, mark)] == [
+        "update-url", "rename", "register", "attach",
+    ]
+
+
+def test_claim_announcement_after_the_cool_down_tells_again(engine: Engine) -> None:
+    register(engine, "Stock")
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+    assert addins.claim_announcement(engine, room=ROOM_A, person="nick:p", cooldown_s=3600)
+    with Session(engine) as session:
+        session.execute(update(Announcement).values(at=datetime.now(UTC) - timedelta(hours=2)))
+        session.commit()
+    assert addins.claim_announcement(engine, room=ROOM_A, person="nick:p", cooldown_s=3600)
+    assert not addins.claim_announcement(engine, room=ROOM_A, person="nick:p", cooldown_s=3600)
+
+
+def test_claim_announcement_with_no_cool_down_always_tells(engine: Engine) -> None:
+    register(engine, "Stock")
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+    for _ in range(3):
+        assert addins.claim_announcement(engine, room=ROOM_A, person="id:x", cooldown_s=0)
+
+
+# --- the audit log -------------------------------------------------------------------------
+
+
+def test_changes_since_is_oldest_first_and_audit_newest_first(engine: Engine) -> None:
+    register(engine, "One")
+    register(engine, "Two")
+    mark = addins.last_audit_id(engine)
+    register(engine, "Three")
+    register(engine, "Four")
+
+    assert [e.addin for e in addins.changes_since(engine, 0)] == ["One", "Two", "Three", "Four"]
+    assert [e.addin for e in addins.changes_since(engine, mark)] == ["Three", "Four"]
+    assert [e.addin for e in addins.changes_since(engine, 0, limit=1)] == ["One"]
+    assert addins.changes_since(engine, addins.last_audit_id(engine)) == []
+    assert [e.addin for e in addins.audit(engine, limit=3)] == ["Four", "Three", "Two"]
+    ids = [e.id for e in addins.changes_since(engine, 0)]
+    assert ids == sorted(ids)
+    assert addins.last_audit_id(engine) == ids[-1]
+    assert all(e.at.tzinfo is not None for e in addins.audit(engine))
+
+
+def test_an_empty_audit_log(engine: Engine) -> None:
+    assert addins.audit(engine) == []
+    assert addins.last_audit_id(engine) == 0
+
+
+# --- every refusal changes nothing ---------------------------------------------------------
+
+Attempt = Callable[[Engine], object]
+
+REFUSALS: list[tuple[str, Attempt, str]] = [
+    ("register taken", lambda e: register(e, "stock"), "already exists"),
+    ("register bad url", lambda e: register(e, "New", "ftp://x.example/"), "URL refused"),
+    ("register bad name", lambda e: register(e, "New\u200b"), "invisible"),
+    ("update unknown", lambda e: addins.update_url(e, ADMIN, pool=POOL, name="Nope", url=URL2),
+     "No add-in named “Nope”"),
+    ("update unknown pool", lambda e: addins.update_url(e, ADMIN, pool=OTHER, name="Stock",
+                                                        url=URL2), "No add-in named"),
+    ("update same url", lambda e: addins.update_url(e, ADMIN, pool=POOL, name="Stock", url=URL),
+     "already has that URL"),
+    ("update bad url", lambda e: addins.update_url(e, ADMIN, pool=POOL, name="Stock",
+                                                   url="https://u:p@x.example/"), "URL refused"),
+    ("rename clash", lambda e: addins.rename(e, ADMIN, pool=POOL, name="Stock",
+                                             new_name="WEATHER"), "already exists"),
+    ("rename same", lambda e: addins.rename(e, ADMIN, pool=POOL, name="Stock",
+                                            new_name="Stock"), "already has that name"),
+    ("rename bad", lambda e: addins.rename(e, ADMIN, pool=POOL, name="Stock", new_name=" x"),
+     "New name must not start or end with white space."),
+    ("rename unknown", lambda e: addins.rename(e, ADMIN, pool=POOL, name="Nope", new_name="N"),
+     "No add-in named"),
+    ("unregister used", lambda e: addins.unregister(e, ADMIN, pool=POOL, name="Stock",
+                                                    force=False), "is used by 1 room(s)"),
+    ("unregister unknown", lambda e: addins.unregister(e, ADMIN, pool=POOL, name="Nope",
+                                                       force=True), "No add-in named"),
+    ("attach unknown", lambda e: addins.attach(e, ADMIN, room=ROOM_B, name="Nope"),
+     "No add-in named"),
+    ("attach again", lambda e: addins.attach(e, ADMIN, room=ROOM_A, name="stock"),
+     "already has the add-in “Stock”"),
+    ("detach none", lambda e: addins.detach(e, ADMIN, room=f"served@{POOL}"), "has no add-in"),
+    ("detach unknown", lambda e: addins.detach(e, ADMIN, room=f"never@{POOL}"), "has no add-in"),
+    ("list past the end", lambda e: addins.list_addins(e, pool=POOL, page=2), "only 1 page"),
+    ("show unknown", lambda e: addins.show(e, pool=POOL, name="Nope"), "No add-in named"),
+]
+
+
+@pytest.mark.parametrize(
+    ("attempt", "reason"), [(a, r) for _, a, r in REFUSALS], ids=[i for i, _, _ in REFUSALS]
+)
+def test_a_refusal_leaves_every_table_unchanged(
+    engine: Engine, attempt: Attempt, reason: str
+) -> None:
+    register(engine, "Stock")
+    register(engine, "Weather", URL2)
+    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+    addins.set_joined(engine, ADMIN, room=f"served@{POOL}", joined=True)
+    assert addins.claim_announcement(engine, room=ROOM_A, person="nick:p", cooldown_s=60)
+    before = snapshot(engine)
+
+    with pytest.raises(CommandError) as caught:
+        attempt(engine)
+
+    assert reason in caught.value.reason
+    assert snapshot(engine) == before
+
+
+# --- random sequences of changes (SQLite) --------------------------------------------------
+
+# Valid names that collide once case and width are folded, so changes meet each other ...
+FOLDING_NAMES = [
+    "Stock", "stock", "ＳＴＯＣＫ", "Straße", "STRASSE", "Café", "Cafe\u0301", "pool", "force",
+    "Ǆ", "ǅ", "ﬃ", "ffi", "x" * 64, "'; DROP TABLE addin; --",
+]
+# ... and names and URLs that must be refused.
+HOSTILE_NAMES = [
+    " lead", "trail ", "zero\u200bwidth", "bidi\u202eevil", "", "x" * 65, "tab\tname",
+    "new\nline", "\ufdfa" * 20,
+]
+GOOD_URLS = [
+    "https://a.example/", "HTTPS://A.EXAMPLE/", "http://b.example/x?q=<script>", "https://例え.jp/",
+    "https://bücher.example/#top", "http://127.0.0.1:8080/x", "https://[::1]/", "https://c.example/",
+]
+BAD_URLS = [
+    "javascript:alert(1)", "https://user:pw@x.example/", "https://x.example/\u202e", "",
+    "https://xn--80ak6aa92e.com/",
+]
+ROOMS_OF = {POOL: [ROOM_A, ROOM_B], OTHER: [f"gamma@{OTHER}"]}
+
+# Mostly valid input, so that changes happen and meet each other; some refused; some random.
+any_names = st.one_of(
+    st.sampled_from(FOLDING_NAMES * 3 + HOSTILE_NAMES), st.text(max_size=70)
+)
+any_urls = st.one_of(st.sampled_from(GOOD_URLS * 3 + BAD_URLS), st.text(max_size=40))
+any_pools = st.sampled_from(list(ROOMS_OF))
+any_rooms = st.sampled_from([room for rooms in ROOMS_OF.values() for room in rooms])
+
+
+@pytest.fixture(scope="module")
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    sqlite = make_engine(f"sqlite:///{tmp_path_factory.mktemp('stateful')}/s.db")
+    upgrade(sqlite)
+    yield sqlite
+    sqlite.dispose()
+
+
+def test_random_changes_keep_the_audit_log_and_the_names_consistent(
+    sqlite_engine: Engine,
+) -> None:
+    """Register, rename, update, unregister, attach and detach in any order, with hostile
+    input: one audit row per change, refusals change nothing, names stay unique per pool."""
+    engine = sqlite_engine
+
+    class Changes(RuleBasedStateMachine):
+        added = Bundle("added")  # (pool, name) of add-ins registered or renamed to
+
+        def __init__(self) -> None:
+            super().__init__()
+            with engine.begin() as connection:
+                for table in ("announcement", "room", "addin", "pool", "auditevent"):
+                    connection.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608
+            self.changes = 0
+
+        def attempt(self, change: Callable[[], int]) -> bool:
+            """Run a change; count its audit rows, or check that a refusal changed nothing."""
+            before = snapshot(engine)
+            try:
+                self.changes += change()
+            except CommandError:
+                assert snapshot(engine) == before
+                return False
+            return True
+
+        @rule(target=added, pool=any_pools, name=any_names, url=any_urls)
+        def register(self, pool: str, name: str, url: str) -> object:
+            def change() -> int:
+                addins.register(engine, ADMIN, pool=pool, name=name, url=url)
+                return 1
+
+            return (pool, name) if self.attempt(change) else multiple()
+
+        @rule(target=added, addin=added, new_name=any_names)
+        def rename(self, addin: tuple[str, str], new_name: str) -> object:
+            pool, name = addin
+
+            def change() -> int:
+                addins.rename(engine, ADMIN, pool=pool, name=name, new_name=new_name)
+                return 1
+
+            return (pool, new_name) if self.attempt(change) else multiple()
+
+        @rule(addin=added, url=any_urls)
+        def update(self, addin: tuple[str, str], url: str) -> None:
+            pool, name = addin
+
+            def change() -> int:
+                addins.update_url(engine, ADMIN, pool=pool, name=name, url=url)
+                return 1
+
+            self.attempt(change)
+
+        @rule(addin=added, force=st.booleans())
+        def unregister(self, addin: tuple[str, str], force: bool) -> None:
+            pool, name = addin
+            self.attempt(
+                lambda: 1 + len(addins.unregister(engine, ADMIN, pool=pool, name=name, force=force))
+            )
+
+        @rule(addin=added, data=st.data())
+        def attach(self, addin: tuple[str, str], data: st.DataObject) -> None:
+            pool, name = addin
+            room = data.draw(st.one_of(st.sampled_from(ROOMS_OF[pool]), any_rooms))
+
+            def change() -> int:
+                addins.attach(engine, ADMIN, room=room, name=name)
+                return 1
+
+            self.attempt(change)
+
+        @rule(room=any_rooms)
+        def detach(self, room: str) -> None:
+            def change() -> int:
+                addins.detach(engine, ADMIN, room=room)
+                return 1
+
+            self.attempt(change)
+
+        @invariant()
+        def one_audit_row_per_change(self) -> None:
+            assert len(audit_log(engine)) == self.changes
+
+        @invariant()
+        def names_are_unique_per_pool_and_valid(self) -> None:
+            with Session(engine) as session:
+                rows = session.exec(select(Addin)).all()
+            keys = [(row.pool_id, row.name_key) for row in rows]
+            assert len(keys) == len(set(keys))
+            for row in rows:
+                assert row.name_key == addins.name_key(row.name)
+                assert addins.validate_name(row.name) == row.name
+
+    run_state_machine_as_test(
+        Changes,
+        settings=settings(
+            max_examples=50, stateful_step_count=30, deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
