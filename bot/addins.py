@@ -202,12 +202,16 @@ def rename(
     return _write(engine, change, conflict=clash)
 
 
-def unregister(
-    engine: Engine, actor: Actor, *, pool: str, name: str, force: bool
-) -> tuple[str, ...]:
-    """Remove an add-in; returns the rooms it was detached from (only with `force`)."""
+@dataclass(frozen=True)
+class Removed:
+    name: str  # as it was registered
+    rooms: tuple[str, ...]  # those it was detached from (only with force)
 
-    def change(session: Session) -> tuple[str, ...]:
+
+def unregister(engine: Engine, actor: Actor, *, pool: str, name: str, force: bool) -> Removed:
+    """Remove an add-in; with `force` first detach it from the rooms using it."""
+
+    def change(session: Session) -> Removed:
         addin = _get_addin(session, pool, name)
         rooms = _rooms_using(session, addin)
         if rooms and not force:
@@ -225,7 +229,7 @@ def unregister(
         session.execute(delete(Announcement).where(col(Announcement.addin_id) == _id(addin)))
         session.delete(addin)
         _audit(session, actor, "unregister", pool=pool, addin=addin.name, detail=addin.url)
-        return tuple(room.jid for room in rooms)
+        return Removed(addin.name, tuple(room.jid for room in rooms))
 
     return _write(engine, change)
 

@@ -169,25 +169,24 @@ def _register(args: argparse.Namespace, settings: Settings) -> int:
     info = addins.register(
         _engine(settings), local_actor(), pool=pool, name=args.name, url=args.url
     )
-    return _out(f"Registered “{info.name}” in {info.pool}: {info.url}")
+    return _out(text.registered(info))
 
 
 def _update(args: argparse.Namespace, settings: Settings) -> int:
     pool, engine = _served(settings, args.pool), _engine(settings)
     if args.field == "url":
         info = addins.update_url(engine, local_actor(), pool=pool, name=args.name, url=args.value)
-        return _out(f"“{info.name}” now points to {info.url}.")
+        return _out(text.url_updated(info))
     info = addins.rename(engine, local_actor(), pool=pool, name=args.name, new_name=args.value)
-    return _out(f"Renamed “{args.name}” to “{info.name}”.")
+    return _out(text.renamed(args.name, info))
 
 
 def _unregister(args: argparse.Namespace, settings: Settings) -> int:
-    rooms = addins.unregister(
+    removed = addins.unregister(
         _engine(settings), local_actor(), pool=_served(settings, args.pool), name=args.name,
         force=args.force,
     )
-    detached = f"; detached it from {', '.join(rooms)}" if rooms else ""
-    return _out(f"Unregistered “{args.name}”{detached}.")
+    return _out(text.unregistered(removed))
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
@@ -205,13 +204,13 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 def _attach(args: argparse.Namespace, settings: Settings) -> int:
     room = addins.resolve_room(settings.pools.names, args.room)
     info = addins.attach(_engine(settings), local_actor(), room=room, name=args.name)
-    return _out(f"{info.jid} now has the add-in “{info.addin}”: {info.url}")
+    return _out(text.attached(info))
 
 
 def _detach(args: argparse.Namespace, settings: Settings) -> int:
     room = addins.resolve_room(settings.pools.names, args.room)
     name = addins.detach(_engine(settings), local_actor(), room=room)
-    return _out(f"{room} no longer has the add-in “{name}”.")
+    return _out(text.detached(room, name))
 
 
 def _rooms(args: argparse.Namespace, settings: Settings) -> int:

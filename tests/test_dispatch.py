@@ -175,13 +175,13 @@ async def test_an_admin_manages_an_add_in_from_start_to_end(bot: Bot) -> None:
     assert shown[4] == "Rooms (0): none"
 
     assert await bot.say(f'update "Stock Ticker" url {URL2}') == (
-        f"“Stock Ticker” now points to {URL2}."
+        f"“Stock Ticker” now points to {URL2}"
     )
     assert await bot.say(f'attach {ROOM} "Stock Ticker"') == (
         f"{ROOM} now has the add-in “Stock Ticker”: {URL2}"
     )
     assert await bot.say(f'update "Stock Ticker" URL {URL}') == (
-        f"“Stock Ticker” now points to {URL}. 1 room(s) using it will be told."
+        f"“Stock Ticker” now points to {URL} — the 1 room(s) using it are told"
     )
     assert await bot.say('update "Stock Ticker" name Ticker') == (
         "Renamed “Stock Ticker” to “Ticker”."

@@ -295,7 +295,8 @@ def test_unregister_an_unused_add_in(engine: Engine) -> None:
     register(engine, "Stock")
     mark = addins.last_audit_id(engine)
 
-    assert addins.unregister(engine, ADMIN, pool=POOL, name="stock", force=False) == ()
+    removed = addins.unregister(engine, ADMIN, pool=POOL, name="stock", force=False)
+    assert removed == addins.Removed("Stock", ())
 
     assert addins.list_addins(engine, pool=POOL).total == 0
     assert rows_after(engine, mark) == [
@@ -326,9 +327,9 @@ def test_forced_unregister_detaches_each_room_with_its_own_row(engine: Engine) -
     assert addins.claim_announcement(engine, room=ROOM_A, person="jid:p@localhost", cooldown_s=60)
     mark = addins.last_audit_id(engine)
 
-    rooms = addins.unregister(engine, SHELL, pool=POOL, name="Stock", force=True)
+    removed = addins.unregister(engine, SHELL, pool=POOL, name="Stock", force=True)
 
-    assert rooms == (ROOM_A, ROOM_B)
+    assert removed.rooms == (ROOM_A, ROOM_B)
     assert rows_after(engine, mark) == [
         Row("root", "cli", "detach", POOL, "Stock", ROOM_A, addins.FORCED_DETACH),
         Row("root", "cli", "detach", POOL, "Stock", ROOM_B, addins.FORCED_DETACH),
@@ -736,7 +737,9 @@ def test_random_changes_keep_the_audit_log_and_the_names_consistent(
         def unregister(self, addin: tuple[str, str], force: bool) -> None:
             pool, name = addin
             self.attempt(
-                lambda: 1 + len(addins.unregister(engine, ADMIN, pool=pool, name=name, force=force))
+                lambda: 1 + len(
+                    addins.unregister(engine, ADMIN, pool=pool, name=name, force=force).rooms
+                )
             )
 
         @rule(addin=added, data=st.data())

@@ -34,7 +34,7 @@ def register(request: Request) -> Reply:
         request.engine, actor(request), pool=request.pool(),
         name=request.args["name"], url=request.args["url"],
     )
-    return Reply(f"Registered “{info.name}” in {info.pool}: {info.url}")
+    return Reply(text.registered(info))
 
 
 @DIRECT.command(
@@ -48,13 +48,12 @@ def update(request: Request) -> Reply:
         info = addins.update_url(
             request.engine, actor(request), pool=request.pool(), name=name, url=value
         )
-        told = f" {len(info.rooms)} room(s) using it will be told." if info.rooms else ""
-        return Reply(f"“{info.name}” now points to {info.url}.{told}")
+        return Reply(text.url_updated(info))
     if field == "name":
         info = addins.rename(
             request.engine, actor(request), pool=request.pool(), name=name, new_name=value
         )
-        return Reply(f"Renamed “{name}” to “{info.name}”.")
+        return Reply(text.renamed(name, info))
     raise CommandError(f"Say “url” or “name” after the add-in's name, not “{field[:20]}”.")
 
 
@@ -63,14 +62,11 @@ def update(request: Request) -> Reply:
     signature=Signature(required=("name",), options=POOL, flags=("force",)),
 )
 def unregister(request: Request) -> Reply:
-    name = request.args["name"]
-    rooms = addins.unregister(
-        request.engine, actor(request), pool=request.pool(), name=name,
+    removed = addins.unregister(
+        request.engine, actor(request), pool=request.pool(), name=request.args["name"],
         force="force" in request.args.flags,
     )
-    if rooms:
-        return Reply(f"Unregistered “{name}”; detached it from {', '.join(rooms)} (each told).")
-    return Reply(f"Unregistered “{name}”.")
+    return Reply(text.unregistered(removed))
 
 
 @DIRECT.command(
@@ -110,7 +106,7 @@ def attach(request: Request) -> Reply:
     info = addins.attach(
         request.engine, actor(request), room=request.room, name=request.args["name"]
     )
-    return Reply(f"{info.jid} now has the add-in “{info.addin}”: {info.url}")
+    return Reply(text.attached(info))
 
 
 @DIRECT.command(
@@ -120,7 +116,7 @@ def attach(request: Request) -> Reply:
 def detach(request: Request) -> Reply:
     assert request.room is not None  # noqa: S101 - the dispatcher resolved it
     name = addins.detach(request.engine, actor(request), room=request.room)
-    return Reply(f"{request.room} no longer has the add-in “{name}”.")
+    return Reply(text.detached(request.room, name))
 
 
 @DIRECT.command(

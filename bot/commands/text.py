@@ -5,9 +5,37 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from bot.addins import AddinInfo, AddinPage, AuditEntry, RoomInfo
+from bot.addins import AddinInfo, AddinPage, AuditEntry, Removed, RoomInfo
 from bot.commands.registry import Reply, Request
 from bot.errors import CommandError
+
+
+def registered(info: AddinInfo) -> str:
+    return f"Registered “{info.name}” in {info.pool}: {info.url}"
+
+
+def url_updated(info: AddinInfo) -> str:
+    told = f" — the {len(info.rooms)} room(s) using it are told" if info.rooms else ""
+    return f"“{info.name}” now points to {info.url}{told}"
+
+
+def renamed(old: str, info: AddinInfo) -> str:
+    return f"Renamed “{old}” to “{info.name}”."
+
+
+def unregistered(removed: Removed) -> str:
+    if removed.rooms:
+        rooms = ", ".join(removed.rooms)
+        return f"Unregistered “{removed.name}”; detached it from {rooms} (each told)."
+    return f"Unregistered “{removed.name}”."
+
+
+def attached(room: RoomInfo) -> str:
+    return f"{room.jid} now has the add-in “{room.addin}”: {room.url}"
+
+
+def detached(room: str, name: str) -> str:
+    return f"{room} no longer has the add-in “{name}”."
 
 
 def when(moment: datetime) -> str:

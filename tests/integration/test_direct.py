@@ -49,7 +49,7 @@ async def test_admin_manages_the_registry(bot: BotHandle, people, prosody: Proso
     assert f"Registered by {jid(prosody, 'admin')}" in reply
 
     reply = await admin.ask(to, 'update "Stock Ticker" url https://new.example.org/x')
-    assert reply == "“Stock Ticker” now points to https://new.example.org/x."
+    assert reply == "“Stock Ticker” now points to https://new.example.org/x"
 
     reply = await admin.ask(to, 'update "Stock Ticker" name Ticker')
     assert reply == "Renamed “Stock Ticker” to “Ticker”."
