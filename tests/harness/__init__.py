@@ -1,0 +1,1 @@
+"""Test harness: a private Prosody and XMPP test clients."""

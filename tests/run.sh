@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The project's test command (README): lint, type-check and run the tests.
+#   bash tests/run.sh [pytest arguments]
+# On a fresh Debian machine, as root, it installs what the tests need: Prosody, the venv,
+# and starts the local PostgreSQL if it is down.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+step() { printf '== %s\n' "$*"; }
+fail() { printf 'FAILED: %s\n' "$*" >&2; exit 1; }
+
+if ! command -v prosody >/dev/null; then
+  step "installing Prosody"
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prosody \
+    || fail "apt-get install prosody"
+fi
+# A system Prosody that apt may start (on 5222) is not in the way: the tests run their own
+# Prosody on free loopback ports (tests/harness/prosody.py).
+
+if ! .venv/bin/python -c pass 2>/dev/null; then
+  step "creating .venv"
+  python3 -m venv --clear .venv || fail "python3 -m venv .venv (is python3-venv installed?)"
+fi
+stamp=.venv/.installed-by-run-sh
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  step "pip install -e '.[test]'"
+  .venv/bin/python -m pip install -q -e '.[test]' || fail "pip install -e '.[test]'"
+  touch "$stamp"
+fi
+# Tools run as modules of the venv's Python: a script's #! line may name another checkout.
+py=.venv/bin/python
+
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  step "starting PostgreSQL"
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n1)" main start \
+    || true
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  pg_isready -q -h 127.0.0.1 -p 5432 || fail "PostgreSQL is not up on 127.0.0.1:5432"
+fi
+export ADDINBOT_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test
+
+step "ruff check bot store tests"
+"$py" -m ruff check bot store tests || fail "ruff check bot store tests"
+if find bot -name '*.py' | grep -q .; then
+  step "mypy bot store"
+  "$py" -m mypy bot store || fail "mypy bot store"
+fi
+
+step "pytest"
+status=0
+"$py" -m pytest -q -p no:cacheprovider "$@" || status=$?
+case $status in
+  0) ;;
+  5) fail "pytest collected no tests (exit 5)" ;;
+  *) fail "pytest exited $status" ;;
+esac
