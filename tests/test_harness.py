@@ -159,7 +159,7 @@ def test_kill_then_start_again(tmp_path: Path) -> None:
 
 async def test_extra_config_is_global(tmp_path: Path) -> None:
     # Appended after the MUC section, yet it must reach the VirtualHost: PLAIN goes away.
-    with Prosody(tmp_path, extra_config="allow_unencrypted_plain_auth = false") as server:
+    with Prosody(tmp_path, extra_config='insecure_sasl_mechanisms = { "PLAIN" }') as server:
         server.register("henry", PASSWORD)
         client = TestClient(f"henry@{server.domain}", PASSWORD)
         with pytest.raises(ConnectionError, match="authentication failed"):

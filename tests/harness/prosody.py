@@ -64,9 +64,12 @@ def _lua(value: str) -> str:
 class Prosody:
     """One private Prosody process, started as the current user (root is fine).
 
-    ``extra_config`` is Lua appended verbatim in the global section (a later value of an
-    option wins, with a "Duplicate option" warning in the log).  It may open host sections of
-    its own; re-opening the MUC needs its module: ``Component "conference.localhost" "muc"``.
+    ``extra_config`` is Lua appended verbatim in the global section.  It must not set an
+    option that the generated config sets already: when the config's path is long (pytest's
+    tmp_path is), Prosody 0.12.3 fails to read the file while warning of the duplicate
+    (configmanager.lua:137, "bad argument #2 to 'format'").
+    It may open host sections of its own; re-opening the MUC needs its module:
+    ``Component "conference.localhost" "muc"``.
     """
 
     host: str = "127.0.0.1"
