@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
@@ -22,6 +24,7 @@ from bot.commands.room import ROOM
 from bot.config import Settings
 from bot.errors import CommandError
 from bot.inbound import Kind, Message, Transport
+from bot.limits import RateLimit, Verdict
 from bot.rooms import Arrival, Exit, Gone, Joined, Presence, Rooms
 
 log = logging.getLogger(__name__)
@@ -32,6 +35,15 @@ BOT = Actor("addinbot", "bot")
 # Stop trying for good on these; a kick or a vanished stream is retried.
 FINAL_EXITS = {Exit.BANNED, Exit.DESTROYED, Exit.REMOVED}
 FINAL_JOIN_ERRORS = {"forbidden", "registration-required", "not-authorized", "item-not-found"}
+
+
+@dataclass(frozen=True)
+class _Command:
+    message: Message
+    place: Place
+    sender: Sender
+    text: str
+    person: str  # who, for limits and ordering: a real JID, an occupant id, or a nickname
 
 
 class App:
@@ -55,6 +67,9 @@ class App:
         self._tasks: set[asyncio.Task[None]] = set()
         self._online = False
         self._senders: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, commands waiting
+        limits = settings.limits
+        self.sender_limit = RateLimit(limits.sender, limits.window_s)
+        self.room_limit = RateLimit(limits.room, limits.window_s)
 
     async def start(self) -> None:
         await self.announcer.start()
@@ -77,7 +92,12 @@ class App:
         return self.rooms.nick_in(room)
 
     def on_message(self, message: Message) -> None:
-        self._spawn(self._command(message))
+        """Decide at once (on the loop) whether this is a command and whether it is within
+        the limits; the command itself runs as a task."""
+        command = self._recognise(message)
+        if command is None or not self._within_limits(command):
+            return
+        self._spawn(self._in_order(command))
 
     def on_presence(self, presence: Presence) -> None:
         for change in self.rooms.update(presence):
@@ -103,50 +123,79 @@ class App:
 
     # --- commands --------------------------------------------------------------------------
 
-    async def _command(self, message: Message) -> None:
+    def _recognise(self, message: Message) -> _Command | None:
+        if message.kind is Kind.DIRECT:
+            assert message.jid is not None  # noqa: S101 - the edge sets it for direct messages
+            text = strip_direct_prefix(message.body)
+            return _Command(message, Place.DIRECT, Sender(message.jid), text, message.jid)
+        room, nick = message.room, message.nick
+        if room is None or nick is None or not self.rooms.is_live(room):
+            return None  # not before our own join has completed
+        occupant = self.rooms.occupant(room, nick)
+        person = occupant.person if occupant else f"nick:{nick}"
+        if message.kind is Kind.ROOM_PRIVATE:
+            # A private message through a room proves only a nickname.
+            text = strip_direct_prefix(message.body)
+            return _Command(message, Place.ROOM, Sender(None, room, nick), text, person)
+        said = strip_room_prefix(message.body, self.rooms.nick_in(room) or self.nick)
+        if said is None:
+            return None  # ordinary conversation
+        # A room vouches for an occupant's real JID only where it shows it to the bot.
+        sender = Sender(occupant.jid if occupant else None, room, nick)
+        return _Command(message, Place.ROOM, sender, said, person)
+
+    def _within_limits(self, command: _Command) -> bool:
+        checks = [(self.sender_limit, f"{command.sender.room}|{command.person}")]
+        if command.sender.room is not None:
+            checks.append((self.room_limit, command.sender.room))
+        for limit, key in checks:
+            verdict = limit.check(key)
+            if verdict is Verdict.ALLOW:
+                continue
+            if verdict is Verdict.NOTICE:
+                wait = max(1, math.ceil(limit.retry_after(key)))
+                self._reply(command, Reply(
+                    f"Too many commands: at most {limit.count} every {limit.window_s:g} s. "
+                    f"Try again in {wait} s; until then the bot stays silent."
+                ))
+            return False
+        return True
+
+    async def _in_order(self, command: _Command) -> None:
         # One sender's commands run in the order they were sent; different senders in parallel.
-        key = message.jid or f"{message.room}/{message.nick}"
+        key = f"{command.sender.room}|{command.person}"
         lock, waiting = self._senders.get(key, (asyncio.Lock(), 0))
         self._senders[key] = (lock, waiting + 1)
         try:
             async with lock:
-                await self._answer(message)
+                reply = await self._run(command)
+                if reply is not None:
+                    self._reply(command, reply)
         finally:
             lock, waiting = self._senders[key]
             if waiting == 1:
                 del self._senders[key]
             else:
                 self._senders[key] = (lock, waiting - 1)
+            self.announcer.poke()
 
-    async def _answer(self, message: Message) -> None:
-        if message.kind is Kind.DIRECT:
-            assert message.jid is not None  # noqa: S101 - the edge sets it for direct messages
-            reply = await self.dispatcher.run(
-                Place.DIRECT, Sender(message.jid), strip_direct_prefix(message.body)
-            )
-            if reply is not None:
-                self.transport.send_direct(message.jid, reply.text)
-        elif message.room and message.nick and self.rooms.is_live(message.room):
-            reply = await self._room_command(message, message.room, message.nick)
-            if reply is not None:
-                self._answer_in_room(message.room, message.nick, reply)
-        self.announcer.poke()
-
-    async def _room_command(self, message: Message, room: str, nick: str) -> Reply | None:
-        if message.kind is Kind.ROOM:
-            text = strip_room_prefix(message.body, self.rooms.nick_in(room) or self.nick)
-            if text is None:
-                return None  # ordinary conversation
-            occupant = self.rooms.occupant(room, nick)
-            # A room vouches for an occupant's real JID only where it shows it to the bot.
-            sender = Sender(occupant.jid if occupant else None, room, nick)
-        else:
-            text = strip_direct_prefix(message.body)
-            sender = Sender(None, room, nick)  # a private message proves only a nickname
-            refusal = self._direct_only(text)
+    async def _run(self, command: _Command) -> Reply | None:
+        if command.message.kind is Kind.ROOM_PRIVATE:
+            refusal = self._direct_only(command.text)
             if refusal is not None:
                 return Reply(refusal)
-        return await self.dispatcher.run(Place.ROOM, sender, text)
+        return await self.dispatcher.run(command.place, command.sender, command.text)
+
+    def _reply(self, command: _Command, reply: Reply) -> None:
+        sender = command.sender
+        if sender.room is None:
+            assert sender.jid is not None  # noqa: S101 - direct messages come from a real JID
+            self.transport.send_direct(sender.jid, reply.text)
+        elif reply.public:
+            self.transport.send_room(sender.room, reply.text, reply.link)
+        else:
+            assert sender.nick is not None  # noqa: S101 - room commands come from a nickname
+            self.transport.send_private(sender.room, sender.nick, reply.text, reply.link)
 
     def _direct_only(self, text: str) -> str | None:
         try:
@@ -160,12 +209,6 @@ class App:
                 f"from a room proves only a nickname, not who you are."
             )
         return None
-
-    def _answer_in_room(self, room: str, nick: str, reply: Reply) -> None:
-        if reply.public:
-            self.transport.send_room(room, reply.text, reply.link)
-        else:
-            self.transport.send_private(room, nick, reply.text, reply.link)
 
     # --- rooms -----------------------------------------------------------------------------
 

@@ -134,6 +134,12 @@ class AnnounceSettings(_Section):
     cooldown_s: int = Field(default=86400, ge=0)
 
 
+class LimitsSettings(_Section):
+    sender: int = Field(default=10, ge=0)  # commands per window from one sender; 0: no limit
+    room: int = Field(default=30, ge=0)  # commands per window in one room; 0: no limit
+    window_s: float = Field(default=10.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
@@ -145,6 +151,7 @@ class Settings(BaseSettings):
     pools: PoolsSettings = PoolsSettings()
     rooms: RoomsSettings = RoomsSettings()
     announce: AnnounceSettings = AnnounceSettings()
+    limits: LimitsSettings = LimitsSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -62,6 +62,11 @@ names = ["{server.muc}"]
 
 [announce]
 cooldown_s = {extra.get("cooldown_s", "86400")}
+
+[limits]
+sender = {extra.get("sender_limit", "0")}
+room = {extra.get("room_limit", "0")}
+window_s = {extra.get("window_s", "10")}
 """,
         encoding="utf-8",
     )
