@@ -34,6 +34,7 @@ REJOIN_MOST_S = 300.0
 BOT = Actor("addinbot", "bot")
 # Stop trying for good on these; a kick or a vanished stream is retried.
 FINAL_EXITS = {Exit.BANNED, Exit.DESTROYED, Exit.REMOVED}
+MAX_NICK_TRIES = 3
 FINAL_JOIN_ERRORS = {"forbidden", "registration-required", "not-authorized", "item-not-found"}
 
 
@@ -63,6 +64,7 @@ class App:
         )
         self.wanted: set[str] = set()  # rooms the bot should be in
         self._rejoin_delay: dict[str, float] = {}
+        self._nick_tries: dict[str, int] = {}  # nickname conflicts met per room
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._online = False
@@ -111,6 +113,13 @@ class App:
 
     def on_join_error(self, room: str, condition: str) -> None:
         self.rooms.forget(room)
+        if condition == "conflict":
+            # Someone sits on our nickname there: take the next one rather than wait for it.
+            tries = self._nick_tries.get(room, 0) + 1
+            self._nick_tries[room] = tries
+            if tries <= MAX_NICK_TRIES:
+                self._join(room)
+                return
         self._gone(room, f"join refused: {condition}", final=condition in FINAL_JOIN_ERRORS)
 
     def on_online(self) -> None:
@@ -225,8 +234,10 @@ class App:
         self._timers.pop(room, None)
         if not self._online or room not in self.wanted:
             return
-        self.rooms.joining(room, self.nick)
-        self.transport.join(room, self.nick)
+        tries = self._nick_tries.get(room, 0)
+        nick = self.nick if not tries else f"{self.nick}{'_' * tries}"
+        self.rooms.joining(room, nick)
+        self.transport.join(room, nick)
 
     def _membership_changed(self, change: AuditEntry) -> None:
         room = change.room
