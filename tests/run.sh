@@ -14,6 +14,11 @@ if ! command -v prosody >/dev/null; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q prosody \
     || fail "apt-get install prosody"
 fi
+if ! command -v go-sendxmpp >/dev/null; then
+  step "installing go-sendxmpp (the interoperability test's client)"
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q go-sendxmpp \
+    || fail "apt-get install go-sendxmpp"
+fi
 # A system Prosody that apt may start (on 5222) is not in the way: the tests run their own
 # Prosody on free loopback ports (tests/harness/prosody.py).
 
