@@ -9,22 +9,26 @@ transaction; a refusal raises CommandError and changes nothing.
 
 from __future__ import annotations
 
+import stringprep
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Engine, delete, func
+from sqlalchemy import Engine, delete, func, insert, update
+from sqlalchemy import select as columns
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from bot.errors import CommandError, StoreBusy
 from bot.urls import validate_url
-from store.database import transaction
+from store.database import read_session, transaction
 from store.models import Addin, Announcement, AuditEvent, Pool, Room, utcnow
 
-Via = Literal["dm", "room", "cli", "bot"]
+# How a change arrived: a direct message, a room, the command line, the bot itself, an
+# ad-hoc command (XEP-0050), or an invitation to a room (XEP-0249 / XEP-0045).
+Via = Literal["dm", "room", "cli", "bot", "adhoc", "invite"]
 PAGE_SIZE = 20
 FORCED_DETACH = "add-in unregistered (force)"
 MAX_NAME = 64
@@ -121,16 +125,51 @@ def resolve_pool(served: Sequence[str], given: str | None) -> str:
 
 
 def resolve_room(served: Sequence[str], raw: str) -> str:
-    """A room JID (room@service) in one of the served pools, in lower case."""
+    """A room JID (room@service) in one of the served pools, written as XMPP servers write
+    it: the room name in its nodeprep form (case and compatibility forms folded), the service
+    in lower case. What cannot be a JID at all is refused here, never stored."""
     room = raw.strip().lower()
     local, at, service = room.partition("@")
     if not at or not local or not service or "/" in room or any(c.isspace() for c in room):
         raise CommandError(f"{raw} is not a room address (room@{served[0] if served else 'muc'}).")
     if service not in served:
         raise CommandError(f"Room {room} is not in a served pool ({', '.join(served)}).")
-    if len(local.encode("utf-8")) > MAX_ROOM_LOCAL:
+    prepped = _nodeprep(local)
+    if prepped is None:
+        raise CommandError(f"{raw} is not a room address (room@{served[0]}).")
+    if len(prepped.encode("utf-8")) > MAX_ROOM_LOCAL:
         raise CommandError(f"A room name may be at most {MAX_ROOM_LOCAL} bytes long.")
-    return room
+    return f"{prepped}@{service}"
+
+
+_NODE_PUNCTUATION = frozenset("\"&'/:<>@")  # RFC 3920 nodeprep: not in a JID's local part
+_NODE_PROHIBITED = (
+    stringprep.in_table_c11, stringprep.in_table_c12, stringprep.in_table_c21,
+    stringprep.in_table_c22, stringprep.in_table_c3, stringprep.in_table_c4,
+    stringprep.in_table_c5, stringprep.in_table_c6, stringprep.in_table_c7,
+    stringprep.in_table_c8, stringprep.in_table_c9,
+)
+
+
+def _nodeprep(local: str) -> str | None:
+    """A JID's local part as servers and clients hold it (RFC 3920 nodeprep, stringprep
+    tables B.1, B.2, NFKC, C.*, bidi), or None when it cannot be one."""
+    mapped = "".join(
+        stringprep.map_table_b2(char) for char in local if not stringprep.in_table_b1(char)
+    )
+    prepped = unicodedata.ucd_3_2_0.normalize("NFKC", mapped)
+    if not prepped or any(
+        char in _NODE_PUNCTUATION or any(prohibited(char) for prohibited in _NODE_PROHIBITED)
+        for char in prepped
+    ):
+        return None
+    right_to_left = [stringprep.in_table_d1(char) for char in prepped]
+    if any(right_to_left) and (
+        any(stringprep.in_table_d2(char) for char in prepped)
+        or not (right_to_left[0] and right_to_left[-1])
+    ):
+        return None
+    return prepped
 
 
 def pool_of(room: str) -> str:
@@ -241,14 +280,32 @@ def attach(engine: Engine, actor: Actor, *, room: str, name: str) -> RoomInfo:
     pool = pool_of(room)
 
     def change(session: Session) -> RoomInfo:
-        addin = _get_addin(session, pool, name)
-        row = _room(session, room, create=True)
-        if row.addin_id == addin.id:
-            raise CommandError(f"{room} already has the add-in “{addin.name}”.")
-        row.addin_id, row.attached_at = addin.id, utcnow()
-        session.add(row)
-        _audit(session, actor, "attach", pool=pool, addin=addin.name, room=room, detail=addin.url)
-        return RoomInfo(room, addin.name, addin.url, row.joined, row.stopped_reason)
+        rows = session.connection()
+        addin = rows.execute(
+            columns(col(Addin.id), col(Addin.name), col(Addin.url))
+            .join(Pool, col(Pool.id) == col(Addin.pool_id))
+            .where(col(Pool.name) == pool, col(Addin.name_key) == name_key(name))
+        ).first()
+        if addin is None:
+            raise CommandError(f"No add-in named “{name}” in {pool}.")
+        addin_id, addin_name, url = addin
+        found = rows.execute(
+            columns(col(Room.id), col(Room.addin_id), col(Room.joined), col(Room.stopped_reason))
+            .where(col(Room.jid) == room)
+        ).first()
+        if found is None:  # a room attached before the bot ever served it
+            row = _room(session, room, create=True)
+            room_id, current, joined, reason = row.id, row.addin_id, row.joined, row.stopped_reason
+        else:
+            room_id, current, joined, reason = found
+        if current == addin_id:
+            raise CommandError(f"{room} already has the add-in “{addin_name}”.")
+        rows.execute(
+            update(Room).where(col(Room.id) == room_id)
+            .values(addin_id=addin_id, attached_at=utcnow())
+        )
+        _audit(session, actor, "attach", pool=pool, addin=addin_name, room=room, detail=url)
+        return RoomInfo(room, addin_name, url, joined, reason)
 
     return _write(engine, change)
 
@@ -290,15 +347,17 @@ def set_joined(
 
 
 def room_info(engine: Engine, room: str) -> RoomInfo:
+    query = (
+        columns(col(Room.joined), col(Room.stopped_reason), col(Addin.name), col(Addin.url))
+        .outerjoin(Addin, col(Addin.id) == col(Room.addin_id))
+        .where(col(Room.jid) == room)
+    )
     with _reading(engine) as session:
-        row = _room(session, room, create=False)
-        if row is None:
-            return RoomInfo(room, None, None, False, None)
-        addin = session.get(Addin, row.addin_id) if row.addin_id else None
-        return RoomInfo(
-            room, addin.name if addin else None, addin.url if addin else None,
-            row.joined, row.stopped_reason,
-        )
+        found = session.connection().execute(query).first()
+    if found is None:
+        return RoomInfo(room, None, None, False, None)
+    joined, reason, name, url = found
+    return RoomInfo(room, name, url, joined, reason)
 
 
 def list_rooms(
@@ -327,54 +386,62 @@ def list_addins(engine: Engine, *, pool: str, page: int = 1) -> AddinPage:
     if page < 1:
         raise CommandError("Page numbers start at 1.")
     with _reading(engine) as session:
-        pool_row = session.exec(select(Pool).where(Pool.name == pool)).first()
-        if pool_row is None:
+        rows = session.connection()
+        pool_id = rows.execute(columns(col(Pool.id)).where(col(Pool.name) == pool)).scalar()
+        if pool_id is None:
             return AddinPage(pool, (), 1, 1, 0)
-        total = session.exec(
-            select(func.count()).select_from(Addin).where(Addin.pool_id == pool_row.id)
-        ).one()
+        total = rows.execute(
+            columns(func.count()).select_from(Addin).where(col(Addin.pool_id) == pool_id)
+        ).scalar_one()
         pages = max(1, -(-total // PAGE_SIZE))
         if page > pages:
             raise CommandError(f"There are only {pages} page(s).")
-        uses = (
-            select(Room.addin_id, func.count().label("n"))
-            .group_by(col(Room.addin_id))
-            .subquery()
-        )
-        rows = session.exec(
-            select(Addin.name, Addin.url, func.coalesce(uses.c.n, 0))
-            .join(uses, uses.c.addin_id == Addin.id, isouter=True)
-            .where(Addin.pool_id == pool_row.id)
+        found = rows.execute(
+            columns(col(Addin.id), col(Addin.name), col(Addin.url))
+            .where(col(Addin.pool_id) == pool_id)
             .order_by(col(Addin.name_key))
             .offset((page - 1) * PAGE_SIZE)
             .limit(PAGE_SIZE)
         ).all()
-        items = tuple((name, url, int(n)) for name, url, n in rows)
-        return AddinPage(pool, items, page, pages, int(total))
+        # Rooms are counted for this page's add-ins only (through the index on
+        # room.addin_id): a page costs the same with a hundred rooms or a hundred thousand.
+        uses: dict[int | None, int] = dict(rows.execute(
+            columns(col(Room.addin_id), func.count())
+            .where(col(Room.addin_id).in_([addin_id for addin_id, _, _ in found]))
+            .group_by(col(Room.addin_id))
+        ).all())
+    items = tuple((name, url, uses.get(addin_id, 0)) for addin_id, name, url in found)
+    return AddinPage(pool, items, page, pages, int(total))
 
 
 def show(engine: Engine, *, pool: str, name: str) -> AddinInfo:
+    query = (
+        columns(col(Addin.id), col(Addin.name), col(Addin.url), col(Addin.created_by),
+                col(Addin.created_at))
+        .join(Pool, col(Pool.id) == col(Addin.pool_id))
+        .where(col(Pool.name) == pool, col(Addin.name_key) == name_key(name))
+    )
     with _reading(engine) as session:
-        return _info(session, _get_addin(session, pool, name), pool)
+        rows = session.connection()
+        found = rows.execute(query).first()
+        if found is None:
+            raise CommandError(f"No add-in named “{name}” in {pool}.")
+        addin_id, addin_name, url, created_by, created_at = found
+        used_by = rows.execute(
+            columns(col(Room.jid)).where(col(Room.addin_id) == addin_id).order_by(col(Room.jid))
+        ).scalars().all()
+    return AddinInfo(addin_name, url, pool, created_by, _utc(created_at), tuple(used_by))
 
 
 def audit(engine: Engine, *, limit: int = 20) -> list[AuditEntry]:
     """Newest first: the last `limit` changes."""
-    with _reading(engine) as session:
-        query = select(AuditEvent).order_by(col(AuditEvent.id).desc()).limit(limit)
-        return [_entry(event) for event in session.exec(query).all()]
+    return _entries(engine, _AUDIT.order_by(col(AuditEvent.id).desc()).limit(limit))
 
 
 def changes_since(engine: Engine, after_id: int, *, limit: int = 500) -> list[AuditEntry]:
     """Oldest first: the changes recorded after `after_id`, for the running bot to act on."""
-    with _reading(engine) as session:
-        query = (
-            select(AuditEvent)
-            .where(col(AuditEvent.id) > after_id)
-            .order_by(col(AuditEvent.id))
-            .limit(limit)
-        )
-        return [_entry(event) for event in session.exec(query).all()]
+    query = _AUDIT.where(col(AuditEvent.id) > after_id).order_by(col(AuditEvent.id)).limit(limit)
+    return _entries(engine, query)
 
 
 def claim_announcement(
@@ -382,36 +449,84 @@ def claim_announcement(
 ) -> RoomInfo | None:
     """The room's add-in if `person` is to be told it now (and note that they were), or None:
     no add-in, or they were told this same add-in within the cool-down."""
+    info, told = claim_announcements(engine, room=room, people=[person], cooldown_s=cooldown_s)
+    return info if told else None
 
-    def change(session: Session) -> RoomInfo | None:
-        row = _room(session, room, create=False)
-        addin = session.get(Addin, row.addin_id) if row and row.addin_id else None
-        if row is None or addin is None:
-            return None
-        now = utcnow()
-        receipt = session.exec(
-            select(Announcement).where(
-                Announcement.room_id == row.id, Announcement.person == person
-            )
+
+def claim_announcements(
+    engine: Engine, *, room: str, people: Sequence[str], cooldown_s: int
+) -> tuple[RoomInfo | None, tuple[str, ...]]:
+    """For people who just joined `room`: the room's add-in (None: it has none) and those of
+    them to be told it now, noted as told; the others were told this same add-in within the
+    cool-down. One transaction for all of them, however many arrive at once."""
+    wanted = list(dict.fromkeys(people))
+
+    def change(session: Session) -> tuple[RoomInfo | None, tuple[str, ...]]:
+        rows = session.connection()
+        found = rows.execute(
+            columns(col(Room.id), col(Room.joined), col(Room.stopped_reason), col(Addin.id),
+                    col(Addin.name), col(Addin.url), col(Addin.revision))
+            .join(Addin, col(Addin.id) == col(Room.addin_id))
+            .where(col(Room.jid) == room)
         ).first()
-        if receipt is None:
-            receipt = Announcement(
-                room_id=_id(row), person=person, addin_id=_id(addin), revision=addin.revision
+        if found is None:
+            return None, ()
+        room_id, joined, reason, addin_id, name, url, revision = found
+        receipts = {
+            person: (receipt_id, told_addin, told_revision, _utc(at))
+            for receipt_id, person, told_addin, told_revision, at in rows.execute(
+                columns(col(Announcement.id), col(Announcement.person),
+                        col(Announcement.addin_id), col(Announcement.revision),
+                        col(Announcement.at))
+                .where(col(Announcement.room_id) == room_id,
+                       col(Announcement.person).in_(wanted))
             )
-        elif (
-            receipt.addin_id == addin.id
-            and receipt.revision == addin.revision
-            and (now - _utc(receipt.at)).total_seconds() < cooldown_s
-        ):
-            return None
-        receipt.addin_id, receipt.revision, receipt.at = _id(addin), addin.revision, now
-        session.add(receipt)
-        return RoomInfo(room, addin.name, addin.url, row.joined, row.stopped_reason)
+        }
+        now = utcnow()
+        told, new, renewed = [], [], []
+        for person in wanted:
+            receipt = receipts.get(person)
+            if receipt is None:
+                new.append(person)
+            else:
+                receipt_id, told_addin, told_revision, at = receipt
+                if (told_addin, told_revision) == (addin_id, revision) and (
+                    (now - at).total_seconds() < cooldown_s
+                ):
+                    continue  # told this very add-in within the cool-down
+                renewed.append(receipt_id)
+            told.append(person)
+        if new:
+            rows.execute(insert(Announcement), [
+                {"room_id": room_id, "person": person, "addin_id": addin_id,
+                 "revision": revision, "at": now}
+                for person in new
+            ])
+        if renewed:
+            rows.execute(
+                update(Announcement).where(col(Announcement.id).in_(renewed))
+                .values(addin_id=addin_id, revision=revision, at=now)
+            )
+        return RoomInfo(room, name, url, joined, reason), tuple(told)
 
-    try:
-        return _write(engine, change, conflict="told")
-    except CommandError:
-        return None  # a simultaneous arrival of the same person claimed it first
+    for _ in range(2):
+        try:
+            return _write(engine, change, conflict="told")
+        except CommandError:
+            continue  # another process noted one of them at the same moment: look again
+    return None, ()
+
+
+def record(
+    engine: Engine, actor: Actor, action: str, *, room: str | None = None, detail: str = ""
+) -> None:
+    """An audit row for something that changed nothing else (an invitation declined)."""
+
+    def change(session: Session) -> None:
+        pool = pool_of(room) if room else None
+        _audit(session, actor, action, pool=pool, room=room, detail=detail[:4096])
+
+    _write(engine, change)
 
 
 def last_audit_id(engine: Engine) -> int:
@@ -439,7 +554,7 @@ class _reading:
     """A read-only session; database trouble becomes StoreBusy."""
 
     def __init__(self, engine: Engine) -> None:
-        self._session = Session(engine, expire_on_commit=False)
+        self._session = read_session(engine)
 
     def __enter__(self) -> Session:
         return self._session
@@ -503,22 +618,27 @@ def _audit(
     session: Session, actor: Actor, action: str, *, pool: str | None = None,
     addin: str | None = None, room: str | None = None, detail: str = "",
 ) -> None:
-    session.add(AuditEvent(
-        actor=actor.who, via=actor.via, action=action, pool=pool, addin=addin, room=room,
-        detail=detail,
+    # A plain INSERT in the change's transaction (no ORM object to flush at commit).
+    session.connection().execute(insert(AuditEvent).values(
+        at=utcnow(), actor=actor.who, via=actor.via, action=action, pool=pool, addin=addin,
+        room=room, detail=detail,
     ))
 
 
-def _entry(event: AuditEvent) -> AuditEntry:
-    return AuditEntry(
-        _id_of(event), _utc(event.at), event.actor, event.via, event.action, event.pool,
-        event.addin, event.room, event.detail,
-    )
+_AUDIT = columns(
+    col(AuditEvent.id), col(AuditEvent.at), col(AuditEvent.actor), col(AuditEvent.via),
+    col(AuditEvent.action), col(AuditEvent.pool), col(AuditEvent.addin), col(AuditEvent.room),
+    col(AuditEvent.detail),
+)
 
 
-def _id_of(event: AuditEvent) -> int:
-    assert event.id is not None  # noqa: S101 - read from the database
-    return event.id
+def _entries(engine: Engine, query: Any) -> list[AuditEntry]:
+    with _reading(engine) as session:
+        found = session.connection().execute(query).all()
+    return [
+        AuditEntry(event_id, _utc(at), actor, via, action, pool, addin, room, detail)
+        for event_id, at, actor, via, action, pool, addin, room, detail in found
+    ]
 
 
 def _utc(when: datetime) -> datetime:

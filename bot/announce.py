@@ -16,15 +16,17 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from bot import addins
-from bot.addins import AuditEntry
+from bot.addins import AuditEntry, RoomInfo
 from bot.commands.registry import Link
 from bot.errors import CommandError
 from bot.inbound import Transport
-from bot.rooms import Arrival, Rooms
+from bot.metrics import METRICS
+from bot.rooms import Arrival, Occupant, Rooms
 
 log = logging.getLogger(__name__)
 
 POLL_S = 2.0
+CLAIM_BATCH = 500  # joiners of one room noted as told in one transaction, at most
 
 
 def attached_sentence(name: str, url: str) -> str:
@@ -50,6 +52,8 @@ class Announcer:
         self.cursor = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._arrivals: dict[str, list[Occupant]] = {}  # joiners waiting to be claimed
+        self._claiming: set[str] = set()  # rooms whose joiners are being claimed
 
     async def start(self) -> None:
         self.cursor = await asyncio.to_thread(addins.last_audit_id, self.engine)
@@ -96,35 +100,64 @@ class Announcer:
             self.transport.send_room(
                 change.room, detached_sentence(change.addin, unregistered=unregistered)
             )
-        elif change.action == "update-url" and change.pool and change.addin:
-            try:
-                info = await asyncio.to_thread(
-                    addins.show, self.engine, pool=change.pool, name=change.addin
-                )
-            except CommandError:
-                return  # renamed or removed since; later rows say what became of it
-            for room in info.rooms:
-                await self._tell_room(room)
+            METRICS.announcement("room")
+        elif change.action == "update-url" and change.pool:
+            # Found by the URL, not the name: the add-in may have been renamed since. If the
+            # URL changed again meanwhile, nothing matches and the later row announces it.
+            rooms = await asyncio.to_thread(addins.list_rooms, self.engine, pool=change.pool)
+            for info in rooms:
+                if info.url == change.detail and self.rooms.is_live(info.jid):
+                    self._say_attached(info)
 
     async def _tell_room(self, room: str) -> None:
         if not self.rooms.is_live(room):
             return
-        info = await asyncio.to_thread(addins.room_info, self.engine, room)
+        self._say_attached(await asyncio.to_thread(addins.room_info, self.engine, room))
+
+    def _say_attached(self, info: RoomInfo) -> None:
         if info.addin is not None and info.url is not None:
             self.transport.send_room(
-                room, attached_sentence(info.addin, info.url), Link(info.url, info.addin)
+                info.jid, attached_sentence(info.addin, info.url), Link(info.url, info.addin)
             )
+            METRICS.announcement("room")
 
     async def arrival(self, arrival: Arrival) -> None:
-        """Tell a participant who just joined the room's add-in, unless told recently."""
-        occupant = arrival.occupant
-        info = await asyncio.to_thread(
-            addins.claim_announcement, self.engine, room=arrival.room,
-            person=occupant.person, cooldown_s=self.cooldown_s,
-        )
+        """Tell a participant who just joined the room's add-in, unless told recently.
+
+        Joiners are claimed in batches, one transaction per room at a time: a lone joiner at
+        once, and in a join storm those who arrive meanwhile together next, rather than one
+        write each queueing on the database's write lock."""
+        room = arrival.room
+        self._arrivals.setdefault(room, []).append(arrival.occupant)
+        if room in self._claiming:
+            return  # the task claiming for this room takes it with its next batch
+        self._claiming.add(room)
+        try:
+            while waiting := self._arrivals.get(room):
+                batch, waiting[:] = waiting[:CLAIM_BATCH], waiting[CLAIM_BATCH:]
+                await self._tell_joiners(room, batch)
+        finally:
+            self._arrivals.pop(room, None)
+            self._claiming.discard(room)
+
+    async def _tell_joiners(self, room: str, joiners: list[Occupant]) -> None:
+        try:
+            info, due = await asyncio.to_thread(
+                addins.claim_announcements, self.engine, room=room,
+                people=[occupant.person for occupant in joiners], cooldown_s=self.cooldown_s,
+            )
+        except CommandError as exc:  # the database is away: these joiners go untold
+            log.warning("cannot tell %d joiner(s) of %s: %s", len(joiners), room, exc)
+            return
+        except Exception:  # logged; the joiners queued behind them are still told
+            log.exception("telling %d joiner(s) of %s failed", len(joiners), room)
+            return
         if info is None or info.addin is None or info.url is None:
             return
-        self.transport.send_private(
-            arrival.room, occupant.nick, attached_sentence(info.addin, info.url),
-            Link(info.url, info.addin),
-        )
+        sentence, link = attached_sentence(info.addin, info.url), Link(info.url, info.addin)
+        untold = set(due)
+        for occupant in joiners:
+            if occupant.person in untold:  # once per person, whichever of their nicks
+                untold.discard(occupant.person)
+                self.transport.send_private(room, occupant.nick, sentence, link)
+                METRICS.announcement("joiner")

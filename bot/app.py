@@ -24,7 +24,9 @@ from bot.commands.room import ROOM
 from bot.config import Settings
 from bot.errors import CommandError
 from bot.inbound import Kind, Message, Transport
+from bot.invitations import Decline, Invitation, Invitations
 from bot.limits import RateLimit, Verdict
+from bot.metrics import METRICS
 from bot.rooms import Arrival, Exit, Gone, Joined, Presence, Rooms
 
 log = logging.getLogger(__name__)
@@ -72,6 +74,10 @@ class App:
         limits = settings.limits
         self.sender_limit = RateLimit(limits.sender, limits.window_s)
         self.room_limit = RateLimit(limits.room, limits.window_s)
+        self.invitations = Invitations(
+            settings, engine, self.rooms, transport, nick=lambda: self.nick,
+            serving=lambda room: room in self.wanted, keep=self._keep, spawn=self._spawn,
+        )
 
     async def start(self) -> None:
         await self.announcer.start()
@@ -79,6 +85,7 @@ class App:
     async def stop(self) -> None:
         for timer in self._timers.values():
             timer.cancel()
+        self.invitations.stop()
         leaving, self.wanted = sorted(self.wanted), set()
         for room in leaving:
             nick = self.rooms.nick_in(room)
@@ -108,11 +115,14 @@ class App:
             elif isinstance(change, Joined):
                 log.info("joined %s", change.room)
                 self._rejoin_delay.pop(change.room, None)
+                self.invitations.joined(change.room)
             elif isinstance(change, Gone):
+                self.invitations.gone(change.room, change.why.value)
                 self._gone(change.room, change.why.value, final=change.why in FINAL_EXITS)
 
     def on_join_error(self, room: str, condition: str) -> None:
         self.rooms.forget(room)
+        self.invitations.join_failed(room, condition)
         if condition == "conflict":
             # Someone sits on our nickname there: take the next one rather than wait for it.
             tries = self._nick_tries.get(room, 0) + 1
@@ -129,6 +139,25 @@ class App:
     def on_offline(self) -> None:
         self._online = False
         self.rooms.clear()  # the server forgot us; every room is joined anew on reconnect
+        self.invitations.stop()  # rooms joined only to look at them are forgotten too
+
+    def live_rooms(self) -> list[tuple[str, str]]:
+        return [(state.jid, state.nick) for state in self.rooms.rooms.values() if state.joined]
+
+    def on_room_dropped(self, room: str, nick: str) -> None:
+        """A self-ping found the bot gone from `room` though no one told it: rejoin."""
+        if not self.rooms.is_live(room) or self.rooms.nick_in(room) != nick:
+            return  # left, or rejoined, since the ping went out
+        self.rooms.forget(room)
+        self.invitations.gone(room, "the room dropped the bot")
+        self._gone(room, "dropped by the room without a word", final=False)
+
+    def on_invitation(self, invitation: Invitation, decline: Decline) -> None:
+        self.invitations.receive(invitation, decline)
+
+    def changed(self) -> None:
+        """A change made outside chat (an ad-hoc command): announce it now."""
+        self.announcer.poke()
 
     # --- commands --------------------------------------------------------------------------
 
@@ -192,6 +221,7 @@ class App:
         if command.message.kind is Kind.ROOM_PRIVATE:
             refusal = self._direct_only(command.text)
             if refusal is not None:
+                METRICS.refused(command.place.name, "direct_only")
                 return Reply(refusal)
         return await self.dispatcher.run(command.place, command.sender, command.text)
 
@@ -238,6 +268,13 @@ class App:
         nick = self.nick if not tries else f"{self.nick}{'_' * tries}"
         self.rooms.joining(room, nick)
         self.transport.join(room, nick)
+
+    def _keep(self, room: str, keep: bool) -> None:
+        """An invitation was accepted in a room the bot joined to look at: it stays."""
+        if keep:
+            self.wanted.add(room)
+        else:
+            self.wanted.discard(room)
 
     def _membership_changed(self, change: AuditEntry) -> None:
         room = change.room

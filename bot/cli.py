@@ -77,6 +77,13 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the bot until SIGINT or SIGTERM")
     run.set_defaults(action=_run)
 
+    check = sub.add_parser(
+        "check", help="validate the config, open the database, log in to XMPP, and say what "
+        "is wrong (exit 0 ok, 1 unreachable or refused, 2 bad config)",
+    )
+    check.add_argument("--timeout", type=float, default=10.0, help="seconds per connection")
+    check.set_defaults(action=_check)
+
     addin = sub.add_parser("addin", help="register, update, unregister, list, show add-ins")
     verbs = addin.add_subparsers(title="add-in commands", required=True)
     register = verbs.add_parser("register", help="register a new add-in")
@@ -244,6 +251,12 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
         password=password, room=room,
     ))
     return 0
+
+
+def _check(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.check import check
+
+    return check(settings, timeout=args.timeout)
 
 
 def _run(_args: argparse.Namespace, settings: Settings) -> int:

@@ -134,6 +134,34 @@ class AnnounceSettings(_Section):
     cooldown_s: int = Field(default=86400, ge=0)
 
 
+class LogSettings(_Section):
+    format: Literal["text", "json"] = "text"  # json: one object per line
+
+
+class MetricsSettings(_Section):
+    listen: str | None = None  # "127.0.0.1:9811": serve /metrics and /health there; off if unset
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str | None) -> str | None:
+        if value is not None:
+            listen_address(value)
+        return value
+
+    @property
+    def address(self) -> tuple[str, int] | None:
+        return listen_address(self.listen) if self.listen else None
+
+
+def listen_address(value: str) -> tuple[str, int]:
+    """("127.0.0.1", 9811) from "127.0.0.1:9811"; IPv6 as "[::1]:9811"; port 0: any free."""
+    host, sep, port = value.strip().rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:9811)")
+    return host, int(port)
+
+
 class LimitsSettings(_Section):
     sender: int = Field(default=10, ge=0)  # commands per window from one sender; 0: no limit
     room: int = Field(default=30, ge=0)  # commands per window in one room; 0: no limit
@@ -151,6 +179,8 @@ class Settings(BaseSettings):
     pools: PoolsSettings = PoolsSettings()
     rooms: RoomsSettings = RoomsSettings()
     announce: AnnounceSettings = AnnounceSettings()
+    log: LogSettings = LogSettings()
+    metrics: MetricsSettings = MetricsSettings()
     limits: LimitsSettings = LimitsSettings()
 
     @classmethod

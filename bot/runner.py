@@ -9,20 +9,13 @@ import sys
 
 from bot.app import App
 from bot.config import ConfigError, Settings, check_runnable
+from bot.logs import configure_logging
+from bot.metrics import MetricsServer, start_metrics
 from bot.xmpp.client import XmppEdge
 from store.database import make_engine
 from store.migrate import upgrade
 
 log = logging.getLogger("addinbot")
-
-
-def configure_logging(level: int = logging.INFO) -> None:
-    logging.basicConfig(
-        level=level, stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # slixmpp logs whole stanzas (authentication included) at debug level: keep it quiet.
-    logging.getLogger("slixmpp").setLevel(logging.WARNING)
 
 
 def run(settings: Settings) -> int:
@@ -31,7 +24,7 @@ def run(settings: Settings) -> int:
         for problem in problems:
             print(problem, file=sys.stderr)
         return 2
-    configure_logging()
+    configure_logging(settings.log.format)
     try:
         return asyncio.run(serve(settings))
     except ConfigError as exc:
@@ -50,14 +43,21 @@ class Service:
         self.edge = XmppEdge(settings.xmpp, settings.xmpp.secret(), settings.pools.names)
         self.app = App(settings, self.engine, self.edge)
         self.edge.bot = self.app
+        self.metrics: MetricsServer | None = None  # [metrics] listen: /metrics and /health
 
     async def start(self) -> None:
         await asyncio.to_thread(upgrade, self.engine)
         await self.app.start()
+        self.metrics = await start_metrics(
+            self.settings.metrics.address, self.engine, connected=self.edge.online.is_set,
+            rooms_joined=lambda: sum(state.joined for state in self.app.rooms.rooms.values()),
+        )
         self.edge.start()
 
     async def stop(self) -> None:
         """Leave every room, log out, close the database."""
+        if self.metrics is not None:
+            await self.metrics.stop()
         await self.app.stop()
         await self.edge.stop()
         self.engine.dispose()

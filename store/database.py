@@ -10,6 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlmodel import Session
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+_READ_ONLY = "addinbot_read_only"  # an execution option: this connection only reads
 
 
 def make_engine(url: str) -> Engine:
@@ -38,7 +39,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Any) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # A writer takes the write lock up front, so writers queue on the busy timeout; a reader
+    # begins deferred and, in WAL mode, never waits for a writer.
+    if connection.get_execution_options().get(_READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_session(engine: Engine) -> Session:
+    """A session that only reads: on SQLite it takes no write lock."""
+    return Session(engine.execution_options(**{_READ_ONLY: True}), expire_on_commit=False)
 
 
 @contextmanager

@@ -21,6 +21,7 @@ from bot.addins import resolve_pool, resolve_room
 from bot.commands.grammar import Arguments, Signature, match, split_words
 from bot.config import Settings
 from bot.errors import CommandError
+from bot.metrics import METRICS
 
 log = logging.getLogger(__name__)
 
@@ -156,13 +157,17 @@ class Dispatcher:
 
     async def run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         try:
-            return await self._run(place, sender, text)
+            reply = await self._run(place, sender, text)
         except CommandError as exc:
+            METRICS.command(place.name, "refused")
             return Reply(str(exc))
         except Exception:
+            METRICS.command(place.name, "error")
             ref = secrets.token_hex(4)
             log.exception("command failed (ref %s): %r from %s", ref, text[:200], sender)
             return Reply(f"Sorry, something went wrong (ref: {ref}). The operator's log has it.")
+        METRICS.command(place.name, "ok")
+        return reply
 
     async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         commands = self.commands[place]
@@ -174,6 +179,7 @@ class Dispatcher:
             raise CommandError(f"Unknown command “{name[:40]}”. Commands: {allowed}.")
         is_admin = self.is_admin(place, sender)
         if command.role is Role.ADMIN and not is_admin:
+            METRICS.refusal("not_admin")
             raise CommandError(f"Only an addinbot admin may run {command.name}.")
         try:
             args = match(command.signature, words[1:])
@@ -184,6 +190,7 @@ class Dispatcher:
             assert room is not None  # noqa: S101 - manager commands always name a room
             refusal = self.managers.refusal(room, sender)
             if refusal is not None:
+                METRICS.refusal("not_manager")
                 raise CommandError(refusal)
         visible = tuple(self.allowed(place, sender)) if command.name == "help" else ()
         request = Request(

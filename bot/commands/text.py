@@ -45,7 +45,7 @@ def when(moment: datetime) -> str:
 def count(raw: str | None, *, default: int, most: int) -> int:
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= most:
+    if not raw.isdecimal() or not 1 <= int(raw) <= most:  # "²".isdigit(), but int() refuses it
         raise CommandError(f"Give a number from 1 to {most}, not “{raw[:20]}”.")
     return int(raw)
 

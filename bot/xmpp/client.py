@@ -3,22 +3,39 @@
 It connects, authenticates, reconnects with back-off, joins rooms without history, turns
 every inbound stanza into a plain value (bot.inbound.Message, bot.rooms.Presence), drops
 what must never be acted on, and turns plain replies back into stanzas.
+
+Beside it: bot.xmpp.liveness (pings to the server and self-pings to rooms), stream
+management (XEP-0198: a dropped connection is resumed, with its rooms, where the server
+allows it), bot.xmpp.invites (invitations), bot.xmpp.adhoc and bot.xmpp.panel (the ad-hoc
+commands), and the bot's identity (disco: client/bot "addinbot"; XEP-0092 version).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import logging
 import xml.etree.ElementTree as ET
+from collections.abc import Coroutine
 from typing import Any, Protocol
 
 import slixmpp
 from slixmpp import JID
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
 
+from bot import __version__
 from bot.commands.registry import Link
 from bot.config import XmppSettings
 from bot.inbound import Kind, Message
+from bot.invitations import Decline, Invitation
+from bot.metrics import METRICS
 from bot.rooms import Presence
+from bot.xmpp import invites
+from bot.xmpp.adhoc import AdhocCommands
+from bot.xmpp.liveness import Liveness
+from bot.xmpp.panel import Backend
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +50,11 @@ NS_OOB = "jabber:x:oob"
 
 BACKOFF_FIRST_S = 1.0
 BACKOFF_MOST_S = 60.0
+MOST_HELD = 1000  # stanzas kept while a resumable stream is away; the oldest go first
+IDENTITY = ("client", "bot", "addinbot")  # XEP-0030 category, type, name
 
 
-class Bot(Protocol):
+class Bot(Backend, Protocol):
     """What the edge calls on the bot; all on the loop thread."""
 
     def own_nick(self, room: str) -> str | None: ...
@@ -50,6 +69,14 @@ class Bot(Protocol):
 
     def on_offline(self) -> None: ...
 
+    def live_rooms(self) -> list[tuple[str, str]]:
+        """(room, own nickname) of every room the bot is in, for self-pings."""
+
+    def on_room_dropped(self, room: str, nick: str) -> None:
+        """A self-ping says the room no longer has the bot as `nick`."""
+
+    def on_invitation(self, invitation: Invitation, decline: Decline) -> None: ...
+
 
 class XmppEdge(slixmpp.ClientXMPP):
     def __init__(self, settings: XmppSettings, password: str, services: list[str]) -> None:
@@ -61,12 +88,28 @@ class XmppEdge(slixmpp.ClientXMPP):
         self._backoff = BACKOFF_FIRST_S
         self._reconnect: asyncio.TimerHandle | None = None
         self.online = asyncio.Event()
-        for plugin in ("xep_0030", "xep_0045", "xep_0066", "xep_0199", "xep_0203"):
+        self._in_session = False  # bound, and not known to have ended
+        self._suspended = False  # the connection dropped; the stream may yet be resumed
+        self._held: collections.deque[Any] = collections.deque(maxlen=MOST_HELD)
+        self._tasks: set[asyncio.Task[None]] = set()
+        for plugin in (
+            "xep_0004", "xep_0030", "xep_0045", "xep_0066", "xep_0199", "xep_0203", "xep_0198",
+        ):
             self.register_plugin(plugin)
+        self.register_plugin("xep_0092", {"name": IDENTITY[2], "version": __version__})
+        self.liveness = Liveness(self)
+        self.adhoc = AdhocCommands(self)
         self._configure_transport()
+        self.add_event_handler("session_bind", self._session_bind)
         self.add_event_handler("session_start", self._session_start)
+        self.add_event_handler("session_resumed", self._session_resumed)
+        self.add_event_handler("session_end", self._session_end)
         self.add_event_handler("disconnected", self._disconnected)
         self.add_event_handler("message", self._message)
+        # Not the "message" event: that is only raised for a message with a body.
+        self.register_handler(Callback(
+            "addinbot invitations", MatchXPath(f"{{{NS_CLIENT}}}message"), self._invitation
+        ))
         self.add_event_handler("groupchat_presence", self._presence)
         self.add_event_handler("presence_error", self._presence_error)
         self.add_event_handler("failed_auth", self._failed_auth)
@@ -85,6 +128,7 @@ class XmppEdge(slixmpp.ClientXMPP):
 
     def start(self) -> None:
         self._stopping = False
+        self._reconnect = None
         self.connect(self.settings.server_host, self.settings.server_port)
 
     async def stop(self) -> None:
@@ -92,26 +136,81 @@ class XmppEdge(slixmpp.ClientXMPP):
         if self._reconnect is not None:
             self._reconnect.cancel()
         self.cancel_connection_attempt()
+        await self.liveness.close()
+        for task in list(self._tasks):
+            task.cancel()
         if self.transport is not None:
             await self.disconnect(wait=2.0)
 
+    def reschedule_connection_attempt(self) -> Any:
+        """slixmpp doubles its wait between failed attempts up to 300 s; keep ours to
+        BACKOFF_MOST_S, so the bot is back within a minute of the server."""
+        attempt = super().reschedule_connection_attempt()
+        self._connect_loop_wait = min(self._connect_loop_wait, BACKOFF_MOST_S)
+        return attempt
+
+    def drop_connection(self) -> None:
+        """Drop the TCP connection without closing the stream, so it can be resumed."""
+        self.abort()
+
+    def _session_bind(self, _jid: Any) -> None:
+        category, kind, name = IDENTITY
+        self.plugin["xep_0030"].add_identity(category=category, itype=kind, name=name)
+        self.adhoc.session_bind()
+
     def _session_start(self, _event: Any) -> None:
         self._backoff = BACKOFF_FIRST_S
+        self._in_session, self._suspended = True, False
+        self._held.clear()
         self.send_presence()
         self.online.set()
+        self.liveness.start()
         log.info("connected as %s", self.boundjid)
         if self.bot is not None:
             self.bot.on_online()
 
+    def _session_resumed(self, _event: Any) -> None:
+        """The server kept the session: the bot is still in its rooms, nothing to redo."""
+        self._backoff = BACKOFF_FIRST_S
+        self._suspended = False
+        held, self._held = list(self._held), collections.deque(maxlen=MOST_HELD)
+        for stanza in held:
+            stanza.send()
+        self.online.set()
+        self.liveness.start()
+        log.info("stream resumed as %s (%d stanza(s) held sent)", self.boundjid, len(held))
+
+    def _session_end(self, _event: Any) -> None:
+        """The server forgot the session (or would not resume it): so did every room."""
+        self._session_over()
+
+    def _session_over(self) -> None:
+        self._suspended = False
+        self._held.clear()
+        if self._in_session:
+            self._in_session = False
+            if self.bot is not None:
+                self.bot.on_offline()
+
+    def _resumable(self) -> bool:
+        sm = self.plugin["xep_0198"]
+        return self._in_session and bool(sm.sm_id) and not self.end_session_on_disconnect
+
     def _disconnected(self, reason: Any) -> None:
         self.online.clear()
-        if self.bot is not None:
-            self.bot.on_offline()
+        self.liveness.stop()
+        if self._stopping or not self._resumable():
+            self._session_over()  # (done already where slixmpp saw the session end)
+        else:
+            self._suspended = True  # hold what the bot sends until the stream is resumed
         if self._stopping:
             return
+        if self._reconnect is not None:
+            return  # one loss reported twice (slixmpp does after a refused certificate)
         delay = self._backoff
         self._backoff = min(self._backoff * 2, BACKOFF_MOST_S)
         log.warning("disconnected (%s); reconnecting in %.0f s", reason, delay)
+        METRICS.reconnect()
         self._reconnect = self.loop.call_later(delay, self.start)
 
     def _failed_auth(self, _event: Any) -> None:
@@ -122,6 +221,8 @@ class XmppEdge(slixmpp.ClientXMPP):
     def _message(self, stanza: Any) -> None:
         if self.bot is None:
             return
+        if invites.is_invitation(stanza.xml):
+            return  # handled by _invitation, body or not: never a command
         message = self.to_message(stanza.xml)
         if message is not None:
             self.bot.on_message(message)
@@ -162,9 +263,34 @@ class XmppEdge(slixmpp.ClientXMPP):
         """A message from a room occupant, not from a user: it proves only a nickname."""
         if xml.find(f"{{{NS_MUC_USER}}}x") is not None:
             return True
+        return self.is_room_jid(bare)
+
+    def is_room_jid(self, bare: str) -> bool:
+        """A room (of a served service, or one the bot is in), not a user."""
         if self.bot is not None and self.bot.own_nick(bare) is not None:
             return True
         return JID(bare).domain in self.services
+
+    def _invitation(self, stanza: Any) -> None:
+        if self.bot is None or not invites.is_invitation(stanza.xml):
+            return
+        received = invites.parse(stanza.xml, services=self.services, is_room=self._is_room)
+        if received is None or self.bot is None:
+            return
+        decline = invites.decline(self, received)
+        invitation = received.invitation
+        service = invitation.room.partition("@")[2].lower()
+        if invitation.mediated or service not in self.services:
+            self.bot.on_invitation(invitation, decline)
+            return
+        self._spawn(self._checked_invitation(invitation, decline))
+
+    async def _checked_invitation(self, invitation: Invitation, decline: Decline) -> None:
+        """A direct invitation names any room: ask the room whether it exists at all, so
+        that looking at it never creates it."""
+        exists = await invites.room_exists(self, invitation.room)
+        if self.bot is not None:
+            self.bot.on_invitation(dataclasses.replace(invitation, room_exists=exists), decline)
 
     def _presence(self, stanza: Any) -> None:
         if self.bot is None or stanza["type"] == "error":
@@ -208,27 +334,44 @@ class XmppEdge(slixmpp.ClientXMPP):
 
     # --- outbound (the bot's Transport) ----------------------------------------------------
 
+    def send_stanza(self, stanza: Any) -> None:
+        """Send now, or hold it while a resumable stream is away (sent on resumption)."""
+        if self._suspended:
+            self._held.append(stanza)
+        else:
+            stanza.send()
+
     def send_direct(self, to: str, text: str) -> None:
-        self.make_message(mto=to, mbody=text, mtype="chat").send()
+        self.send_stanza(self.make_message(mto=to, mbody=text, mtype="chat"))
 
     def send_private(self, room: str, nick: str, text: str, link: Link | None = None) -> None:
         stanza = self.make_message(mto=JID(f"{room}/{nick}"), mbody=text, mtype="chat")
         stanza.append(ET.Element(f"{{{NS_MUC_USER}}}x"))
         _add_link(stanza, link)
-        stanza.send()
+        self.send_stanza(stanza)
 
     def send_room(self, room: str, text: str, link: Link | None = None) -> None:
         stanza = self.make_message(mto=room, mbody=text, mtype="groupchat")
         _add_link(stanza, link)
-        stanza.send()
+        self.send_stanza(stanza)
 
     def join(self, room: str, nick: str) -> None:
         muc = self.plugin["xep_0045"]
         stanza = muc.make_join_stanza(JID(room), nick, maxstanzas=0)
-        stanza.send()
+        self.send_stanza(stanza)
 
     def leave(self, room: str, nick: str) -> None:
-        self.make_presence(pto=JID(f"{room}/{nick}"), ptype="unavailable").send()
+        self.send_stanza(self.make_presence(pto=JID(f"{room}/{nick}"), ptype="unavailable"))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background work failed", exc_info=task.exception())
 
 
 def _has_any(xml: ET.Element, *tags: str) -> bool:

@@ -1,0 +1,300 @@
+"""Ad-hoc commands (XEP-0050) with data forms (XEP-0004): the protocol side of the panel.
+
+The operations themselves are bot.xmpp.panel's. Here: service discovery (the command list
+is filtered per requester, and a command node is not even described to whom it is not
+offered), sessions (each bound to the full JID that started it, expiring after ten
+minutes), forms to stanzas and back, and the checks on every step: who is asking (IQs come
+from the requester's real full JID; one relayed by a room proves nothing and is refused),
+whether they may run it (else `forbidden`), and for a manager whether they manage the room
+chosen. slixmpp's own xep_0050 plugin is not used: it binds no session to its requester.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from slixmpp import JID, Iq
+from slixmpp.exceptions import XMPPError
+from slixmpp.plugins.xep_0004 import Form
+from slixmpp.plugins.xep_0030 import DiscoInfo, DiscoItems
+from slixmpp.plugins.xep_0050 import Command
+from slixmpp.types import ErrorConditions
+from slixmpp.xmlstream import register_stanza_plugin
+from slixmpp.xmlstream.handler import CoroutineCallback
+from slixmpp.xmlstream.matcher import StanzaPath
+
+from bot.addins import Actor
+from bot.errors import CommandError
+from bot.xmpp.panel import (
+    OPERATIONS,
+    Field,
+    Operation,
+    Outcome,
+    Requester,
+    Table,
+    Values,
+    manager_refusal,
+    may_offer,
+)
+
+if TYPE_CHECKING:
+    from bot.xmpp.client import XmppEdge
+
+log = logging.getLogger(__name__)
+
+NS_COMMANDS = "http://jabber.org/protocol/commands"
+NS_DATA = "jabber:x:data"
+SESSION_TTL_S = 600.0
+MOST_SESSIONS = 200
+PANEL = "addinbot Control Panel"
+
+
+@dataclass(frozen=True)
+class _Session:
+    node: str
+    requester: str  # the full JID that started it: only it may go on
+    fields: tuple[Field, ...]
+    started: float
+
+
+class AdhocCommands:
+    def __init__(self, edge: XmppEdge) -> None:
+        self.edge = edge
+        self.sessions: dict[str, _Session] = {}
+        register_stanza_plugin(Iq, Command)
+        register_stanza_plugin(Command, Form, iterable=True)
+        edge.register_handler(CoroutineCallback(
+            "addinbot ad-hoc commands", StanzaPath("iq@type=set/command"), self._command
+        ))
+        self.disco = edge.plugin["xep_0030"]
+        self.disco.api.register(self._items, "get_items")
+        self.disco.api.register(self._info, "get_info")
+
+    def session_bind(self) -> None:
+        self.disco.add_feature(NS_COMMANDS)
+        self.sessions.clear()
+
+    def requester(self, sender: JID) -> Requester | None:
+        """Who is asking, as the server vouches for it; None for a room or a server."""
+        bot = self.edge.bot
+        if bot is None or not sender.user:
+            return None
+        bare = sender.bare.lower()
+        if self.edge.is_room_jid(bare):
+            return None  # relayed by a room: a nickname, not a person
+        return Requester(
+            bare, bot.settings.is_admin(bare), tuple(bot.rooms.managed_by(bare))
+        )
+
+    # --- service discovery -----------------------------------------------------------------
+
+    def _items(self, jid: Any, node: str | None, ifrom: Any, data: Any) -> Any:
+        if node != NS_COMMANDS:
+            return self.disco.static.get_items(jid, node, ifrom, data)
+        items = DiscoItems()
+        items["node"] = NS_COMMANDS
+        requester = self.requester(JID(ifrom)) if ifrom else None
+        if requester is not None:
+            for operation in OPERATIONS.values():
+                if may_offer(operation, requester):
+                    items.add_item(self.edge.boundjid, operation.node, operation.name)
+        return items
+
+    def _info(self, jid: Any, node: str | None, ifrom: Any, data: Any) -> Any:
+        if node == NS_COMMANDS:
+            info = DiscoInfo()
+            info.add_identity("automation", "command-list", name=PANEL)
+            return info
+        operation = OPERATIONS.get(node or "")
+        if operation is None:
+            return self.disco.static.get_info(jid, node, ifrom, data)
+        requester = self.requester(JID(ifrom)) if ifrom else None
+        if requester is None or not may_offer(operation, requester):
+            raise XMPPError("item-not-found")
+        info = DiscoInfo()
+        info.add_identity("automation", "command-node", name=operation.name)
+        info.add_feature(NS_COMMANDS)
+        info.add_feature(NS_DATA)
+        return info
+
+    # --- commands --------------------------------------------------------------------------
+
+    async def _command(self, iq: Any) -> None:
+        command = iq["command"]
+        node, action, sid = command["node"], command["action"] or "execute", command["sessionid"]
+        operation = OPERATIONS.get(node)
+        if operation is None:
+            raise XMPPError("item-not-found")
+        requester = self.requester(iq["from"])
+        if requester is None or not may_offer(operation, requester):
+            log.info("ad-hoc %s refused to %s", node, iq["from"])
+            raise XMPPError("forbidden", "You may not run this command.", etype="auth")
+        if not sid:
+            if action != "execute":
+                raise _command_error("bad-request", "malformed-action")
+            await self._start(iq, operation, requester)
+        else:
+            await self._go_on(iq, operation, requester, sid, action)
+
+    async def _start(self, iq: Any, operation: Operation, requester: Requester) -> None:
+        bot = self.edge.bot
+        assert bot is not None  # noqa: S101 - requester() saw it
+        try:
+            fields = await asyncio.to_thread(operation.fields, bot.settings, bot.engine, requester)
+        except CommandError as exc:
+            self._reply(iq, _new_id(), "completed", Outcome(exc.reason, error=True))
+            return
+        if not fields:  # nothing to ask: run at once
+            self._reply(iq, _new_id(), "completed", await self._run(operation, requester, {}))
+            return
+        sid = self._open(operation, iq["from"].full, fields)
+        self._reply(iq, sid, "executing", form=self._form(operation, fields))
+
+    async def _go_on(
+        self, iq: Any, operation: Operation, requester: Requester, sid: str, action: str
+    ) -> None:
+        session = self.sessions.get(sid)
+        mine = session is not None and session.requester == iq["from"].full
+        if session is None or not mine or session.node != operation.node:
+            raise _command_error("bad-request", "bad-sessionid")
+        if action == "cancel":
+            del self.sessions[sid]
+            self._reply(iq, sid, "canceled")
+            return
+        if action not in ("execute", "complete"):
+            raise _command_error("bad-request", "bad-action")
+        del self.sessions[sid]
+        if asyncio.get_running_loop().time() - session.started > SESSION_TTL_S:
+            raise _command_error("not-allowed", "session-expired")
+        try:
+            values = _submitted(iq["command"].xml, session.fields)
+        except CommandError as exc:
+            self._reply(iq, sid, "completed", Outcome(exc.reason, error=True))
+            return
+        self._reply(iq, sid, "completed", await self._run(operation, requester, values))
+
+    async def _run(self, operation: Operation, requester: Requester, values: Values) -> Outcome:
+        """The same rules as chat: the role (checked by the caller), the manager's room,
+        then bot.addins off the loop."""
+        bot = self.edge.bot
+        assert bot is not None  # noqa: S101 - requester() saw it
+        try:
+            refusal = manager_refusal(operation, requester, bot.settings, bot.rooms, values)
+            if refusal is not None:
+                raise XMPPError("forbidden", refusal, etype="auth")
+            actor = Actor(requester.jid, "adhoc")
+            return await asyncio.to_thread(
+                operation.run, bot.settings, bot.engine, actor, values
+            )
+        except CommandError as exc:
+            return Outcome(exc.reason, error=True)
+        except XMPPError:
+            raise
+        except Exception:
+            ref = secrets.token_hex(4)
+            log.exception("ad-hoc %s failed (ref %s) for %s", operation.node, ref, requester.jid)
+            return Outcome(
+                f"Sorry, something went wrong (ref: {ref}). The operator's log has it.",
+                error=True,
+            )
+        finally:
+            bot.changed()
+
+    def _open(self, operation: Operation, requester: str, fields: list[Field]) -> str:
+        now = asyncio.get_running_loop().time()
+        for sid, session in list(self.sessions.items()):
+            if now - session.started > SESSION_TTL_S:
+                del self.sessions[sid]
+        while len(self.sessions) >= MOST_SESSIONS:
+            del self.sessions[next(iter(self.sessions))]  # the oldest
+        sid = _new_id()
+        self.sessions[sid] = _Session(operation.node, requester, tuple(fields), now)
+        return sid
+
+    def _reply(
+        self, iq: Any, sid: str, status: str, outcome: Outcome | None = None,
+        form: Any = None,
+    ) -> None:
+        node = iq["command"]["node"]
+        reply = iq.reply()
+        command = reply["command"]
+        command["node"] = node
+        command["sessionid"] = sid
+        command["status"] = status
+        if status == "executing":
+            command["actions"] = ["complete"]
+            actions = command.xml.find(f"{{{NS_COMMANDS}}}actions")
+            if actions is not None:
+                actions.set("execute", "complete")
+        if outcome is not None:
+            command.add_note(outcome.note, "error" if outcome.error else "info")
+            if outcome.table is not None:
+                command.xml.append(self._table(outcome.table))
+        if form is not None:
+            command.append(form)
+        self.edge.send_stanza(reply)
+
+    def _form(self, operation: Operation, fields: list[Field]) -> Any:
+        forms: Any = self.edge.plugin["xep_0004"]
+        form = forms.make_form("form", operation.name)
+        if operation.instructions:
+            form["instructions"] = operation.instructions
+        for spec in fields:
+            options = [{"label": o, "value": o} for o in spec.options] if spec.options else None
+            added = form.add_field(
+                var=spec.var, ftype=spec.kind, label=spec.label, required=spec.required,
+                options=options,
+            )
+            if spec.value:
+                added["value"] = spec.value
+        return form
+
+    def _table(self, table: Table) -> ET.Element:
+        """A result form (reported columns, one item a row), built directly: it may be long,
+        and it is built on the loop."""
+        form = ET.Element(f"{{{NS_DATA}}}x", {"type": "result"})
+        reported = ET.SubElement(form, f"{{{NS_DATA}}}reported")
+        for var, label in table.columns:
+            ET.SubElement(reported, f"{{{NS_DATA}}}field", {"var": var, "label": label})
+        for row in table.rows:
+            item = ET.SubElement(form, f"{{{NS_DATA}}}item")
+            for (var, _label), value in zip(table.columns, row, strict=True):
+                field = ET.SubElement(item, f"{{{NS_DATA}}}field", {"var": var})
+                ET.SubElement(field, f"{{{NS_DATA}}}value").text = value
+        return form
+
+
+def _new_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+def _command_error(condition: ErrorConditions, specific: str) -> XMPPError:
+    """An error with XEP-0050's specific condition (bad-sessionid, session-expired, …)."""
+    return XMPPError(condition, extension=specific, extension_ns=NS_COMMANDS)
+
+
+def _submitted(command: ET.Element, fields: tuple[Field, ...]) -> Values:
+    """The values of the submitted form for the fields the form asked for."""
+    wanted = {spec.var: spec for spec in fields}
+    values: Values = {}
+    for form in command.findall(f"{{{NS_DATA}}}x"):
+        if form.get("type", "submit") != "submit":
+            continue
+        for field in form.findall(f"{{{NS_DATA}}}field"):
+            var = field.get("var", "")
+            spec = wanted.get(var)
+            if spec is None:
+                continue
+            given = "\n".join(v.text or "" for v in field.findall(f"{{{NS_DATA}}}value"))
+            if spec.kind == "boolean":
+                given = "1" if given.strip().lower() in ("1", "true") else "0"
+            values[var] = given
+    for spec in fields:
+        if spec.required and not values.get(spec.var):
+            raise CommandError(f"Fill in “{spec.label}”.")
+    return values

@@ -1,0 +1,344 @@
+"""The Control Panel: ad-hoc commands (XEP-0050) with data forms (XEP-0004), run by real
+slixmpp clients against the bot on Prosody; and the bot's identity (disco, XEP-0092)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+from slixmpp import JID, Message
+from slixmpp.exceptions import IqError
+
+from bot import __version__, addins
+from bot.announce import attached_sentence
+from tests.harness.prosody import Prosody
+from tests.harness.xmpp_client import TestClient
+from tests.integration.conftest import BotHandle, jid
+
+pytestmark = pytest.mark.xmpp
+
+NS_COMMANDS = "http://jabber.org/protocol/commands"
+NAME = "Stock Ticker"
+URL = "https://stocks.example.org/panel"
+NEW_URL = "https://stocks.example.org/v2"
+ADMIN_NODES = sorted(
+    ["register", "update", "unregister", "list", "join", "leave", "attach", "detach"]
+)
+
+People = Callable[[str], Awaitable[TestClient]]
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def bot_jid(handle: BotHandle) -> JID:
+    """The bot's full JID: ad-hoc commands go to a resource (clients see it in presence)."""
+    assert handle.service is not None
+    return JID(handle.service.edge.boundjid.full)
+
+
+async def panel_user(people: People, user: str) -> TestClient:
+    client = await people(user)
+    client.register_plugin("xep_0050")  # also loads xep_0004, for forms
+    client.register_plugin("xep_0092")
+    return client
+
+
+async def execute(client: TestClient, to: JID, node: str) -> Any:
+    """The first step of a command: the bot's form (or its result, if it needs none)."""
+    return await client.plugin["xep_0050"].send_command(to, node, timeout=10)
+
+
+async def submit(
+    client: TestClient, to: JID, first: Any, values: dict[str, str], action: str = "complete"
+) -> Any:
+    """Fill in and submit the form `first` carried."""
+    form = client.plugin["xep_0004"].make_form("submit")
+    for var, value in values.items():
+        form.add_field(var=var, value=value)
+    return await client.plugin["xep_0050"].send_command(
+        to, first["command"]["node"], action=action, payload=form,
+        sessionid=first["command"]["sessionid"], timeout=10,
+    )
+
+
+async def run_form(
+    client: TestClient, to: JID, node: str, values: dict[str, str]
+) -> tuple[Any, Any]:
+    """A whole flow: execute, get a form, submit it; returns (form step, result)."""
+    first = await execute(client, to, node)
+    assert first["command"]["status"] == "executing", first
+    assert first["command"]["actions"] == {"complete"}
+    return first, await submit(client, to, first, values)
+
+
+def notes(result: Any) -> list[tuple[str, str]]:
+    return list(result["command"]["notes"])
+
+
+def fields_of(step: Any) -> dict[str, Any]:
+    return dict(step["command"]["form"].get_fields())
+
+
+def audit_rows(handle: BotHandle) -> list[addins.AuditEntry]:
+    assert handle.service is not None
+    return addins.audit(handle.service.engine, limit=1000)
+
+
+async def offered(client: TestClient, to: JID) -> list[str]:
+    items = await client.plugin["xep_0050"].get_commands(to, timeout=10)
+    return sorted(node for _jid, node, _name in items["disco_items"]["items"])
+
+
+async def make_non_anonymous(client: TestClient, room: str) -> None:
+    muc = client.plugin["xep_0045"]
+    form = await muc.get_room_config(room)
+    form.get_fields()["muc#roomconfig_whois"]["value"] = "anyone"
+    await muc.set_room_config(room, form)
+
+
+async def admin_joins_bot(
+    admin: TestClient, prosody: Prosody, handle: BotHandle, room: str
+) -> None:
+    reply = await admin.ask(jid(prosody, "addinbot"), f"join {room}")
+    assert reply.startswith("Joining"), reply
+    await handle.in_room(room)
+
+
+def occupant_of(handle: BotHandle, room: str, nick: str) -> Any:
+    assert handle.service is not None
+    return handle.service.app.rooms.occupant(room, nick)
+
+
+async def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.02)
+
+
+def said_in(room: str) -> Callable[[Message], bool]:
+    return lambda m: m["from"].bare == room and m["type"] == "groupchat" and bool(m["body"])
+
+
+# --- 4: identity ---------------------------------------------------------------------------
+
+
+async def test_the_bot_says_what_it_is_and_its_version(bot: BotHandle, people: People) -> None:
+    client = await panel_user(people, "mallory")
+    to = bot_jid(bot)
+    info = (await client.plugin["xep_0030"].get_info(jid=to, timeout=10))["disco_info"]
+    assert ("client", "bot", None, "addinbot") in info["identities"]
+    for feature in (NS_COMMANDS, "urn:xmpp:ping", "jabber:iq:version"):
+        assert feature in info["features"]
+    version = (await client.plugin["xep_0092"].get_version(to, timeout=10))["software_version"]
+    assert (version["name"], version["version"]) == ("addinbot", __version__)
+    assert not version["os"]  # the operating system is nobody's business
+
+
+# --- 1: discovery, filtered per requester --------------------------------------------------
+
+
+async def test_the_command_list_is_filtered_per_requester(
+    bot: BotHandle, people: People, prosody: Prosody, room: str
+) -> None:
+    to = bot_jid(bot)
+    admin = await panel_user(people, "admin")
+    assert await offered(admin, to) == ADMIN_NODES
+    info = await admin.plugin["xep_0030"].get_info(jid=to, node="register", timeout=10)
+    assert ("automation", "command-node", None, "Register an add-in") in (
+        info["disco_info"]["identities"]
+    )
+
+    # A room manager is offered attach and detach once the bot sees them manage a room;
+    # list is anyone's, in chat as here.
+    alice = await panel_user(people, "alice")
+    assert await offered(alice, to) == ["list"]
+    await alice.join_room(room, "alice")
+    await make_non_anonymous(alice, room)
+    await admin_joins_bot(admin, prosody, bot, room)
+    assert await offered(alice, to) == ["attach", "detach", "list"]
+
+    mallory = await panel_user(people, "mallory")
+    assert await offered(mallory, to) == ["list"]
+    with pytest.raises(IqError) as refused:
+        await mallory.plugin["xep_0030"].get_info(jid=to, node="register", timeout=10)
+    assert refused.value.condition == "item-not-found"
+
+
+# --- 1: every operation through its form ---------------------------------------------------
+
+
+async def test_an_admin_runs_every_operation_through_forms(
+    bot: BotHandle, people: People, prosody: Prosody, room: str
+) -> None:
+    to = bot_jid(bot)
+    admin = await panel_user(people, "admin")
+    bob = await people("bob")
+    await bob.join_room(room, "bob")
+
+    first, done = await run_form(admin, to, "register", {"name": NAME, "url": URL})
+    assert {"name", "url"} <= set(fields_of(first))
+    assert fields_of(first)["url"]["required"]
+    assert done["command"]["status"] == "completed"
+    assert notes(done) == [("info", f"Registered “{NAME}” in {prosody.muc}: {URL}")]
+
+    listed = await execute(admin, to, "list")  # one pool: nothing to ask, the table at once
+    assert listed["command"]["status"] == "completed"
+    table = listed["command"]["form"]
+    assert table["type"] == "result"
+    assert [dict(row) for row in table["items"]] == [
+        {"name": NAME, "url": URL, "rooms": "0"}
+    ]
+
+    _, done = await run_form(admin, to, "join", {"room": room})
+    assert notes(done) == [("info", f"Joining {room}; the bot will rejoin it after restarts.")]
+    await bot.in_room(room)
+
+    first, done = await run_form(admin, to, "attach", {"room": room, "name": NAME})
+    name_field = fields_of(first)["name"]
+    assert name_field["type"] == "list-single"  # the registered add-ins, to choose from
+    assert [o["value"] for o in name_field["options"]] == [NAME]
+    assert notes(done) == [("info", f"{room} now has the add-in “{NAME}”: {URL}")]
+    told = await bob.next_message(10, said_in(room))
+    assert told["body"] == attached_sentence(NAME, URL)  # announced as from chat
+
+    _, done = await run_form(
+        admin, to, "update", {"name": NAME, "url": NEW_URL, "new_name": "Ticker"}
+    )
+    assert notes(done) == [(
+        "info",
+        f"Renamed “{NAME}” to “Ticker”.\n"
+        f"“Ticker” now points to {NEW_URL} — the 1 room(s) using it are told",
+    )]
+    told = await bob.next_message(10, said_in(room))
+    assert NEW_URL in told["body"]
+
+    _, done = await run_form(admin, to, "detach", {"room": room})
+    assert notes(done) == [("info", f"{room} no longer has the add-in “Ticker”.")]
+
+    _, done = await run_form(admin, to, "unregister", {"name": "Ticker", "force": "0"})
+    assert notes(done) == [("info", "Unregistered “Ticker”.")]
+
+    first, done = await run_form(admin, to, "leave", {"room": room})
+    assert [o["value"] for o in fields_of(first)["room"]["options"]] == [room]
+    assert notes(done) == [("info", f"Leaving {room}.")]
+
+    rows = [(e.action, e.actor, e.via) for e in reversed(audit_rows(bot))]
+    who = jid(prosody, "admin")
+    assert rows == [
+        (action, who, "adhoc")
+        for action in ("register", "join", "attach", "rename", "update-url", "detach",
+                       "unregister", "leave")
+    ]
+
+
+# --- 1: refusals ---------------------------------------------------------------------------
+
+
+async def test_others_are_forbidden_and_a_session_is_its_starters_alone(
+    bot: BotHandle, people: People
+) -> None:
+    to = bot_jid(bot)
+    mallory = await panel_user(people, "mallory")
+    for node in ("register", "join", "attach"):
+        with pytest.raises(IqError) as refused:
+            await execute(mallory, to, node)
+        assert refused.value.condition == "forbidden"
+        assert refused.value.iq["error"]["type"] == "auth"
+
+    # An admin's session, taken up by someone else: refused before anything is read.
+    admin = await panel_user(people, "admin")
+    first = await execute(admin, to, "register")
+    with pytest.raises(IqError) as refused:
+        await submit(mallory, to, first, {"name": "Evil", "url": URL})
+    assert refused.value.condition == "forbidden"
+    # ... even by the same admin from another client: a session belongs to one full JID.
+    other_admin = await panel_user(people, "admin")
+    with pytest.raises(IqError) as refused:
+        await submit(other_admin, to, first, {"name": "Evil", "url": URL})
+    assert refused.value.condition == "bad-request"
+    assert refused.value.iq.xml.find(f".//{{{NS_COMMANDS}}}bad-sessionid") is not None
+
+    # Cancelled, the session is gone.
+    cancelled = await admin.plugin["xep_0050"].send_command(
+        to, "register", action="cancel", sessionid=first["command"]["sessionid"], timeout=10
+    )
+    assert cancelled["command"]["status"] == "canceled"
+    with pytest.raises(IqError):
+        await submit(admin, to, first, {"name": "Late", "url": URL})
+    assert audit_rows(bot) == []
+
+
+async def test_bad_input_is_refused_with_the_reason_and_nothing_is_stored(
+    bot: BotHandle, people: People
+) -> None:
+    to = bot_jid(bot)
+    admin = await panel_user(people, "admin")
+    _, done = await run_form(admin, to, "register", {"name": "Evil", "url": "javascript:x"})
+    assert done["command"]["status"] == "completed"
+    ((kind, text),) = notes(done)
+    assert kind == "error"
+    assert text.startswith("URL refused: ")
+    _, done = await run_form(admin, to, "register", {"url": URL})
+    assert notes(done) == [("error", "Fill in “Name”.")]
+    _, done = await run_form(admin, to, "update", {"name": "Nothing", "url": URL})
+    assert notes(done)[0][0] == "error"
+    assert audit_rows(bot) == []
+
+
+# --- 1: managers ---------------------------------------------------------------------------
+
+
+async def test_a_manager_attaches_and_detaches_only_a_room_they_manage(
+    bot: BotHandle, people: People, prosody: Prosody, room: str
+) -> None:
+    to = bot_jid(bot)
+    admin = await panel_user(people, "admin")
+    reply = await admin.ask(jid(prosody, "addinbot"), f'register "{NAME}" {URL}')
+    assert reply.startswith("Registered")
+    alice = await panel_user(people, "alice")
+    await alice.join_room(room, "alice")
+    await make_non_anonymous(alice, room)
+    bob = await panel_user(people, "bob")
+    await bob.join_room(room, "bob")
+    await admin_joins_bot(admin, prosody, bot, room)
+
+    first, done = await run_form(alice, to, "attach", {"room": room, "name": NAME})
+    room_field = fields_of(first)["room"]
+    assert room_field["type"] == "list-single"
+    assert [o["value"] for o in room_field["options"]] == [room]  # hers, and only hers
+    assert notes(done) == [("info", f"{room} now has the add-in “{NAME}”: {URL}")]
+    assert (await bob.next_message(10, said_in(room)))["body"] == attached_sentence(NAME, URL)
+    assert (audit_rows(bot)[0].actor, audit_rows(bot)[0].via) == (jid(prosody, "alice"), "adhoc")
+
+    # A room she does not manage, typed in over the form's choice: refused by the room rule.
+    other = f"x{room}"
+    first = await execute(alice, to, "detach")
+    with pytest.raises(IqError) as refused:
+        await submit(alice, to, first, {"room": other})
+    assert refused.value.condition == "forbidden"
+    assert "cannot see who manages it" in refused.value.text
+
+    # bob is in the room, but manages nothing.
+    with pytest.raises(IqError) as refused:
+        await execute(bob, to, "attach")
+    assert refused.value.condition == "forbidden"
+
+    _, done = await run_form(alice, to, "detach", {"room": room})
+    assert notes(done) == [("info", f"{room} no longer has the add-in “{NAME}”.")]
+    assert addins.room_info(bot.service.engine, room).addin is None  # type: ignore[union-attr]
+
+    # Demoted while a form is open: the submit is checked again, and refused.
+    first = await execute(alice, to, "attach")
+    muc = alice.plugin["xep_0045"]
+    await muc.set_affiliation(room, "owner", jid=jid(prosody, "carol"))  # the room keeps one
+    await muc.set_affiliation(room, "member", jid=jid(prosody, "alice"))
+    await until(lambda: occupant_of(bot, room, "alice").affiliation == "member", "the demotion")
+    with pytest.raises(IqError) as refused:
+        await submit(alice, to, first, {"room": room, "name": NAME})
+    assert refused.value.condition == "forbidden"
+    assert addins.room_info(bot.service.engine, room).addin is None  # type: ignore[union-attr]
