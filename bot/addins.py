@@ -10,6 +10,7 @@ transaction; a refusal raises CommandError and changes nothing.
 from __future__ import annotations
 
 import stringprep
+import threading
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ MAX_NAME = 64
 MAX_NAME_KEY = 256  # the name_key column
 MAX_ROOM_LOCAL = 1023  # bytes, as for any JID local part
 _T = TypeVar("_T")
+_commits = 0  # changes committed by this process (see commits())
+_commits_lock = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -538,16 +541,27 @@ def last_audit_id(engine: Engine) -> int:
 # --- helpers -------------------------------------------------------------------------------
 
 
+def commits() -> int:
+    """How many changes this process has committed so far. The bot looks for something to
+    announce after a command only if this moved: a read changes nothing (other processes'
+    changes are found at the next poll)."""
+    return _commits
+
+
 def _write(engine: Engine, change: Callable[[Session], _T], *, conflict: str | None = None) -> _T:
+    global _commits
     try:
         with transaction(engine) as session:
-            return change(session)
+            result = change(session)
     except IntegrityError:
         if conflict is None:
             raise
         raise CommandError(conflict) from None
     except OperationalError as exc:
         raise StoreBusy() from exc
+    with _commits_lock:
+        _commits += 1
+    return result
 
 
 class _reading:

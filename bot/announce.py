@@ -52,6 +52,7 @@ class Announcer:
         self.cursor = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._commits_seen = -1  # addins.commits() when the changes were last read
         self._arrivals: dict[str, list[Occupant]] = {}  # joiners waiting to be claimed
         self._claiming: set[str] = set()  # rooms whose joiners are being claimed
 
@@ -66,8 +67,11 @@ class Announcer:
                 await self._task
 
     def poke(self) -> None:
-        """Something changed here: look now rather than at the next poll."""
-        self._wake.set()
+        """A command was answered: if anything was committed since the last look, look now
+        rather than at the next poll. (After a read there is nothing to look for, and a look
+        is a database query on a worker thread, competing with the next command.)"""
+        if addins.commits() != self._commits_seen:
+            self._wake.set()
 
     async def _follow(self) -> None:
         while True:
@@ -82,6 +86,7 @@ class Announcer:
                 log.exception("announcing changes failed")
 
     async def catch_up(self) -> None:
+        self._commits_seen = addins.commits()
         while True:
             changes = await asyncio.to_thread(addins.changes_since, self.engine, self.cursor)
             for change in changes:

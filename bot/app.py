@@ -27,7 +27,17 @@ from bot.inbound import Kind, Message, Transport
 from bot.invitations import Decline, Invitation, Invitations
 from bot.limits import RateLimit, Verdict
 from bot.metrics import METRICS
-from bot.rooms import Arrival, Exit, Gone, Joined, Presence, Rooms
+from bot.rooms import (
+    NOW_FULLY_ANONYMOUS,
+    NOW_NON_ANONYMOUS,
+    NOW_SEMI_ANONYMOUS,
+    Arrival,
+    Exit,
+    Gone,
+    Joined,
+    Presence,
+    Rooms,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,7 @@ BOT = Actor("addinbot", "bot")
 # Stop trying for good on these; a kick or a vanished stream is retried.
 FINAL_EXITS = {Exit.BANNED, Exit.DESTROYED, Exit.REMOVED}
 MAX_NICK_TRIES = 3
+ANONYMITY_CHANGED = frozenset({NOW_NON_ANONYMOUS, NOW_SEMI_ANONYMOUS, NOW_FULLY_ANONYMOUS})
 FINAL_JOIN_ERRORS = {"forbidden", "registration-required", "not-authorized", "item-not-found"}
 
 
@@ -151,6 +162,14 @@ class App:
         self.rooms.forget(room)
         self.invitations.gone(room, "the room dropped the bot")
         self._gone(room, "dropped by the room without a word", final=False)
+
+    def on_room_status(self, room: str, codes: frozenset[int]) -> None:
+        """The room changed whom it shows real JIDs to: join again, so that the room sends
+        its occupants afresh as it now shows them (nobody present is told anything)."""
+        if codes & ANONYMITY_CHANGED and room in self.wanted and self.rooms.is_live(room):
+            log.info("%s changed its anonymity (status %s); refreshing its occupants",
+                     room, ", ".join(map(str, sorted(codes))))
+            self._join(room)
 
     def on_invitation(self, invitation: Invitation, decline: Decline) -> None:
         self.invitations.receive(invitation, decline)

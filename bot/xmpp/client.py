@@ -77,6 +77,9 @@ class Bot(Backend, Protocol):
 
     def on_invitation(self, invitation: Invitation, decline: Decline) -> None: ...
 
+    def on_room_status(self, room: str, codes: frozenset[int]) -> None:
+        """The room itself announced a change of its configuration (status codes)."""
+
 
 class XmppEdge(slixmpp.ClientXMPP):
     def __init__(self, settings: XmppSettings, password: str, services: list[str]) -> None:
@@ -111,6 +114,7 @@ class XmppEdge(slixmpp.ClientXMPP):
             "addinbot invitations", MatchXPath(f"{{{NS_CLIENT}}}message"), self._invitation
         ))
         self.add_event_handler("groupchat_presence", self._presence)
+        self.add_event_handler("groupchat_config_status", self._room_status)
         self.add_event_handler("presence_error", self._presence_error)
         self.add_event_handler("failed_auth", self._failed_auth)
 
@@ -291,6 +295,26 @@ class XmppEdge(slixmpp.ClientXMPP):
         exists = await invites.room_exists(self, invitation.room)
         if self.bot is not None:
             self.bot.on_invitation(dataclasses.replace(invitation, room_exists=exists), decline)
+
+    def _room_status(self, stanza: Any) -> None:
+        """A body-less message from the room itself carrying status codes (e.g. 172: the
+        room now shows real JIDs)."""
+        xml = stanza.xml
+        if self.bot is None or xml.get("type") == "error":
+            return
+        if _has_any(xml, f"{{{NS_DELAY}}}delay", f"{{{NS_LEGACY_DELAY}}}x"):
+            return
+        sender = JID(xml.get("from", ""))
+        room = sender.bare.lower()
+        if sender.resource or self.bot.own_nick(room) is None:
+            return  # only the room itself, and only a room we are in
+        muc = xml.find(f"{{{NS_MUC_USER}}}x")
+        codes = frozenset(
+            int(code)
+            for status in (muc.findall(f"{{{NS_MUC_USER}}}status") if muc is not None else [])
+            if (code := status.get("code", "")).isdigit()
+        )
+        self.bot.on_room_status(room, codes)
 
     def _presence(self, stanza: Any) -> None:
         if self.bot is None or stanza["type"] == "error":

@@ -563,16 +563,6 @@ async def test_a_manager_attaches_by_direct_message_where_the_bot_is_a_moderator
     assert attached(bot, room) == NAME
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a room made non-anonymous while the bot is in it is not followed. Prosody "
-    "says so in a body-less groupchat message with status 172 (and 104), which the edge "
-    "drops (bot/xmpp/client.py to_message: no body); bot/rooms.py looks for 172 only in "
-    "the bot's own presence; and the occupants' real JIDs come only with a fresh roster "
-    "(Prosody sends one on a repeated join presence). So a manager's direct-message "
-    "attach stays refused until the bot rejoins, though the refusal itself tells the "
-    "owner to make the room non-anonymous.",
-)
 async def test_a_room_made_non_anonymous_while_the_bot_is_in_it_is_followed(
     scene: Scene, bot: BotHandle, room: str
 ) -> None:
@@ -582,6 +572,10 @@ async def test_a_room_made_non_anonymous_while_the_bot_is_in_it_is_followed(
     await asyncio.sleep(QUIET_S)
     reply = await alice.ask(scene.bot_jid, f'attach {room} "{NAME}"')
     assert reply == f"{room} now has the add-in “{NAME}”: {URL}"
+    # Refreshing the room's occupants made no one a newcomer: alice is told nothing privately.
+    await alice.expect_no_message(
+        0.5, predicate=lambda m: m["type"] == "chat" and m["from"].bare == room
+    )
 
 
 # --- more of the contract: nickname changes, detach, admins in rooms ------------------------
