@@ -6,6 +6,7 @@ plain values and carries out the Transport calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Coroutine
@@ -101,7 +102,8 @@ class App:
         for room in leaving:
             nick = self.rooms.nick_in(room)
             if nick is not None and self._online:
-                self.transport.leave(room, nick)
+                with contextlib.suppress(Exception):  # one bad room must not keep us in others
+                    self.transport.leave(room, nick)
         await self.announcer.stop()
         for task in list(self._tasks):
             task.cancel()
@@ -286,7 +288,12 @@ class App:
         tries = self._nick_tries.get(room, 0)
         nick = self.nick if not tries else f"{self.nick}{'_' * tries}"
         self.rooms.joining(room, nick)
-        self.transport.join(room, nick)
+        try:
+            self.transport.join(room, nick)
+        except Exception:  # e.g. an address stored before it was checked: skip just this room
+            log.exception("cannot join %s", room)
+            self.rooms.forget(room)
+            self._gone(room, "cannot join: not a valid room address", final=True)
 
     def _keep(self, room: str, keep: bool) -> None:
         """An invitation was accepted in a room the bot joined to look at: it stays."""
