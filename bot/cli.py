@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     except KeyboardInterrupt:
         return 130
+    finally:
+        while _OPEN:
+            _OPEN.pop().dispose()
 
 
 def _take_config(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -156,8 +159,12 @@ def local_actor() -> Actor:
     return Actor(user, "cli")
 
 
+_OPEN: list[Engine] = []  # closed when the command is done
+
+
 def _engine(settings: Settings) -> Engine:
     engine = make_engine(settings.store.url)
+    _OPEN.append(engine)
     upgrade(engine)
     return engine
 

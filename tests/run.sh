@@ -51,11 +51,19 @@ if find bot -name '*.py' | grep -q .; then
   "$py" -m mypy bot store || fail "mypy bot store"
 fi
 
-step "pytest"
-status=0
-"$py" -m pytest -q -p no:cacheprovider "$@" || status=$?
-case $status in
-  0) ;;
-  5) fail "pytest collected no tests (exit 5)" ;;
-  *) fail "pytest exited $status" ;;
-esac
+run_pytest() {
+  local status=0
+  "$py" -m pytest -q -p no:cacheprovider "$@" || status=$?
+  case $status in
+    0) ;;
+    5) fail "pytest collected no tests (exit 5)" ;;
+    *) fail "pytest exited $status" ;;
+  esac
+}
+
+step "pytest (the bots of the integration tests on SQLite)"
+run_pytest "$@"
+if [ $# -eq 0 ]; then
+  step "pytest: the integration suite again, its bots on PostgreSQL"
+  ADDINBOT_TEST_STORE=postgresql run_pytest tests/integration -m "not sqlite_only"
+fi

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, make_url
 
 from bot.config import Settings, load_settings
 from bot.runner import Service
@@ -39,6 +41,40 @@ def room(prosody: Prosody) -> str:
     return f"r{uuid.uuid4().hex[:10]}@{prosody.muc}"
 
 
+# With ADDINBOT_TEST_STORE=postgresql the bots of the integration tests keep their data in a
+# fresh PostgreSQL database each (tests/run.sh runs the suite so a second time); otherwise in
+# a fresh SQLite file. Tests about SQLite itself are marked sqlite_only and deselected there.
+STORE = os.environ.get("ADDINBOT_TEST_STORE", "sqlite")
+PG_URL = os.environ.get(
+    "ADDINBOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+_CREATED: list[str] = []
+
+
+def store_url(folder: Path) -> str:
+    if STORE != "postgresql":
+        return f"sqlite:///{folder}/addinbot.db"
+    name = f"addinbot_it_{uuid.uuid4().hex[:12]}"
+    server = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    server.dispose()
+    _CREATED.append(name)
+    return make_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    yield
+    if not _CREATED:
+        return
+    server = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with server.connect() as connection:
+        for name in _CREATED:
+            connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    server.dispose()
+
+
 def write_config(server: Prosody, folder: Path, **extra: str) -> Path:
     path = folder / "addinbot.toml"
     path.write_text(
@@ -52,7 +88,7 @@ tls = "plain"
 nick = "AddinBot"
 
 [store]
-url = "sqlite:///{folder}/addinbot.db"
+url = "{store_url(folder)}"
 
 [roles]
 admins = ["admin@{server.domain}"]

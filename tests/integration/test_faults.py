@@ -36,7 +36,7 @@ from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import PASSWORD, BotHandle, jid, write_config
 
-pytestmark = pytest.mark.xmpp
+pytestmark = [pytest.mark.xmpp, pytest.mark.sqlite_only]
 
 NICK = "AddinBot"
 BUSY = StoreBusy().reason

@@ -28,7 +28,7 @@ from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import PASSWORD, jid, write_config
 from tests.integration.test_faults import BotProcess, LagProbe, from_bot_direct, with_admins
 
-pytestmark = pytest.mark.xmpp
+pytestmark = [pytest.mark.xmpp, pytest.mark.sqlite_only]
 
 CLIENTS = 50
 PER_CLIENT = 20  # 1,000 commands: every other one a register, the rest list

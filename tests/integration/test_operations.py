@@ -33,6 +33,8 @@ from tests.harness.prosody import Prosody, free_port
 from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import PASSWORD, BotHandle, jid, write_config
 
+pytestmark = pytest.mark.sqlite_only  # `check` and /health are shown on the SQLite default
+
 People = Callable[[str], Awaitable[TestClient]]
 Samples = dict[str, float]
 

@@ -24,7 +24,7 @@ from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import PASSWORD, jid
 from tests.integration.test_faults import BotProcess, until
 
-pytestmark = pytest.mark.xmpp
+pytestmark = [pytest.mark.xmpp, pytest.mark.sqlite_only]
 
 
 def bot_config(
