@@ -12,19 +12,20 @@ from __future__ import annotations
 import stringprep
 import threading
 import unicodedata
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Engine, delete, func, insert, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, update
 from sqlalchemy import select as columns
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from bot.errors import CommandError, StoreBusy
 from bot.urls import validate_url
-from store.database import read_session, transaction
+from store.database import read_session, reading, transaction
 from store.models import Addin, Announcement, AuditEvent, Pool, Room, utcnow
 
 # How a change arrived: a direct message, a room, the command line, the bot itself, an
@@ -284,18 +285,11 @@ def attach(engine: Engine, actor: Actor, *, room: str, name: str) -> RoomInfo:
 
     def change(session: Session) -> RoomInfo:
         rows = session.connection()
-        addin = rows.execute(
-            columns(col(Addin.id), col(Addin.name), col(Addin.url))
-            .join(Pool, col(Pool.id) == col(Addin.pool_id))
-            .where(col(Pool.name) == pool, col(Addin.name_key) == name_key(name))
-        ).first()
+        addin = rows.execute(_Q.addin, {"pool": pool, "key": name_key(name)}).first()
         if addin is None:
             raise CommandError(f"No add-in named “{name}” in {pool}.")
-        addin_id, addin_name, url = addin
-        found = rows.execute(
-            columns(col(Room.id), col(Room.addin_id), col(Room.joined), col(Room.stopped_reason))
-            .where(col(Room.jid) == room)
-        ).first()
+        addin_id, addin_name, url, _, _ = addin
+        found = rows.execute(_Q.room, {"room": room}).first()
         if found is None:  # a room attached before the bot ever served it
             row = _room(session, room, create=True)
             room_id, current, joined, reason = row.id, row.addin_id, row.joined, row.stopped_reason
@@ -303,10 +297,7 @@ def attach(engine: Engine, actor: Actor, *, room: str, name: str) -> RoomInfo:
             room_id, current, joined, reason = found
         if current == addin_id:
             raise CommandError(f"{room} already has the add-in “{addin_name}”.")
-        rows.execute(
-            update(Room).where(col(Room.id) == room_id)
-            .values(addin_id=addin_id, attached_at=utcnow())
-        )
+        rows.execute(_Q.set_addin, {"room_id": room_id, "addin": addin_id, "at": utcnow()})
         _audit(session, actor, "attach", pool=pool, addin=addin_name, room=room, detail=url)
         return RoomInfo(room, addin_name, url, joined, reason)
 
@@ -350,13 +341,8 @@ def set_joined(
 
 
 def room_info(engine: Engine, room: str) -> RoomInfo:
-    query = (
-        columns(col(Room.joined), col(Room.stopped_reason), col(Addin.name), col(Addin.url))
-        .outerjoin(Addin, col(Addin.id) == col(Room.addin_id))
-        .where(col(Room.jid) == room)
-    )
-    with _reading(engine) as session:
-        found = session.connection().execute(query).first()
+    with _rows(engine) as rows:
+        found = rows.execute(_Q.room_info, {"room": room}).first()
     if found is None:
         return RoomInfo(room, None, None, False, None)
     joined, reason, name, url = found
@@ -388,63 +374,43 @@ def list_rooms(
 def list_addins(engine: Engine, *, pool: str, page: int = 1) -> AddinPage:
     if page < 1:
         raise CommandError("Page numbers start at 1.")
-    with _reading(engine) as session:
-        rows = session.connection()
-        pool_id = rows.execute(columns(col(Pool.id)).where(col(Pool.name) == pool)).scalar()
+    with _rows(engine) as rows:
+        pool_id = rows.execute(_Q.pool_id, {"pool": pool}).scalar()
         if pool_id is None:
             return AddinPage(pool, (), 1, 1, 0)
-        total = rows.execute(
-            columns(func.count()).select_from(Addin).where(col(Addin.pool_id) == pool_id)
-        ).scalar_one()
+        total = rows.execute(_Q.addin_count, {"pool_id": pool_id}).scalar_one()
         pages = max(1, -(-total // PAGE_SIZE))
         if page > pages:
             raise CommandError(f"There are only {pages} page(s).")
         found = rows.execute(
-            columns(col(Addin.id), col(Addin.name), col(Addin.url))
-            .where(col(Addin.pool_id) == pool_id)
-            .order_by(col(Addin.name_key))
-            .offset((page - 1) * PAGE_SIZE)
-            .limit(PAGE_SIZE)
+            _Q.addin_page, {"pool_id": pool_id, "skip": (page - 1) * PAGE_SIZE}
         ).all()
         # Rooms are counted for this page's add-ins only (through the index on
         # room.addin_id): a page costs the same with a hundred rooms or a hundred thousand.
-        uses: dict[int | None, int] = dict(rows.execute(
-            columns(col(Room.addin_id), func.count())
-            .where(col(Room.addin_id).in_([addin_id for addin_id, _, _ in found]))
-            .group_by(col(Room.addin_id))
-        ).all())
+        ids = [addin_id for addin_id, _, _ in found]
+        uses: dict[int | None, int] = dict(rows.execute(_Q.uses, {"ids": ids}).all())
     items = tuple((name, url, uses.get(addin_id, 0)) for addin_id, name, url in found)
     return AddinPage(pool, items, page, pages, int(total))
 
 
 def show(engine: Engine, *, pool: str, name: str) -> AddinInfo:
-    query = (
-        columns(col(Addin.id), col(Addin.name), col(Addin.url), col(Addin.created_by),
-                col(Addin.created_at))
-        .join(Pool, col(Pool.id) == col(Addin.pool_id))
-        .where(col(Pool.name) == pool, col(Addin.name_key) == name_key(name))
-    )
-    with _reading(engine) as session:
-        rows = session.connection()
-        found = rows.execute(query).first()
+    with _rows(engine) as rows:
+        found = rows.execute(_Q.addin, {"pool": pool, "key": name_key(name)}).first()
         if found is None:
             raise CommandError(f"No add-in named “{name}” in {pool}.")
         addin_id, addin_name, url, created_by, created_at = found
-        used_by = rows.execute(
-            columns(col(Room.jid)).where(col(Room.addin_id) == addin_id).order_by(col(Room.jid))
-        ).scalars().all()
+        used_by = rows.execute(_Q.rooms_using, {"addin_id": addin_id}).scalars().all()
     return AddinInfo(addin_name, url, pool, created_by, _utc(created_at), tuple(used_by))
 
 
 def audit(engine: Engine, *, limit: int = 20) -> list[AuditEntry]:
     """Newest first: the last `limit` changes."""
-    return _entries(engine, _AUDIT.order_by(col(AuditEvent.id).desc()).limit(limit))
+    return _entries(engine, _Q.newest_changes, {"limit": limit})
 
 
 def changes_since(engine: Engine, after_id: int, *, limit: int = 500) -> list[AuditEntry]:
     """Oldest first: the changes recorded after `after_id`, for the running bot to act on."""
-    query = _AUDIT.where(col(AuditEvent.id) > after_id).order_by(col(AuditEvent.id)).limit(limit)
-    return _entries(engine, query)
+    return _entries(engine, _Q.changes_since, {"after": after_id, "limit": limit})
 
 
 def claim_announcement(
@@ -466,23 +432,14 @@ def claim_announcements(
 
     def change(session: Session) -> tuple[RoomInfo | None, tuple[str, ...]]:
         rows = session.connection()
-        found = rows.execute(
-            columns(col(Room.id), col(Room.joined), col(Room.stopped_reason), col(Addin.id),
-                    col(Addin.name), col(Addin.url), col(Addin.revision))
-            .join(Addin, col(Addin.id) == col(Room.addin_id))
-            .where(col(Room.jid) == room)
-        ).first()
+        found = rows.execute(_Q.claim_room, {"room": room}).first()
         if found is None:
             return None, ()
         room_id, joined, reason, addin_id, name, url, revision = found
         receipts = {
             person: (receipt_id, told_addin, told_revision, _utc(at))
             for receipt_id, person, told_addin, told_revision, at in rows.execute(
-                columns(col(Announcement.id), col(Announcement.person),
-                        col(Announcement.addin_id), col(Announcement.revision),
-                        col(Announcement.at))
-                .where(col(Announcement.room_id) == room_id,
-                       col(Announcement.person).in_(wanted))
+                _Q.receipts, {"room_id": room_id, "people": wanted}
             )
         }
         now = utcnow()
@@ -500,15 +457,15 @@ def claim_announcements(
                 renewed.append(receipt_id)
             told.append(person)
         if new:
-            rows.execute(insert(Announcement), [
+            rows.execute(_Q.new_receipt, [
                 {"room_id": room_id, "person": person, "addin_id": addin_id,
                  "revision": revision, "at": now}
                 for person in new
             ])
         if renewed:
             rows.execute(
-                update(Announcement).where(col(Announcement.id).in_(renewed))
-                .values(addin_id=addin_id, revision=revision, at=now)
+                _Q.renew_receipts,
+                {"ids": renewed, "addin": addin_id, "rev": revision, "when": now},
             )
         return RoomInfo(room, name, url, joined, reason), tuple(told)
 
@@ -562,6 +519,91 @@ def _write(engine: Engine, change: Callable[[Session], _T], *, conflict: str | N
     with _commits_lock:
         _commits += 1
     return result
+
+
+@contextmanager
+def _rows(engine: Engine) -> Iterator[Connection]:
+    """A read-only connection for the prepared queries (_Q); database trouble becomes
+    StoreBusy."""
+    try:
+        with reading(engine) as connection:
+            yield connection
+    except OperationalError as exc:
+        raise StoreBusy() from exc
+
+
+_AUDIT = columns(
+    col(AuditEvent.id), col(AuditEvent.at), col(AuditEvent.actor), col(AuditEvent.via),
+    col(AuditEvent.action), col(AuditEvent.pool), col(AuditEvent.addin), col(AuditEvent.room),
+    col(AuditEvent.detail),
+)
+
+
+class _Q:
+    """The queries run for every command and every joiner, built once with parameters:
+    building a statement costs SQLAlchemy more than SQLite takes to run it."""
+
+    room_info = (
+        columns(col(Room.joined), col(Room.stopped_reason), col(Addin.name), col(Addin.url))
+        .outerjoin(Addin, col(Addin.id) == col(Room.addin_id))
+        .where(col(Room.jid) == bindparam("room"))
+    )
+    room = columns(
+        col(Room.id), col(Room.addin_id), col(Room.joined), col(Room.stopped_reason)
+    ).where(col(Room.jid) == bindparam("room"))
+    set_addin = (
+        update(Room).where(col(Room.id) == bindparam("room_id"))
+        .values(addin_id=bindparam("addin"), attached_at=bindparam("at"))
+    )
+    pool_id = columns(col(Pool.id)).where(col(Pool.name) == bindparam("pool"))
+    addin = (
+        columns(col(Addin.id), col(Addin.name), col(Addin.url), col(Addin.created_by),
+                col(Addin.created_at))
+        .join(Pool, col(Pool.id) == col(Addin.pool_id))
+        .where(col(Pool.name) == bindparam("pool"), col(Addin.name_key) == bindparam("key"))
+    )
+    addin_count = (
+        columns(func.count()).select_from(Addin)
+        .where(col(Addin.pool_id) == bindparam("pool_id"))
+    )
+    addin_page = (
+        columns(col(Addin.id), col(Addin.name), col(Addin.url))
+        .where(col(Addin.pool_id) == bindparam("pool_id"))
+        .order_by(col(Addin.name_key))
+        .offset(bindparam("skip"))
+        .limit(PAGE_SIZE)
+    )
+    uses = (
+        columns(col(Room.addin_id), func.count())
+        .where(col(Room.addin_id).in_(bindparam("ids", expanding=True)))
+        .group_by(col(Room.addin_id))
+    )
+    rooms_using = (
+        columns(col(Room.jid)).where(col(Room.addin_id) == bindparam("addin_id"))
+        .order_by(col(Room.jid))
+    )
+    changes_since = (
+        _AUDIT.where(col(AuditEvent.id) > bindparam("after"))
+        .order_by(col(AuditEvent.id)).limit(bindparam("limit"))
+    )
+    newest_changes = _AUDIT.order_by(col(AuditEvent.id).desc()).limit(bindparam("limit"))
+    claim_room = (
+        columns(col(Room.id), col(Room.joined), col(Room.stopped_reason), col(Addin.id),
+                col(Addin.name), col(Addin.url), col(Addin.revision))
+        .join(Addin, col(Addin.id) == col(Room.addin_id))
+        .where(col(Room.jid) == bindparam("room"))
+    )
+    receipts = (
+        columns(col(Announcement.id), col(Announcement.person), col(Announcement.addin_id),
+                col(Announcement.revision), col(Announcement.at))
+        .where(col(Announcement.room_id) == bindparam("room_id"),
+               col(Announcement.person).in_(bindparam("people", expanding=True)))
+    )
+    new_receipt = insert(Announcement)
+    renew_receipts = (
+        update(Announcement).where(col(Announcement.id).in_(bindparam("ids", expanding=True)))
+        .values(addin_id=bindparam("addin"), revision=bindparam("rev"), at=bindparam("when"))
+    )
 
 
 class _reading:
@@ -639,16 +681,9 @@ def _audit(
     ))
 
 
-_AUDIT = columns(
-    col(AuditEvent.id), col(AuditEvent.at), col(AuditEvent.actor), col(AuditEvent.via),
-    col(AuditEvent.action), col(AuditEvent.pool), col(AuditEvent.addin), col(AuditEvent.room),
-    col(AuditEvent.detail),
-)
-
-
-def _entries(engine: Engine, query: Any) -> list[AuditEntry]:
-    with _reading(engine) as session:
-        found = session.connection().execute(query).all()
+def _entries(engine: Engine, query: Any, values: dict[str, int]) -> list[AuditEntry]:
+    with _rows(engine) as rows:
+        found = rows.execute(query, values).all()
     return [
         AuditEntry(event_id, _utc(at), actor, via, action, pool, addin, room, detail)
         for event_id, at, actor, via, action, pool, addin, room, detail in found

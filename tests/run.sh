@@ -28,8 +28,8 @@ if ! .venv/bin/python -c pass 2>/dev/null; then
 fi
 stamp=.venv/.installed-by-run-sh
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  step "pip install -e '.[test]'"
-  .venv/bin/python -m pip install -q -e '.[test]' || fail "pip install -e '.[test]'"
+  step "pip install -e '.[test,bench]'"
+  .venv/bin/python -m pip install -q -e '.[test,bench]' || fail "pip install -e '.[test,bench]'"
   touch "$stamp"
 fi
 # Tools run as modules of the venv's Python: a script's #! line may name another checkout.

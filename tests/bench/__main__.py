@@ -1,0 +1,394 @@
+"""``python -m tests.bench``: addinbot measured against bare slixmpp baselines, in one run.
+
+    python -m tests.bench                  # everything (~5 min on 2 cores)
+    python -m tests.bench --quick          # smaller counts (< 1 min), e.g. for a test
+    python -m tests.bench --parts storm,store --profile
+
+Parts: ``commands`` (round trips vs an echo bot), ``storm`` (a crowd joins at once vs the
+raw send rate), ``startup`` (1,000 remembered rooms vs a bare client; memory), ``store``
+(10,000 add-ins and 100,000 rooms on SQLite and PostgreSQL). Everything talks to a private
+Prosody on 127.0.0.1 (and PostgreSQL on the URL given); results go to ``--out``
+(``tests/bench/results``; ``--quick``: ``tests/bench/results/quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import os
+import platform
+import shlex
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.bench import commands, report, scene, startup, storm
+from tests.bench import store as store_part
+from tests.bench.procs import ROOT, BotProcess, CpuMeter, Worker, python_module, write_bot_config
+from tests.bench.server import BenchServer
+
+PARTS = ("commands", "storm", "startup", "store")
+DEFAULT_PG = os.environ.get(
+    "ADDINBOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench", description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="smaller counts (< 1 min)")
+    parser.add_argument("--parts", default=",".join(PARTS),
+                        help=f"comma-separated, of: {', '.join(PARTS)} (default: all)")
+    parser.add_argument("--out", type=Path, help="results folder")
+    parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL server for the store "
+                        "part (a database of its own is created and dropped)")
+    parser.add_argument("--no-pg", action="store_true", help="store part on SQLite only")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the bot of the commands and storm parts under py-spy; "
+                        "the collapsed stacks and a summary go to the results folder")
+    parser.add_argument("--full-presence", action="store_true",
+                        help="the crowd gets every occupant's presence (N² fan-out) instead "
+                        "of only its own")
+    parser.add_argument("--time-limit", type=float, help="give up after this many seconds "
+                        "(default 900, --quick 240)")
+    parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, dbs)")
+    args = parser.parse_args(argv)
+    args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
+    unknown = set(args.parts) - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
+    if args.out is None:
+        args.out = RESULTS / "quick" if args.quick else RESULTS
+    if args.time_limit is None:
+        args.time_limit = 240.0 if args.quick else 900.0
+    return args
+
+
+def say(text: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
+
+
+# --- parts 1 and 2: one bot process, one server --------------------------------------------
+
+
+async def bot_parts(
+    args: argparse.Namespace, sizes: scene.Sizes, server: BenchServer, work: Path
+) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    port = server.port
+    db_url = scene.seed_bot_db(work / "bot.db", sizes)
+    config = write_bot_config(
+        work / "bot.toml", port=port, db_url=db_url, password=scene.PASSWORD,
+        admins=[f"{scene.ADMIN}@{scene.DOMAIN}"], pools=[scene.MUC],
+    )
+    profile = args.out / "profile-bot.txt" if args.profile else None
+    bot = BotProcess(config, work, profile=profile)
+    peer = ["--port", str(port), "--password", scene.PASSWORD]
+    echo = Worker("echo", python_module(
+        "tests.bench.peers", "echo", *peer, "--user", scene.ECHO, "--nick", "Echo",
+        "--room", scene.ECHO_ROOM), work)
+    workers: list[Worker] = [echo]
+    measurer = None
+    try:
+        await bot.start()
+        await echo.start()
+        measurer = await scene.connect(scene.ADMIN, port)
+        await scene.until_answers(measurer, f"{scene.BOT}@{scene.DOMAIN}", "help")
+        await scene.until_answers(measurer, f"{scene.ECHO}@{scene.DOMAIN}", "ping")
+        await scene.join_and_see(measurer, scene.CMD_ROOM, "Admin", scene.BOT_NICK)
+        await scene.join_and_see(measurer, scene.ECHO_ROOM, "Admin", "Echo")
+        say("bot and echo ready")
+        if "commands" in args.parts:
+            say(f"part 1: command round trips, {sizes.samples} of each kind")
+            meter = CpuMeter({"prosody": server.pid, "addinbot": bot.bot_pid,
+                              "echo": echo.pid}).start()
+            started = time.monotonic()
+            results["commands"] = await commands.run(
+                measurer, sizes.samples, sizes.warmup, sizes.block
+            )
+            results["commands"]["wall_s"] = time.monotonic() - started
+            results["commands"]["cpu_s"] = meter.stop()
+        if "storm" in args.parts:
+            say(f"part 2: join storm, {sizes.crowd} joiners, {sizes.storm_rounds} round(s)")
+            results["storm"] = await storm_part(args, sizes, server, bot, measurer, workers, work)
+        rss, peak = bot.rss_mb()
+        results["bot_rss_mb"] = {"now": rss, "peak": peak}
+    finally:
+        if measurer is not None:
+            await measurer.close()
+        for worker in workers:
+            await worker.stop()
+        await bot.stop()
+    if profile is not None and profile.exists():
+        from tests.bench import profile as profile_summary
+
+        summary = profile_summary.summarise(profile)
+        (args.out / "profile-bot-summary.txt").write_text(summary, encoding="utf-8")
+        with profile.open("rb") as raw, gzip.open(f"{profile}.gz", "wb") as packed:
+            shutil.copyfileobj(raw, packed)  # the stacks, for a flame graph: ~10x smaller
+        profile.unlink()
+    return results
+
+
+async def storm_part(
+    args: argparse.Namespace, sizes: scene.Sizes, server: BenchServer, bot: BotProcess,
+    measurer: Any, workers: list[Worker], work: Path,
+) -> dict[str, Any]:
+    port = server.port
+    for round_ in range(sizes.storm_rounds):  # the bot is in every storm room
+        room = scene.storm_room("bot", round_)
+        await scene.join_and_see(measurer, room, "Admin", scene.BOT_NICK)
+        measurer.leave(room, "Admin")
+    from bot.announce import attached_sentence
+
+    text = attached_sentence(scene.addin_name(1), scene.addin_url(1))
+    peer = ["--port", str(port), "--password", scene.PASSWORD, "--text", text,
+            "--url", scene.addin_url(1), "--name", scene.addin_name(1)]
+    raw_rooms = [arg for r in range(sizes.storm_rounds)
+                 for arg in ("--room", scene.storm_room("raw", r))]
+    bare_rooms = [arg for r in range(sizes.storm_rounds)
+                  for arg in ("--room", scene.storm_room("bare", r))]
+    sender = Worker("sender", python_module(
+        "tests.bench.peers", "sender", *peer, "--user", scene.SENDER, "--nick", "Sender",
+        *raw_rooms), work)
+    announcer = Worker("announcer", python_module(
+        "tests.bench.peers", "announcer", *peer, "--user", scene.ANNOUNCER, "--nick", "Announcer",
+        *bare_rooms), work)
+    workers += [sender, announcer]
+    await sender.start()
+    await announcer.start()
+    per = -(-sizes.crowd // sizes.crowd_procs)
+    crowd_workers = []
+    for index in range(sizes.crowd_procs):
+        first, count = index * per, min(per, sizes.crowd - index * per)
+        crowd_workers.append(Worker(f"crowd{index}", python_module(
+            "tests.bench.crowd", "--port", str(port), "--password", scene.PASSWORD,
+            "--first", str(first), "--count", str(count)), work))
+    workers += crowd_workers
+    connect = [await w.start(timeout=120) for w in crowd_workers]
+    say(f"crowd connected ({max(c['connect_s'] for c in connect):.1f} s)")
+    pids = {"prosody": server.pid, "addinbot": bot.bot_pid, "sender": sender.pid,
+            "announcer": announcer.pid}
+    pids |= {w.name: w.pid for w in crowd_workers}
+    result = await storm.run(storm.Crowd(crowd_workers), sender, pids, sizes.storm_rounds,
+                             sizes.crowd)
+    result["presence"] = "full" if args.full_presence else "own only (quiet crowd)"
+    return result
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    def first(path: str, key: str) -> str:
+        try:
+            for line in Path(path).read_text().splitlines():
+                if line.startswith(key):
+                    return line.split(":" if ":" in line else "=", 1)[1].strip().strip('"')
+        except OSError:
+            pass
+        return "?"
+
+    prosody = "?"
+    try:
+        about = subprocess.run(["prosodyctl", "about"], capture_output=True, text=True,
+                               timeout=10, check=False)
+        prosody = about.stdout.splitlines()[0] if about.stdout else "?"
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    import slixmpp
+    import sqlalchemy
+
+    return {
+        "CPU": f"{first('/proc/cpuinfo', 'model name')}, {os.cpu_count()} cores",
+        "memory": first("/proc/meminfo", "MemTotal"),
+        "OS": f"{first('/etc/os-release', 'PRETTY_NAME')}, Linux {platform.release()}",
+        "Python": platform.python_version(),
+        "slixmpp": slixmpp.__version__,
+        "SQLAlchemy": sqlalchemy.__version__,
+        "SQLite": sqlite3.sqlite_version,
+        "server": f"{prosody}, plaintext c2s on 127.0.0.1",
+    }
+
+
+def notes(results: dict[str, Any], rows: list[report.Row]) -> str:
+    missed = [row for row in rows if row.met is False]
+    lines = [
+        "How it is measured (all in this one run, on one machine, over loopback):",
+        "",
+        "- Every client talks to a private Prosody started for the run "
+        "(tests/bench/server.py): mod_limits on, lifted for the benchmark's accounts only; "
+        "Nagle off (else every room round trip waits ~40 ms for a delayed ACK); room cache "
+        "raised from 100 to 10,000 (else each join of a persistent room beyond the 100th "
+        "reloads it from disk, ~16 ms).",
+        "- The bot runs as `python -m bot run` in a process of its own, on SQLite. The echo "
+        "bot and the bare announcer are bare slixmpp clients (disco, MUC, OOB, ping, delay); "
+        "the raw sender is the bot's own XMPP edge without the bot; each in a process of its "
+        "own. Round trips are taken by a minimal asyncio client (tests/bench/rawxmpp.py) from "
+        "just before the write to the parsed answer.",
+        "- Round trips are serial (the next request leaves when the answer is in); the kinds "
+        "are interleaved in blocks. `!addin` is compared with an echo in a room (a room "
+        "message costs the server more than a direct one); `list` and `attach` with the "
+        "direct-message echo.",
+        "- The join storm's crowd are raw clients in separate processes that all send their "
+        "join at once. Unless --full-presence, a benchmark-only MUC module spares the crowd "
+        "the other occupants' presence (the bot and every baseline still get all of it); "
+        "Prosody 0.12's own presence-broadcast room option would hide the joiners from the "
+        "bot as well. Every round uses fresh rooms, so each joiner is due its link.",
+        "- Start-up runs each kind in a fresh process, alternately, after a warm-up that "
+        "creates the rooms; 'start' is the call that starts the bot (bot.runner.Service: "
+        "migrations, connect, read rooms, join) or connects the bare client.",
+        "- The store part calls bot.addins (what chat and the command line run) in-process.",
+        "- `--profile` runs the bot under py-spy and writes profile-bot-summary.txt (and the "
+        "stacks, gzipped) next to this file.",
+    ]
+    pg_error = results.get("store", {}).get("postgresql_error")
+    if pg_error:
+        lines += ["", f"PostgreSQL was not measured: {pg_error}"]
+    if missed:
+        lines += ["", "Targets not met in this run:", ""]
+        lines += [f"- {row.measure}: {row.addinbot} vs {row.baseline} ({row.ratio})"
+                  for row in missed]
+    lines += findings(results)
+    storm_result = results.get("storm")
+    if storm_result:
+        lines += ["", "Who was busy during the storms (CPU seconds / wall seconds of the "
+                  "phase, median of rounds; 1.0 = one core):", ""]
+        for kind, label in (("joins", "joins only"), ("raw", "raw send"),
+                            ("bare", "bare announcer"), ("bot", "addinbot")):
+            rounds = storm_result["rounds"][kind]
+            wall = report.median([r["all_served_s"] for r in rounds])
+            shares = {}
+            for name in rounds[0]["cpu_s"]:
+                shares[name] = report.median([r["cpu_s"][name] / max(r["all_served_s"], 1e-9)
+                                              for r in rounds])
+            busy = ", ".join(f"{n} {v:.2f}" for n, v in sorted(shares.items(),
+                                                                key=lambda kv: -kv[1]))
+            lines.append(f"- {label} ({wall:.3f} s): {busy}")
+    return "\n".join(lines)
+
+
+def findings(results: dict[str, Any]) -> list[str]:
+    """What this run's figures say about where the bound is."""
+    found: list[str] = []
+    part = results.get("commands")
+    if part:
+        times = part["samples_ms"]
+        gap = report.median(times["list"]) - report.median(times["echo_dm"])
+        size = report.median(times["echo_dm_big"]) - report.median(times["echo_dm"])
+        found.append(
+            f"- `list`: of its {gap:.2f} ms over the echo, {size:.2f} ms is the length of the "
+            "answer alone (an echo answering as much text); the rest is the bot's own path: "
+            "routing, a hop to a worker thread for the database and back, the queries."
+        )
+    part = results.get("storm")
+    if part:
+        rounds = part["rounds"]
+        joins = report.median([r["all_served_s"] for r in rounds["joins"]])
+        prosody = report.median([r["cpu_s"]["prosody"] / r["all_served_s"]
+                                 for r in rounds["joins"]])
+        ceiling = report.median([r["rate"] for r in rounds["joins"]])
+        raw = report.median([r["rate"] for r in rounds["raw"]])
+        bot = report.median([r["rate"] for r in rounds["bot"]])
+        bare = report.median([r["rate"] for r in rounds["bare"]])
+        found.append(
+            f"- Join storm: with nobody to tell anything, the server took {joins:.2f} s to let "
+            f"the {part['crowd']} joiners in, busy {prosody:.0%} of a core (Prosody 0.12's MUC "
+            "walks and copies every occupant for each join: quadratic). No announcer can tell a "
+            f"joiner before its join is through, so {ceiling:,.0f}/s "
+            f"({ceiling / raw:.0%} of the raw send rate) is the ceiling on this server; the bare "
+            f"announcer reached {bare:,.0f}/s and addinbot {bot:,.0f}/s ({bot / bare:.0%} of "
+            "the bare announcer). The bound here is the server, not the bot."
+        )
+    part = results.get("startup")
+    if part:
+        runs = part["runs"]
+        imports = report.median([r["imports_s"] for r in runs["bot"]])
+        bare_imports = report.median([r["imports_s"] for r in runs["bare"]])
+        found.append(
+            f"- Start-up is timed from the call that starts the bot; before it, the interpreter "
+            f"and imports take {imports:.2f} s for addinbot (SQLAlchemy, Alembic, pydantic) and "
+            f"{bare_imports:.2f} s for the bare client."
+        )
+    return ["", "What the figures say:", "", *found] if found else []
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    sizes = scene.Sizes.quick() if args.quick else scene.Sizes()
+    work = Path(tempfile.mkdtemp(prefix="addinbot-bench-"))
+    args.out.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "started": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": f"python -m tests.bench {shlex.join(sys.argv[1:])}".strip(),
+        "sizes": asdict(sizes),
+        "machine": machine(),
+        "load_start": os.getloadavg()[0],
+    }
+    say(f"work folder {work}; results to {args.out}")
+    server = BenchServer(work / "prosody", scene.accounts(sizes),
+                         quiet_crowd=not args.full_presence)
+    ok = False
+    try:
+        async with asyncio.timeout(args.time_limit):
+            if {"commands", "storm", "startup"} & set(args.parts):
+                server.start()
+                say(f"prosody on 127.0.0.1:{server.port}")
+                try:
+                    if {"commands", "storm"} & set(args.parts):
+                        results |= await bot_parts(args, sizes, server, work)
+                    if "startup" in args.parts:
+                        say(f"part 3: start-up with {sizes.start_rooms} rooms, "
+                            f"{sizes.start_rounds} round(s)")
+                        results["startup"] = await startup.run(
+                            server.port, work, work, sizes.start_rooms, sizes.start_rounds
+                        )
+                finally:
+                    server.stop()
+                    results["prosody_log_errors"] = server.log_errors()
+            if "store" in args.parts:
+                say(f"part 4: store with {sizes.store_addins} add-ins, "
+                    f"{sizes.store_rooms} rooms")
+                results["store"] = await asyncio.to_thread(
+                    store_part.run, work, sizes.store_addins, sizes.store_rooms,
+                    sizes.store_samples, None if args.no_pg else args.pg_url,
+                )
+        ok = True
+    finally:
+        if ok and not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        else:
+            say(f"work folder kept: {work}")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    os.chdir(ROOT)
+    started = time.monotonic()
+    results = asyncio.run(run(args))
+    results["elapsed_s"] = time.monotonic() - started
+    results["machine"]["load average (1 min) at start, end"] = (
+        f"{results.pop('load_start'):.2f}, {os.getloadavg()[0]:.2f} "
+        "(other work on the machine shows here)"
+    )
+    rows = report.all_rows(results)
+    rows = report.write(args.out, results, notes(results, rows))
+    print(report.table(rows))
+    say(f"wrote {args.out / 'RESULTS.md'} and {args.out / 'latency.png'} "
+        f"in {results['elapsed_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

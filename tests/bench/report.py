@@ -1,0 +1,312 @@
+"""The results: figures and targets, RESULTS.md (the table and notes) and latency.png."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tests.bench import store as store_part
+
+# Targets from the issue, as ratios in the same run (or absolute where it says so).
+READ_RATIO = 1.3
+ATTACH_RATIO = 3.0
+STORM_SHARE = 0.8
+START_RATIO = 1.2
+STORE_MS = 5.0
+RSS_MB = 150.0
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def p99(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.99 * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True)
+class Row:
+    measure: str
+    addinbot: str
+    baseline: str
+    ratio: str
+    target: str
+    met: bool | None  # None: for information, no target
+
+    def cells(self) -> list[str]:
+        met = "—" if self.met is None else ("yes" if self.met else "**no**")
+        return [self.measure, self.addinbot, self.baseline, self.ratio, self.target, met]
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
+
+
+def _x(value: float) -> str:
+    return f"{value:.2f}x"
+
+
+def command_rows(part: dict[str, Any]) -> list[Row]:
+    samples, kinds = part["samples_ms"], part["kinds"]
+    rows = []
+    for key, target in (("list", READ_RATIO), ("room_show", READ_RATIO), ("attach", ATTACH_RATIO)):
+        base_key = kinds[key]["baseline"]
+        base_label = kinds[base_key]["label"]
+        mine, base = samples[key], samples[base_key]
+        ratio = median(mine) / median(base)
+        rows.append(Row(
+            f"{kinds[key]['label']}: median round trip", _ms(median(mine)),
+            f"{_ms(median(base))} ({base_label})", _x(ratio), f"<= {target}x", ratio <= target,
+        ))
+        ratio99 = p99(mine) / p99(base)
+        rows.append(Row(
+            f"{kinds[key]['label']}: p99 round trip", _ms(p99(mine)),
+            f"{_ms(p99(base))} ({base_label})", _x(ratio99), "—", None,
+        ))
+        if key == "list" and "echo_dm_big" in samples:
+            big = samples["echo_dm_big"]
+            rows.append(Row(
+                f"{kinds[key]['label']}: median, against an echo as long as its answer",
+                _ms(median(mine)), f"{_ms(median(big))} ({kinds['echo_dm_big']['label']})",
+                _x(median(mine) / median(big)), "—", None,
+            ))
+    return rows
+
+
+def _median_of(rounds: list[dict[str, Any]], key: str) -> float:
+    return median([r[key] for r in rounds])
+
+
+def storm_rows(part: dict[str, Any]) -> list[Row]:
+    rounds, crowd = part["rounds"], part["crowd"]
+    raw, bare, bot, joins = rounds["raw"], rounds["bare"], rounds["bot"], rounds["joins"]
+    raw_rate, bot_rate, bare_rate = (_median_of(r, "rate") for r in (raw, bot, bare))
+    served = min(r["served"] for r in bot)
+    linked = min(r["with_link"] for r in bot)
+    all_served = all(r["served"] == r["joiners"] == crowd for r in bot)
+    share = bot_rate / raw_rate
+    n = len(bot)
+    bot_latency = [x for r in bot for x in r["latency_ms"]]
+    bare_latency = [x for r in bare for x in r["latency_ms"]]
+    return [
+        Row(f"Join storm, {crowd} joiners at once: announcements/s (median of {n} rounds)",
+            f"{bot_rate:,.0f}/s", f"{raw_rate:,.0f}/s (raw send rate, same crowd)",
+            f"{share:.0%}", f">= {STORM_SHARE:.0%}", share >= STORM_SHARE and all_served),
+        Row("Join storm: every joiner served, with the link (worst round)",
+            f"{served}/{crowd} ({linked} with OOB link)", "—", "—", "all", all_served),
+        Row("Join storm: first join sent → last link arrived",
+            f"{_median_of(bot, 'all_served_s'):.3f} s",
+            f"{_median_of(raw, 'all_served_s'):.3f} s (first → last raw message)",
+            _x(_median_of(bot, 'all_served_s') / _median_of(raw, 'all_served_s')), "—", None),
+        Row("Join storm, bare announcer (no bot, no store): announcements/s",
+            f"{bare_rate:,.0f}/s", f"{raw_rate:,.0f}/s", f"{bare_rate / raw_rate:.0%}", "—", None),
+        Row("Join storm, joins only (nobody to tell): the server lets all in, joins/s",
+            f"{_median_of(joins, 'rate'):,.0f}/s "
+            f"({_median_of(joins, 'all_served_s'):.3f} s)", f"{raw_rate:,.0f}/s",
+            f"{_median_of(joins, 'rate') / raw_rate:.0%}", "—", None),
+        Row("Join storm: addinbot's rate against the bare announcer's",
+            f"{bot_rate:,.0f}/s", f"{bare_rate:,.0f}/s (bare announcer)",
+            f"{bot_rate / bare_rate:.0%}", "—", None),
+        Row("Join storm: joiner's own presence → its link, median (p99)",
+            f"{_ms(median(bot_latency))} ({_ms(p99(bot_latency))})",
+            f"{_ms(median(bare_latency))} ({_ms(p99(bare_latency))}) (bare announcer)",
+            _x(median(bot_latency) / median(bare_latency)), "—", None),
+    ]
+
+
+def startup_rows(part: dict[str, Any]) -> list[Row]:
+    runs, rooms = part["runs"], part["rooms"]
+    bot, bare = runs["bot"], runs["bare"]
+    ratio = _median_of(bot, "run_s") / _median_of(bare, "run_s")
+    proc_ratio = _median_of(bot, "process_s") / _median_of(bare, "process_s")
+    peak = max(r["peak_rss_mb"] for r in bot)
+    bare_peak = max(r["peak_rss_mb"] for r in bare)
+    return [
+        Row(f"Start-up, {rooms:,} remembered rooms: start → all joined (median of {len(bot)})",
+            f"{_median_of(bot, 'run_s'):.3f} s",
+            f"{_median_of(bare, 'run_s'):.3f} s (bare slixmpp)", _x(ratio),
+            f"<= {START_RATIO}x", ratio <= START_RATIO),
+        Row("Start-up: process start (interpreter, imports) → all joined",
+            f"{_median_of(bot, 'process_s'):.3f} s", f"{_median_of(bare, 'process_s'):.3f} s",
+            _x(proc_ratio), "—", None),
+        Row(f"Peak memory (RSS) with {rooms:,} rooms joined", f"{peak:.0f} MB",
+            f"{bare_peak:.0f} MB (bare slixmpp)", _x(peak / bare_peak), f"<= {RSS_MB:.0f} MB",
+            peak <= RSS_MB),
+    ]
+
+
+def store_rows(part: dict[str, Any]) -> list[Row]:
+    rows = []
+    labels = dict(store_part.OPERATIONS)
+    scale = f"{part['addins']:,} add-ins, {part['rooms']:,} rooms"
+    for backend, result in part["backends"].items():
+        for key, _ in store_part.OPERATIONS:
+            values = result["samples_ms"][key]
+            targeted = key in store_part.TARGETED
+            rows.append(Row(
+                f"Store, {backend} ({scale}): {labels[key]}, median (p99)",
+                f"{_ms(median(values))} ({_ms(p99(values))})", "—", "—",
+                f"<= {STORE_MS:.0f} ms" if targeted else "—",
+                median(values) <= STORE_MS if targeted else None,
+            ))
+    return rows
+
+
+def all_rows(results: dict[str, Any]) -> list[Row]:
+    rows: list[Row] = []
+    for key, make in (("commands", command_rows), ("storm", storm_rows),
+                      ("startup", startup_rows), ("store", store_rows)):
+        if key in results:
+            rows += make(results[key])
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    head = ["measure", "addinbot", "baseline", "ratio", "target", "met?"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(row.cells()) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def cpu_table(results: dict[str, Any]) -> str:
+    """CPU seconds per process per phase: who was busy."""
+    phases: list[tuple[str, dict[str, float], float | None]] = []
+    if "commands" in results:
+        part = results["commands"]
+        phases.append(("command round trips (all kinds)", part["cpu_s"], part.get("wall_s")))
+    if "storm" in results:
+        for kind, label in (("joins", "joins only"), ("raw", "raw send"),
+                            ("bare", "bare announcer storm"), ("bot", "addinbot storm")):
+            for index, round_ in enumerate(results["storm"]["rounds"][kind]):
+                wall = round_["all_served_s"]
+                phases.append((f"{label}, round {index + 1}", round_["cpu_s"], wall))
+    if not phases:
+        return ""
+    names = sorted({name for _, cpu, _ in phases for name in cpu})
+    lines = ["| phase | wall s | " + " | ".join(names) + " |", "|" + "---|" * (len(names) + 2)]
+    for label, cpu, wall in phases:
+        cells = [f"{cpu.get(name, 0.0):.2f}" for name in names]
+        lines.append(f"| {label} | {'' if wall is None else f'{wall:.2f}'} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def machine_lines(machine: dict[str, str]) -> str:
+    return "\n".join(f"- {key}: {value}" for key, value in machine.items())
+
+
+def write(out: Path, results: dict[str, Any], notes: str) -> list[Row]:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    rows = all_rows(results)
+    chart(out / "latency.png", results)
+    cpu = cpu_table(results)
+    text = [
+        "# addinbot performance",
+        "",
+        f"Run {results['started']} with `{results['command']}` ({results['elapsed_s']:.0f} s).",
+        "",
+        table(rows),
+        "",
+        "![latency distributions](latency.png)",
+        "",
+    ]
+    if cpu:
+        text += ["## CPU seconds per process and phase", "", cpu, ""]
+    text += ["## Machine", "", machine_lines(results["machine"]), "", "## Notes", "", notes, ""]
+    (out / "RESULTS.md").write_text("\n".join(text), encoding="utf-8")
+    return rows
+
+
+# --- the chart -----------------------------------------------------------------------------
+
+
+def _cdf(ax: Any, values: list[float], label: str, style: str = "-") -> None:
+    ordered = sorted(values)
+    n = len(ordered)
+    ax.plot(ordered, [(i + 1) / n for i in range(n)], style, label=label, linewidth=1.4)
+
+
+def chart(path: Path, results: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(13, 9))
+    (ax_cmd, ax_storm), (ax_start, ax_store) = axes
+
+    if "commands" in results:
+        part = results["commands"]
+        for key, values in part["samples_ms"].items():
+            style = "--" if part["kinds"][key]["baseline"] is None else "-"
+            _cdf(ax_cmd, values, part["kinds"][key]["label"], style)
+        ax_cmd.set_xscale("log")
+        ax_cmd.set_xlabel("round trip (ms, log scale)")
+        ax_cmd.set_ylabel("fraction of requests")
+        ax_cmd.set_title("Command round trips (dashed: echo baselines)")
+        ax_cmd.legend(fontsize=8)
+        ax_cmd.grid(alpha=0.3)
+
+    if "storm" in results:
+        rounds = results["storm"]["rounds"]
+        _cdf(ax_storm, [x for r in rounds["bot"] for x in r["latency_ms"]],
+             "addinbot: own presence → link")
+        _cdf(ax_storm, [x for r in rounds["bare"] for x in r["latency_ms"]],
+             "bare announcer: own presence → link", "--")
+        _cdf(ax_storm, [x for r in rounds["raw"] for x in r["arrival_ms"]],
+             "raw send: first send → arrival", ":")
+        _cdf(ax_storm, [x for r in rounds["joins"] for x in r["joined_ms"]],
+             "joins only: first join sent → own presence back", "-.")
+        ax_storm.set_xlabel("ms")
+        ax_storm.set_ylabel("fraction of joiners / messages")
+        ax_storm.set_title(f"Join storm, {results['storm']['crowd']} joiners at once")
+        ax_storm.legend(fontsize=8)
+        ax_storm.grid(alpha=0.3)
+
+    if "startup" in results:
+        runs = results["startup"]["runs"]
+        labels, values, colours = [], [], []
+        for kind, colour in (("bare", "tab:gray"), ("bot", "tab:blue")):
+            for index, run in enumerate(runs[kind]):
+                labels.append(f"{kind} {index + 1}")
+                values.append(run["run_s"])
+                colours.append(colour)
+        ax_start.bar(labels, values, color=colours)
+        for index, kind_run in enumerate(runs["bare"] + runs["bot"]):
+            ax_start.annotate(f"{kind_run['peak_rss_mb']:.0f} MB", (index, values[index]),
+                              ha="center", va="bottom", fontsize=8)
+        ax_start.set_ylabel("start → all rooms joined (s)")
+        ax_start.set_title(f"Start-up with {results['startup']['rooms']:,} rooms "
+                           "(labels: peak RSS)")
+        ax_start.grid(alpha=0.3, axis="y")
+
+    if "store" in results:
+        part = results["store"]
+        data, names = [], []
+        for backend, result in part["backends"].items():
+            short = "pg" if backend == "postgresql" else backend
+            for key, _ in store_part.OPERATIONS:
+                data.append(result["samples_ms"][key])
+                names.append(f"{short}\n{key}")
+        ax_store.boxplot(data, showfliers=False)
+        ax_store.set_xticks(range(1, len(names) + 1), names, fontsize=7, rotation=45)
+        ax_store.axhline(STORE_MS, color="tab:red", linestyle="--", linewidth=1,
+                         label=f"target {STORE_MS:.0f} ms")
+        ax_store.set_yscale("log")
+        ax_store.set_ylabel("ms (log scale)")
+        ax_store.set_title(f"Store: {part['addins']:,} add-ins, {part['rooms']:,} rooms")
+        ax_store.legend(fontsize=8)
+        ax_store.grid(alpha=0.3, axis="y")
+
+    for ax in (ax_cmd, ax_storm, ax_start, ax_store):
+        if not ax.has_data():
+            ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,134 @@
+"""The benchmark's own Prosody: the test harness's private server, plus
+
+- Prosody's rate limits (mod_limits, its default 10 kB/s per c2s session) switched on, and
+  lifted (``unlimited_jids``) for the benchmark's own accounts only;
+- Nagle's algorithm off on the server's sockets (``network_settings.nagle = false``). With
+  Prosody's default, a room round trip waits ~40 ms: the room's reflection of the request
+  and the answer go to the same client back to back, and the answer is held until the
+  client's delayed ACK of the reflection. That is a server setting, the same for the bot and
+  its baselines, and it would hide what the bot does;
+- accounts written straight into the server's data folder (500 with prosodyctl would take
+  ~20 s);
+- optionally, a quiet crowd: a small MUC module that does not send crowd occupants the
+  presence of *other* occupants, nor build for each the list of those already there.
+  Every joiner's presence still reaches the bot (and every baseline peer), so what the bot
+  does is unchanged; what goes away is the N² presence fan-out to the crowd (MEASURED.md),
+  which costs the server and the crowd, not the bot. Prosody 0.12's own room option
+  ``muc#roomconfig_presencebroadcast`` cannot do this: it filters by the *joiner's* role,
+  so hiding participants from each other hides them from the bot too, and the bot would
+  never see anyone arrive;
+- ``muc_room_cache_size`` raised from 100 to 10,000 (see the config below).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.harness.prosody import Prosody, _lua
+
+CROWD_PREFIX = "crowd"
+
+QUIET_CROWD_LUA = """\
+-- Benchmark only (tests/bench/server.py): occupants whose account name starts with the
+-- crowd prefix get their own presence, but neither the presence of other occupants nor,
+-- on joining, the list of those already in the room.
+local jid_split = require "util.jid".split;
+local prefix = module:get_option_string("bench_crowd_prefix", "crowd");
+local room_mt = module:depends("muc").room_mt;
+local route_stanza = room_mt.route_stanza;
+local send_occupant_list = room_mt.send_occupant_list;
+
+local function is_crowd(jid)
+\tlocal node = jid_split(jid);
+\treturn node ~= nil and node:sub(1, #prefix) == prefix, node;
+end
+
+function room_mt:route_stanza(stanza)
+\tif stanza.name == "presence" then
+\t\tlocal crowd, node = is_crowd(stanza.attr.to);
+\t\tif crowd then
+\t\t\tlocal _, _, from_nick = jid_split(stanza.attr.from);
+\t\t\tif from_nick ~= node then
+\t\t\t\treturn; -- another occupant's presence, to a crowd member: dropped
+\t\t\tend
+\t\tend
+\tend
+\treturn route_stanza(self, stanza);
+end
+
+-- The same, one step earlier (per occupant rather than per session, no JID parsing): the
+-- broadcast of a joiner's presence loops over every occupant.
+local route_to_occupant = room_mt.route_to_occupant;
+function room_mt:route_to_occupant(occupant, stanza)
+\tif stanza.name == "presence" and stanza.attr.from ~= occupant.nick
+\tand occupant.bare_jid:sub(1, #prefix) == prefix then
+\t\treturn;
+\tend
+\treturn route_to_occupant(self, occupant, stanza);
+end
+
+function room_mt:send_occupant_list(to, filter)
+\tif is_crowd(to) then
+\t\treturn; -- would be dropped above, one stanza per occupant: not even built
+\tend
+\treturn send_occupant_list(self, to, filter);
+end
+
+module:log("info", "bench: presence of others is not sent to %s* occupants", prefix);
+"""
+
+
+class BenchServer(Prosody):
+    """A private Prosody for the benchmark; ``accounts`` are exempt from its rate limits."""
+
+    def __init__(
+        self, workdir: Path, accounts: dict[str, str], *, quiet_crowd: bool = True
+    ) -> None:
+        self.accounts = dict(accounts)
+        self.quiet_crowd = quiet_crowd
+        workdir = Path(workdir).resolve()
+        plugins = workdir / "plugins"
+        unlimited = "; ".join(_lua(f"{user}@localhost") for user in sorted(self.accounts))
+        muc_modules = '"bench_quiet_crowd"' if quiet_crowd else ""
+        extra = f"""
+plugin_paths = {{ {_lua(str(plugins))} }}
+network_settings = {{ nagle = false }}
+-- Prosody's rate limits are on for everyone but the benchmark's own accounts.
+limits = {{ c2s = {{ rate = "10kb/s"; burst = "2s" }} }}
+
+VirtualHost "localhost" {{
+    modules_enabled = {{ "limits" }};
+    unlimited_jids = {{ {unlimited} }};
+}}
+
+Component "conference.localhost" "muc" {{
+    modules_enabled = {{ {muc_modules} }};
+    bench_crowd_prefix = {_lua(CROWD_PREFIX)};
+    -- Room objects kept in memory (Prosody: 100): beyond it, every join of a persistent
+    -- room loads it from disk and evicts (writes out) another, ~16 ms a join, for the
+    -- bot and the bare client alike. A server with 1,000 busy rooms is set up for them.
+    muc_room_cache_size = 10000;
+}}
+"""
+        super().__init__(workdir, extra_config=extra)
+        self.plugins_path = plugins
+
+    def write_config(self) -> Path:
+        path = super().write_config()
+        self.plugins_path.mkdir(exist_ok=True)
+        (self.plugins_path / "mod_bench_quiet_crowd.lua").write_text(
+            QUIET_CROWD_LUA, encoding="utf-8"
+        )
+        self._write_accounts()
+        return path
+
+    def _write_accounts(self) -> None:
+        """The internal_plain account files prosodyctl would write (it takes ~35 ms each)."""
+        folder = self.data_path / "localhost" / "accounts"
+        folder.mkdir(parents=True, exist_ok=True)
+        for user, password in self.accounts.items():
+            if not user.isalnum() or not user.islower():
+                raise ValueError(f"bench account names are lower-case letters and digits: {user}")
+            (folder / f"{user}.dat").write_text(
+                f'return {{\n\t["password"] = {_lua(password)};\n}};\n', encoding="utf-8"
+            )
