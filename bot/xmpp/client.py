@@ -81,6 +81,18 @@ class Bot(Backend, Protocol):
         """The room itself announced a change of its configuration (status codes)."""
 
 
+def configure_transport(client: slixmpp.ClientXMPP, settings: XmppSettings) -> None:
+    """TLS as configured: STARTTLS, direct TLS, or (loopback only, checked by the config)
+    plain text; server certificates are always verified, against `ca_file` if given."""
+    client.enable_direct_tls = settings.tls == "direct"
+    client.enable_starttls = settings.tls == "starttls"
+    client.enable_plaintext = settings.tls == "plain"
+    if settings.tls == "plain":
+        client.plugin["feature_mechanisms"].unencrypted_plain = True
+    if settings.ca_file is not None:
+        client.ca_certs = settings.ca_file
+
+
 class XmppEdge(slixmpp.ClientXMPP):
     def __init__(self, settings: XmppSettings, password: str, services: list[str]) -> None:
         super().__init__(settings.jid, password)
@@ -102,7 +114,7 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.register_plugin("xep_0092", {"name": IDENTITY[2], "version": __version__})
         self.liveness = Liveness(self)
         self.adhoc = AdhocCommands(self)
-        self._configure_transport()
+        configure_transport(self, settings)
         self.add_event_handler("session_bind", self._session_bind)
         self.add_event_handler("session_start", self._session_start)
         self.add_event_handler("session_resumed", self._session_resumed)
@@ -118,15 +130,6 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.add_event_handler("presence_error", self._presence_error)
         self.add_event_handler("failed_auth", self._failed_auth)
 
-    def _configure_transport(self) -> None:
-        tls = self.settings.tls
-        self.enable_direct_tls = tls == "direct"
-        self.enable_starttls = tls == "starttls"
-        self.enable_plaintext = tls == "plain"
-        if tls == "plain":
-            self.plugin["feature_mechanisms"].unencrypted_plain = True
-        if self.settings.ca_file is not None:
-            self.ca_certs = self.settings.ca_file
 
     # --- connection ------------------------------------------------------------------------
 

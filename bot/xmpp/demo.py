@@ -15,6 +15,7 @@ import slixmpp
 from slixmpp import JID
 
 from bot.config import XmppSettings
+from bot.xmpp.client import configure_transport
 
 STEP_TIMEOUT_S = 15.0
 ADDIN = ("Stock Ticker", "https://stocks.example.org/panel")
@@ -29,13 +30,7 @@ class DemoClient(slixmpp.ClientXMPP):
         self.presences: asyncio.Queue[Any] = asyncio.Queue()
         self.register_plugin("xep_0045")
         self.register_plugin("xep_0066")
-        self.enable_direct_tls = settings.tls == "direct"
-        self.enable_starttls = settings.tls == "starttls"
-        self.enable_plaintext = settings.tls == "plain"
-        if settings.tls == "plain":
-            self.plugin["feature_mechanisms"].unencrypted_plain = True
-        if settings.ca_file is not None:
-            self.ca_certs = settings.ca_file
+        configure_transport(self, settings)
         self._started = asyncio.Event()
         self.add_event_handler("session_start", self._session_start)
         self.add_event_handler("message", self.inbox.put_nowait)

@@ -15,6 +15,7 @@ from typing import Any
 import slixmpp
 
 from bot.config import XmppSettings
+from bot.xmpp.client import configure_transport
 
 STOP_TIMEOUT_S = 2.0
 
@@ -23,14 +24,7 @@ class _Probe(slixmpp.ClientXMPP):
     def __init__(self, settings: XmppSettings, password: str) -> None:
         super().__init__(settings.jid, password)
         self.settings = settings
-        # The same transport choices as the bot's edge (bot.xmpp.client.XmppEdge).
-        self.enable_direct_tls = settings.tls == "direct"
-        self.enable_starttls = settings.tls == "starttls"
-        self.enable_plaintext = settings.tls == "plain"
-        if settings.tls == "plain":
-            self.plugin["feature_mechanisms"].unencrypted_plain = True
-        if settings.ca_file is not None:
-            self.ca_certs = settings.ca_file
+        configure_transport(self, settings)  # the same transport choices as the bot's
         self.whitespace_keepalive = False
         self.outcome: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
         self._refusal = ""
