@@ -21,6 +21,7 @@ from bot.commands.registry import Link
 from bot.errors import CommandError
 from bot.inbound import Transport
 from bot.metrics import METRICS
+from bot.offload import offload
 from bot.rooms import Arrival, Occupant, Rooms
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class Announcer:
         self._claiming: set[str] = set()  # rooms whose joiners are being claimed
 
     async def start(self) -> None:
-        self.cursor = await asyncio.to_thread(addins.last_audit_id, self.engine)
+        self.cursor = await offload(addins.last_audit_id, self.engine)
         self._task = asyncio.create_task(self._follow(), name="announcer")
 
     async def stop(self) -> None:
@@ -88,7 +89,7 @@ class Announcer:
     async def catch_up(self) -> None:
         self._commits_seen = addins.commits()
         while True:
-            changes = await asyncio.to_thread(addins.changes_since, self.engine, self.cursor)
+            changes = await offload(addins.changes_since, self.engine, self.cursor)
             for change in changes:
                 self.cursor = change.id
                 await self._announce(change)
@@ -109,7 +110,7 @@ class Announcer:
         elif change.action == "update-url" and change.pool:
             # Found by the URL, not the name: the add-in may have been renamed since. If the
             # URL changed again meanwhile, nothing matches and the later row announces it.
-            rooms = await asyncio.to_thread(addins.list_rooms, self.engine, pool=change.pool)
+            rooms = await offload(addins.list_rooms, self.engine, pool=change.pool)
             for info in rooms:
                 if info.url == change.detail and self.rooms.is_live(info.jid):
                     self._say_attached(info)
@@ -117,7 +118,7 @@ class Announcer:
     async def _tell_room(self, room: str) -> None:
         if not self.rooms.is_live(room):
             return
-        self._say_attached(await asyncio.to_thread(addins.room_info, self.engine, room))
+        self._say_attached(await offload(addins.room_info, self.engine, room))
 
     def _say_attached(self, info: RoomInfo) -> None:
         if info.addin is not None and info.url is not None:
@@ -147,7 +148,7 @@ class Announcer:
 
     async def _tell_joiners(self, room: str, joiners: list[Occupant]) -> None:
         try:
-            info, due = await asyncio.to_thread(
+            info, due = await offload(
                 addins.claim_announcements, self.engine, room=room,
                 people=[occupant.person for occupant in joiners], cooldown_s=self.cooldown_s,
             )

@@ -28,6 +28,7 @@ from bot.inbound import Kind, Message, Transport
 from bot.invitations import Decline, Invitation, Invitations
 from bot.limits import RateLimit, Verdict
 from bot.metrics import METRICS
+from bot.offload import offload
 from bot.rooms import (
     NOW_FULLY_ANONYMOUS,
     NOW_NON_ANONYMOUS,
@@ -276,7 +277,7 @@ class App:
     # --- rooms -----------------------------------------------------------------------------
 
     async def _join_all(self) -> None:
-        remembered = await asyncio.to_thread(addins.list_rooms, self.engine, joined_only=True)
+        remembered = await offload(addins.list_rooms, self.engine, joined_only=True)
         served = set(self.settings.pools.names)
         self.wanted = set(self.settings.rooms.autojoin) | {
             info.jid for info in remembered if addins.pool_of(info.jid) in served
@@ -353,7 +354,7 @@ class App:
         self._timers[room] = loop.call_later(delay, self._join, room)
 
     async def _record_stop(self, room: str, why: str) -> None:
-        await asyncio.to_thread(
+        await offload(
             addins.set_joined, self.engine, BOT, room=room, joined=False, reason=why[:255]
         )
 

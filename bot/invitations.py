@@ -27,6 +27,7 @@ from bot.commands.registry import Sender
 from bot.config import Settings
 from bot.errors import CommandError
 from bot.inbound import Transport
+from bot.offload import offload
 from bot.rooms import Rooms
 
 log = logging.getLogger(__name__)
@@ -167,7 +168,7 @@ class Invitations:
         assert invitation.inviter is not None  # noqa: S101 - an admin, or seen managing the room
         actor = Actor(invitation.inviter, "invite")
         try:
-            await asyncio.to_thread(
+            await offload(
                 addins.set_joined, self.engine, actor, room=room, joined=True
             )
         except CommandError as exc:  # the database is away: nothing was remembered
@@ -195,7 +196,7 @@ class Invitations:
 
     async def _record(self, actor: Actor, room: str | None, detail: str) -> None:
         try:
-            await asyncio.to_thread(
+            await offload(
                 addins.record, self.engine, actor, DECLINED, room=room, detail=detail
             )
         except CommandError as exc:

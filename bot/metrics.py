@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from bot.config import ConfigError
+from bot.offload import offload
 from store.database import read_session
 
 log = logging.getLogger(__name__)
@@ -198,7 +199,7 @@ class MetricsServer:
         problems = [] if self.connected() else ["xmpp: not connected"]
         try:
             async with asyncio.timeout(HEALTH_DB_TIMEOUT_S):
-                problem = await asyncio.to_thread(database_problem, self.engine)
+                problem = await offload(database_problem, self.engine)
         except TimeoutError:
             problem = f"database: no answer within {HEALTH_DB_TIMEOUT_S:.0f} s"
         if problem is not None:

@@ -11,6 +11,7 @@ from bot.app import App
 from bot.config import ConfigError, Settings, check_runnable
 from bot.logs import configure_logging
 from bot.metrics import MetricsServer, start_metrics
+from bot.offload import offload, settle
 from bot.xmpp.client import XmppEdge
 from store.database import make_engine
 from store.migrate import upgrade
@@ -46,7 +47,7 @@ class Service:
         self.metrics: MetricsServer | None = None  # [metrics] listen: /metrics and /health
 
     async def start(self) -> None:
-        await asyncio.to_thread(upgrade, self.engine)
+        await offload(upgrade, self.engine)
         await self.app.start()
         self.metrics = await start_metrics(
             self.settings.metrics.address, self.engine, connected=self.edge.online.is_set,
@@ -60,6 +61,7 @@ class Service:
             await self.metrics.stop()
         await self.app.stop()
         await self.edge.stop()
+        await settle()  # queries still running (for cancelled work) finish before the close
         self.engine.dispose()
 
 

@@ -7,7 +7,6 @@ and hides what the sender may not run.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import secrets
@@ -22,6 +21,7 @@ from bot.commands.grammar import Arguments, Signature, match, split_words
 from bot.config import Settings
 from bot.errors import CommandError
 from bot.metrics import METRICS
+from bot.offload import offload
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class Dispatcher:
         request = Request(
             self.settings, self.engine, sender, args, room, is_admin, visible, commands.prefix
         )
-        return await asyncio.to_thread(command.handler, request)
+        return await offload(command.handler, request)
 
     def _room(self, command: Command, sender: Sender, args: Arguments) -> str | None:
         served = self.settings.pools.names

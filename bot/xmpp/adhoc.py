@@ -30,6 +30,7 @@ from slixmpp.xmlstream.matcher import StanzaPath
 
 from bot.addins import Actor
 from bot.errors import CommandError
+from bot.offload import offload
 from bot.xmpp.panel import (
     OPERATIONS,
     Field,
@@ -145,7 +146,7 @@ class AdhocCommands:
         bot = self.edge.bot
         assert bot is not None  # noqa: S101 - requester() saw it
         try:
-            fields = await asyncio.to_thread(operation.fields, bot.settings, bot.engine, requester)
+            fields = await offload(operation.fields, bot.settings, bot.engine, requester)
         except CommandError as exc:
             self._reply(iq, _new_id(), "completed", Outcome(exc.reason, error=True))
             return
@@ -188,7 +189,7 @@ class AdhocCommands:
             if refusal is not None:
                 raise XMPPError("forbidden", refusal, etype="auth")
             actor = Actor(requester.jid, "adhoc")
-            return await asyncio.to_thread(
+            return await offload(
                 operation.run, bot.settings, bot.engine, actor, values
             )
         except CommandError as exc:
