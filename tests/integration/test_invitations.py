@@ -135,6 +135,8 @@ async def test_a_participants_invitation_is_declined_and_the_bot_leaves(
     assert await asyncio.wait_for(seen.get(), 10) == "available"  # it looked,
     assert await asyncio.wait_for(seen.get(), 10) == "unavailable"  # and left
     assert not addins.room_info(engine(bot), room).joined
+    # The decline is sent, then recorded: wait for the row rather than race it.
+    await until(lambda: any(e.room == room for e in audit_rows(bot)), "the audit row")
     (row,) = [e for e in audit_rows(bot) if e.room == room]
     assert (row.action, row.actor, row.via) == (DECLINED, jid(prosody, "bob"), "invite")
     assert row.detail == reason.text
