@@ -127,10 +127,12 @@ class Liveness:
             return
         live = bot.live_rooms()
         self._heard = {room: self._heard[room] for room, _ in live if room in self._heard}
+        # A room not heard from since the loop started is due at once. (Not "heard at
+        # now - room_every_s": in floating point that can come out a hair short, forever.)
         quiet = [
             (room, nick)
             for room, nick in live
-            if now - self._heard.get(room, now - self.room_every_s) >= self.room_every_s
+            if room not in self._heard or now - self._heard[room] >= self.room_every_s
         ]
         for room, _nick in quiet:
             self._heard[room] = now  # one ping per period, answered or not

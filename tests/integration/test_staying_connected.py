@@ -256,6 +256,7 @@ async def test_a_room_that_silently_dropped_the_bot_is_rejoined(
 
     dropped = time.monotonic()
     edge.liveness.room_every_s = 0.3
+    edge.liveness.timeout_s = 2.0  # a ping lost on the way is asked again soon (30 s in production)
     edge.liveness.start()
     assert await asyncio.wait_for(seen.get(), 10) == "available"  # joined anew
     rejoined_s = time.monotonic() - dropped
