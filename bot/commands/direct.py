@@ -125,9 +125,8 @@ def detach(request: Request) -> Reply:
 )
 def join(request: Request) -> Reply:
     assert request.room is not None  # noqa: S101 - the dispatcher resolved it
-    if not addins.set_joined(request.engine, actor(request), room=request.room, joined=True):
-        return Reply(f"The bot already serves {request.room}.")
-    return Reply(f"Joining {request.room}; the bot will rejoin it after restarts.")
+    changed = addins.set_joined(request.engine, actor(request), room=request.room, joined=True)
+    return Reply(text.joined(request.room, changed=changed))
 
 
 @DIRECT.command(
@@ -136,9 +135,8 @@ def join(request: Request) -> Reply:
 )
 def leave(request: Request) -> Reply:
     assert request.room is not None  # noqa: S101 - the dispatcher resolved it
-    if not addins.set_joined(request.engine, actor(request), room=request.room, joined=False):
-        return Reply(f"The bot does not serve {request.room}.")
-    return Reply(f"Leaving {request.room}.")
+    changed = addins.set_joined(request.engine, actor(request), room=request.room, joined=False)
+    return Reply(text.left(request.room, changed=changed))
 
 
 @DIRECT.command(

@@ -38,6 +38,16 @@ def detached(room: str, name: str) -> str:
     return f"{room} no longer has the add-in “{name}”."
 
 
+def joined(room: str, *, changed: bool) -> str:
+    if not changed:
+        return f"The bot already serves {room}."
+    return f"Joining {room}; the bot will rejoin it after restarts."
+
+
+def left(room: str, *, changed: bool) -> str:
+    return f"Leaving {room}." if changed else f"The bot does not serve {room}."
+
+
 def when(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 

@@ -255,9 +255,8 @@ def _join_fields(settings: Settings, engine: Engine, requester: Requester) -> li
 
 def _join(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
     room = addins.resolve_room(settings.pools.names, values["room"])
-    if not addins.set_joined(engine, actor, room=room, joined=True):
-        return Outcome(f"The bot already serves {room}.")
-    return Outcome(f"Joining {room}; the bot will rejoin it after restarts.")
+    changed = addins.set_joined(engine, actor, room=room, joined=True)
+    return Outcome(text.joined(room, changed=changed))
 
 
 def _leave_fields(settings: Settings, engine: Engine, requester: Requester) -> list[Field]:
@@ -273,9 +272,8 @@ def _leave_fields(settings: Settings, engine: Engine, requester: Requester) -> l
 
 def _leave(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
     room = addins.resolve_room(settings.pools.names, values["room"])
-    if not addins.set_joined(engine, actor, room=room, joined=False):
-        return Outcome(f"The bot does not serve {room}.")
-    return Outcome(f"Leaving {room}.")
+    changed = addins.set_joined(engine, actor, room=room, joined=False)
+    return Outcome(text.left(room, changed=changed))
 
 
 def _attach_fields(settings: Settings, engine: Engine, requester: Requester) -> list[Field]:
