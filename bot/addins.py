@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, text, update
 from sqlalchemy import select as columns
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
@@ -39,6 +39,8 @@ MAX_ROOM_LOCAL = 1023  # bytes, as for any JID local part
 _T = TypeVar("_T")
 _commits = 0  # changes committed by this process (see commits())
 _commits_lock = threading.Lock()
+# PostgreSQL advisory lock taken by every audited change ("addb"); see _write.
+_CHANGES_LOCK = 0x61646462
 
 
 @dataclass(frozen=True)
@@ -471,7 +473,7 @@ def claim_announcements(
 
     for _ in range(2):
         try:
-            return _write(engine, change, conflict="told")
+            return _write(engine, change, conflict="told", counted=False)
         except CommandError:
             continue  # another process noted one of them at the same moment: look again
     return None, ()
@@ -499,16 +501,22 @@ def last_audit_id(engine: Engine) -> int:
 
 
 def commits() -> int:
-    """How many changes this process has committed so far. The bot looks for something to
-    announce after a command only if this moved: a read changes nothing (other processes'
-    changes are found at the next poll)."""
+    """How many changes this process has committed so far (not counting the notes of whom
+    the bot told an add-in, which no answer reads). The bot looks for something to announce
+    after a command only if this moved, and keeps an answer only while it has not
+    (bot/commands/answers.py); other processes' changes are found at the next poll."""
     return _commits
 
 
-def _write(engine: Engine, change: Callable[[Session], _T], *, conflict: str | None = None) -> _T:
+def _write(
+    engine: Engine, change: Callable[[Session], _T], *, conflict: str | None = None,
+    counted: bool = True,
+) -> _T:
     global _commits
     try:
         with transaction(engine) as session:
+            if counted:
+                _take_turn(session)
             result = change(session)
     except IntegrityError:
         if conflict is None:
@@ -516,9 +524,19 @@ def _write(engine: Engine, change: Callable[[Session], _T], *, conflict: str | N
         raise CommandError(conflict) from None
     except OperationalError as exc:
         raise StoreBusy() from exc
-    with _commits_lock:
-        _commits += 1
+    if counted:
+        with _commits_lock:
+            _commits += 1
     return result
+
+
+def _take_turn(session: Session) -> None:
+    """Audited changes commit one at a time, so that audit ids are in commit order: the
+    follower reads the log by id, and an id taken by a change that commits after a later id
+    would be passed over. SQLite's BEGIN IMMEDIATE already makes writers take turns; on
+    PostgreSQL a transaction-scoped advisory lock does, released at commit."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection().execute(_Q.take_turn, {"key": _CHANGES_LOCK})
 
 
 @contextmanager
@@ -600,6 +618,8 @@ class _Q:
                col(Announcement.person).in_(bindparam("people", expanding=True)))
     )
     new_receipt = insert(Announcement)
+    new_audit = insert(AuditEvent)
+    take_turn = text("SELECT pg_advisory_xact_lock(:key)")
     renew_receipts = (
         update(Announcement).where(col(Announcement.id).in_(bindparam("ids", expanding=True)))
         .values(addin_id=bindparam("addin"), revision=bindparam("rev"), at=bindparam("when"))
@@ -675,10 +695,10 @@ def _audit(
     addin: str | None = None, room: str | None = None, detail: str = "",
 ) -> None:
     # A plain INSERT in the change's transaction (no ORM object to flush at commit).
-    session.connection().execute(insert(AuditEvent).values(
-        at=utcnow(), actor=actor.who, via=actor.via, action=action, pool=pool, addin=addin,
-        room=room, detail=detail,
-    ))
+    session.connection().execute(_Q.new_audit, {
+        "at": utcnow(), "actor": actor.who, "via": actor.via, "action": action, "pool": pool,
+        "addin": addin, "room": room, "detail": detail,
+    })
 
 
 def _entries(engine: Engine, query: Any, values: dict[str, int]) -> list[AuditEntry]:

@@ -26,7 +26,9 @@ from bot.rooms import Arrival, Occupant, Rooms
 
 log = logging.getLogger(__name__)
 
-POLL_S = 2.0
+# How often the audit log is read for changes made elsewhere (the command line, another
+# process): they are announced, and answers kept from before them dropped, this soon.
+POLL_S = 0.5
 CLAIM_BATCH = 500  # joiners of one room noted as told in one transaction, at most
 
 
@@ -43,13 +45,14 @@ def detached_sentence(name: str | None, *, unregistered: bool = False) -> str:
 class Announcer:
     def __init__(
         self, engine: Engine, transport: Transport, rooms: Rooms, *, cooldown_s: int,
-        on_membership: Callable[[AuditEntry], None],
+        on_membership: Callable[[AuditEntry], None], on_changes: Callable[[], None],
     ) -> None:
         self.engine = engine
         self.transport = transport
         self.rooms = rooms
         self.cooldown_s = cooldown_s
         self.on_membership = on_membership  # join/leave changes, for the bot to carry out
+        self.on_changes = on_changes  # the follower found changes, whoever made them
         self.cursor = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -90,6 +93,8 @@ class Announcer:
         self._commits_seen = addins.commits()
         while True:
             changes = await offload(addins.changes_since, self.engine, self.cursor)
+            if changes:
+                self.on_changes()
             for change in changes:
                 self.cursor = change.id
                 await self._announce(change)

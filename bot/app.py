@@ -76,6 +76,7 @@ class App:
         self.announcer = Announcer(
             engine, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,
             on_membership=self._membership_changed,
+            on_changes=self.dispatcher.answers.changed_elsewhere,
         )
         self.wanted: set[str] = set()  # rooms the bot should be in
         # The rooms joined together on connecting, not yet answered: logged as one line.

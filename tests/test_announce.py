@@ -45,7 +45,7 @@ async def test_a_url_update_then_a_rename_still_announces_the_new_url(engine: En
     addins.attach(engine, ADMIN, room=ROOM, name="Stock")
     recorder = Recorder()
     announcer = Announcer(engine, recorder, live_rooms(ROOM), cooldown_s=60,
-                          on_membership=lambda change: None)
+                          on_membership=lambda change: None, on_changes=lambda: None)
     await announcer.start()  # from here on, changes are news
     try:
         addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url="https://b.example.org/")
@@ -65,7 +65,7 @@ async def test_two_url_updates_in_a_row_announce_only_the_latest(engine: Engine)
     addins.attach(engine, ADMIN, room=ROOM, name="Stock")
     recorder = Recorder()
     announcer = Announcer(engine, recorder, live_rooms(ROOM), cooldown_s=60,
-                          on_membership=lambda change: None)
+                          on_membership=lambda change: None, on_changes=lambda: None)
     await announcer.start()
     try:
         addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url="https://b.example.org/")
@@ -82,7 +82,7 @@ async def test_rooms_the_bot_is_not_in_are_not_told(engine: Engine) -> None:
     addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     recorder = Recorder()
     announcer = Announcer(engine, recorder, live_rooms(), cooldown_s=60,
-                          on_membership=lambda change: None)
+                          on_membership=lambda change: None, on_changes=lambda: None)
     await announcer.start()
     try:
         addins.attach(engine, ADMIN, room=ROOM, name="Stock")

@@ -6,6 +6,7 @@ refusal raises CommandError and leaves every table as it was.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -782,3 +783,34 @@ def test_random_changes_keep_the_audit_log_and_the_names_consistent(
             suppress_health_check=[HealthCheck.too_slow],
         ),
     )
+
+
+def test_audit_ids_follow_commit_order_when_changes_overlap(engine: Engine) -> None:
+    """The follower reads the audit log by id: a change that took its id first must also
+    commit first, or a follower that saw the later id would pass the earlier one over."""
+    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    cursor = addins.last_audit_id(engine)
+    inside, release = threading.Event(), threading.Event()
+
+    def slow_change(session: Session) -> None:
+        addins._audit(session, ADMIN, "attach", pool=POOL, room=f"slow@{POOL}")
+        inside.set()  # its audit row has its id; the transaction is still open
+        assert release.wait(10)
+
+    slow = threading.Thread(target=addins._write, args=(engine, slow_change))
+    slow.start()
+    assert inside.wait(10)
+    later = threading.Thread(
+        target=addins.attach, args=(engine, ADMIN), kwargs={"room": ROOM_A, "name": "Stock"}
+    )
+    later.start()
+    later.join(0.5)
+    # The later change waits its turn (on SQLite and PostgreSQL alike) ...
+    assert later.is_alive()
+    assert addins.changes_since(engine, cursor) == []
+    release.set()
+    slow.join(10)
+    later.join(10)
+    # ... so reading from the cursor onwards misses nothing, in commit order.
+    rooms = [change.room for change in addins.changes_since(engine, cursor)]
+    assert rooms == [f"slow@{POOL}", ROOM_A]

@@ -71,7 +71,7 @@ def unregister(request: Request) -> Reply:
 
 @DIRECT.command(
     "list", "lists the add-ins, with their URLs and how many rooms use each",
-    signature=Signature(options=("pool", "page")),
+    signature=Signature(options=("pool", "page")), kept=True,
 )
 def list_(request: Request) -> Reply:
     page = text.page_number(request.args.options.get("page"))

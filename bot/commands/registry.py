@@ -17,6 +17,7 @@ from typing import Protocol
 from sqlalchemy import Engine
 
 from bot.addins import resolve_pool, resolve_room
+from bot.commands.answers import Answers
 from bot.commands.grammar import Arguments, Signature, match, split_words
 from bot.config import Settings
 from bot.errors import CommandError
@@ -102,6 +103,9 @@ class Command:
     handler: Handler
     usage_words: str
     room_word: str | None  # the argument naming the room a manager must manage
+    # Its answer depends only on its words, its room and the store: kept until the store
+    # changes (bot/commands/answers.py).
+    kept: bool = False
 
     @property
     def usage(self) -> str:
@@ -122,11 +126,13 @@ class CommandSet:
     def command(
         self, name: str, summary: str, *, role: Role = Role.ANYONE,
         signature: Signature = NO_WORDS, usage: str | None = None,
-        room_word: str | None = None,
+        room_word: str | None = None, kept: bool = False,
     ) -> Callable[[Handler], Handler]:
         def declare(handler: Handler) -> Handler:
             words = usage if usage is not None else _usage(signature)
-            self.commands[name] = Command(name, summary, role, signature, handler, words, room_word)
+            self.commands[name] = Command(
+                name, summary, role, signature, handler, words, room_word, kept
+            )
             return handler
 
         return declare
@@ -154,6 +160,7 @@ class Dispatcher:
         self.engine = engine
         self.managers = managers
         self.commands = commands
+        self.answers: Answers[Reply] = Answers()
 
     async def run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         try:
@@ -196,7 +203,17 @@ class Dispatcher:
         request = Request(
             self.settings, self.engine, sender, args, room, is_admin, visible, commands.prefix
         )
-        return await offload(command.handler, request)
+        if not command.kept:
+            return await offload(command.handler, request)
+        key = (place, command.name, room, tuple(words[1:]))
+        kept = self.answers.get(key)
+        if kept is not None:
+            return kept
+        read_at = self.answers.version()
+        reply = await offload(command.handler, request)
+        if reply is not None:
+            self.answers.keep(key, reply, read_at=read_at)
+        return reply
 
     def _room(self, command: Command, sender: Sender, args: Arguments) -> str | None:
         served = self.settings.pools.names

@@ -22,7 +22,7 @@ def _actor(request: Request) -> Actor:
     return Actor(sender.jid or f"{sender.room}/{sender.nick}", "room")
 
 
-@ROOM.command("show", "says this room's add-in and its URL")
+@ROOM.command("show", "says this room's add-in and its URL", kept=True)
 def show(request: Request) -> Reply:
     info = addins.room_info(request.engine, _room(request))
     if info.addin is None or info.url is None:
@@ -31,7 +31,9 @@ def show(request: Request) -> Reply:
     return Reply(sentence, public=True, link=Link(info.url, info.addin))
 
 
-@ROOM.command("list", "the add-ins of this room's pool", signature=Signature(options=("page",)))
+@ROOM.command(
+    "list", "the add-ins of this room's pool", signature=Signature(options=("page",)), kept=True
+)
 def list_(request: Request) -> Reply:
     page = text.page_number(request.args.options.get("page"))
     result = addins.list_addins(request.engine, pool=addins.pool_of(_room(request)), page=page)

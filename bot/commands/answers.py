@@ -1,0 +1,61 @@
+"""Answers to the commands that only read, kept until the store changes.
+
+`list` and `!addin` are most of what people send, and their answers change only when the
+store does. Kept here, they are answered on the event loop, without a trip to a database
+thread. An answer is kept with the store's version from before it was read, and served only
+while that version is still current. The version moves
+
+- at once, when this process commits a change (addins.commits());
+- when the announcer's follower reads the audit row of a change made elsewhere (the command
+  line, another process), within announce.POLL_S of its commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Generic, TypeVar
+
+from bot import addins
+
+MOST_KEPT = 1000  # answers kept at once; when full, all are dropped and kept afresh
+
+_A = TypeVar("_A")
+Version = tuple[int, int]
+
+
+class Answers(Generic[_A]):
+    def __init__(self) -> None:
+        self._elsewhere = 0  # changes made elsewhere, as the follower found them
+        self._at: Version = self.version()  # the version every kept answer was read at
+        self._kept: dict[Hashable, _A] = {}
+
+    def version(self) -> Version:
+        return addins.commits(), self._elsewhere
+
+    def get(self, key: Hashable) -> _A | None:
+        self._drop_stale()
+        return self._kept.get(key)
+
+    def keep(self, key: Hashable, answer: _A, *, read_at: Version) -> None:
+        """Keep `answer`, read from the store at version `read_at`, unless the store has
+        changed since (it may already be out of date)."""
+        self._drop_stale()
+        if read_at != self._at:
+            return
+        if len(self._kept) >= MOST_KEPT:
+            self._kept.clear()
+        self._kept[key] = answer
+
+    def changed_elsewhere(self) -> None:
+        """The follower found changes in the audit log (whoever made them)."""
+        self._elsewhere += 1
+
+    def __len__(self) -> int:
+        self._drop_stale()
+        return len(self._kept)
+
+    def _drop_stale(self) -> None:
+        now = self.version()
+        if now != self._at:
+            self._kept.clear()
+            self._at = now

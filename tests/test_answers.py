@@ -1,0 +1,153 @@
+"""Answers kept until the store changes: `list` and `!addin` answered on the loop, and never
+from before a change once that change is known."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from bot import addins
+from bot.commands import registry
+from bot.commands.answers import MOST_KEPT, Answers
+from tests.test_dispatch import (
+    MEMBER_IN_ROOM,
+    OWNER_IN_ROOM,
+    POOL,
+    ROOM,
+    URL,
+    URL2,
+    Bot,
+    SettingsFactory,
+    make_bot,
+)
+
+
+@pytest.fixture
+def bot(engine: Engine, settings: SettingsFactory) -> Bot:
+    return make_bot(engine, settings)
+
+
+def change_behind_the_bots_back(engine: Engine, url: str) -> None:
+    """What another process's commit looks like to this one: the rows change, and this
+    process's commit counter does not."""
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE addin SET url = :url"), {"url": url})
+
+
+def no_database(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """From here on, any command that goes to a database thread is recorded."""
+    calls: list[Any] = []
+
+    async def refuse(call: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(call)
+        raise AssertionError(f"went to the database: {call}")
+
+    monkeypatch.setattr(registry, "offload", refuse)
+    return calls
+
+
+async def test_a_second_list_is_answered_without_the_database(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await bot.say(f"register Stock {URL}")
+    first = await bot.say("list")
+    calls = no_database(monkeypatch)
+    assert await bot.say("list") == first
+    assert await bot.say("LIST") == first  # the same command, however it is spelled
+    assert calls == []
+
+
+async def test_the_rooms_add_in_is_answered_without_the_database(
+    bot: Bot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await bot.say(f"register Stock {URL}")
+    await bot.say(f"attach {ROOM} Stock")
+    first = await bot.reply("", MEMBER_IN_ROOM)
+    calls = no_database(monkeypatch)
+    assert await bot.reply("", OWNER_IN_ROOM) == first  # kept for the room, not the person
+    assert await bot.reply("show", MEMBER_IN_ROOM) == first
+    assert calls == []
+    assert first.text == f"This room's add-in is now “Stock”: {URL}"
+
+
+async def test_this_processs_own_change_is_seen_at_once(bot: Bot) -> None:
+    await bot.say(f"register Stock {URL}")
+    await bot.say(f"attach {ROOM} Stock")
+    assert "(1 room)" in await bot.say("list")
+    assert await bot.say("", MEMBER_IN_ROOM) == f"This room's add-in is now “Stock”: {URL}"
+    await bot.say(f"update Stock url {URL2}")
+    assert URL2 in await bot.say("list")
+    assert await bot.say("", MEMBER_IN_ROOM) == f"This room's add-in is now “Stock”: {URL2}"
+    await bot.say(f"detach {ROOM}")
+    assert "(0 rooms)" in await bot.say("list")
+    assert await bot.say("", MEMBER_IN_ROOM) == "This room has no add-in."
+
+
+async def test_a_change_made_elsewhere_shows_once_the_follower_finds_it(bot: Bot) -> None:
+    await bot.say(f"register Stock {URL}")
+    assert URL in await bot.say("list")
+    change_behind_the_bots_back(bot.engine, URL2)
+    # Until the audit log is read, the kept answer stands (that is what keeping is) ...
+    assert URL in await bot.say("list")
+    bot.dispatcher.answers.changed_elsewhere()
+    # ... and once it is, no answer from before the change is given again.
+    assert URL2 in await bot.say("list")
+
+
+async def test_refusals_are_not_kept(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
+    await bot.say(f"register Stock {URL}")
+    went: list[Any] = []
+    offload = registry.offload
+
+    async def counting(call: Any, *args: Any, **kwargs: Any) -> Any:
+        went.append(call)
+        return await offload(call, *args, **kwargs)
+
+    monkeypatch.setattr(registry, "offload", counting)
+    for _ in range(2):
+        assert await bot.say("list page 2") == "There are only 1 page(s)."
+    assert len(went) == 2  # each time from the store
+
+
+async def test_the_role_check_comes_before_any_kept_answer(bot: Bot) -> None:
+    """A kept answer is an answer to the words, not a pass: each sender is checked."""
+    await bot.say(f"register Stock {URL}")
+    await bot.say("list", MEMBER_IN_ROOM)
+    assert await bot.say("attach Stock", MEMBER_IN_ROOM) != ""
+    assert addins.room_info(bot.engine, ROOM).addin is None
+
+
+def test_an_answer_read_before_a_change_is_not_kept(engine: Engine) -> None:
+    answers: Answers[str] = Answers()
+    read_at = answers.version()
+    addins.register(engine, addins.Actor("admin@localhost", "dm"), pool=POOL, name="Stock",
+                    url=URL)  # committed while the answer was being read
+    answers.keep("list", "read before the change", read_at=read_at)
+    assert answers.get("list") is None
+    read_at = answers.version()
+    answers.keep("list", "read after it", read_at=read_at)
+    assert answers.get("list") == "read after it"
+    answers.changed_elsewhere()
+    assert answers.get("list") is None
+
+
+def test_the_notes_of_whom_the_bot_told_do_not_drop_answers(engine: Engine) -> None:
+    addins.register(engine, addins.Actor("admin@localhost", "dm"), pool=POOL, name="Stock",
+                    url=URL)
+    addins.attach(engine, addins.Actor("admin@localhost", "dm"), room=ROOM, name="Stock")
+    answers: Answers[str] = Answers()
+    answers.keep("list", "kept", read_at=answers.version())
+    told = addins.claim_announcements(engine, room=ROOM, people=["pat@localhost"],
+                                      cooldown_s=60)
+    assert told[1] == ("pat@localhost",)
+    assert answers.get("list") == "kept"
+
+
+def test_at_most_so_many_answers_are_kept() -> None:
+    answers: Answers[int] = Answers()
+    for number in range(MOST_KEPT + 5):
+        answers.keep(number, number, read_at=answers.version())
+    assert len(answers) <= MOST_KEPT
+    assert answers.get(MOST_KEPT + 4) == MOST_KEPT + 4
