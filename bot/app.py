@@ -124,6 +124,8 @@ class App:
         command = self._recognise(message)
         if command is None or not self._within_limits(command):
             return
+        if self._answer_now(command):
+            return
         self._spawn(self._in_order(command))
 
     def on_presence(self, presence: Presence) -> None:
@@ -209,7 +211,7 @@ class App:
         return _Command(message, Place.ROOM, sender, said, person)
 
     def _within_limits(self, command: _Command) -> bool:
-        checks = [(self.sender_limit, f"{command.sender.room}|{command.person}")]
+        checks = [(self.sender_limit, self._order_key(command))]
         if command.sender.room is not None:
             checks.append((self.room_limit, command.sender.room))
         for limit, key in checks:
@@ -225,9 +227,25 @@ class App:
             return False
         return True
 
+    def _answer_now(self, command: _Command) -> bool:
+        """Answer from the kept answers (bot/commands/answers.py), without a task or a
+        database thread — unless the sender has a command still running, which answers
+        first."""
+        if command.message.kind is Kind.ROOM_PRIVATE or self._order_key(command) in self._senders:
+            return False
+        reply = self.dispatcher.kept(command.place, command.sender, command.text)
+        if reply is None:
+            return False
+        self._reply(command, reply)
+        return True
+
+    @staticmethod
+    def _order_key(command: _Command) -> str:
+        return f"{command.sender.room}|{command.person}"
+
     async def _in_order(self, command: _Command) -> None:
         # One sender's commands run in the order they were sent; different senders in parallel.
-        key = f"{command.sender.room}|{command.person}"
+        key = self._order_key(command)
         lock, waiting = self._senders.get(key, (asyncio.Lock(), 0))
         self._senders[key] = (lock, waiting + 1)
         try:

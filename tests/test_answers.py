@@ -11,11 +11,15 @@ from sqlalchemy import Engine, text
 from bot import addins
 from bot.commands import registry
 from bot.commands.answers import MOST_KEPT, Answers
+from bot.commands.registry import Place
+from bot.metrics import METRICS
 from tests.test_dispatch import (
+    ADMIN,
     MEMBER_IN_ROOM,
     OWNER_IN_ROOM,
     POOL,
     ROOM,
+    STRANGER,
     URL,
     URL2,
     Bot,
@@ -151,3 +155,20 @@ def test_at_most_so_many_answers_are_kept() -> None:
         answers.keep(number, number, read_at=answers.version())
     assert len(answers) <= MOST_KEPT
     assert answers.get(MOST_KEPT + 4) == MOST_KEPT + 4
+
+
+async def test_kept_gives_an_answer_only_once_one_is_kept(bot: Bot) -> None:
+    await bot.say(f"register Stock {URL}")
+    assert bot.dispatcher.kept(Place.DIRECT, ADMIN, "list") is None  # not read yet
+    answer = await bot.reply("list")
+    assert bot.dispatcher.kept(Place.DIRECT, ADMIN, "list") == answer
+    assert bot.dispatcher.kept(Place.DIRECT, ADMIN, "list page 1") is None  # other words
+    assert bot.dispatcher.kept(Place.DIRECT, ADMIN, "audit") is None  # never kept
+
+
+async def test_kept_leaves_refusals_to_run_and_counts_nothing(bot: Bot) -> None:
+    before = dict(METRICS.refusals), dict(METRICS.commands)
+    assert bot.dispatcher.kept(Place.DIRECT, STRANGER, "register X https://x.example.org/") is None
+    assert bot.dispatcher.kept(Place.DIRECT, ADMIN, "list page x") is None
+    assert bot.dispatcher.kept(Place.ROOM, MEMBER_IN_ROOM, "attach Stock") is None
+    assert (dict(METRICS.refusals), dict(METRICS.commands)) == before

@@ -115,6 +115,23 @@ class Command:
 NO_WORDS = Signature()
 
 
+class NotAllowed(CommandError):
+    """The sender's role does not allow the command; `why` is the refusal's metric label."""
+
+    def __init__(self, why: str, reason: str) -> None:
+        super().__init__(reason)
+        self.why = why
+
+
+@dataclass(frozen=True)
+class _Call:
+    """A command ready to run: checked, with its request; `key` if its answer is kept."""
+
+    command: Command
+    request: Request
+    key: tuple[object, ...] | None
+
+
 class CommandSet:
     """The commands of one place (direct messages, or a room), in declaration order."""
 
@@ -166,6 +183,8 @@ class Dispatcher:
         try:
             reply = await self._run(place, sender, text)
         except CommandError as exc:
+            if isinstance(exc, NotAllowed):
+                METRICS.refusal(exc.why)
             METRICS.command(place.name, "refused")
             return Reply(str(exc))
         except Exception:
@@ -176,7 +195,36 @@ class Dispatcher:
         METRICS.command(place.name, "ok")
         return reply
 
+    def kept(self, place: Place, sender: Sender, text: str) -> Reply | None:
+        """The answer to this command line, if one is kept and `sender` may have it: given at
+        once, on the loop. None otherwise (run it with `run`)."""
+        try:
+            call = self._prepare(place, sender, text)
+        except CommandError:
+            return None  # `run` gives (and counts) the refusal
+        if call.key is None:
+            return None
+        reply = self.answers.get(call.key)
+        if reply is not None:
+            METRICS.command(place.name, "ok")
+        return reply
+
     async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
+        call = self._prepare(place, sender, text)
+        if call.key is None:
+            return await offload(call.command.handler, call.request)
+        kept = self.answers.get(call.key)
+        if kept is not None:
+            return kept
+        read_at = self.answers.version()
+        reply = await offload(call.command.handler, call.request)
+        if reply is not None:
+            self.answers.keep(call.key, reply, read_at=read_at)
+        return reply
+
+    def _prepare(self, place: Place, sender: Sender, text: str) -> _Call:
+        """Find the command, check the sender's role and the words: everything but running
+        it. Raises CommandError with the sentence the sender reads."""
         commands = self.commands[place]
         words = split_words(text)
         name = words[0].lower() if words else ("show" if place is Place.ROOM else "help")
@@ -186,8 +234,7 @@ class Dispatcher:
             raise CommandError(f"Unknown command “{name[:40]}”. Commands: {allowed}.")
         is_admin = self.is_admin(place, sender)
         if command.role is Role.ADMIN and not is_admin:
-            METRICS.refusal("not_admin")
-            raise CommandError(f"Only an addinbot admin may run {command.name}.")
+            raise NotAllowed("not_admin", f"Only an addinbot admin may run {command.name}.")
         try:
             args = match(command.signature, words[1:])
             room = self._room(command, sender, args)
@@ -197,23 +244,13 @@ class Dispatcher:
             assert room is not None  # noqa: S101 - manager commands always name a room
             refusal = self.managers.refusal(room, sender)
             if refusal is not None:
-                METRICS.refusal("not_manager")
-                raise CommandError(refusal)
+                raise NotAllowed("not_manager", refusal)
         visible = tuple(self.allowed(place, sender)) if command.name == "help" else ()
         request = Request(
             self.settings, self.engine, sender, args, room, is_admin, visible, commands.prefix
         )
-        if not command.kept:
-            return await offload(command.handler, request)
-        key = (place, command.name, room, tuple(words[1:]))
-        kept = self.answers.get(key)
-        if kept is not None:
-            return kept
-        read_at = self.answers.version()
-        reply = await offload(command.handler, request)
-        if reply is not None:
-            self.answers.keep(key, reply, read_at=read_at)
-        return reply
+        key = (place, command.name, room, tuple(words[1:])) if command.kept else None
+        return _Call(command, request, key)
 
     def _room(self, command: Command, sender: Sender, args: Arguments) -> str | None:
         served = self.settings.pools.names

@@ -32,7 +32,7 @@ from bot.inbound import Kind, Message
 from bot.invitations import Decline, Invitation
 from bot.metrics import METRICS
 from bot.rooms import Presence
-from bot.xmpp import invites
+from bot.xmpp import escape, invites
 from bot.xmpp.adhoc import AdhocCommands
 from bot.xmpp.liveness import Liveness
 from bot.xmpp.panel import Backend
@@ -96,6 +96,7 @@ def configure_transport(client: slixmpp.ClientXMPP, settings: XmppSettings) -> N
 class XmppEdge(slixmpp.ClientXMPP):
     def __init__(self, settings: XmppSettings, password: str, services: list[str]) -> None:
         super().__init__(settings.jid, password)
+        escape.install()  # the same stanzas, serialised faster
         self.settings = settings
         self.services = frozenset(services)  # the MUC services served: their JIDs are rooms
         self.bot: Bot | None = None
