@@ -12,7 +12,7 @@ from __future__ import annotations
 import stringprep
 import threading
 import unicodedata
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -90,6 +90,15 @@ class AuditEntry:
     addin: str | None
     room: str | None
     detail: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change to announce, with the rooms it concerns as they are now, read with it:
+    for an attach, the room; for a URL update, the rooms whose add-in has that URL."""
+
+    entry: AuditEntry
+    rooms: tuple[RoomInfo, ...] = ()
 
 
 # --- input rules ---------------------------------------------------------------------------
@@ -344,7 +353,11 @@ def set_joined(
 
 def room_info(engine: Engine, room: str) -> RoomInfo:
     with _rows(engine) as rows:
-        found = rows.execute(_Q.room_info, {"room": room}).first()
+        return _room_info(rows, room)
+
+
+def _room_info(rows: Connection, room: str) -> RoomInfo:
+    found = rows.execute(_Q.room_info, {"room": room}).first()
     if found is None:
         return RoomInfo(room, None, None, False, None)
     joined, reason, name, url = found
@@ -413,6 +426,27 @@ def audit(engine: Engine, *, limit: int = 20) -> list[AuditEntry]:
 def changes_since(engine: Engine, after_id: int, *, limit: int = 500) -> list[AuditEntry]:
     """Oldest first: the changes recorded after `after_id`, for the running bot to act on."""
     return _entries(engine, _Q.changes_since, {"after": after_id, "limit": limit})
+
+
+def changes_to_announce(engine: Engine, after_id: int, *, limit: int = 500) -> list[Change]:
+    """Oldest first: the changes after `after_id`, each with the rooms it concerns, in one
+    look at the database."""
+    with _rows(engine) as rows:
+        changes = []
+        for entry in _audit_entries(rows.execute(_Q.changes_since, {"after": after_id,
+                                                                      "limit": limit})):
+            rooms: tuple[RoomInfo, ...] = ()
+            if entry.action == "attach" and entry.room:
+                rooms = (_room_info(rows, entry.room),)
+            elif entry.action == "update-url" and entry.pool:
+                rooms = tuple(
+                    RoomInfo(jid, name, url, joined, reason)
+                    for jid, joined, reason, name, url in rows.execute(
+                        _Q.rooms_with_url, {"pool": entry.pool, "url": entry.detail}
+                    )
+                )
+            changes.append(Change(entry, rooms))
+    return changes
 
 
 def claim_announcement(
@@ -596,6 +630,14 @@ class _Q:
         .where(col(Room.addin_id).in_(bindparam("ids", expanding=True)))
         .group_by(col(Room.addin_id))
     )
+    rooms_with_url = (
+        columns(col(Room.jid), col(Room.joined), col(Room.stopped_reason), col(Addin.name),
+                col(Addin.url))
+        .join(Addin, col(Addin.id) == col(Room.addin_id))
+        .join(Pool, col(Pool.id) == col(Addin.pool_id))
+        .where(col(Pool.name) == bindparam("pool"), col(Addin.url) == bindparam("url"))
+        .order_by(col(Room.jid))
+    )
     rooms_using = (
         columns(col(Room.jid)).where(col(Room.addin_id) == bindparam("addin_id"))
         .order_by(col(Room.jid))
@@ -703,7 +745,10 @@ def _audit(
 
 def _entries(engine: Engine, query: Any, values: dict[str, int]) -> list[AuditEntry]:
     with _rows(engine) as rows:
-        found = rows.execute(query, values).all()
+        return _audit_entries(rows.execute(query, values))
+
+
+def _audit_entries(found: Iterable[Any]) -> list[AuditEntry]:
     return [
         AuditEntry(event_id, _utc(at), actor, via, action, pool, addin, room, detail)
         for event_id, at, actor, via, action, pool, addin, room, detail in found

@@ -9,14 +9,16 @@ room with an add-in are told privately, at most once per cool-down unless it cha
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
+import threading
 from collections.abc import Callable
 
 from sqlalchemy import Engine
 
 from bot import addins
-from bot.addins import AuditEntry, RoomInfo
+from bot.addins import AuditEntry, Change, RoomInfo
 from bot.commands.registry import Link
 from bot.errors import CommandError
 from bot.inbound import Transport
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 # How often the audit log is read for changes made elsewhere (the command line, another
 # process): they are announced, and answers kept from before them dropped, this soon.
 POLL_S = 0.5
+READ_BATCH = 500  # changes read in one look, at most
 CLAIM_BATCH = 500  # joiners of one room noted as told in one transaction, at most
 
 
@@ -43,6 +46,14 @@ def detached_sentence(name: str | None, *, unregistered: bool = False) -> str:
 
 
 class Announcer:
+    """Follows the audit log. Reading it is blocking work for a database thread (`read`);
+    saying what was read is done on the loop, in audit order (`announce`).
+
+    Changes this process commits in answer to a command are read on that command's own
+    thread right after the commit (`read_after_commit`), then said once the command has
+    answered: no second trip to the database, and none racing the sender's next command.
+    Everything else is read at the next poll, or at once after a `poke`."""
+
     def __init__(
         self, engine: Engine, transport: Transport, rooms: Rooms, *, cooldown_s: int,
         on_membership: Callable[[AuditEntry], None], on_changes: Callable[[], None],
@@ -53,15 +64,19 @@ class Announcer:
         self.cooldown_s = cooldown_s
         self.on_membership = on_membership  # join/leave changes, for the bot to carry out
         self.on_changes = on_changes  # the follower found changes, whoever made them
-        self.cursor = 0
+        self.cursor = 0  # the last change announced (loop)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._commits_seen = -1  # addins.commits() when the changes were last read
+        # Read, not yet announced; the reads take turns, so the rows come in audit order.
+        self._reading = threading.Lock()
+        self._read_to = 0  # the last change read
+        self._commits_seen = -1  # addins.commits() at the last read
+        self._read: collections.deque[Change] = collections.deque()
         self._arrivals: dict[str, list[Occupant]] = {}  # joiners waiting to be claimed
         self._claiming: set[str] = set()  # rooms whose joiners are being claimed
 
     async def start(self) -> None:
-        self.cursor = await offload(addins.last_audit_id, self.engine)
+        self.cursor = self._read_to = await offload(addins.last_audit_id, self.engine)
         self._task = asyncio.create_task(self._follow(), name="announcer")
 
     async def stop(self) -> None:
@@ -71,7 +86,7 @@ class Announcer:
                 await self._task
 
     def poke(self) -> None:
-        """A command was answered: if anything was committed since the last look, look now
+        """Something may have been committed: if anything was since the last read, look now
         rather than at the next poll. (After a read there is nothing to look for, and a look
         is a database query on a worker thread, competing with the next command.)"""
         if addins.commits() != self._commits_seen:
@@ -90,40 +105,61 @@ class Announcer:
                 log.exception("announcing changes failed")
 
     async def catch_up(self) -> None:
-        self._commits_seen = addins.commits()
-        while True:
-            changes = await offload(addins.changes_since, self.engine, self.cursor)
-            if changes:
-                self.on_changes()
-            for change in changes:
-                self.cursor = change.id
-                await self._announce(change)
-            if len(changes) < 500:
-                return
+        """Read and announce every change not announced yet."""
+        while await offload(self.read) == READ_BATCH:
+            self.announce()
+        self.announce()
 
-    async def _announce(self, change: AuditEntry) -> None:
-        if change.action in ("join", "leave"):
-            self.on_membership(change)
-        elif change.action == "attach" and change.room:
-            await self._tell_room(change.room)
-        elif change.action == "detach" and change.room and self.rooms.is_live(change.room):
-            unregistered = change.detail == addins.FORCED_DETACH
+    def read(self) -> int:
+        """Blocking: read the changes after the last one read (at most READ_BATCH), with
+        what announcing them needs, for `announce`. Returns how many were read."""
+        with self._reading:
+            self._commits_seen = addins.commits()
+            changes = addins.changes_to_announce(self.engine, self._read_to, limit=READ_BATCH)
+            if changes:
+                self._read_to = changes[-1].entry.id
+                self._read.extend(changes)
+            return len(changes)
+
+    def read_after_commit(self) -> None:
+        """On the thread of a command that has just committed: read its change there."""
+        try:
+            while self.read() == READ_BATCH:
+                pass
+        except Exception as exc:  # the command stands; the next poll reads it
+            log.warning("cannot read the change just made: %s", exc)
+
+    def announce(self) -> None:
+        """On the loop: say, in order, what the reads found."""
+        if not self._read:
+            return
+        while self._read:
+            change = self._read.popleft()
+            self.cursor = change.entry.id
+            try:
+                self._announce(change)
+            except Exception:  # one change that cannot be said must not stop the others
+                log.exception("announcing change %d failed", change.entry.id)
+        self.on_changes()
+
+    def _announce(self, change: Change) -> None:
+        entry = change.entry
+        if entry.action in ("join", "leave"):
+            self.on_membership(entry)
+        elif entry.action in ("attach", "update-url"):
+            # The rooms as they are now, read with the change: after an update, those with
+            # that URL (found by the URL, not the name: the add-in may have been renamed
+            # since; if the URL changed again meanwhile, none match and the later change
+            # announces it).
+            for info in change.rooms:
+                if self.rooms.is_live(info.jid):
+                    self._say_attached(info)
+        elif entry.action == "detach" and entry.room and self.rooms.is_live(entry.room):
+            unregistered = entry.detail == addins.FORCED_DETACH
             self.transport.send_room(
-                change.room, detached_sentence(change.addin, unregistered=unregistered)
+                entry.room, detached_sentence(entry.addin, unregistered=unregistered)
             )
             METRICS.announcement("room")
-        elif change.action == "update-url" and change.pool:
-            # Found by the URL, not the name: the add-in may have been renamed since. If the
-            # URL changed again meanwhile, nothing matches and the later row announces it.
-            rooms = await offload(addins.list_rooms, self.engine, pool=change.pool)
-            for info in rooms:
-                if info.url == change.detail and self.rooms.is_live(info.jid):
-                    self._say_attached(info)
-
-    async def _tell_room(self, room: str) -> None:
-        if not self.rooms.is_live(room):
-            return
-        self._say_attached(await offload(addins.room_info, self.engine, room))
 
     def _say_attached(self, info: RoomInfo) -> None:
         if info.addin is not None and info.url is not None:

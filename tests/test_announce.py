@@ -3,12 +3,17 @@ transport in place of the network and a real store."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+import pytest
 from sqlalchemy import Engine
 
 from bot import addins
 from bot.addins import Actor
 from bot.announce import Announcer
 from bot.commands.registry import Link
+from bot.errors import StoreBusy
 from bot.rooms import Presence, Rooms
 
 POOL = "conference.localhost"
@@ -91,3 +96,74 @@ async def test_rooms_the_bot_is_not_in_are_not_told(engine: Engine) -> None:
     finally:
         await announcer.stop()
     assert recorder.room == []
+
+
+def make_announcer(engine: Engine, recorder: Recorder, rooms: Rooms) -> Announcer:
+    return Announcer(engine, recorder, rooms, cooldown_s=60,
+                     on_membership=lambda change: None, on_changes=lambda: None)
+
+
+async def test_a_change_read_on_the_commands_thread_is_said_without_another_look(
+    engine: Engine,
+) -> None:
+    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    recorder = Recorder()
+    announcer = make_announcer(engine, recorder, live_rooms(ROOM))
+    await announcer.start()
+    try:
+        addins.attach(engine, ADMIN, room=ROOM, name="Stock")
+        await asyncio.to_thread(announcer.read_after_commit)  # as the command's thread does
+        announcer.poke()
+        assert not announcer._wake.is_set()  # nothing left for the follower to look for
+        assert recorder.room == []  # said on the loop, once the command has answered
+        announcer.announce()
+    finally:
+        await announcer.stop()
+    assert recorder.room == [(
+        ROOM, "This room's add-in is now “Stock”: https://a.example.org/",
+        Link("https://a.example.org/", "Stock"),
+    )]
+
+
+async def test_reads_from_several_threads_say_each_change_once_in_order(engine: Engine) -> None:
+    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    rooms = [f"r{number}@{POOL}" for number in range(30)]
+    recorder = Recorder()
+    announcer = make_announcer(engine, recorder, live_rooms(*rooms))
+    await announcer.start()
+    try:
+        for room in rooms:
+            addins.attach(engine, ADMIN, room=room, name="Stock")
+        await asyncio.gather(*(asyncio.to_thread(announcer.read) for _ in range(6)))
+        announcer.announce()
+        await announcer.catch_up()  # and the follower finds nothing more
+    finally:
+        await announcer.stop()
+    assert [room for room, _text, _link in recorder.room] == rooms
+    assert announcer.cursor == addins.last_audit_id(engine)
+
+
+async def test_a_failed_read_after_a_commit_leaves_the_change_to_the_follower(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    recorder = Recorder()
+    announcer = make_announcer(engine, recorder, live_rooms(ROOM))
+    await announcer.start()
+    try:
+        addins.attach(engine, ADMIN, room=ROOM, name="Stock")
+        read = addins.changes_to_announce
+
+        def away(*args: Any, **kwargs: Any) -> Any:
+            raise StoreBusy()
+
+        monkeypatch.setattr(addins, "changes_to_announce", away)
+        await asyncio.to_thread(announcer.read_after_commit)
+        assert "cannot read the change just made" in caplog.text
+        monkeypatch.setattr(addins, "changes_to_announce", read)
+        await announcer.catch_up()
+    finally:
+        await announcer.stop()
+    assert [text for _room, text, _link in recorder.room] == [
+        "This room's add-in is now “Stock”: https://a.example.org/"
+    ]
