@@ -9,9 +9,11 @@ transaction; a refusal raises CommandError and changes nothing.
 
 from __future__ import annotations
 
+import contextlib
 import stringprep
 import threading
 import unicodedata
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +43,11 @@ _commits = 0  # changes committed by this process (see commits())
 _commits_lock = threading.Lock()
 # PostgreSQL advisory lock taken by every audited change ("addb"); see _write.
 _CHANGES_LOCK = 0x61646462
+_CHANGES = "addinbot_changes"  # Session.info key: the changes a transaction has audited
+# Per engine, who is handed the changes this process commits, as it commits them.
+_listeners: weakref.WeakKeyDictionary[Engine, list[Callable[[list[Change]], None]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @dataclass(frozen=True)
@@ -227,7 +234,9 @@ def update_url(
         addin.url = url
         addin.revision += 1
         session.add(addin)
-        _audit(session, actor, "update-url", pool=pool, addin=addin.name, detail=url)
+        using = _rooms_using(session, addin)
+        _audit(session, actor, "update-url", pool=pool, addin=addin.name, detail=url,
+               rooms=tuple(_attached(row, addin.name, url) for row in using))
         return _info(session, addin, pool)
 
     return _write(engine, change)
@@ -309,8 +318,10 @@ def attach(engine: Engine, actor: Actor, *, room: str, name: str) -> RoomInfo:
         if current == addin_id:
             raise CommandError(f"{room} already has the add-in “{addin_name}”.")
         rows.execute(_Q.set_addin, {"room_id": room_id, "addin": addin_id, "at": utcnow()})
-        _audit(session, actor, "attach", pool=pool, addin=addin_name, room=room, detail=url)
-        return RoomInfo(room, addin_name, url, joined, reason)
+        info = RoomInfo(room, addin_name, url, joined, reason)
+        _audit(session, actor, "attach", pool=pool, addin=addin_name, room=room, detail=url,
+               rooms=(info,))
+        return info
 
     return _write(engine, change)
 
@@ -534,6 +545,18 @@ def last_audit_id(engine: Engine) -> int:
 # --- helpers -------------------------------------------------------------------------------
 
 
+def listen(engine: Engine, listener: Callable[[list[Change]], None]) -> None:
+    """Hand `listener` the changes this process commits on `engine`, on the committing
+    thread, right after each commit, in audit order; each with the rooms it concerns as
+    the transaction left them (Change). It must not raise, nor block."""
+    _listeners.setdefault(engine, []).append(listener)
+
+
+def unlisten(engine: Engine, listener: Callable[[list[Change]], None]) -> None:
+    with contextlib.suppress(KeyError, ValueError):
+        _listeners[engine].remove(listener)
+
+
 def commits() -> int:
     """How many changes this process has committed so far (not counting the notes of whom
     the bot told an add-in, which no answer reads). The bot looks for something to announce
@@ -552,6 +575,7 @@ def _write(
             if counted:
                 _take_turn(session)
             result = change(session)
+            changes: list[Change] = session.info.get(_CHANGES, [])
     except IntegrityError:
         if conflict is None:
             raise
@@ -561,6 +585,9 @@ def _write(
     if counted:
         with _commits_lock:
             _commits += 1
+    if changes:
+        for listener in _listeners.get(engine, ()):
+            listener(changes)
     return result
 
 
@@ -735,12 +762,24 @@ def _info(session: Session, addin: Addin, pool: str) -> AddinInfo:
 def _audit(
     session: Session, actor: Actor, action: str, *, pool: str | None = None,
     addin: str | None = None, room: str | None = None, detail: str = "",
+    rooms: tuple[RoomInfo, ...] = (),
 ) -> None:
-    # A plain INSERT in the change's transaction (no ORM object to flush at commit).
-    session.connection().execute(_Q.new_audit, {
-        "at": utcnow(), "actor": actor.who, "via": actor.via, "action": action, "pool": pool,
+    """The change's audit row, in its transaction; kept on the session (with `rooms`, what
+    announcing it needs) for the listeners, once it commits."""
+    at = utcnow()
+    # A plain INSERT (no ORM object to flush at commit).
+    inserted = session.connection().execute(_Q.new_audit, {
+        "at": at, "actor": actor.who, "via": actor.via, "action": action, "pool": pool,
         "addin": addin, "room": room, "detail": detail,
     })
+    key = inserted.inserted_primary_key
+    assert key is not None  # noqa: S101 - an INSERT of one row has its key
+    entry = AuditEntry(key[0], at, actor.who, actor.via, action, pool, addin, room, detail)
+    session.info.setdefault(_CHANGES, []).append(Change(entry, rooms))
+
+
+def _attached(row: Room, name: str, url: str) -> RoomInfo:
+    return RoomInfo(row.jid, name, url, row.joined, row.stopped_reason)
 
 
 def _entries(engine: Engine, query: Any, values: dict[str, int]) -> list[AuditEntry]:

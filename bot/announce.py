@@ -49,9 +49,9 @@ class Announcer:
     """Follows the audit log. Reading it is blocking work for a database thread (`read`);
     saying what was read is done on the loop, in audit order (`announce`).
 
-    Changes this process commits in answer to a command are read on that command's own
-    thread right after the commit (`read_after_commit`), then said once the command has
-    answered: no second trip to the database, and none racing the sender's next command.
+    Changes this process commits come straight from the commit (addins.listen), with the
+    rooms they concern: a command's change is said as soon as the command has answered,
+    with no trip to the database (none racing the sender's next command for it).
     Everything else is read at the next poll, or at once after a `poke`."""
 
     def __init__(
@@ -77,18 +77,22 @@ class Announcer:
 
     async def start(self) -> None:
         self.cursor = self._read_to = await offload(addins.last_audit_id, self.engine)
+        addins.listen(self.engine, self._committed)
         self._task = asyncio.create_task(self._follow(), name="announcer")
 
     async def stop(self) -> None:
+        addins.unlisten(self.engine, self._committed)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
     def poke(self) -> None:
-        """Something may have been committed: if anything was since the last read, look now
-        rather than at the next poll. (After a read there is nothing to look for, and a look
-        is a database query on a worker thread, competing with the next command.)"""
+        """Something may have been committed (on the loop, e.g. after a command): say now
+        what its commit handed over, and if anything may not have been, look now rather
+        than at the next poll. (Mostly there is nothing to look for, and a look is a
+        database query on a worker thread, competing with the next command.)"""
+        self.announce()
         if addins.commits() != self._commits_seen:
             self._wake.set()
 
@@ -121,13 +125,20 @@ class Announcer:
                 self._read.extend(changes)
             return len(changes)
 
-    def read_after_commit(self) -> None:
-        """On the thread of a command that has just committed: read its change there."""
-        try:
-            while self.read() == READ_BATCH:
-                pass
-        except Exception as exc:  # the command stands; the next poll reads it
-            log.warning("cannot read the change just made: %s", exc)
+    def _committed(self, changes: list[Change]) -> None:
+        """Listener (addins.listen): changes this process has just committed, on the
+        committing thread. When they follow the last change read, they are queued as they
+        are — no read. Else (a change made elsewhere came between, or its turn is still
+        being committed), the follower is due to read them."""
+        with self._reading:
+            if changes[-1].entry.id <= self._read_to:
+                return  # read already
+            if changes[0].entry.id != self._read_to + 1:
+                self._commits_seen = -1  # poke() wakes the follower
+                return
+            self._read.extend(changes)
+            self._read_to = changes[-1].entry.id
+            self._commits_seen = addins.commits()
 
     def announce(self) -> None:
         """On the loop: say, in order, what the reads found."""

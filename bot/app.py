@@ -78,7 +78,6 @@ class App:
             on_membership=self._membership_changed,
             on_changes=self.dispatcher.answers.changed_elsewhere,
         )
-        self.dispatcher.after_change = self.announcer.read_after_commit
         self.wanted: set[str] = set()  # rooms the bot should be in
         # The rooms joined together on connecting, not yet answered: logged as one line.
         self._first_joins: set[str] = set()
@@ -260,7 +259,6 @@ class App:
                 del self._senders[key]
             else:
                 self._senders[key] = (lock, waiting - 1)
-            self.announcer.announce()  # what this command changed, read on its thread
             self.announcer.poke()
 
     async def _run(self, command: _Command) -> Reply | None:

@@ -4,7 +4,6 @@ transport in place of the network and a real store."""
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -13,7 +12,6 @@ from bot import addins
 from bot.addins import Actor
 from bot.announce import Announcer
 from bot.commands.registry import Link
-from bot.errors import StoreBusy
 from bot.rooms import Presence, Rooms
 
 POOL = "conference.localhost"
@@ -45,6 +43,12 @@ def live_rooms(*names: str) -> Rooms:
     return rooms
 
 
+def elsewhere(engine: Engine, announcer: Announcer) -> None:
+    """From here on, changes reach the announcer as another process's do: through the
+    audit log, read by the follower."""
+    addins.unlisten(engine, announcer._committed)
+
+
 async def test_a_url_update_then_a_rename_still_announces_the_new_url(engine: Engine) -> None:
     addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     addins.attach(engine, ADMIN, room=ROOM, name="Stock")
@@ -52,6 +56,7 @@ async def test_a_url_update_then_a_rename_still_announces_the_new_url(engine: En
     announcer = Announcer(engine, recorder, live_rooms(ROOM), cooldown_s=60,
                           on_membership=lambda change: None, on_changes=lambda: None)
     await announcer.start()  # from here on, changes are news
+    elsewhere(engine, announcer)
     try:
         addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url="https://b.example.org/")
         addins.rename(engine, ADMIN, pool=POOL, name="Stock", new_name="Ticker")
@@ -65,13 +70,16 @@ async def test_a_url_update_then_a_rename_still_announces_the_new_url(engine: En
     )]
 
 
-async def test_two_url_updates_in_a_row_announce_only_the_latest(engine: Engine) -> None:
+async def test_two_url_updates_made_elsewhere_announce_only_the_latest(
+    engine: Engine,
+) -> None:
     addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     addins.attach(engine, ADMIN, room=ROOM, name="Stock")
     recorder = Recorder()
     announcer = Announcer(engine, recorder, live_rooms(ROOM), cooldown_s=60,
                           on_membership=lambda change: None, on_changes=lambda: None)
     await announcer.start()
+    elsewhere(engine, announcer)
     try:
         addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url="https://b.example.org/")
         addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url="https://c.example.org/")
@@ -103,26 +111,56 @@ def make_announcer(engine: Engine, recorder: Recorder, rooms: Rooms) -> Announce
                      on_membership=lambda change: None, on_changes=lambda: None)
 
 
-async def test_a_change_read_on_the_commands_thread_is_said_without_another_look(
-    engine: Engine,
+async def test_this_processs_change_comes_from_its_commit_without_a_read(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     recorder = Recorder()
     announcer = make_announcer(engine, recorder, live_rooms(ROOM))
     await announcer.start()
+    reads: list[int] = []
+    read = addins.changes_to_announce
+    monkeypatch.setattr(addins, "changes_to_announce",
+                        lambda *a, **k: reads.append(1) or read(*a, **k))
     try:
-        addins.attach(engine, ADMIN, room=ROOM, name="Stock")
-        await asyncio.to_thread(announcer.read_after_commit)  # as the command's thread does
+        await asyncio.to_thread(addins.attach, engine, ADMIN, room=ROOM, name="Stock")
+        assert recorder.room == []  # said on the loop, once the command has answered ...
         announcer.poke()
-        assert not announcer._wake.is_set()  # nothing left for the follower to look for
-        assert recorder.room == []  # said on the loop, once the command has answered
-        announcer.announce()
+        assert not announcer._wake.is_set()  # ... with nothing left for the follower
     finally:
         await announcer.stop()
+    assert reads == []
     assert recorder.room == [(
         ROOM, "This room's add-in is now “Stock”: https://a.example.org/",
         Link("https://a.example.org/", "Stock"),
     )]
+
+
+async def test_a_change_made_elsewhere_in_between_is_left_to_the_follower(
+    engine: Engine,
+) -> None:
+    """Another process's change came between: this process's own is not said before it."""
+    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    addins.register(engine, ADMIN, pool=POOL, name="Ticker", url="https://t.example.org/")
+    addins.attach(engine, ADMIN, room=ROOM, name="Stock")
+    recorder = Recorder()
+    announcer = make_announcer(engine, recorder, live_rooms(ROOM))
+    await announcer.start()
+    try:
+        elsewhere(engine, announcer)
+        addins.detach(engine, ADMIN, room=ROOM)
+        addins.listen(engine, announcer._committed)
+        await asyncio.to_thread(addins.attach, engine, ADMIN, room=ROOM, name="Ticker")
+        announcer.poke()
+        assert recorder.room == []
+        assert announcer._wake.is_set()  # the follower is due to look
+        await announcer.catch_up()
+    finally:
+        await announcer.stop()
+    assert [text for _room, text, _link in recorder.room] == [
+        "This room no longer has an add-in.",
+        "This room's add-in is now “Ticker”: https://t.example.org/",
+    ]
 
 
 async def test_reads_from_several_threads_say_each_change_once_in_order(engine: Engine) -> None:
@@ -143,27 +181,20 @@ async def test_reads_from_several_threads_say_each_change_once_in_order(engine: 
     assert announcer.cursor == addins.last_audit_id(engine)
 
 
-async def test_a_failed_read_after_a_commit_leaves_the_change_to_the_follower(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
-) -> None:
+async def test_each_url_update_made_here_is_said_as_it_was_committed(engine: Engine) -> None:
     addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    addins.attach(engine, ADMIN, room=ROOM, name="Stock")
+    addins.attach(engine, ADMIN, room=f"ops@{POOL}", name="Stock")
     recorder = Recorder()
-    announcer = make_announcer(engine, recorder, live_rooms(ROOM))
+    announcer = make_announcer(engine, recorder, live_rooms(ROOM))  # not in ops
     await announcer.start()
     try:
-        addins.attach(engine, ADMIN, room=ROOM, name="Stock")
-        read = addins.changes_to_announce
-
-        def away(*args: Any, **kwargs: Any) -> Any:
-            raise StoreBusy()
-
-        monkeypatch.setattr(addins, "changes_to_announce", away)
-        await asyncio.to_thread(announcer.read_after_commit)
-        assert "cannot read the change just made" in caplog.text
-        monkeypatch.setattr(addins, "changes_to_announce", read)
-        await announcer.catch_up()
+        for url in ("https://b.example.org/", "https://c.example.org/"):
+            addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url=url)
+            announcer.poke()
     finally:
         await announcer.stop()
-    assert [text for _room, text, _link in recorder.room] == [
-        "This room's add-in is now “Stock”: https://a.example.org/"
+    assert [(room, text) for room, text, _link in recorder.room] == [
+        (ROOM, "This room's add-in is now “Stock”: https://b.example.org/"),
+        (ROOM, "This room's add-in is now “Stock”: https://c.example.org/"),
     ]

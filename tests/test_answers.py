@@ -3,7 +3,6 @@ from before a change once that change is known."""
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 import pytest
@@ -173,15 +172,3 @@ async def test_kept_leaves_refusals_to_run_and_counts_nothing(bot: Bot) -> None:
     assert bot.dispatcher.kept(Place.DIRECT, ADMIN, "list page x") is None
     assert bot.dispatcher.kept(Place.ROOM, MEMBER_IN_ROOM, "attach Stock") is None
     assert (dict(METRICS.refusals), dict(METRICS.commands)) == before
-
-
-async def test_after_change_runs_on_the_commands_thread_only_after_a_commit(bot: Bot) -> None:
-    threads: list[int] = []
-    bot.dispatcher.after_change = lambda: threads.append(threading.get_ident())
-    await bot.say(f"register Stock {URL}")
-    assert len(threads) == 1
-    assert threads[0] != threading.get_ident()
-    await bot.say("list")
-    await bot.say(f"register Stock {URL}")  # refused: exists
-    await bot.say("register X https://x.example.org/", STRANGER)  # refused: not an admin
-    assert len(threads) == 1

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from bot.addins import commits, resolve_pool, resolve_room
+from bot.addins import resolve_pool, resolve_room
 from bot.commands.answers import Answers
 from bot.commands.grammar import Arguments, Signature, match, split_words
 from bot.config import Settings
@@ -178,9 +178,6 @@ class Dispatcher:
         self.managers = managers
         self.commands = commands
         self.answers: Answers[Reply] = Answers()
-        # Called on a command's database thread after it committed a change (the announcer
-        # reads the change there).
-        self.after_change: Callable[[], None] | None = None
 
     async def run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         try:
@@ -215,7 +212,7 @@ class Dispatcher:
     async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         call = self._prepare(place, sender, text)
         if call.key is None:
-            return await offload(self._handle, call)
+            return await offload(call.command.handler, call.request)
         kept = self.answers.get(call.key)
         if kept is not None:
             return kept
@@ -224,16 +221,6 @@ class Dispatcher:
         if reply is not None:
             self.answers.keep(call.key, reply, read_at=read_at)
         return reply
-
-    def _handle(self, call: _Call) -> Reply | None:
-        """On a database thread: run the handler, then `after_change` if it changed
-        anything."""
-        before = commits()
-        try:
-            return call.command.handler(call.request)
-        finally:
-            if self.after_change is not None and commits() != before:
-                self.after_change()
 
     def _prepare(self, place: Place, sender: Sender, text: str) -> _Call:
         """Find the command, check the sender's role and the words: everything but running
