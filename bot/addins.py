@@ -10,6 +10,7 @@ transaction; a refusal raises CommandError and changes nothing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import stringprep
 import threading
 import unicodedata
@@ -173,6 +174,7 @@ _NODE_PROHIBITED = (
 )
 
 
+@functools.lru_cache(maxsize=4096)  # rooms are named again and again; stringprep is slow
 def _nodeprep(local: str) -> str | None:
     """A JID's local part as servers and clients hold it (RFC 3920 nodeprep, stringprep
     tables B.1, B.2, NFKC, C.*, bidi), or None when it cannot be one."""
@@ -305,16 +307,15 @@ def attach(engine: Engine, actor: Actor, *, room: str, name: str) -> RoomInfo:
 
     def change(session: Session) -> RoomInfo:
         rows = session.connection()
-        addin = rows.execute(_Q.addin, {"pool": pool, "key": name_key(name)}).first()
-        if addin is None:
+        found = rows.execute(
+            _Q.attach_target, {"pool": pool, "key": name_key(name), "room": room}
+        ).first()
+        if found is None:
             raise CommandError(f"No add-in named “{name}” in {pool}.")
-        addin_id, addin_name, url, _, _ = addin
-        found = rows.execute(_Q.room, {"room": room}).first()
-        if found is None:  # a room attached before the bot ever served it
+        addin_id, addin_name, url, room_id, current, joined, reason = found
+        if room_id is None:  # a room attached before the bot ever served it
             row = _room(session, room, create=True)
             room_id, current, joined, reason = row.id, row.addin_id, row.joined, row.stopped_reason
-        else:
-            room_id, current, joined, reason = found
         if current == addin_id:
             raise CommandError(f"{room} already has the add-in “{addin_name}”.")
         rows.execute(_Q.set_addin, {"room_id": room_id, "addin": addin_id, "at": utcnow()})
@@ -639,6 +640,13 @@ class _Q:
         columns(col(Addin.id), col(Addin.name), col(Addin.url), col(Addin.created_by),
                 col(Addin.created_at))
         .join(Pool, col(Pool.id) == col(Addin.pool_id))
+        .where(col(Pool.name) == bindparam("pool"), col(Addin.name_key) == bindparam("key"))
+    )
+    attach_target = (  # the add-in, and the room if it is known yet: one look for attach
+        columns(col(Addin.id), col(Addin.name), col(Addin.url), col(Room.id),
+                col(Room.addin_id), col(Room.joined), col(Room.stopped_reason))
+        .join(Pool, col(Pool.id) == col(Addin.pool_id))
+        .outerjoin(Room, col(Room.jid) == bindparam("room"))
         .where(col(Pool.name) == bindparam("pool"), col(Addin.name_key) == bindparam("key"))
     )
     addin_count = (

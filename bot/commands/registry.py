@@ -199,18 +199,20 @@ class Dispatcher:
         """The answer to this command line, if one is kept and `sender` may have it: given at
         once, on the loop. None otherwise (run it with `run`)."""
         try:
-            call = self._prepare(place, sender, text)
+            words = split_words(text)
+            if not self._find(place, words).kept:
+                return None
+            call = self._prepare(place, sender, words)
         except CommandError:
             return None  # `run` gives (and counts) the refusal
-        if call.key is None:
-            return None
+        assert call.key is not None  # noqa: S101 - a kept command's call has its key
         reply = self.answers.get(call.key)
         if reply is not None:
             METRICS.command(place.name, "ok")
         return reply
 
     async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
-        call = self._prepare(place, sender, text)
+        call = self._prepare(place, sender, split_words(text))
         if call.key is None:
             return await offload(call.command.handler, call.request)
         kept = self.answers.get(call.key)
@@ -222,16 +224,11 @@ class Dispatcher:
             self.answers.keep(call.key, reply, read_at=read_at)
         return reply
 
-    def _prepare(self, place: Place, sender: Sender, text: str) -> _Call:
+    def _prepare(self, place: Place, sender: Sender, words: list[str]) -> _Call:
         """Find the command, check the sender's role and the words: everything but running
         it. Raises CommandError with the sentence the sender reads."""
         commands = self.commands[place]
-        words = split_words(text)
-        name = words[0].lower() if words else ("show" if place is Place.ROOM else "help")
-        command = commands.commands.get(name)
-        if command is None:
-            allowed = ", ".join(c.name for c in self.allowed(place, sender))
-            raise CommandError(f"Unknown command “{name[:40]}”. Commands: {allowed}.")
+        command = self._find(place, words, sender)
         is_admin = self.is_admin(place, sender)
         if command.role is Role.ADMIN and not is_admin:
             raise NotAllowed("not_admin", f"Only an addinbot admin may run {command.name}.")
@@ -251,6 +248,15 @@ class Dispatcher:
         )
         key = (place, command.name, room, tuple(words[1:])) if command.kept else None
         return _Call(command, request, key)
+
+    def _find(self, place: Place, words: list[str], sender: Sender | None = None) -> Command:
+        """The command the words name; CommandError (listing what `sender` may run) if none."""
+        name = words[0].lower() if words else ("show" if place is Place.ROOM else "help")
+        command = self.commands[place].commands.get(name)
+        if command is None:
+            allowed = ", ".join(c.name for c in self.allowed(place, sender)) if sender else ""
+            raise CommandError(f"Unknown command “{name[:40]}”. Commands: {allowed}.")
+        return command
 
     def _room(self, command: Command, sender: Sender, args: Arguments) -> str | None:
         served = self.settings.pools.names
