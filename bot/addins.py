@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 
 from bot.errors import CommandError, StoreBusy
 from bot.urls import validate_url
-from store.database import read_session, reading, transaction
+from store.database import read_session, reading
 from store.models import Addin, Announcement, AuditEvent, Pool, Room, utcnow
 
 # How a change arrived: a direct message, a room, the command line, the bot itself, an
@@ -44,7 +44,6 @@ _commits = 0  # changes committed by this process (see commits())
 _commits_lock = threading.Lock()
 # PostgreSQL advisory lock taken by every audited change ("addb"); see _write.
 _CHANGES_LOCK = 0x61646462
-_CHANGES = "addinbot_changes"  # Session.info key: the changes a transaction has audited
 # Per engine, who is handed the changes this process commits, as it commits them.
 _listeners: weakref.WeakKeyDictionary[Engine, list[Callable[[list[Change]], None]]] = (
     weakref.WeakKeyDictionary()
@@ -207,7 +206,8 @@ def register(engine: Engine, actor: Actor, *, pool: str, name: str, url: str) ->
     name = validate_name(name)
     url = validate_url(url)
 
-    def change(session: Session) -> AddinInfo:
+    def change(unit: _Unit) -> AddinInfo:
+        session = unit.session
         pool_row = _pool(session, pool)
         existing = _find_addin(session, pool_row, name)
         if existing is not None:
@@ -217,7 +217,7 @@ def register(engine: Engine, actor: Actor, *, pool: str, name: str, url: str) ->
             created_by=actor.who,
         )
         session.add(addin)
-        _audit(session, actor, "register", pool=pool, addin=name, detail=url)
+        _audit(unit, actor, "register", pool=pool, addin=name, detail=url)
         session.flush()
         return _info(session, addin, pool)
 
@@ -229,7 +229,8 @@ def update_url(
 ) -> AddinInfo:
     url = validate_url(url)
 
-    def change(session: Session) -> AddinInfo:
+    def change(unit: _Unit) -> AddinInfo:
+        session = unit.session
         addin = _get_addin(session, pool, name)
         if addin.url == url:
             raise CommandError(f"“{addin.name}” already has that URL.")
@@ -237,7 +238,7 @@ def update_url(
         addin.revision += 1
         session.add(addin)
         using = _rooms_using(session, addin)
-        _audit(session, actor, "update-url", pool=pool, addin=addin.name, detail=url,
+        _audit(unit, actor, "update-url", pool=pool, addin=addin.name, detail=url,
                rooms=tuple(_attached(row, addin.name, url) for row in using))
         return _info(session, addin, pool)
 
@@ -249,7 +250,8 @@ def rename(
 ) -> AddinInfo:
     new_name = validate_name(new_name, what="New name")
 
-    def change(session: Session) -> AddinInfo:
+    def change(unit: _Unit) -> AddinInfo:
+        session = unit.session
         addin = _get_addin(session, pool, name)
         clash = _find_addin(session, _pool(session, pool), new_name)
         if clash is not None and clash.id != addin.id:
@@ -260,7 +262,7 @@ def rename(
         addin.name, addin.name_key = new_name, name_key(new_name)
         addin.revision += 1
         session.add(addin)
-        _audit(session, actor, "rename", pool=pool, addin=new_name, detail=f"was “{old}”")
+        _audit(unit, actor, "rename", pool=pool, addin=new_name, detail=f"was “{old}”")
         return _info(session, addin, pool)
 
     clash = f"An add-in named “{new_name}” already exists in {pool}."
@@ -276,7 +278,8 @@ class Removed:
 def unregister(engine: Engine, actor: Actor, *, pool: str, name: str, force: bool) -> Removed:
     """Remove an add-in; with `force` first detach it from the rooms using it."""
 
-    def change(session: Session) -> Removed:
+    def change(unit: _Unit) -> Removed:
+        session = unit.session
         addin = _get_addin(session, pool, name)
         rooms = _rooms_using(session, addin)
         if rooms and not force:
@@ -288,12 +291,12 @@ def unregister(engine: Engine, actor: Actor, *, pool: str, name: str, force: boo
         for room in rooms:
             room.addin_id, room.attached_at = None, None
             session.add(room)
-            _audit(session, actor, "detach", pool=pool, addin=addin.name, room=room.jid,
+            _audit(unit, actor, "detach", pool=pool, addin=addin.name, room=room.jid,
                    detail=FORCED_DETACH)
         session.flush()
         session.execute(delete(Announcement).where(col(Announcement.addin_id) == _id(addin)))
         session.delete(addin)
-        _audit(session, actor, "unregister", pool=pool, addin=addin.name, detail=addin.url)
+        _audit(unit, actor, "unregister", pool=pool, addin=addin.name, detail=addin.url)
         return Removed(addin.name, tuple(room.jid for room in rooms))
 
     return _write(engine, change)
@@ -305,8 +308,8 @@ def unregister(engine: Engine, actor: Actor, *, pool: str, name: str, force: boo
 def attach(engine: Engine, actor: Actor, *, room: str, name: str) -> RoomInfo:
     pool = pool_of(room)
 
-    def change(session: Session) -> RoomInfo:
-        rows = session.connection()
+    def change(unit: _Unit) -> RoomInfo:
+        rows = unit.rows
         found = rows.execute(
             _Q.attach_target, {"pool": pool, "key": name_key(name), "room": room}
         ).first()
@@ -314,13 +317,13 @@ def attach(engine: Engine, actor: Actor, *, room: str, name: str) -> RoomInfo:
             raise CommandError(f"No add-in named “{name}” in {pool}.")
         addin_id, addin_name, url, room_id, current, joined, reason = found
         if room_id is None:  # a room attached before the bot ever served it
-            row = _room(session, room, create=True)
+            row = _room(unit.session, room, create=True)
             room_id, current, joined, reason = row.id, row.addin_id, row.joined, row.stopped_reason
         if current == addin_id:
             raise CommandError(f"{room} already has the add-in “{addin_name}”.")
         rows.execute(_Q.set_addin, {"room_id": room_id, "addin": addin_id, "at": utcnow()})
         info = RoomInfo(room, addin_name, url, joined, reason)
-        _audit(session, actor, "attach", pool=pool, addin=addin_name, room=room, detail=url,
+        _audit(unit, actor, "attach", pool=pool, addin=addin_name, room=room, detail=url,
                rooms=(info,))
         return info
 
@@ -330,14 +333,15 @@ def attach(engine: Engine, actor: Actor, *, room: str, name: str) -> RoomInfo:
 def detach(engine: Engine, actor: Actor, *, room: str) -> str:
     """Detach the room's add-in; returns the name it had."""
 
-    def change(session: Session) -> str:
+    def change(unit: _Unit) -> str:
+        session = unit.session
         row = _room(session, room, create=False)
         addin = session.get(Addin, row.addin_id) if row and row.addin_id else None
         if row is None or addin is None:
             raise CommandError(f"{room} has no add-in.")
         row.addin_id, row.attached_at = None, None
         session.add(row)
-        _audit(session, actor, "detach", pool=pool_of(room), addin=addin.name, room=room)
+        _audit(unit, actor, "detach", pool=pool_of(room), addin=addin.name, room=room)
         return addin.name
 
     return _write(engine, change)
@@ -348,7 +352,8 @@ def set_joined(
 ) -> bool:
     """Remember (or forget) that the bot serves `room`; False if nothing changed."""
 
-    def change(session: Session) -> bool:
+    def change(unit: _Unit) -> bool:
+        session = unit.session
         if not joined and reason is None and _room(session, room, create=False) is None:
             return False  # leaving a room never known: nothing to remember
         row = _room(session, room, create=True)
@@ -357,7 +362,7 @@ def set_joined(
         row.joined, row.stopped_reason = joined, reason
         session.add(row)
         action = "join" if joined else ("leave" if reason is None else "stop")
-        _audit(session, actor, action, pool=pool_of(room), room=room, detail=reason or "")
+        _audit(unit, actor, action, pool=pool_of(room), room=room, detail=reason or "")
         return True
 
     return _write(engine, change)
@@ -478,8 +483,8 @@ def claim_announcements(
     cool-down. One transaction for all of them, however many arrive at once."""
     wanted = list(dict.fromkeys(people))
 
-    def change(session: Session) -> tuple[RoomInfo | None, tuple[str, ...]]:
-        rows = session.connection()
+    def change(unit: _Unit) -> tuple[RoomInfo | None, tuple[str, ...]]:
+        rows = unit.rows
         found = rows.execute(_Q.claim_room, {"room": room}).first()
         if found is None:
             return None, ()
@@ -530,9 +535,9 @@ def record(
 ) -> None:
     """An audit row for something that changed nothing else (an invitation declined)."""
 
-    def change(session: Session) -> None:
+    def change(unit: _Unit) -> None:
         pool = pool_of(room) if room else None
-        _audit(session, actor, action, pool=pool, room=room, detail=detail[:4096])
+        _audit(unit, actor, action, pool=pool, room=room, detail=detail[:4096])
 
     _write(engine, change)
 
@@ -567,16 +572,21 @@ def commits() -> int:
 
 
 def _write(
-    engine: Engine, change: Callable[[Session], _T], *, conflict: str | None = None,
+    engine: Engine, change: Callable[[_Unit], _T], *, conflict: str | None = None,
     counted: bool = True,
 ) -> _T:
     global _commits
     try:
-        with transaction(engine) as session:
+        with engine.begin() as rows:  # on SQLite, BEGIN IMMEDIATE: writers queue up front
+            unit = _Unit(rows)
             if counted:
-                _take_turn(session)
-            result = change(session)
-            changes: list[Change] = session.info.get(_CHANGES, [])
+                _take_turn(rows)
+            try:
+                result = change(unit)
+                unit.flush()
+            finally:
+                unit.close()
+            changes = unit.changes
     except IntegrityError:
         if conflict is None:
             raise
@@ -592,13 +602,41 @@ def _write(
     return result
 
 
-def _take_turn(session: Session) -> None:
+def _take_turn(rows: Connection) -> None:
     """Audited changes commit one at a time, so that audit ids are in commit order: the
     follower reads the log by id, and an id taken by a change that commits after a later id
     would be passed over. SQLite's BEGIN IMMEDIATE already makes writers take turns; on
     PostgreSQL a transaction-scoped advisory lock does, released at commit."""
-    if session.get_bind().dialect.name == "postgresql":
-        session.connection().execute(_Q.take_turn, {"key": _CHANGES_LOCK})
+    if rows.dialect.name == "postgresql":
+        rows.execute(_Q.take_turn, {"key": _CHANGES_LOCK})
+
+
+class _Unit:
+    """One change's transaction: its connection (`rows`, for the prepared queries), an ORM
+    session over the same transaction for the changes that want one (made on first use: a
+    session costs more than the statements of a plain change), and the audit rows written."""
+
+    def __init__(self, rows: Connection) -> None:
+        self.rows = rows
+        self.changes: list[Change] = []
+        self._session: Session | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            # It joins the connection's transaction and never commits it: _write does.
+            self._session = Session(
+                bind=self.rows, expire_on_commit=False, join_transaction_mode="rollback_only"
+            )
+        return self._session
+
+    def flush(self) -> None:
+        if self._session is not None:
+            self._session.flush()
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()
 
 
 @contextmanager
@@ -768,22 +806,22 @@ def _info(session: Session, addin: Addin, pool: str) -> AddinInfo:
 
 
 def _audit(
-    session: Session, actor: Actor, action: str, *, pool: str | None = None,
+    unit: _Unit, actor: Actor, action: str, *, pool: str | None = None,
     addin: str | None = None, room: str | None = None, detail: str = "",
     rooms: tuple[RoomInfo, ...] = (),
 ) -> None:
-    """The change's audit row, in its transaction; kept on the session (with `rooms`, what
-    announcing it needs) for the listeners, once it commits."""
+    """The change's audit row, in its transaction; kept (with `rooms`, what announcing it
+    needs) for the listeners, once it commits."""
     at = utcnow()
     # A plain INSERT (no ORM object to flush at commit).
-    inserted = session.connection().execute(_Q.new_audit, {
+    inserted = unit.rows.execute(_Q.new_audit, {
         "at": at, "actor": actor.who, "via": actor.via, "action": action, "pool": pool,
         "addin": addin, "room": room, "detail": detail,
     })
     key = inserted.inserted_primary_key
     assert key is not None  # noqa: S101 - an INSERT of one row has its key
     entry = AuditEntry(key[0], at, actor.who, actor.via, action, pool, addin, room, detail)
-    session.info.setdefault(_CHANGES, []).append(Change(entry, rooms))
+    unit.changes.append(Change(entry, rooms))
 
 
 def _attached(row: Room, name: str, url: str) -> RoomInfo:

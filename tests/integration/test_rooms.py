@@ -414,6 +414,32 @@ async def test_an_attach_from_the_command_line_is_announced_by_the_running_bot(
     assert audit_rows(bot)[0].via == "cli"
 
 
+async def test_no_answer_kept_from_before_a_command_line_change_is_given_after_it(
+    scene: Scene, bot: BotHandle, room: str, tmp_path: Path
+) -> None:
+    """`list` and `!addin` are answered from what the bot keeps; a change made by another
+    process drops what it kept as soon as the follower reads the change."""
+    config = tmp_path / "addinbot.toml"
+    await scene.register()
+    (alice,) = await scene.occupy(room, "alice")
+    for _ in range(2):  # the second answer is a kept one
+        assert "(0 rooms)" in await scene.admin("list")
+        alice.send_groupchat(room, "!addin")
+        assert (await said_in_room(alice, room))["body"] == "This room has no add-in."
+
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "room", "attach", room, NAME, "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert_link(await said_in_room(alice, room), NAME, URL)  # the follower has read it
+
+    assert "(1 room)" in await scene.admin("list")
+    alice.send_groupchat(room, "!addin")
+    assert_link(await said_in_room(alice, room), NAME, URL)
+
+
 # --- 9: pools ------------------------------------------------------------------------------
 
 
