@@ -407,21 +407,16 @@ def list_addins(engine: Engine, *, pool: str, page: int = 1) -> AddinPage:
     if page < 1:
         raise CommandError("Page numbers start at 1.")
     with _rows(engine) as rows:
-        pool_id = rows.execute(_Q.pool_id, {"pool": pool}).scalar()
-        if pool_id is None:
-            return AddinPage(pool, (), 1, 1, 0)
-        total = rows.execute(_Q.addin_count, {"pool_id": pool_id}).scalar_one()
+        total = rows.execute(_Q.addin_count, {"pool": pool}).scalar_one()
         pages = max(1, -(-total // PAGE_SIZE))
         if page > pages:
             raise CommandError(f"There are only {pages} page(s).")
-        found = rows.execute(
-            _Q.addin_page, {"pool_id": pool_id, "skip": (page - 1) * PAGE_SIZE}
-        ).all()
         # Rooms are counted for this page's add-ins only (through the index on
         # room.addin_id): a page costs the same with a hundred rooms or a hundred thousand.
-        ids = [addin_id for addin_id, _, _ in found]
-        uses: dict[int | None, int] = dict(rows.execute(_Q.uses, {"ids": ids}).all())
-    items = tuple((name, url, uses.get(addin_id, 0)) for addin_id, name, url in found)
+        found = rows.execute(
+            _Q.addin_page, {"pool": pool, "skip": (page - 1) * PAGE_SIZE}
+        ).all()
+    items = tuple((name, url, uses) for name, url, uses in found)
     return AddinPage(pool, items, page, pages, int(total))
 
 
@@ -657,6 +652,22 @@ _AUDIT = columns(
 )
 
 
+# The pool's add-ins, by the pool's id found first (not by joining the pool by name): so
+# PostgreSQL walks the (pool, name) index in order and stops after a page, rather than
+# sorting every add-in of the pool.
+_IN_POOL = col(Addin.pool_id) == (
+    columns(col(Pool.id)).where(col(Pool.name) == bindparam("pool")).scalar_subquery()
+)
+_PAGE = (  # one page of a pool's add-ins, by name
+    columns(col(Addin.id), col(Addin.name), col(Addin.url), col(Addin.name_key))
+    .where(_IN_POOL)
+    .order_by(col(Addin.name_key))
+    .offset(bindparam("skip"))
+    .limit(PAGE_SIZE)
+    .subquery("page")
+)
+
+
 class _Q:
     """The queries run for every command and every joiner, built once with parameters:
     building a statement costs SQLAlchemy more than SQLite takes to run it."""
@@ -673,7 +684,6 @@ class _Q:
         update(Room).where(col(Room.id) == bindparam("room_id"))
         .values(addin_id=bindparam("addin"), attached_at=bindparam("at"))
     )
-    pool_id = columns(col(Pool.id)).where(col(Pool.name) == bindparam("pool"))
     addin = (
         columns(col(Addin.id), col(Addin.name), col(Addin.url), col(Addin.created_by),
                 col(Addin.created_at))
@@ -687,21 +697,14 @@ class _Q:
         .outerjoin(Room, col(Room.jid) == bindparam("room"))
         .where(col(Pool.name) == bindparam("pool"), col(Addin.name_key) == bindparam("key"))
     )
-    addin_count = (
-        columns(func.count()).select_from(Addin)
-        .where(col(Addin.pool_id) == bindparam("pool_id"))
-    )
+    addin_count = columns(func.count()).select_from(Addin).where(_IN_POOL)
     addin_page = (
-        columns(col(Addin.id), col(Addin.name), col(Addin.url))
-        .where(col(Addin.pool_id) == bindparam("pool_id"))
-        .order_by(col(Addin.name_key))
-        .offset(bindparam("skip"))
-        .limit(PAGE_SIZE)
-    )
-    uses = (
-        columns(col(Room.addin_id), func.count())
-        .where(col(Room.addin_id).in_(bindparam("ids", expanding=True)))
-        .group_by(col(Room.addin_id))
+        columns(
+            _PAGE.c.name, _PAGE.c.url,
+            columns(func.count()).select_from(Room)
+            .where(col(Room.addin_id) == _PAGE.c.id).scalar_subquery(),
+        )
+        .order_by(_PAGE.c.name_key)
     )
     rooms_with_url = (
         columns(col(Room.jid), col(Room.joined), col(Room.stopped_reason), col(Addin.name),
