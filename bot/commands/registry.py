@@ -198,6 +198,8 @@ class Dispatcher:
     def kept(self, place: Place, sender: Sender, text: str) -> Reply | None:
         """The answer to this command line, if one is kept and `sender` may have it: given at
         once, on the loop. None otherwise (run it with `run`)."""
+        if not self.answers:
+            return None  # nothing kept (the store just changed): no need to look closer
         try:
             words = split_words(text)
             if not self._find(place, words).kept:
