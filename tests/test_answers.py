@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 
 from bot import addins
 from bot.commands import registry
-from bot.commands.answers import MOST_KEPT, Answers
+from bot.commands.answers import MOST_KEPT, MOST_KEPT_CHARS, Answers
 from bot.commands.registry import Place
 from bot.metrics import METRICS
 from tests.test_dispatch import (
@@ -124,7 +124,7 @@ async def test_the_role_check_comes_before_any_kept_answer(bot: Bot) -> None:
 
 
 def test_an_answer_read_before_a_change_is_not_kept(engine: Engine) -> None:
-    answers: Answers[str] = Answers()
+    answers: Answers[str] = Answers(size=len)
     read_at = answers.version()
     addins.register(engine, addins.Actor("admin@localhost", "dm"), pool=POOL, name="Stock",
                     url=URL)  # committed while the answer was being read
@@ -141,7 +141,7 @@ def test_the_notes_of_whom_the_bot_told_do_not_drop_answers(engine: Engine) -> N
     addins.register(engine, addins.Actor("admin@localhost", "dm"), pool=POOL, name="Stock",
                     url=URL)
     addins.attach(engine, addins.Actor("admin@localhost", "dm"), room=ROOM, name="Stock")
-    answers: Answers[str] = Answers()
+    answers: Answers[str] = Answers(size=len)
     answers.keep("list", "kept", read_at=answers.version())
     told = addins.claim_announcements(engine, room=ROOM, people=["pat@localhost"],
                                       cooldown_s=60)
@@ -150,7 +150,7 @@ def test_the_notes_of_whom_the_bot_told_do_not_drop_answers(engine: Engine) -> N
 
 
 def test_at_most_so_many_answers_are_kept() -> None:
-    answers: Answers[int] = Answers()
+    answers: Answers[int] = Answers(size=lambda _: 1)
     for number in range(MOST_KEPT + 5):
         answers.keep(number, number, read_at=answers.version())
     assert len(answers) <= MOST_KEPT
@@ -172,3 +172,12 @@ async def test_kept_leaves_refusals_to_run_and_counts_nothing(bot: Bot) -> None:
     assert bot.dispatcher.kept(Place.DIRECT, ADMIN, "list page x") is None
     assert bot.dispatcher.kept(Place.ROOM, MEMBER_IN_ROOM, "attach Stock") is None
     assert (dict(METRICS.refusals), dict(METRICS.commands)) == before
+
+
+def test_at_most_so_many_characters_are_kept() -> None:
+    answers: Answers[str] = Answers(size=len)
+    page = "x" * 40_000  # a list page of long URLs
+    for number in range(MOST_KEPT_CHARS // len(page) + 3):
+        answers.keep(number, page, read_at=answers.version())
+        assert len(answers) * len(page) <= MOST_KEPT_CHARS
+    assert answers.get(MOST_KEPT_CHARS // len(page) + 2) == page

@@ -12,22 +12,28 @@ while that version is still current. The version moves
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from bot import addins
 
-MOST_KEPT = 1000  # answers kept at once; when full, all are dropped and kept afresh
+# At most this many answers, and this many characters in all, are kept at once (a `list`
+# page can be ~40,000 characters of long URLs); when either is reached, all are dropped and
+# kept afresh.
+MOST_KEPT = 1000
+MOST_KEPT_CHARS = 1_000_000
 
 _A = TypeVar("_A")
 Version = tuple[int, int]
 
 
 class Answers(Generic[_A]):
-    def __init__(self) -> None:
+    def __init__(self, size: Callable[[_A], int]) -> None:
+        self._size = size  # an answer's size in characters
         self._elsewhere = 0  # changes made elsewhere, as the follower found them
         self._at: Version = self.version()  # the version every kept answer was read at
         self._kept: dict[Hashable, _A] = {}
+        self._chars = 0
 
     def version(self) -> Version:
         return addins.commits(), self._elsewhere
@@ -40,11 +46,13 @@ class Answers(Generic[_A]):
         """Keep `answer`, read from the store at version `read_at`, unless the store has
         changed since (it may already be out of date)."""
         self._drop_stale()
-        if read_at != self._at:
+        if read_at != self._at or key in self._kept:
             return
-        if len(self._kept) >= MOST_KEPT:
-            self._kept.clear()
+        size = self._size(answer)
+        if len(self._kept) >= MOST_KEPT or self._chars + size > MOST_KEPT_CHARS:
+            self._clear()
         self._kept[key] = answer
+        self._chars += size
 
     def changed_elsewhere(self) -> None:
         """The follower found changes in the audit log (whoever made them)."""
@@ -57,5 +65,9 @@ class Answers(Generic[_A]):
     def _drop_stale(self) -> None:
         now = self.version()
         if now != self._at:
-            self._kept.clear()
+            self._clear()
             self._at = now
+
+    def _clear(self) -> None:
+        self._kept.clear()
+        self._chars = 0

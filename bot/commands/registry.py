@@ -177,7 +177,7 @@ class Dispatcher:
         self.engine = engine
         self.managers = managers
         self.commands = commands
-        self.answers: Answers[Reply] = Answers()
+        self.answers: Answers[Reply] = Answers(size=lambda reply: len(reply.text))
 
     async def run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         try:
