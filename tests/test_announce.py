@@ -4,6 +4,7 @@ transport in place of the network and a real store."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from sqlalchemy import Engine
@@ -198,3 +199,21 @@ async def test_each_url_update_made_here_is_said_as_it_was_committed(engine: Eng
         (ROOM, "This room's add-in is now “Stock”: https://b.example.org/"),
         (ROOM, "This room's add-in is now “Stock”: https://c.example.org/"),
     ]
+
+
+async def test_stopping_just_as_the_follower_is_woken_still_stops_it(engine: Engine) -> None:
+    """Python 3.11's asyncio.wait_for swallows a cancellation that arrives just after what
+    it waits for is done: a follower waiting that way would outlive stop() for good."""
+    announcer = make_announcer(engine, Recorder(), live_rooms(ROOM))
+    await announcer.start()
+    await asyncio.sleep(0)  # the follower is waiting for a poke or the next poll
+    announcer._wake.set()
+    await asyncio.sleep(0)  # what it waits for is done; the follower has not resumed yet
+    stopping = asyncio.create_task(announcer.stop())
+    await asyncio.sleep(0.2)  # a cancelled follower is gone within a few loop turns
+    done = stopping.done()
+    if not done:  # (cancelling stop() cancels the follower it waits for once more)
+        stopping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopping
+    assert done, "stop() is still waiting for the follower"
