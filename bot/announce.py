@@ -71,6 +71,7 @@ class Announcer:
         self._reading = threading.Lock()
         self._read_to = 0  # the last change read
         self._commits_seen = -1  # addins.commits() at the last read
+        self._unread = False  # a commit here handed over changes that do not follow on
         self._read: collections.deque[Change] = collections.deque()
         self._arrivals: dict[str, list[Occupant]] = {}  # joiners waiting to be claimed
         self._claiming: set[str] = set()  # rooms whose joiners are being claimed
@@ -93,7 +94,7 @@ class Announcer:
         than at the next poll. (Mostly there is nothing to look for, and a look is a
         database query on a worker thread, competing with the next command.)"""
         self.announce()
-        if addins.commits() != self._commits_seen:
+        if self._unread or addins.commits() != self._commits_seen:
             self._wake.set()
 
     async def _follow(self) -> None:
@@ -121,7 +122,7 @@ class Announcer:
         """Blocking: read the changes after the last one read (at most READ_BATCH), with
         what announcing them needs, for `announce`. Returns how many were read."""
         with self._reading:
-            self._commits_seen = addins.commits()
+            self._commits_seen, self._unread = addins.commits(), False
             changes = addins.changes_to_announce(self.engine, self._read_to, limit=READ_BATCH)
             if changes:
                 self._read_to = changes[-1].entry.id
@@ -137,7 +138,7 @@ class Announcer:
             if changes[-1].entry.id <= self._read_to:
                 return  # read already
             if changes[0].entry.id != self._read_to + 1:
-                self._commits_seen = -1  # poke() wakes the follower
+                self._unread = True  # poke() wakes the follower to read them
                 return
             self._read.extend(changes)
             self._read_to = changes[-1].entry.id

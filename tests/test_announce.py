@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import Engine
 
 from bot import addins
-from bot.addins import Actor
+from bot.addins import Actor, AuditEntry, Change
 from bot.announce import Announcer
 from bot.commands.registry import Link
 from bot.rooms import Presence, Rooms
@@ -217,3 +217,30 @@ async def test_stopping_just_as_the_follower_is_woken_still_stops_it(engine: Eng
         with contextlib.suppress(asyncio.CancelledError):
             await stopping
     assert done, "stop() is still waiting for the follower"
+
+
+async def test_changes_handed_over_out_of_order_are_read_not_lost(engine: Engine) -> None:
+    """Two commits here hand over their changes from two threads, the later one first: the
+    earlier is queued, and the later is left for a read — which poke() asks for."""
+    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    recorder = Recorder()
+    announcer = make_announcer(engine, recorder, live_rooms(ROOM, f"ops@{POOL}"))
+    await announcer.start()
+    try:
+        elsewhere(engine, announcer)  # hand them over by hand, in the wrong order
+        first = addins.attach(engine, ADMIN, room=ROOM, name="Stock")
+        second = addins.attach(engine, ADMIN, room=f"ops@{POOL}", name="Stock")
+        first_id, second_id = [c.id for c in addins.changes_since(engine, 0)][-2:]
+        announcer._committed([Change(entry(engine, second_id), (second,))])
+        announcer._committed([Change(entry(engine, first_id), (first,))])
+        announcer.poke()  # says the first at once ...
+        assert [room for room, _text, _link in recorder.room] == [ROOM]
+        assert announcer._wake.is_set()  # ... and has the follower read the second
+        await announcer.catch_up()
+    finally:
+        await announcer.stop()
+    assert [room for room, _text, _link in recorder.room] == [ROOM, f"ops@{POOL}"]
+
+
+def entry(engine: Engine, audit_id: int) -> AuditEntry:
+    return next(c for c in addins.changes_since(engine, audit_id - 1) if c.id == audit_id)
