@@ -217,6 +217,7 @@ def register(engine: Engine, actor: Actor, *, pool: str, name: str, url: str) ->
             created_by=actor.who,
         )
         session.add(addin)
+        unit.rows.execute(_Q.count_addins, {"pool_id": _id(pool_row), "by": 1})
         _audit(unit, actor, "register", pool=pool, addin=name, detail=url)
         session.flush()
         return _info(session, addin, pool)
@@ -296,6 +297,7 @@ def unregister(engine: Engine, actor: Actor, *, pool: str, name: str, force: boo
         session.flush()
         session.execute(delete(Announcement).where(col(Announcement.addin_id) == _id(addin)))
         session.delete(addin)
+        unit.rows.execute(_Q.count_addins, {"pool_id": addin.pool_id, "by": -1})
         _audit(unit, actor, "unregister", pool=pool, addin=addin.name, detail=addin.url)
         return Removed(addin.name, tuple(room.jid for room in rooms))
 
@@ -407,7 +409,7 @@ def list_addins(engine: Engine, *, pool: str, page: int = 1) -> AddinPage:
     if page < 1:
         raise CommandError("Page numbers start at 1.")
     with _rows(engine) as rows:
-        total = rows.execute(_Q.addin_count, {"pool": pool}).scalar_one()
+        total = rows.execute(_Q.addin_count, {"pool": pool}).scalar() or 0
         pages = max(1, -(-total // PAGE_SIZE))
         if page > pages:
             raise CommandError(f"There are only {pages} page(s).")
@@ -697,7 +699,11 @@ class _Q:
         .outerjoin(Room, col(Room.jid) == bindparam("room"))
         .where(col(Pool.name) == bindparam("pool"), col(Addin.name_key) == bindparam("key"))
     )
-    addin_count = columns(func.count()).select_from(Addin).where(_IN_POOL)
+    addin_count = columns(col(Pool.addin_count)).where(col(Pool.name) == bindparam("pool"))
+    count_addins = (
+        update(Pool).where(col(Pool.id) == bindparam("pool_id"))
+        .values(addin_count=col(Pool.addin_count) + bindparam("by"))
+    )
     addin_page = (
         columns(
             _PAGE.c.name, _PAGE.c.url,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -32,7 +33,7 @@ from bot import addins
 from bot.addins import PAGE_SIZE, Actor, AuditEntry, RoomInfo
 from bot.errors import CommandError
 from store.database import make_engine
-from store.migrate import current_revision, upgrade
+from store.migrate import alembic_config, current_revision, upgrade
 from store.models import Addin, Announcement
 
 POOL = "conference.localhost"
@@ -102,13 +103,13 @@ def test_migrations_create_the_tables_and_running_them_again_changes_nothing(
     engine: Engine,
 ) -> None:
     assert set(TABLES) | {"alembic_version"} <= set(inspect(engine).get_table_names())
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
     register(engine, "Stock")
     before = snapshot(engine)
 
     upgrade(engine)
 
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002"
     assert snapshot(engine) == before
 
 
@@ -767,6 +768,15 @@ def test_random_changes_keep_the_audit_log_and_the_names_consistent(
             assert len(audit_log(engine)) == self.changes
 
         @invariant()
+        def each_pool_knows_how_many_add_ins_it_has(self) -> None:
+            with engine.connect() as connection:
+                kept = dict(connection.exec_driver_sql("SELECT id, addin_count FROM pool").all())
+                counted = dict(connection.exec_driver_sql(
+                    "SELECT pool_id, count(*) FROM addin GROUP BY pool_id"
+                ).all())
+            assert {pool: n for pool, n in kept.items() if n} == counted
+
+        @invariant()
         def names_are_unique_per_pool_and_valid(self) -> None:
             with Session(engine) as session:
                 rows = session.exec(select(Addin)).all()
@@ -814,3 +824,25 @@ def test_audit_ids_follow_commit_order_when_changes_overlap(engine: Engine) -> N
     # ... so reading from the cursor onwards misses nothing, in commit order.
     rooms = [change.room for change in addins.changes_since(engine, cursor)]
     assert rooms == [f"slow@{POOL}", ROOM_A]
+
+
+def test_the_upgrade_to_0002_counts_the_add_ins_already_there(engine: Engine) -> None:
+    """A database made before pool.addin_count existed gets its pools' counts."""
+    command.downgrade(alembic_config(engine), "0001")
+    with engine.begin() as connection:  # add-ins as version 0001 wrote them
+        for pool, names in ((POOL, ("A", "B", "C")), (OTHER, ("D",))):
+            pool_id = connection.execute(
+                text("INSERT INTO pool (name) VALUES (:name) RETURNING id"), {"name": pool}
+            ).scalar_one()
+            for name in names:
+                connection.execute(text(
+                    "INSERT INTO addin (pool_id, name, name_key, url, created_by, created_at,"
+                    " revision) VALUES (:pool, :name, :key, :url, 'admin', :at, 1)"
+                ), {"pool": pool_id, "name": name, "key": name.lower(),
+                    "url": f"https://{name.lower()}.example.org/", "at": datetime.now(UTC)})
+    upgrade(engine)
+    assert current_revision(engine) == "0002"
+    assert addins.list_addins(engine, pool=POOL).total == 3
+    assert addins.list_addins(engine, pool=OTHER).total == 1
+    register(engine, "E")
+    assert addins.list_addins(engine, pool=POOL).total == 4

@@ -88,7 +88,9 @@ def populate(engine: Engine, n_addins: int, n_rooms: int) -> float:
     upgrade(engine)
     now = datetime.now(UTC)
     with engine.begin() as connection:
-        pool_id = connection.execute(insert(Pool).values(name=POOL)).inserted_primary_key[0]
+        pool_id = connection.execute(
+            insert(Pool).values(name=POOL, addin_count=n_addins)  # as register keeps it
+        ).inserted_primary_key[0]
         rows = [
             {"pool_id": pool_id, "name": addin_name(i), "name_key": addins.name_key(addin_name(i)),
              "url": f"https://addins.example.org/{i}/panel", "created_by": "admin@example.org",
