@@ -241,7 +241,7 @@ def update_url(
         using = _rooms_using(session, addin)
         _audit(unit, actor, "update-url", pool=pool, addin=addin.name, detail=url,
                rooms=tuple(_attached(row, addin.name, url) for row in using))
-        return _info(session, addin, pool)
+        return _info(session, addin, pool, using)
 
     return _write(engine, change)
 
@@ -679,9 +679,6 @@ class _Q:
         .outerjoin(Addin, col(Addin.id) == col(Room.addin_id))
         .where(col(Room.jid) == bindparam("room"))
     )
-    room = columns(
-        col(Room.id), col(Room.addin_id), col(Room.joined), col(Room.stopped_reason)
-    ).where(col(Room.jid) == bindparam("room"))
     set_addin = (
         update(Room).where(col(Room.id) == bindparam("room_id"))
         .values(addin_id=bindparam("addin"), attached_at=bindparam("at"))
@@ -809,8 +806,13 @@ def _rooms_using(session: Session, addin: Addin) -> list[Room]:
     return list(session.exec(select(Room).where(Room.addin_id == addin.id).order_by(col(Room.jid))))
 
 
-def _info(session: Session, addin: Addin, pool: str) -> AddinInfo:
-    rooms = tuple(room.jid for room in _rooms_using(session, addin)) if addin.id else ()
+def _info(
+    session: Session, addin: Addin, pool: str, using: list[Room] | None = None
+) -> AddinInfo:
+    """`using`: the rooms using it, when the caller has read them already."""
+    if using is None:
+        using = _rooms_using(session, addin) if addin.id else []
+    rooms = tuple(room.jid for room in using)
     return AddinInfo(addin.name, addin.url, pool, addin.created_by, _utc(addin.created_at), rooms)
 
 
