@@ -9,7 +9,7 @@ import contextlib
 import pytest
 from sqlalchemy import Engine
 
-from bot import addins
+from bot import addins, announce
 from bot.addins import Actor, AuditEntry, Change
 from bot.announce import Announcer
 from bot.commands.registry import Link
@@ -18,6 +18,13 @@ from bot.rooms import Presence, Rooms
 POOL = "conference.localhost"
 ROOM = f"dev@{POOL}"
 ADMIN = Actor("admin@localhost", "dm")
+
+
+@pytest.fixture(autouse=True)
+def no_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The follower reads only when a test says so (catch_up, poke), not on a timer that a
+    slow machine could let fire in the middle of a test."""
+    monkeypatch.setattr(announce, "POLL_S", 3600.0)
 
 
 class Recorder:

@@ -6,7 +6,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from slixmpp import Message
 
+from bot.config import XmppSettings
 from bot.xmpp import escape
+from bot.xmpp.client import XmppEdge
 
 
 @given(st.text())
@@ -28,7 +30,17 @@ def test_a_stanza_serialises_the_same_once_installed() -> None:
     before = str(message)
     escape.install()
     try:
+        assert escape._TOSTRING.escape is escape.escape  # in use, not merely defined
         assert str(message) == before
         assert "&amp;b=&lt;2&gt; &apos;q&apos; &quot;d&quot;" in before
+    finally:
+        escape._TOSTRING.escape = escape.SLIXMPP_ESCAPE
+
+
+def test_the_xmpp_edge_installs_it() -> None:
+    escape._TOSTRING.escape = escape.SLIXMPP_ESCAPE
+    XmppEdge(XmppSettings(jid="addinbot@localhost", tls="plain", host="127.0.0.1"), "pw", [])
+    try:
+        assert escape._TOSTRING.escape is escape.escape
     finally:
         escape._TOSTRING.escape = escape.SLIXMPP_ESCAPE
