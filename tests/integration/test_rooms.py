@@ -61,6 +61,13 @@ async def told_privately(client: TestClient, room: str, timeout: float = 5.0) ->
     return await client.next_message(timeout, from_bot(room, "chat"))
 
 
+async def refused_as_not_manager(sender: TestClient, watcher: TestClient, room: str) -> None:
+    """`sender` is told privately that only managers may do that; the room hears nothing."""
+    refusal = await told_privately(sender, room)
+    assert refusal["body"] == f"Only the owners and admins of {room} may do that."
+    await watcher.expect_no_message(QUIET_S, anything_from_bot(room))
+
+
 def assert_link(msg: Message, name: str, url: str) -> None:
     assert msg["body"] == attached_sentence(name, url)
     assert msg["oob"]["url"] == url
@@ -166,17 +173,13 @@ async def test_participant_who_is_not_a_manager_is_refused_privately(
 
     bob.send_groupchat(room, f"!addin attach {OTHER}")
 
-    refusal = await told_privately(bob, room)
-    assert refusal["body"] == f"Only the owners and admins of {room} may do that."
-    await alice.expect_no_message(QUIET_S, anything_from_bot(room))
+    await refused_as_not_manager(bob, alice, room)
     await bob.expect_no_message(0, anything_from_bot(room))
     assert attached(bot, room) == NAME
     assert len(audit_rows(bot)) == before
 
     bob.send_groupchat(room, "!addin detach")
-    refusal = await told_privately(bob, room)
-    assert refusal["body"] == f"Only the owners and admins of {room} may do that."
-    await alice.expect_no_message(QUIET_S, anything_from_bot(room))
+    await refused_as_not_manager(bob, alice, room)
     assert attached(bot, room) == NAME
 
 
@@ -357,9 +360,7 @@ async def test_a_revoked_manager_is_refused_at_once(
 
     await muc.set_affiliation(room, demoted_to, jid=jid(prosody, "carol"))
     carol.send_groupchat(room, f"!addin attach {OTHER}")
-    refusal = await told_privately(carol, room)
-    assert refusal["body"] == f"Only the owners and admins of {room} may do that."
-    await alice.expect_no_message(QUIET_S, anything_from_bot(room))
+    await refused_as_not_manager(carol, alice, room)
     assert attached(bot, room) == NAME
 
 
@@ -659,8 +660,6 @@ async def test_an_addinbot_admin_counts_in_a_room_only_where_it_shows_real_jids(
         assert_link(await said_in_room(alice, room), NAME, URL)
         assert attached(bot, room) == NAME
     else:
-        refusal = await told_privately(admin, room)
-        assert refusal["body"] == f"Only the owners and admins of {room} may do that."
-        await alice.expect_no_message(QUIET_S, anything_from_bot(room))
+        await refused_as_not_manager(admin, alice, room)
         assert attached(bot, room) is None
 
