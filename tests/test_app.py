@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 
 from sqlalchemy import Engine
+from sqlmodel import Session
 
 from bot import addins
 from bot.addins import Actor
 from bot.app import App
 from bot.commands.registry import Link
-from store.database import transaction
 from store.models import Pool, Room
 
 POOL = "conference.localhost"
@@ -45,12 +45,13 @@ async def test_one_unjoinable_remembered_room_does_not_stop_the_others(
     engine: Engine, settings
 ) -> None:
     bad = f"a<b@{POOL}"  # stored before room addresses were checked
-    with transaction(engine) as session:
+    with Session(engine) as session:
         pool = Pool(name=POOL)
         session.add(pool)
         session.flush()
         assert pool.id is not None
         session.add(Room(jid=bad, pool_id=pool.id, joined=True))
+        session.commit()
     for name in ("alpha", "zulu"):
         addins.set_joined(engine, Actor("admin@localhost", "dm"), room=f"{name}@{POOL}",
                           joined=True)
