@@ -37,7 +37,9 @@ def test_a_stanza_serialises_the_same_once_installed() -> None:
         escape._TOSTRING.escape = escape.SLIXMPP_ESCAPE
 
 
-def test_the_xmpp_edge_installs_it() -> None:
+async def test_the_xmpp_edge_installs_it() -> None:
+    """(Inside the test's own event loop: built outside one, the edge would make a loop of
+    its own that nothing closes.)"""
     escape._TOSTRING.escape = escape.SLIXMPP_ESCAPE
     XmppEdge(XmppSettings(jid="addinbot@localhost", tls="plain", host="127.0.0.1"), "pw", [])
     try:
