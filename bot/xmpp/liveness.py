@@ -68,6 +68,8 @@ class Liveness:
         self._heard: dict[str, float] = {}  # room -> loop time of its last stanza to us
         self._task: asyncio.Task[None] | None = None
         edge.add_event_handler("groupchat_message", self._activity)
+        # Occupants' presences are taken before events are raised (XmppEdge._room_presence),
+        # which calls heard(); this sees the few it leaves to slixmpp.
         edge.add_event_handler("groupchat_presence", self._activity)
 
     def start(self) -> None:
@@ -89,7 +91,11 @@ class Liveness:
 
     def _activity(self, stanza: Any) -> None:
         if stanza["type"] != "error":
-            self._heard[stanza["from"].bare.lower()] = asyncio.get_running_loop().time()
+            self.heard(stanza["from"].bare.lower())
+
+    def heard(self, room: str) -> None:
+        """A stanza came from ``room`` (a message, or an occupant's presence)."""
+        self._heard[room] = asyncio.get_running_loop().time()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

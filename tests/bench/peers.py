@@ -29,6 +29,7 @@ from slixmpp import JID
 
 from bot.commands.registry import Link
 from bot.config import XmppSettings
+from bot.rooms import SELF as SELF_PRESENCE
 from bot.xmpp.client import NS_MUC_USER, XmppEdge, _add_link
 from tests.bench.bare import Peer
 
@@ -100,13 +101,24 @@ class Sender(XmppEdge):
         super().__init__(settings, password, [])
         self.whitespace_keepalive = False
         self.sent = 0
+        self._joining: dict[str, asyncio.Future[None]] = {}
 
     async def join_rooms(self, rooms: list[str]) -> None:
-        muc = self.plugin["xep_0045"]
-        await asyncio.gather(
-            *(muc.join_muc_wait(JID(r), self.settings.nick, maxstanzas=0, timeout=20)
-              for r in rooms)
-        )
+        """Join as the bot does (its room presences never reach slixmpp's MUC plugin)."""
+        loop = asyncio.get_running_loop()
+        self._joining = {room.lower(): loop.create_future() for room in rooms}
+        for room in rooms:
+            self.join(room, self.settings.nick)
+        async with asyncio.timeout(20):
+            await asyncio.gather(*self._joining.values())
+
+    def _room_presence(self, stanza: Any) -> Any:
+        presence = self.to_presence(stanza.xml)
+        if presence is not None and presence.available and SELF_PRESENCE in presence.codes:
+            joined = self._joining.get(presence.room)
+            if joined is not None and not joined.done():
+                joined.set_result(None)
+        return super()._room_presence(stanza)
 
     def send_all(self, room: str, nicks: list[str], text: str, link: Link) -> dict[str, float]:
         first = time.monotonic()

@@ -762,3 +762,37 @@ async def test_a_direct_attach_fails_closed_where_the_bot_cannot_see_real_jids(
     # What the refusal advises works: in the room, the room vouches for the owner.
     alice.send_groupchat(room, f'!addin attach "{NAME}"')
     assert await said_in_room(bob, room) == attached_sentence(NAME, URL)
+
+
+# --- 9. a presence that only looks like an error -------------------------------------------
+
+
+async def test_an_occupants_presence_showing_error_does_not_put_the_bot_out_of_the_room(
+    scene: Scene, bot: BotHandle, room: str
+) -> None:
+    """An error presence from a room is how it refuses the bot. `<show>error</show>` is no
+    such thing: the room passes it on like any occupant's presence, and the bot, taking
+    room presences straight from its stream (bot/xmpp/client.py), must not read it as
+    one. It stays, and answers."""
+    await scene.register()
+    alice, bob = await scene.occupy(room, "alice", "bob")
+    alice.send_groupchat(room, f'!addin attach "{NAME}"')
+    assert await said_in_room(bob, room) == attached_sentence(NAME, URL)
+    bot_presence: asyncio.Queue[str] = asyncio.Queue()
+    shown: asyncio.Queue[str | None] = asyncio.Queue()
+
+    def watch(presence: StanzaBase) -> None:
+        if presence["from"] == JID(f"{room}/{NICK}"):
+            bot_presence.put_nowait(presence.xml.get("type", "available"))
+        elif presence["from"] == JID(f"{room}/alice"):
+            shown.put_nowait(presence.xml.findtext("{jabber:client}show"))
+
+    bob.add_event_handler("groupchat_presence", watch)
+    send_raw(alice, f"<presence to={quoteattr(f'{room}/alice')}><show>error</show></presence>")
+    assert await asyncio.wait_for(shown.get(), 5) == "error"  # the room passed it on
+    await asyncio.sleep(QUIET_S)
+
+    assert bot_presence.empty(), "the bot left or rejoined the room"
+    assert service(bot).app.rooms.is_live(room)
+    bob.send_groupchat(room, "!addin")
+    assert NAME in await said_in_room(bob, room)

@@ -1,0 +1,134 @@
+"""The edge takes occupants' presences from its stream before slixmpp's handlers
+(XmppEdge._room_presence): the bot gets them, slixmpp's roster and MUC plugin do not, stream
+management still counts them, and what is not an occupant's presence goes on as before."""
+
+from __future__ import annotations
+
+import asyncio
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bot.config import XmppSettings
+from bot.rooms import Presence
+from bot.xmpp.client import XmppEdge
+
+ROOM = "room@conference.localhost"
+MUC_USER = "http://jabber.org/protocol/muc#user"
+
+
+class Recorder:
+    """The few Bot calls a presence can lead to."""
+
+    def __init__(self) -> None:
+        self.presences: list[Presence] = []
+        self.join_errors: list[tuple[str, str]] = []
+
+    def own_nick(self, room: str) -> str | None:
+        return "AddinBot" if room == ROOM else None
+
+    def on_presence(self, presence: Presence) -> None:
+        self.presences.append(presence)
+
+    def on_join_error(self, room: str, condition: str) -> None:
+        self.join_errors.append((room, condition))
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+@pytest.fixture
+def edge(loop: asyncio.AbstractEventLoop) -> XmppEdge:
+    edge = XmppEdge(XmppSettings(jid="addinbot@localhost", tls="plain", host="127.0.0.1"),
+                    "pw", ["conference.localhost"])
+    edge.bot = Recorder()  # type: ignore[assignment]
+    return edge
+
+
+def receive(edge: XmppEdge, text: str, loop: asyncio.AbstractEventLoop) -> None:
+    """As if ``text`` had just been read from the stream (this file's own XML)."""
+
+    async def arrive() -> None:
+        edge._spawn_event(ET.fromstring(text))  # noqa: S314
+        await asyncio.sleep(0)  # let slixmpp's queued event handlers run
+
+    loop.run_until_complete(arrive())
+
+
+def occupant(nick: str, *, kind: str | None = None, item: str = "role='participant'") -> str:
+    kind_attr = f" type='{kind}'" if kind else ""
+    return (
+        f"<presence xmlns='jabber:client' from='{ROOM}/{nick}' to='addinbot@localhost/b'"
+        f"{kind_attr}><x xmlns='{MUC_USER}'><item affiliation='member' {item} "
+        f"jid='{nick}@localhost/phone'/></x>"
+        "<c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node='n' ver='v1'/></presence>"
+    )
+
+
+def slixmpp_events(edge: XmppEdge) -> list[str]:
+    seen: list[str] = []
+    for event in ("presence", "presence_available", "presence_unavailable", "presence_error",
+                  "groupchat_presence", "entity_caps"):
+        edge.add_event_handler(event, lambda _stanza, event=event: seen.append(event))
+    return seen
+
+
+def test_an_occupants_presence_goes_to_the_bot_and_no_further(
+    edge: XmppEdge, loop: asyncio.AbstractEventLoop
+) -> None:
+    seen = slixmpp_events(edge)
+    management = edge.plugin["xep_0198"]
+    management.enabled_in = True
+    counted = management.handled
+
+    receive(edge, occupant("alice"), loop)
+    receive(edge, occupant("alice", kind="unavailable"), loop)
+
+    recorder: Any = edge.bot
+    assert [(p.room, p.nick, p.available, p.jid, p.role) for p in recorder.presences] == [
+        (ROOM, "alice", True, "alice@localhost", "participant"),
+        (ROOM, "alice", False, "alice@localhost", "participant"),
+    ]
+    assert seen == []  # no roster, caps or MUC-plugin work, no events
+    assert ROOM not in edge.client_roster  # slixmpp kept nothing about the room
+    assert management.handled == counted + 2  # each still counted for stream management
+    assert ROOM in edge.liveness._heard  # the room is alive: no self-ping due
+
+
+def test_an_error_presence_from_a_room_still_reaches_the_bot_as_a_join_error(
+    edge: XmppEdge, loop: asyncio.AbstractEventLoop
+) -> None:
+    receive(edge, (
+        f"<presence xmlns='jabber:client' from='{ROOM}/AddinBot' type='error'>"
+        "<x xmlns='http://jabber.org/protocol/muc'/>"
+        f"<x xmlns='{MUC_USER}'/>"
+        "<error type='cancel'><conflict xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error>"
+        "</presence>"
+    ), loop)
+
+    recorder: Any = edge.bot
+    assert recorder.join_errors == [(ROOM, "conflict")]
+    assert recorder.presences == []
+
+
+def test_a_presence_that_names_no_occupant_is_left_to_slixmpp(
+    edge: XmppEdge, loop: asyncio.AbstractEventLoop
+) -> None:
+    seen = slixmpp_events(edge)
+
+    receive(edge, "<presence xmlns='jabber:client' from='carol@localhost/home'/>", loop)
+    receive(edge, f"<presence xmlns='jabber:client' from='{ROOM}'><x xmlns='{MUC_USER}'/>"
+                  "</presence>", loop)
+
+    recorder: Any = edge.bot
+    assert recorder.presences == []
+    assert seen.count("presence") == 2
+    assert "groupchat_presence" in seen
