@@ -35,7 +35,10 @@ def test_quick_benchmark_writes_its_results_and_serves_every_joiner(tmp_path: Pa
     assert len(png) > 10_000
     results = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     assert set(results) >= {"commands", "storm", "startup", "store"}
-    for round_ in results["storm"]["rounds"]["bot"]:
+    rounds = results["storm"]["rounds"]
+    for round_ in rounds["bot"] + rounds["bot_held"]:  # live, and held until all are in
         assert round_["served"] == round_["joiners"] == results["storm"]["crowd"]
         assert round_["with_link"] == round_["joiners"]  # every one with the XEP-0066 link
+    for round_ in rounds["bot_held"]:
+        assert round_["joined"] == round_["joiners"]  # all were in before the bot went on
     assert results["prosody_log_errors"] == []

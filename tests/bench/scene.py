@@ -40,6 +40,9 @@ def addin_url(index: int) -> str:
     return f"https://addins.example.org/panel/{index:03d}"
 
 
+BOT_STORMS = ("bot", "bot_held")  # the storm kinds whose rooms the bot serves
+
+
 def storm_room(kind: str, round_: int) -> str:
     return f"storm-{kind}-{round_}@{MUC}"
 
@@ -85,7 +88,7 @@ def seed_bot_db(path: Path, sizes: Sizes) -> str:
         for index in range(sizes.addins_listed):
             addins.register(engine, SEEDER, pool=MUC, name=addin_name(index), url=addin_url(index))
         rooms = [CMD_ROOM, ATTACH_ROOM]
-        rooms += [storm_room("bot", r) for r in range(sizes.storm_rounds)]
+        rooms += [storm_room(kind, r) for r in range(sizes.storm_rounds) for kind in BOT_STORMS]
         for room in rooms:
             addins.set_joined(engine, SEEDER, room=room, joined=True)
             addins.attach(engine, SEEDER, room=room, name=addin_name(1))

@@ -15,7 +15,8 @@
   reaches the bot (and every baseline peer), so what the bot does is unchanged; what goes
   away is the N² presence fan-out to the crowd (MEASURED.md), which costs the server and
   the crowd, not the bot. (Without the walk, 500 joins into one room took this server
-  0.45 s instead of 1.8 s: a Lua profile of it put 80% of its time in that walk.) Prosody 0.12's own room option
+  0.45 s instead of 1.8 s: a Lua profile of it put 80% of its time in that walk.)
+  Prosody 0.12's own room option
   ``muc#roomconfig_presencebroadcast`` cannot do this: it filters by the *joiner's* role,
   so hiding participants from each other hides them from the bot too, and the bot would
   never see anyone arrive;

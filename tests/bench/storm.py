@@ -11,6 +11,12 @@ Per round, the same crowd in four fresh rooms:
    that same message, with nothing behind it: what the server and slixmpp allow.
 3. addinbot: the crowd joins a room that has an add-in, with the bot in it.
    Rate = joiners served / (last link arrived - first join sent).
+4. and 5. the same two, held: the announcer (bare, then addinbot) is stopped (SIGSTOP)
+   while the crowd joins and continued (SIGCONT) once every joiner is in, so the joins
+   wait for it in its socket. Rate = joiners served / (last link arrived - continued):
+   how fast it tells a crowd that is already in, which is what the raw send rate measures
+   for plain messages. In 2 and 3 the server lets the crowd in while the announcements
+   go out, on the same core, so those rates are the server's as much as the announcer's.
 
 CPU seconds of every process are taken over each phase, to show who was busy.
 """
@@ -18,7 +24,10 @@ CPU seconds of every process are taken over each phase, to show who was busy.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import statistics
+import time
 from typing import Any
 
 from tests.bench import scene
@@ -73,6 +82,36 @@ def _storm_summary(joined: dict[str, Any], got: dict[str, Any]) -> dict[str, Any
     }
 
 
+def _held_summary(joined: dict[str, Any], got: dict[str, Any], continued: float
+                  ) -> dict[str, Any]:
+    served = _served(got["t_pm"])
+    end = max(served) if served else continued
+    return {
+        "joiners": len(joined["t_sent"]),
+        "joined": len(_served(joined["t_self"])),
+        "served": len(served),
+        "with_link": got.get("oob", 0),
+        "all_served_s": end - continued,
+        "rate": len(served) / (end - continued) if end > continued else 0.0,
+        "arrival_ms": [(t - continued) * 1000 for t in served],
+    }
+
+
+async def held_storm(crowd: Crowd, pid: int, room: str, pids: dict[str, int | None]
+                     ) -> dict[str, Any]:
+    """The crowd joins ``room`` while ``pid`` (its announcer) is stopped; then it goes on.
+    CPU is taken from then on: who is busy while the joins waiting for it are answered."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        joined = await crowd.ask({"op": "join", "room": room})
+    finally:
+        meter = CpuMeter(pids).start()
+        continued = time.monotonic()
+        os.kill(pid, signal.SIGCONT)
+    got = await crowd.ask({"op": "collect", "timeout": COLLECT_TIMEOUT_S})
+    return _held_summary(joined, got, continued) | {"cpu_s": meter.stop()}
+
+
 def _joins_summary(joined: dict[str, Any]) -> dict[str, Any]:
     start = min(joined["t_sent"])
     done = _served(joined["t_self"])
@@ -105,7 +144,10 @@ async def run(
     crowd: Crowd, sender: Worker, pids: dict[str, int | None], rounds: int, size: int,
 ) -> dict[str, Any]:
     nicks = [crowd_user(i) for i in range(size)]
-    results: dict[str, list[dict[str, Any]]] = {"joins": [], "raw": [], "bare": [], "bot": []}
+    results: dict[str, list[dict[str, Any]]] = {
+        "joins": [], "raw": [], "bare": [], "bot": [], "bare_held": [], "bot_held": [],
+    }
+    held_pids = {"bare_held": pids["announcer"], "bot_held": pids["addinbot"]}
     for round_ in range(rounds):
         # 0. joins only.
         room = scene.storm_room("joins", round_)
@@ -139,4 +181,13 @@ async def run(
             results[kind].append(summary)
             await crowd.ask({"op": "leave", "room": room})
             await asyncio.sleep(0.2)  # let the leaves settle before the next storm
+
+        # 4 and 5: the storms, held.
+        for kind, pid in held_pids.items():
+            if pid is None:
+                raise RuntimeError(f"no process to hold for {kind}")
+            room = scene.storm_room(kind, round_)
+            results[kind].append(await held_storm(crowd, pid, room, pids))
+            await crowd.ask({"op": "leave", "room": room})
+            await asyncio.sleep(0.2)
     return {"crowd": size, "rounds": results}
