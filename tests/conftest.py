@@ -4,10 +4,12 @@ Sections:
 - environment: tests never see ADDINBOT_* variables from the shell that ran them
 - store: `engine`, a migrated, empty database on SQLite and on PostgreSQL
 - settings: `settings`, a factory for `bot.config.Settings`
+- edge: `loop` and `make_edge`/`edge`, the bot's XMPP edge built offline, for its filters
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import Callable, Iterator
@@ -19,7 +21,8 @@ import sqlalchemy
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
-from bot.config import Settings
+from bot.config import Settings, XmppSettings
+from bot.xmpp.client import XmppEdge
 from store.database import make_engine
 from store.migrate import upgrade
 
@@ -123,3 +126,29 @@ def settings(request: pytest.FixtureRequest) -> SettingsFactory:
         return Settings(**values)
 
     return make
+
+
+# --- edge ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A loop of the test's own, current while it runs (an edge built with none would make
+    one that nothing closes), closed after."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    yield loop
+    asyncio.set_event_loop(None)
+    loop.close()
+
+
+@pytest.fixture
+def make_edge(loop: asyncio.AbstractEventLoop) -> Callable[[], XmppEdge]:
+    """Builds the bot's XMPP edge, not connected, in ``loop``."""
+    settings = XmppSettings(jid="addinbot@localhost", tls="plain", host="127.0.0.1")
+    return lambda: XmppEdge(settings, "pw", ["conference.localhost"])
+
+
+@pytest.fixture
+def edge(make_edge: Callable[[], XmppEdge]) -> XmppEdge:
+    return make_edge()

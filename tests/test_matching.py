@@ -3,18 +3,15 @@ the stanzas it was found for before its matcher was gated."""
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXMLMask, MatchXPath, StanzaPath
 from slixmpp.xmlstream.matcher.base import MatcherBase
 
-from bot.config import XmppSettings
 from bot.xmpp import matching
 from bot.xmpp.client import XmppEdge
 
@@ -72,18 +69,6 @@ def stanzas() -> Iterator[str]:
                 attrs += f" type='{kind_type}'"
             yield f"<{kind} xmlns='{CLIENT}' {attrs}>{child}{other}</{kind}>"
     yield from STREAM
-
-
-@pytest.fixture
-def edge() -> Iterator[XmppEdge]:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        yield XmppEdge(XmppSettings(jid="addinbot@localhost", tls="plain", host="127.0.0.1"),
-                       "pw", ["conference.localhost"])
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
 
 
 def stanza(edge: XmppEdge, text: str) -> Any:

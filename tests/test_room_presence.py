@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from bot.config import XmppSettings
 from bot.rooms import Presence
 from bot.xmpp.client import XmppEdge
 
@@ -37,18 +36,8 @@ class Recorder:
 
 
 @pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    yield loop
-    asyncio.set_event_loop(None)
-    loop.close()
-
-
-@pytest.fixture
-def edge(loop: asyncio.AbstractEventLoop) -> XmppEdge:
-    edge = XmppEdge(XmppSettings(jid="addinbot@localhost", tls="plain", host="127.0.0.1"),
-                    "pw", ["conference.localhost"])
+def edge(make_edge: Callable[[], XmppEdge]) -> XmppEdge:
+    edge = make_edge()
     edge.bot = Recorder()  # type: ignore[assignment]
     return edge
 
