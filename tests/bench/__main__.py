@@ -55,8 +55,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "part (a database of its own is created and dropped)")
     parser.add_argument("--no-pg", action="store_true", help="store part on SQLite only")
     parser.add_argument("--profile", action="store_true",
-                        help="run the bot of the commands and storm parts under py-spy; "
-                        "the collapsed stacks and a summary go to the results folder")
+                        help="run the bot of the commands and storm parts under py-spy, "
+                        "and their Prosody under a Lua sampling profiler; the collapsed "
+                        "stacks and a summary of each go to the results folder")
     parser.add_argument("--full-presence", action="store_true",
                         help="the crowd gets every occupant's presence (N² fan-out) instead "
                         "of only its own")
@@ -131,14 +132,19 @@ async def bot_parts(
             await worker.stop()
         await bot.stop()
     if profile is not None and profile.exists():
-        from tests.bench import profile as profile_summary
-
-        summary = profile_summary.summarise(profile)
-        (args.out / "profile-bot-summary.txt").write_text(summary, encoding="utf-8")
-        with profile.open("rb") as raw, gzip.open(f"{profile}.gz", "wb") as packed:
-            shutil.copyfileobj(raw, packed)  # the stacks, for a flame graph: ~10x smaller
-        profile.unlink()
+        keep_profile(profile, args.out, "bot")
     return results
+
+
+def keep_profile(stacks: Path, out: Path, who: str) -> None:
+    """profile-WHO-summary.txt, and the stacks gzipped beside it (for a flame graph)."""
+    from tests.bench import profile as profile_summary
+
+    summary = profile_summary.summarise(stacks)
+    (out / f"profile-{who}-summary.txt").write_text(summary, encoding="utf-8")
+    with stacks.open("rb") as raw, gzip.open(out / f"profile-{who}.txt.gz", "wb") as packed:
+        shutil.copyfileobj(raw, packed)  # ~10x smaller
+    stacks.unlink()
 
 
 async def storm_part(
@@ -254,8 +260,11 @@ def notes(results: dict[str, Any], rows: list[report.Row]) -> str:
         "creates the rooms; 'start' is the call that starts the bot (bot.runner.Service: "
         "migrations, connect, read rooms, join) or connects the bare client.",
         "- The store part calls bot.addins (what chat and the command line run) in-process.",
-        "- `--profile` runs the bot under py-spy and writes profile-bot-summary.txt (and the "
-        "stacks, gzipped) next to this file.",
+        "- `--profile` runs the bot under py-spy and Prosody under a Lua sampling profiler "
+        "(every 10,000 Lua instructions; time in C, such as XML parsing, is not seen) and "
+        "writes profile-bot-summary.txt and profile-prosody-summary.txt (and the stacks, "
+        "gzipped) next to this file. Profiled, both run slower: figures from such a run are "
+        "not the benchmark's.",
     ]
     pg_error = results.get("store", {}).get("postgresql_error")
     if pg_error:
@@ -358,8 +367,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "load_start": os.getloadavg()[0],
     }
     say(f"work folder {work}; results to {args.out}")
+    lua_profile = work / "profile-prosody.txt" if args.profile else None
     server = BenchServer(work / "prosody", scene.accounts(sizes),
-                         quiet_crowd=not args.full_presence)
+                         quiet_crowd=not args.full_presence, lua_profile=lua_profile)
     ok = False
     try:
         async with asyncio.timeout(args.time_limit):
@@ -378,6 +388,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 finally:
                     server.stop()
                     results["prosody_log_errors"] = server.log_errors()
+                    if lua_profile is not None and lua_profile.exists():
+                        keep_profile(lua_profile, args.out, "prosody")
             if "store" in args.parts:
                 say(f"part 4: store with {sizes.store_addins} add-ins, "
                     f"{sizes.store_rooms} rooms")

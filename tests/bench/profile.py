@@ -1,5 +1,6 @@
-"""A readable summary of py-spy's collapsed stacks (``--format raw``): where the bot's time
-went, by function, self and inclusive.
+"""A readable summary of collapsed stacks — py-spy's (``--format raw``) for the bot, the
+benchmark server's Lua profiler's for Prosody: where the time went, by function, self and
+inclusive.
 
     python -m tests.bench.profile tests/bench/results/profile/profile-bot.txt.gz [--filter TEXT]
 """
@@ -39,7 +40,10 @@ def _area(function: str) -> str:
                          ("slixmpp/", "slixmpp"), ("sqlalchemy/", "SQLAlchemy"),
                          ("sqlmodel/", "SQLAlchemy"), ("alembic/", "Alembic"),
                          ("asyncio/", "asyncio"), ("concurrent/", "threads"),
-                         ("threading", "threads")):
+                         ("threading", "threads"), ("modules/muc/", "Prosody: MUC"),
+                         ("modules/", "Prosody: other modules"), ("net/", "Prosody: network"),
+                         ("core/", "Prosody: core"), ("util/", "Prosody: util"),
+                         ("bench/", "the benchmark's server modules")):
         if path.startswith(prefix):
             return name
     return "other"
@@ -69,7 +73,7 @@ def summarise(path: Path, top: int = 30, only: str | None = None) -> str:
     if total == 0:
         return "no samples\n"
     scope = f", stacks containing {only!r}" if only else ""
-    out = [f"{total} samples of busy threads (waits and start-up imports left out){scope}",
+    out = [f"{total} samples (waits and start-up imports left out){scope}",
            "", "self time by area:"]
     out += [f"  {100 * n / total:5.1f}%  {name}" for name, n in areas.most_common()]
     out += ["", f"top {top} functions by self time:"]

@@ -136,18 +136,71 @@ module:log("info", "bench: presence of others is not sent to %s* occupants", pre
 """
 
 
+LUA_PROFILER = """\
+-- Benchmark only (tests/bench/server.py, --profile): a sampling profiler. Every N Lua VM
+-- instructions, in the main thread and in every coroutine (Prosody handles each session's
+-- stanzas in one), the Lua stack is noted; the counts are written as collapsed stacks
+-- ("outer;...;inner count"), every second and when the server stops. Time spent in C
+-- (expat parsing, sockets) runs no Lua instructions and is not seen.
+local out_path = module:get_option_string("bench_luaprof_out");
+local every = module:get_option_number("bench_luaprof_every", 10000);
+local getinfo, concat = debug.getinfo, table.concat;
+local counts = {};
+
+local function frame(info)
+\tlocal path = info.short_src:gsub("^.*/prosody/", ""):gsub("^plugins/", "bench/");
+\tlocal line = info.linedefined or 0;
+\treturn (info.name or ("function@" .. line)) .. " (" .. path .. ":" .. line .. ")";
+end
+
+local function sample()
+\tlocal frames = {};
+\tfor level = 2, 40 do
+\t\tlocal info = getinfo(level, "Sn");
+\t\tif not info then break end
+\t\ttable.insert(frames, 1, frame(info));
+\tend
+\tlocal key = concat(frames, ";");
+\tcounts[key] = (counts[key] or 0) + 1;
+end
+
+local create = coroutine.create;
+coroutine.create = function (f)
+\tlocal thread = create(f);
+\tdebug.sethook(thread, sample, "", every);
+\treturn thread;
+end
+local main = debug.getregistry()[1]; -- the main thread: the network loop
+if type(main) == "thread" then debug.sethook(main, sample, "", every); end
+debug.sethook(sample, "", every);
+
+local function dump()
+\tlocal file = assert(io.open(out_path, "w"));
+\tfor key, n in pairs(counts) do file:write(key, " ", n, "\\n"); end
+\tfile:close();
+end
+module:add_timer(1, function () dump(); return 1; end);
+module:hook_global("server-stopping", dump);
+"""
+
+
 class BenchServer(Prosody):
     """A private Prosody for the benchmark; ``accounts`` are exempt from its rate limits."""
 
     def __init__(
-        self, workdir: Path, accounts: dict[str, str], *, quiet_crowd: bool = True
+        self, workdir: Path, accounts: dict[str, str], *, quiet_crowd: bool = True,
+        lua_profile: Path | None = None,
     ) -> None:
         self.accounts = dict(accounts)
         self.quiet_crowd = quiet_crowd
+        self.lua_profile = lua_profile
         workdir = Path(workdir).resolve()
         plugins = workdir / "plugins"
         unlimited = "; ".join(_lua(f"{user}@localhost") for user in sorted(self.accounts))
         muc_modules = '"bench_quiet_crowd"' if quiet_crowd else ""
+        host_modules = '"limits"; "bench_luaprof"' if lua_profile else '"limits"'
+        profile_out = (f"bench_luaprof_out = {_lua(str(lua_profile.resolve()))};"
+                       if lua_profile else "")
         extra = f"""
 plugin_paths = {{ {_lua(str(plugins))} }}
 network_settings = {{ nagle = false }}
@@ -155,8 +208,9 @@ network_settings = {{ nagle = false }}
 limits = {{ c2s = {{ rate = "10kb/s"; burst = "2s" }} }}
 
 VirtualHost "localhost" {{
-    modules_enabled = {{ "limits" }};
+    modules_enabled = {{ {host_modules} }};
     unlimited_jids = {{ {unlimited} }};
+    {profile_out}
 }}
 
 Component "conference.localhost" "muc" {{
@@ -177,6 +231,7 @@ Component "conference.localhost" "muc" {{
         (self.plugins_path / "mod_bench_quiet_crowd.lua").write_text(
             QUIET_CROWD_LUA, encoding="utf-8"
         )
+        (self.plugins_path / "mod_bench_luaprof.lua").write_text(LUA_PROFILER, encoding="utf-8")
         self._write_accounts()
         return path
 
