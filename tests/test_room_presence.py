@@ -121,3 +121,43 @@ def test_a_presence_that_names_no_occupant_is_left_to_slixmpp(
     assert recorder.presences == []
     assert seen.count("presence") == 2
     assert "groupchat_presence" in seen
+
+
+def test_a_presence_the_edge_cannot_read_is_left_to_slixmpp_and_the_stream_lives_on(
+    edge: XmppEdge, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An exception in an in-filter would leave slixmpp's data_received and end the stream."""
+    seen = slixmpp_events(edge)
+
+    def unreadable(_xml: ET.Element) -> Presence:
+        raise ValueError("unreadable")
+
+    monkeypatch.setattr(edge, "to_presence", unreadable)
+    receive(edge, occupant("alice"), loop)  # raises through here if the filter let it out
+
+    recorder: Any = edge.bot
+    assert recorder.presences == []
+    assert "presence" in seen  # slixmpp had it, as it has any presence
+
+
+def test_a_bot_failing_on_a_presence_does_not_end_the_stream(
+    edge: XmppEdge, loop: asyncio.AbstractEventLoop, monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def failing(_presence: Presence) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(edge.bot, "on_presence", failing)
+    receive(edge, occupant("alice"), loop)  # raises through here if the filter let it out
+    assert "handling a presence from" in caplog.text
+
+
+def test_status_codes_are_ascii_digits_only(edge: XmppEdge) -> None:
+    text = (
+        f"<presence xmlns='jabber:client' from='{ROOM}/alice'><x xmlns='{MUC_USER}'>"
+        "<item affiliation='none' role='participant'/><status code='110'/>"
+        "<status code='\u00b2'/><status code='\u0661\u0661\u0660'/></x></presence>"
+    )
+    presence = edge.to_presence(ET.fromstring(text))  # noqa: S314
+    assert presence is not None
+    assert presence.codes == frozenset({110})

@@ -340,7 +340,7 @@ class XmppEdge(slixmpp.ClientXMPP):
         codes = frozenset(
             int(code)
             for status in (muc.findall(f"{{{NS_MUC_USER}}}status") if muc is not None else [])
-            if (code := status.get("code", "")).isdigit()
+            if (code := status.get("code", "")).isascii() and code.isdigit()
         )
         self.bot.on_room_status(room, codes)
 
@@ -354,12 +354,19 @@ class XmppEdge(slixmpp.ClientXMPP):
             or xml.find(MUC_USER_X) is None
         ):
             return stanza
-        presence = self.to_presence(xml)
+        try:
+            presence = self.to_presence(xml)
+        except Exception:  # raised here, it would end the stream: slixmpp's handlers catch
+            log.exception("unreadable presence from %r", xml.get("from"))
+            return stanza
         if presence is None:
             return stanza  # no occupant named: nothing for the bot
         self.liveness.heard(presence.room)
         if self.bot is not None:
-            self.bot.on_presence(presence)
+            try:
+                self.bot.on_presence(presence)
+            except Exception:  # logged, as slixmpp logs a failing event handler's
+                log.exception("handling a presence from %s failed", presence.room)
         return None
 
     @staticmethod
@@ -374,7 +381,7 @@ class XmppEdge(slixmpp.ClientXMPP):
         codes = frozenset(
             int(code)
             for status in muc.findall(f"{{{NS_MUC_USER}}}status")
-            if (code := status.get("code", "")).isdigit()
+            if (code := status.get("code", "")).isascii() and code.isdigit()
         )
         occupant_id = xml.find(f"{{{NS_OCCUPANT_ID}}}occupant-id")
         return Presence(
