@@ -252,10 +252,11 @@ def write(out: Path, results: dict[str, Any], notes: str) -> list[Row]:
 # --- the chart -----------------------------------------------------------------------------
 
 
-def _cdf(ax: Any, values: list[float], label: str, style: str = "-") -> None:
+def _cdf(ax: Any, values: list[float], label: str, style: Any = "-") -> None:
     ordered = sorted(values)
     n = len(ordered)
-    ax.plot(ordered, [(i + 1) / n for i in range(n)], style, label=label, linewidth=1.4)
+    ax.plot(ordered, [(i + 1) / n for i in range(n)], linestyle=style, label=label,
+            linewidth=1.4)
 
 
 def chart(path: Path, results: dict[str, Any]) -> None:
@@ -289,6 +290,11 @@ def chart(path: Path, results: dict[str, Any]) -> None:
              "raw send: first send → arrival", ":")
         _cdf(ax_storm, [x for r in rounds["joins"] for x in r["joined_ms"]],
              "joins only: first join sent → own presence back", "-.")
+        for kind, label in (("bot_held", "addinbot, held: continued → link"),
+                            ("bare_held", "bare announcer, held: continued → link")):
+            if rounds.get(kind):
+                _cdf(ax_storm, [x for r in rounds[kind] for x in r["arrival_ms"]], label,
+                     (0, (3, 1, 1, 1)) if kind == "bot_held" else (0, (1, 2)))
         ax_storm.set_xlabel("ms")
         ax_storm.set_ylabel("fraction of joiners / messages")
         ax_storm.set_title(f"Join storm, {results['storm']['crowd']} joiners at once")
