@@ -65,7 +65,7 @@ def occupant(nick: str, *, kind: str | None = None, item: str = "role='participa
 def slixmpp_events(edge: XmppEdge) -> list[str]:
     seen: list[str] = []
     for event in ("presence", "presence_available", "presence_unavailable", "presence_error",
-                  "groupchat_presence", "entity_caps"):
+                  "presence_subscribe", "groupchat_presence", "entity_caps"):
         edge.add_event_handler(event, lambda _stanza, event=event: seen.append(event))
     return seen
 
@@ -106,6 +106,18 @@ def test_an_error_presence_from_a_room_still_reaches_the_bot_as_a_join_error(
     recorder: Any = edge.bot
     assert recorder.join_errors == [(ROOM, "conflict")]
     assert recorder.presences == []
+
+
+def test_a_subscription_request_dressed_as_a_room_presence_is_left_to_slixmpp(
+    edge: XmppEdge, loop: asyncio.AbstractEventLoop
+) -> None:
+    seen = slixmpp_events(edge)
+
+    receive(edge, occupant("mallory", kind="subscribe"), loop)
+
+    recorder: Any = edge.bot
+    assert recorder.presences == []
+    assert "presence_subscribe" in seen
 
 
 def test_a_presence_that_names_no_occupant_is_left_to_slixmpp(

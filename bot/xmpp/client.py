@@ -52,6 +52,7 @@ NS_OOB = "jabber:x:oob"
 PRESENCE_TAG = f"{{{NS_CLIENT}}}presence"
 MUC_USER_X = f"{{{NS_MUC_USER}}}x"
 CAPS_PRESENCE_TYPES = frozenset({"available", "chat", "away", "dnd", "xa"})
+OCCUPANT_PRESENCE_TYPES = frozenset({None, "unavailable"})  # what a room says of an occupant
 OUT_FILTER_MODES = ("out", "out_sync", "out_sce")  # in the order slixmpp runs them
 
 BACKOFF_FIRST_S = 1.0
@@ -345,12 +346,12 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.bot.on_room_status(room, codes)
 
     def _room_presence(self, stanza: Any) -> Any:
-        """In-filter: an occupant's presence in a room (one with MUC user data, not an
-        error) is taken here, and goes no further. Errors, and everything else, go on to
-        slixmpp's handlers."""
+        """In-filter: an occupant's presence in a room (available or unavailable, with MUC
+        user data) is taken here, and goes no further. Errors, subscriptions and everything
+        else go on to slixmpp's handlers."""
         xml = stanza.xml
         if (
-            xml.tag != PRESENCE_TAG or xml.get("type") == "error"
+            xml.tag != PRESENCE_TAG or xml.get("type") not in OCCUPANT_PRESENCE_TYPES
             or xml.find(MUC_USER_X) is None
         ):
             return stanza
