@@ -1,14 +1,15 @@
 """``python -m tests.bench``: addinbot measured against bare slixmpp baselines, in one run.
 
-    python -m tests.bench                  # everything (~5 min on 2 cores)
-    python -m tests.bench --quick          # smaller counts (< 1 min), e.g. for a test
+    python -m tests.bench                  # everything (~2 min on 2 cores)
+    python -m tests.bench --quick          # smaller counts (~20 s), e.g. for a test
     python -m tests.bench --parts storm,store --profile
 
-Parts: ``commands`` (round trips vs an echo bot), ``storm`` (a crowd joins at once vs the
-raw send rate), ``startup`` (1,000 remembered rooms vs a bare client; memory), ``store``
-(10,000 add-ins and 100,000 rooms on SQLite and PostgreSQL). Everything talks to a private
-Prosody on 127.0.0.1 (and PostgreSQL on the URL given); results go to ``--out``
-(``tests/bench/results``; ``--quick``: ``tests/bench/results/quick``).
+Parts: ``commands`` (round trips vs an echo bot), ``storm`` (a crowd joins at once, and
+joins while the announcer is held, vs the raw send rate), ``startup`` (1,000 remembered
+rooms vs a bare client; memory), ``store`` (10,000 add-ins and 100,000 rooms on SQLite and
+PostgreSQL). Everything talks to a private Prosody on 127.0.0.1 (and PostgreSQL on the URL
+given); results go to ``--out`` (``tests/bench/results``; ``--quick``:
+``tests/bench/results/quick``).
 """
 
 from __future__ import annotations
