@@ -28,7 +28,7 @@ from sqlmodel import Session, col, select
 
 from bot.errors import CommandError, StoreBusy
 from bot.urls import validate_url
-from store.database import read_session, reading
+from store.database import driver_error, read_session, reading
 from store.models import Addin, Announcement, AuditEvent, Pool, Room, utcnow
 
 # How a change arrived: a direct message, a room, the command line, the bot itself, an
@@ -311,10 +311,9 @@ def attach(engine: Engine, actor: Actor, *, room: str, name: str) -> RoomInfo:
     pool = pool_of(room)
 
     def change(unit: _Unit) -> RoomInfo:
-        rows = unit.rows
-        found = rows.execute(
-            _Q.attach_target, {"pool": pool, "key": name_key(name), "room": room}
-        ).first()
+        found = _HOT_ATTACH_TARGET.first(
+            unit.rows, {"pool": pool, "key": name_key(name), "room": room}
+        )
         if found is None:
             raise CommandError(f"No add-in named “{name}” in {pool}.")
         addin_id, addin_name, url, room_id, current, joined, reason = found
@@ -323,8 +322,8 @@ def attach(engine: Engine, actor: Actor, *, room: str, name: str) -> RoomInfo:
             room_id, current, joined, reason = row.id, row.addin_id, row.joined, row.stopped_reason
         if current == addin_id:
             raise CommandError(f"{room} already has the add-in “{addin_name}”.")
-        rows.execute(_Q.set_addin, {"room_id": room_id, "addin": addin_id, "at": utcnow()})
-        info = RoomInfo(room, addin_name, url, joined, reason)
+        _HOT_SET_ADDIN.execute(unit.rows, {"room_id": room_id, "addin": addin_id, "at": utcnow()})
+        info = RoomInfo(room, addin_name, url, bool(joined), reason)
         _audit(unit, actor, "attach", pool=pool, addin=addin_name, room=room, detail=url,
                rooms=(info,))
         return info
@@ -739,12 +738,71 @@ class _Q:
                col(Announcement.person).in_(bindparam("people", expanding=True)))
     )
     new_receipt = insert(Announcement)
-    new_audit = insert(AuditEvent)
     take_turn = text("SELECT pg_advisory_xact_lock(:key)")
     renew_receipts = (
         update(Announcement).where(col(Announcement.id).in_(bindparam("ids", expanding=True)))
         .values(addin_id=bindparam("addin"), revision=bindparam("rev"), at=bindparam("when"))
     )
+
+
+class _Hot:
+    """A statement run on the database driver's own cursor, in the change's transaction.
+    SQLAlchemy compiles it (once per dialect), fills in its parameters and converts them by
+    their column types, so the SQL and the values sent are what SQLAlchemy would send; what
+    is left out is SQLAlchemy's work on every execution (cache key, events, a result
+    object): ~50 µs a statement, more on a cold core. For the statements of attach, the
+    write chat makes most, whose round trip that made ~0.25 ms (15–20%) longer."""
+
+    def __init__(self, statement: Any) -> None:
+        self.statement = statement
+        self._by_dialect: dict[str, tuple[Any, tuple[str, ...] | None, dict[str, Any]]] = {}
+
+    def _compiled(self, dialect: Any) -> tuple[Any, tuple[str, ...] | None, dict[str, Any]]:
+        found = self._by_dialect.get(dialect.name)
+        if found is None:
+            compiled = self.statement.compile(dialect=dialect)
+            order = tuple(compiled.positiontup or ()) if dialect.positional else None
+            convert = {
+                name: processor for name, bind in compiled.binds.items()
+                if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
+            }
+            found = self._by_dialect[dialect.name] = (compiled, order, convert)
+        return found
+
+    def _run(self, rows: Connection, values: dict[str, Any]) -> Any:
+        compiled, order, convert = self._compiled(rows.dialect)
+        params = compiled.construct_params(values)
+        for name, processor in convert.items():
+            params[name] = processor(params[name])
+        cursor = rows.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            cursor.execute(compiled.string,
+                           [params[name] for name in order] if order is not None else params)
+        except rows.dialect.loaded_dbapi.Error as exc:
+            cursor.close()
+            raise driver_error(rows, compiled.string, exc) from exc
+        return cursor
+
+    def execute(self, rows: Connection, values: dict[str, Any]) -> None:
+        self._run(rows, values).close()
+
+    def first(self, rows: Connection, values: dict[str, Any]) -> tuple[Any, ...] | None:
+        cursor = self._run(rows, values)
+        try:
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        return tuple(row) if row is not None else None
+
+
+_HOT_ATTACH_TARGET = _Hot(_Q.attach_target)
+_HOT_SET_ADDIN = _Hot(_Q.set_addin)
+_HOT_NEW_AUDIT = _Hot(
+    insert(AuditEvent).values(
+        {name: bindparam(name) for name in
+         ("at", "actor", "via", "action", "pool", "addin", "room", "detail")}
+    ).returning(col(AuditEvent.id))
+)
 
 
 class _reading:
@@ -824,14 +882,13 @@ def _audit(
     """The change's audit row, in its transaction; kept (with `rooms`, what announcing it
     needs) for the listeners, once it commits."""
     at = utcnow()
-    # A plain INSERT (no ORM object to flush at commit).
-    inserted = unit.rows.execute(_Q.new_audit, {
+    # A plain INSERT (no ORM object to flush at commit), on the driver's cursor.
+    inserted = _HOT_NEW_AUDIT.first(unit.rows, {
         "at": at, "actor": actor.who, "via": actor.via, "action": action, "pool": pool,
         "addin": addin, "room": room, "detail": detail,
     })
-    key = inserted.inserted_primary_key
-    assert key is not None  # noqa: S101 - an INSERT of one row has its key
-    entry = AuditEntry(key[0], at, actor.who, actor.via, action, pool, addin, room, detail)
+    assert inserted is not None  # noqa: S101 - an INSERT ... RETURNING of one row
+    entry = AuditEntry(inserted[0], at, actor.who, actor.via, action, pool, addin, room, detail)
     unit.changes.append(Change(entry, rooms))
 
 

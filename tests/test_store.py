@@ -6,6 +6,7 @@ refusal raises CommandError and leaves every table as it was.
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,16 +26,16 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import Engine, inspect, text, update
+from sqlalchemy import Engine, bindparam, insert, inspect, text, update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from bot import addins
 from bot.addins import PAGE_SIZE, Actor, AuditEntry, RoomInfo
 from bot.errors import CommandError
-from store.database import make_engine
+from store.database import make_engine, reading
 from store.migrate import alembic_config, current_revision, upgrade
-from store.models import Addin, Announcement
+from store.models import Addin, Announcement, AuditEvent, Room
 
 POOL = "conference.localhost"
 OTHER = "chat.localhost"
@@ -125,6 +126,27 @@ def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Pa
             assert pragma("foreign_keys") == 1
             assert pragma("busy_timeout") == 5000
     finally:
+        sqlite.dispose()
+
+
+def test_sqlite_writers_take_the_write_lock_as_they_begin_and_readers_never(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "p.db"
+    sqlite = make_engine(f"sqlite:///{path}")
+    other = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        upgrade(sqlite)
+        with sqlite.begin() as writing:
+            assert writing.connection.driver_connection.in_transaction  # type: ignore[union-attr]
+            with pytest.raises(sqlite3.OperationalError, match="locked"):
+                other.execute("BEGIN IMMEDIATE")  # held since BEGIN, before any write
+            with reading(sqlite) as read:  # a reader does not wait for the writer
+                assert read.execute(text("SELECT count(*) FROM room")).scalar() == 0
+        other.execute("BEGIN IMMEDIATE")  # free again once the writer committed
+        other.execute("ROLLBACK")
+    finally:
+        other.close()
         sqlite.dispose()
 
 
@@ -442,6 +464,54 @@ def test_attach_writes_one_row_and_replaces_an_earlier_add_in(engine: Engine) ->
         Row(f"{ROOM_A}/owner", "room", "attach", POOL, "Stock", ROOM_A, URL),
         Row(f"{ROOM_A}/owner", "room", "attach", POOL, "Weather", ROOM_A, URL2),
     ]
+
+
+def test_attach_stores_its_times_exactly_as_sqlalchemy_would(engine: Engine) -> None:
+    """attach's statements run on the driver's cursor (addins._Hot): what they store must be
+    what SQLAlchemy itself stores, byte for byte, and read back the same."""
+    register(engine, "Stock")
+    assert addins.set_joined(engine, ADMIN, room=ROOM_B, joined=True)  # a row via SQLAlchemy
+    before = datetime.now(UTC)
+    info = addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+    after = datetime.now(UTC)
+    with Session(engine) as session:
+        room = session.exec(select(Room).where(Room.jid == ROOM_A)).one()
+        newest = select(AuditEvent).order_by(col(AuditEvent.id).desc())
+        entry = session.exec(newest).first()
+        assert entry is not None
+        attached, logged = room.attached_at, entry.at
+        assert attached is not None
+        assert (entry.action, entry.room, entry.addin, entry.detail) == (
+            "attach", ROOM_A, "Stock", URL)
+        # SQLAlchemy writes the same moment into the other room, through its own types.
+        session.execute(update(Room).where(col(Room.jid) == ROOM_B).values(attached_at=attached))
+        session.commit()
+        as_text = text("SELECT jid, CAST(attached_at AS TEXT) FROM room")
+        stored = dict(session.execute(as_text).all())
+    assert stored[ROOM_A] == stored[ROOM_B]  # the same text in the database
+    for moment in (attached, logged):
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        assert before <= moment <= after
+    assert info.joined is False
+
+
+def test_a_statement_run_on_the_driver_fails_as_sqlalchemy_would_have(engine: Engine) -> None:
+    """addins._Hot: a driver's error comes out as SQLAlchemy's (what _write tells apart: a
+    conflict, a busy database), and the transaction is rolled back."""
+    row = insert(AuditEvent).values(
+        {name: bindparam(name) for name in ("id", "at", "actor", "via", "action", "detail")}
+    )
+    hot = addins._Hot(row)
+    values = {"id": 999_999, "at": datetime.now(UTC), "actor": "a", "via": "cli",
+              "action": "test", "detail": ""}
+    with engine.begin() as rows:
+        hot.execute(rows, values)
+    with pytest.raises(IntegrityError), engine.begin() as rows:
+        hot.execute(rows, values | {"action": "again"})
+    with Session(engine) as session:
+        kept = session.get(AuditEvent, 999_999)
+        assert kept is not None
+        assert kept.action == "test"
 
 
 def test_an_add_in_of_another_pool_cannot_be_attached(engine: Engine) -> None:
