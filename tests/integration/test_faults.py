@@ -137,10 +137,18 @@ class BotProcess:
         assert process is not None
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-            try:
-                await until(lambda: process.poll() is not None, "the bot to stop", timeout)
-            finally:
-                self.kill()
+        return await self.exited(timeout)
+
+    async def exited(self, timeout: float = 15.0) -> int:
+        """The exit status once the bot, already told to stop, has (killed if it does not
+        stop in time). A second SIGTERM could land after its loop is closed, when nothing
+        handles it any more, and kill it mid-way through a clean exit."""
+        process = self.process
+        assert process is not None
+        try:
+            await until(lambda: process.poll() is not None, "the bot to stop", timeout)
+        finally:
+            self.kill()
         return process.returncode
 
     def __enter__(self) -> BotProcess:
