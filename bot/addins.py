@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, text, update
 from sqlalchemy import select as columns
@@ -753,24 +753,31 @@ class _Hot:
     object): ~50 µs a statement, more on a cold core. For the statements of attach, the
     write chat makes most, whose round trip that made ~0.25 ms (15–20%) longer."""
 
-    def __init__(self, statement: Any) -> None:
+    def __init__(self, statement: Any, *, key: Any = None) -> None:
         self.statement = statement
-        self._by_dialect: dict[str, tuple[Any, tuple[str, ...] | None, dict[str, Any]]] = {}
+        self.key = key  # an INSERT's primary key column, for inserted_id()
+        self._by_dialect: dict[tuple[str, bool], _Compiled] = {}
 
-    def _compiled(self, dialect: Any) -> tuple[Any, tuple[str, ...] | None, dict[str, Any]]:
-        found = self._by_dialect.get(dialect.name)
+    def _compiled(self, dialect: Any) -> _Compiled:
+        # An INSERT hands back its key by RETURNING where the database has it (PostgreSQL,
+        # SQLite from 3.35), else by the cursor's lastrowid.
+        returns = self.key is not None and bool(dialect.insert_returning)
+        found = self._by_dialect.get((dialect.name, returns))
         if found is None:
-            compiled = self.statement.compile(dialect=dialect)
+            statement = self.statement.returning(self.key) if returns else self.statement
+            compiled = statement.compile(dialect=dialect)
             order = tuple(compiled.positiontup or ()) if dialect.positional else None
             convert = {
                 name: processor for name, bind in compiled.binds.items()
                 if (processor := bind.type.dialect_impl(dialect).bind_processor(dialect))
             }
-            found = self._by_dialect[dialect.name] = (compiled, order, convert)
+            found = self._by_dialect[dialect.name, returns] = _Compiled(
+                compiled, order, convert, returns
+            )
         return found
 
     def _run(self, rows: Connection, values: dict[str, Any]) -> Any:
-        compiled, order, convert = self._compiled(rows.dialect)
+        compiled, order, convert, _ = self._compiled(rows.dialect)
         params = compiled.construct_params(values)
         for name, processor in convert.items():
             params[name] = processor(params[name])
@@ -794,6 +801,22 @@ class _Hot:
             cursor.close()
         return tuple(row) if row is not None else None
 
+    def inserted_id(self, rows: Connection, values: dict[str, Any]) -> int:
+        """Run this INSERT of one row; its primary key."""
+        returns = self._compiled(rows.dialect).returns
+        cursor = self._run(rows, values)
+        try:
+            return int(cursor.fetchone()[0] if returns else cursor.lastrowid)
+        finally:
+            cursor.close()
+
+
+class _Compiled(NamedTuple):
+    compiled: Any
+    order: tuple[str, ...] | None  # the parameters' order, for a positional driver
+    convert: dict[str, Any]  # per parameter, its type's conversion for the driver
+    returns: bool  # an INSERT with RETURNING its key
+
 
 _HOT_ATTACH_TARGET = _Hot(_Q.attach_target)
 _HOT_SET_ADDIN = _Hot(_Q.set_addin)
@@ -801,7 +824,8 @@ _HOT_NEW_AUDIT = _Hot(
     insert(AuditEvent).values(
         {name: bindparam(name) for name in
          ("at", "actor", "via", "action", "pool", "addin", "room", "detail")}
-    ).returning(col(AuditEvent.id))
+    ),
+    key=col(AuditEvent.id),
 )
 
 
@@ -883,12 +907,11 @@ def _audit(
     needs) for the listeners, once it commits."""
     at = utcnow()
     # A plain INSERT (no ORM object to flush at commit), on the driver's cursor.
-    inserted = _HOT_NEW_AUDIT.first(unit.rows, {
+    entry_id = _HOT_NEW_AUDIT.inserted_id(unit.rows, {
         "at": at, "actor": actor.who, "via": actor.via, "action": action, "pool": pool,
         "addin": addin, "room": room, "detail": detail,
     })
-    assert inserted is not None  # noqa: S101 - an INSERT ... RETURNING of one row
-    entry = AuditEntry(inserted[0], at, actor.who, actor.via, action, pool, addin, room, detail)
+    entry = AuditEntry(entry_id, at, actor.who, actor.via, action, pool, addin, room, detail)
     unit.changes.append(Change(entry, rooms))
 
 

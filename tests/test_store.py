@@ -495,6 +495,28 @@ def test_attach_stores_its_times_exactly_as_sqlalchemy_would(engine: Engine) -> 
     assert info.joined is False
 
 
+def test_audit_ids_come_back_from_a_sqlite_without_returning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite before 3.35 has no INSERT ... RETURNING: the audit row's id then comes from
+    the cursor, and what the listeners are handed still names the rows as stored."""
+    sqlite = make_engine(f"sqlite:///{tmp_path}/old.db")
+    try:
+        upgrade(sqlite)
+        monkeypatch.setattr(sqlite.dialect, "insert_returning", False)
+        handed: list[int] = []
+        addins.listen(sqlite, lambda changes: handed.extend(c.entry.id for c in changes))
+        register(sqlite, "Stock")
+        addins.attach(sqlite, ADMIN, room=ROOM_A, name="Stock")
+        stored = [entry.id for entry in reversed(addins.audit(sqlite, limit=10))]
+        assert handed == stored
+        assert len(stored) == 2
+        sent = addins._HOT_NEW_AUDIT._compiled(sqlite.dialect)
+        assert "RETURNING" not in sent.compiled.string  # what an old SQLite would refuse
+    finally:
+        sqlite.dispose()
+
+
 def test_a_statement_run_on_the_driver_fails_as_sqlalchemy_would_have(engine: Engine) -> None:
     """addins._Hot: a driver's error comes out as SQLAlchemy's (what _write tells apart: a
     conflict, a busy database), and the transaction is rolled back."""

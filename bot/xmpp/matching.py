@@ -31,13 +31,17 @@ NS_CLIENT = "jabber:client"
 KINDS = frozenset(f"{{{NS_CLIENT}}}{kind}" for kind in ("iq", "message", "presence"))
 
 
-class _StanzaKindGate(MatcherBase):
-    """A StanzaPath for one kind of stanza: stanzas of the other kinds are not for it."""
+class _Gate(MatcherBase):
+    """``matcher``, asked only about stanzas that ``tag`` does not rule out."""
 
-    def __init__(self, matcher: StanzaPath, tag: str) -> None:
+    def __init__(self, matcher: StanzaPath | MatchXPath, tag: str) -> None:
         super().__init__(matcher._criteria)
         self.matcher = matcher
         self.tag = tag
+
+
+class _StanzaKindGate(_Gate):
+    """A StanzaPath for one kind of stanza: stanzas of the other kinds are not for it."""
 
     def match(self, stanza: Any) -> bool:
         tag = stanza.xml.tag
@@ -46,13 +50,8 @@ class _StanzaKindGate(MatcherBase):
         return self.matcher.match(stanza)
 
 
-class _FirstTagGate(MatcherBase):
+class _FirstTagGate(_Gate):
     """A MatchXPath whose first step is a plain tag: other elements are not for it."""
-
-    def __init__(self, matcher: MatchXPath, tag: str) -> None:
-        super().__init__(matcher._criteria)
-        self.matcher = matcher
-        self.tag = tag
 
     def match(self, stanza: Any) -> bool:
         return stanza.xml.tag == self.tag and self.matcher.match(stanza)
