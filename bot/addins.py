@@ -10,16 +10,12 @@ transaction; a refusal raises CommandError and changes nothing.
 from __future__ import annotations
 
 import contextlib
-import functools
-import stringprep
 import threading
-import unicodedata
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, text, update
 from sqlalchemy import select as columns
@@ -27,18 +23,14 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from bot.errors import CommandError, StoreBusy
+from bot.names import name_key, pool_of, validate_name
 from bot.urls import validate_url
+from bot.values import Actor, AddinInfo, AddinPage, AuditEntry, Change, Removed, RoomInfo
 from store.database import driver_error, read_session, reading
 from store.models import Addin, Announcement, AuditEvent, Pool, Room, utcnow
 
-# How a change arrived: a direct message, a room, the command line, the bot itself, an
-# ad-hoc command (XEP-0050), or an invitation to a room (XEP-0249 / XEP-0045).
-Via = Literal["dm", "room", "cli", "bot", "adhoc", "invite"]
 PAGE_SIZE = 20
 FORCED_DETACH = "add-in unregistered (force)"
-MAX_NAME = 64
-MAX_NAME_KEY = 256  # the name_key column
-MAX_ROOM_LOCAL = 1023  # bytes, as for any JID local part
 _T = TypeVar("_T")
 _commits = 0  # changes committed by this process (see commits())
 _commits_lock = threading.Lock()
@@ -50,153 +42,7 @@ _listeners: weakref.WeakKeyDictionary[Engine, list[Callable[[list[Change]], None
 )
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who asks, as recorded in the audit log: a bare JID (or local user) and the channel."""
-
-    who: str
-    via: Via
-
-
-@dataclass(frozen=True)
-class AddinInfo:
-    name: str
-    url: str
-    pool: str
-    created_by: str
-    created_at: datetime
-    rooms: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class AddinPage:
-    pool: str
-    items: tuple[tuple[str, str, int], ...]  # name, URL, rooms using it
-    page: int
-    pages: int
-    total: int
-
-
-@dataclass(frozen=True)
-class RoomInfo:
-    jid: str
-    addin: str | None
-    url: str | None
-    joined: bool
-    stopped_reason: str | None
-
-
-@dataclass(frozen=True)
-class AuditEntry:
-    id: int
-    at: datetime
-    actor: str
-    via: str
-    action: str
-    pool: str | None
-    addin: str | None
-    room: str | None
-    detail: str
-
-
-@dataclass(frozen=True)
-class Change:
-    """A change to announce, with the rooms it concerns as they are now, read with it:
-    for an attach, the room; for a URL update, the rooms whose add-in has that URL."""
-
-    entry: AuditEntry
-    rooms: tuple[RoomInfo, ...] = ()
-
-
 # --- input rules ---------------------------------------------------------------------------
-
-
-def validate_name(raw: str, *, what: str = "Add-in name") -> str:
-    """1–64 characters, no control, format (bidi, zero-width) or line-break characters."""
-    name = unicodedata.normalize("NFC", raw)
-    if not name or len(name) > MAX_NAME:
-        raise CommandError(f"{what} must be 1 to {MAX_NAME} characters long.")
-    if name != name.strip():
-        raise CommandError(f"{what} must not start or end with white space.")
-    for char in name:
-        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            raise CommandError(f"{what} must not contain control or invisible characters.")
-    if len(name_key(name)) > MAX_NAME_KEY:  # e.g. U+FDFA spells out as 18 characters
-        raise CommandError(f"{what} is too long once its characters are spelled out.")
-    return name
-
-
-def name_key(name: str) -> str:
-    """How names are compared: case-insensitively, full-width and other compatibility forms
-    folded, so "Stock" and "ＳＴＯＣＫ" cannot both exist in one pool."""
-    return unicodedata.normalize("NFKC", name).casefold()
-
-
-def resolve_pool(served: Sequence[str], given: str | None) -> str:
-    """The pool a command means: the one named (it must be served), or the only one."""
-    if given is not None:
-        pool = given.strip().lower()
-        if pool not in served:
-            raise CommandError(f"Pool {given} is not served here; served: {', '.join(served)}.")
-        return pool
-    if len(served) == 1:
-        return served[0]
-    if not served:
-        raise CommandError("No pool is configured (pools.names).")
-    raise CommandError(f"Name the pool: this bot serves {', '.join(served)}.")
-
-
-def resolve_room(served: Sequence[str], raw: str) -> str:
-    """A room JID (room@service) in one of the served pools, written as XMPP servers write
-    it: the room name in its nodeprep form (case and compatibility forms folded), the service
-    in lower case. What cannot be a JID at all is refused here, never stored."""
-    room = raw.strip().lower()
-    local, at, service = room.partition("@")
-    if not at or not local or not service or "/" in room or any(c.isspace() for c in room):
-        raise CommandError(f"{raw} is not a room address (room@{served[0] if served else 'muc'}).")
-    if service not in served:
-        raise CommandError(f"Room {room} is not in a served pool ({', '.join(served)}).")
-    prepped = _nodeprep(local)
-    if prepped is None:
-        raise CommandError(f"{raw} is not a room address (room@{served[0]}).")
-    if len(prepped.encode("utf-8")) > MAX_ROOM_LOCAL:
-        raise CommandError(f"A room name may be at most {MAX_ROOM_LOCAL} bytes long.")
-    return f"{prepped}@{service}"
-
-
-_NODE_PUNCTUATION = frozenset("\"&'/:<>@")  # RFC 3920 nodeprep: not in a JID's local part
-_NODE_PROHIBITED = (
-    stringprep.in_table_c11, stringprep.in_table_c12, stringprep.in_table_c21,
-    stringprep.in_table_c22, stringprep.in_table_c3, stringprep.in_table_c4,
-    stringprep.in_table_c5, stringprep.in_table_c6, stringprep.in_table_c7,
-    stringprep.in_table_c8, stringprep.in_table_c9,
-)
-
-
-@functools.lru_cache(maxsize=4096)  # rooms are named again and again; stringprep is slow
-def _nodeprep(local: str) -> str | None:
-    """A JID's local part as servers and clients hold it (RFC 3920 nodeprep, stringprep
-    tables B.1, B.2, NFKC, C.*, bidi), or None when it cannot be one."""
-    mapped = "".join(
-        stringprep.map_table_b2(char) for char in local if not stringprep.in_table_b1(char)
-    )
-    prepped = unicodedata.ucd_3_2_0.normalize("NFKC", mapped)
-    if not prepped or any(
-        char in _NODE_PUNCTUATION or any(prohibited(char) for prohibited in _NODE_PROHIBITED)
-        for char in prepped
-    ):
-        return None
-    right_to_left = [stringprep.in_table_d1(char) for char in prepped]
-    if any(right_to_left) and (
-        any(stringprep.in_table_d2(char) for char in prepped)
-        or not (right_to_left[0] and right_to_left[-1])
-    ):
-        return None
-    return prepped
-
-
-def pool_of(room: str) -> str:
-    return room.partition("@")[2]
 
 
 # --- changes to add-ins --------------------------------------------------------------------
@@ -268,12 +114,6 @@ def rename(
 
     clash = f"An add-in named “{new_name}” already exists in {pool}."
     return _write(engine, change, conflict=clash)
-
-
-@dataclass(frozen=True)
-class Removed:
-    name: str  # as it was registered
-    rooms: tuple[str, ...]  # those it was detached from (only with force)
 
 
 def unregister(engine: Engine, actor: Actor, *, pool: str, name: str, force: bool) -> Removed:

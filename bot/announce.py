@@ -18,13 +18,11 @@ from collections.abc import Callable
 from sqlalchemy import Engine
 
 from bot import addins
-from bot.addins import AuditEntry, Change, RoomInfo
-from bot.commands.registry import Link
 from bot.errors import CommandError
-from bot.inbound import Transport
 from bot.metrics import METRICS
 from bot.offload import offload
 from bot.rooms import Arrival, Occupant, Rooms
+from bot.values import AuditEntry, Change, Link, RoomInfo, Transport
 
 log = logging.getLogger(__name__)
 

@@ -15,16 +15,14 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from bot import addins
-from bot.addins import Actor, AuditEntry
+from bot import addins, names
 from bot.announce import Announcer
 from bot.commands.direct import DIRECT
 from bot.commands.grammar import split_words, strip_direct_prefix, strip_room_prefix
-from bot.commands.registry import Dispatcher, Place, Reply, Sender
+from bot.commands.registry import Dispatcher
 from bot.commands.room import ROOM
 from bot.config import Settings
 from bot.errors import CommandError
-from bot.inbound import Kind, Message, Transport
 from bot.invitations import Decline, Invitation, Invitations
 from bot.limits import RateLimit, Verdict
 from bot.metrics import METRICS
@@ -37,9 +35,9 @@ from bot.rooms import (
     Exit,
     Gone,
     Joined,
-    Presence,
     Rooms,
 )
+from bot.values import Actor, AuditEntry, Kind, Message, Place, Presence, Reply, Sender, Transport
 
 log = logging.getLogger(__name__)
 
@@ -299,7 +297,7 @@ class App:
         remembered = await offload(addins.list_rooms, self.engine, joined_only=True)
         served = set(self.settings.pools.names)
         self.wanted = set(self.settings.rooms.autojoin) | {
-            info.jid for info in remembered if addins.pool_of(info.jid) in served
+            info.jid for info in remembered if names.pool_of(info.jid) in served
         }
         self._first_joins, self._first_joined = set(self.wanted), 0
         self._first_total = len(self.wanted)
@@ -345,7 +343,7 @@ class App:
 
     def _membership_changed(self, change: AuditEntry) -> None:
         room = change.room
-        if room is None or addins.pool_of(room) not in self.settings.pools.names:
+        if room is None or names.pool_of(room) not in self.settings.pools.names:
             return
         if change.action == "join" and room not in self.wanted:
             self.wanted.add(room)

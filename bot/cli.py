@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy import Engine
 
-from bot import addins
-from bot.addins import Actor
+from bot import addins, names
 from bot.commands import text
 from bot.config import ConfigError, Settings, config_path, load_settings
 from bot.errors import CommandError
+from bot.values import Actor
 from store.database import make_engine
 from store.migrate import upgrade
 
@@ -175,7 +175,7 @@ def _out(line: str) -> int:
 
 
 def _served(settings: Settings, pool: str | None) -> str:
-    return addins.resolve_pool(settings.pools.names, pool)
+    return names.resolve_pool(settings.pools.names, pool)
 
 
 def _register(args: argparse.Namespace, settings: Settings) -> int:
@@ -216,13 +216,13 @@ def _show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _attach(args: argparse.Namespace, settings: Settings) -> int:
-    room = addins.resolve_room(settings.pools.names, args.room)
+    room = names.resolve_room(settings.pools.names, args.room)
     info = addins.attach(_engine(settings), local_actor(), room=room, name=args.name)
     return _out(text.attached(info))
 
 
 def _detach(args: argparse.Namespace, settings: Settings) -> int:
-    room = addins.resolve_room(settings.pools.names, args.room)
+    room = names.resolve_room(settings.pools.names, args.room)
     name = addins.detach(_engine(settings), local_actor(), room=room)
     return _out(text.detached(room, name))
 
@@ -252,7 +252,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
     password = os.environ.get("ADDINBOT_DEMO_PASSWORD")
     if settings.xmpp is None or not password:
         raise CommandError("The demo needs the [xmpp] section and $ADDINBOT_DEMO_PASSWORD.")
-    room = addins.resolve_room(settings.pools.names, args.room)
+    room = names.resolve_room(settings.pools.names, args.room)
     asyncio.run(demo(
         settings.xmpp, admin=args.admin, manager=args.manager, participant=args.participant,
         password=password, room=room,

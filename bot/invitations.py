@@ -21,14 +21,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from bot import addins
-from bot.addins import Actor
-from bot.commands.registry import Sender
+from bot import addins, names
 from bot.config import Settings
 from bot.errors import CommandError
-from bot.inbound import Transport
 from bot.offload import offload
 from bot.rooms import Rooms
+from bot.values import Actor, Sender, Transport
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +76,7 @@ class Invitations:
 
     def receive(self, invitation: Invitation, decline: Decline) -> None:
         try:
-            room = addins.resolve_room(self.settings.pools.names, invitation.room)
+            room = names.resolve_room(self.settings.pools.names, invitation.room)
         except CommandError as exc:
             self._decline(invitation, None, decline, exc.reason)
             return

@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from bot.commands.registry import Sender
+from bot.values import Presence, Sender
 
 MANAGING = frozenset({"owner", "admin"})
 
@@ -27,22 +27,6 @@ NICK_FIXED = 210
 REMOVED_AFFILIATION = 321
 REMOVED_MEMBERS_ONLY = 322
 SHUTDOWN = 332
-
-
-@dataclass(frozen=True)
-class Presence:
-    """One occupant presence as the room sent it."""
-
-    room: str
-    nick: str
-    available: bool
-    affiliation: str = "none"
-    role: str = "none"
-    jid: str | None = None  # the occupant's real bare JID, when the room shows it
-    occupant_id: str | None = None
-    codes: frozenset[int] = frozenset()
-    new_nick: str | None = None  # with 303
-    destroyed: bool = False
 
 
 @dataclass

@@ -10,10 +10,9 @@ import pytest
 from sqlalchemy import Engine
 
 from bot import addins, announce
-from bot.addins import Actor, AuditEntry, Change
 from bot.announce import Announcer
-from bot.commands.registry import Link
-from bot.rooms import Presence, Rooms
+from bot.rooms import Rooms
+from bot.values import Actor, AuditEntry, Change, Link, Presence
 
 POOL = "conference.localhost"
 ROOM = f"dev@{POOL}"

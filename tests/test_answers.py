@@ -11,9 +11,10 @@ from sqlalchemy import Engine, text
 from bot import addins
 from bot.commands import registry
 from bot.commands.answers import MOST_KEPT, MOST_KEPT_CHARS, Answers
-from bot.commands.registry import CommandSet, Dispatcher, Place, Reply, Request, Role
+from bot.commands.registry import CommandSet, Dispatcher, Request
 from bot.metrics import METRICS
 from bot.rooms import Rooms
+from bot.values import Place, Reply, Role
 from tests.test_dispatch import (
     ADMIN,
     MEMBER_IN_ROOM,

@@ -8,9 +8,8 @@ from sqlalchemy import Engine
 from sqlmodel import Session
 
 from bot import addins
-from bot.addins import Actor
 from bot.app import App
-from bot.commands.registry import Link
+from bot.values import Actor, Link
 from store.models import Pool, Room
 
 POOL = "conference.localhost"

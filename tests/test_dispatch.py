@@ -13,10 +13,11 @@ from sqlalchemy import Engine
 
 from bot import addins
 from bot.commands.direct import DIRECT
-from bot.commands.registry import Dispatcher, Link, Place, Reply, Sender
+from bot.commands.registry import Dispatcher
 from bot.commands.room import ROOM as ROOM_COMMANDS
 from bot.config import Settings
-from bot.rooms import SELF, Presence, Rooms
+from bot.rooms import SELF, Rooms
+from bot.values import Link, Place, Presence, Reply, Sender
 
 SettingsFactory = Callable[..., Settings]  # the `settings` fixture
 

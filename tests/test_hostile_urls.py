@@ -27,13 +27,13 @@ from bot import addins, cli
 from bot.announce import attached_sentence
 from bot.app import App
 from bot.commands.direct import DIRECT
-from bot.commands.registry import Dispatcher, Link, Place, Sender
+from bot.commands.registry import Dispatcher
 from bot.commands.room import ROOM as ROOM_COMMANDS
 from bot.config import Settings
 from bot.errors import CommandError
-from bot.inbound import Kind, Message
-from bot.rooms import SELF, Presence, Rooms
+from bot.rooms import SELF, Rooms
 from bot.urls import validate_url
+from bot.values import Kind, Link, Message, Place, Presence, Sender
 from store.database import make_engine
 from store.migrate import upgrade
 from tests.test_urls import _URLS

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from bot.rooms import Presence
+from bot.values import Presence
 from bot.xmpp.client import XmppEdge
 
 ROOM = "room@conference.localhost"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from bot.commands.registry import Sender
 from bot.rooms import (
     BANNED,
     KICKED,
@@ -19,9 +18,9 @@ from bot.rooms import (
     Gone,
     Joined,
     Occupant,
-    Presence,
     Rooms,
 )
+from bot.values import Presence, Sender
 
 ROOM = "dev@conference.localhost"
 BOT = "AddinBot"

@@ -30,9 +30,10 @@ from sqlalchemy import Engine, bindparam, insert, inspect, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from bot import addins
-from bot.addins import PAGE_SIZE, Actor, AuditEntry, RoomInfo
+from bot import addins, names
+from bot.addins import PAGE_SIZE
 from bot.errors import CommandError
+from bot.values import Actor, AuditEntry, RoomInfo
 from store.database import make_engine, reading
 from store.migrate import alembic_config, current_revision, upgrade
 from store.models import Addin, Announcement, AuditEvent, Room
@@ -92,7 +93,7 @@ def register(engine: Engine, name: str, url: str = URL, pool: str = POOL) -> add
 def addin_row(engine: Engine, name: str) -> Addin:
     """The row of the add-in `name` (tests using it have one pool in use)."""
     with Session(engine) as session:
-        row = session.exec(select(Addin).where(Addin.name_key == addins.name_key(name))).first()
+        row = session.exec(select(Addin).where(Addin.name_key == names.name_key(name))).first()
         assert row is not None
         return row
 
@@ -889,8 +890,8 @@ def test_random_changes_keep_the_audit_log_and_the_names_consistent(
             keys = [(row.pool_id, row.name_key) for row in rows]
             assert len(keys) == len(set(keys))
             for row in rows:
-                assert row.name_key == addins.name_key(row.name)
-                assert addins.validate_name(row.name) == row.name
+                assert row.name_key == names.name_key(row.name)
+                assert names.validate_name(row.name) == row.name
 
     run_state_machine_as_test(
         Changes,

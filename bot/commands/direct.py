@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from bot import addins
-from bot.addins import Actor
 from bot.commands import text
 from bot.commands.grammar import Signature
-from bot.commands.registry import CommandSet, Place, Reply, Request, Role
+from bot.commands.registry import CommandSet, Request
 from bot.errors import CommandError
+from bot.values import Actor, Place, Reply, Role
 
 DIRECT = CommandSet(Place.DIRECT)
 POOL = ("pool",)

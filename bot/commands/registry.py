@@ -7,7 +7,6 @@ and hides what the sender may not run.
 
 from __future__ import annotations
 
-import enum
 import logging
 import secrets
 from collections.abc import Callable
@@ -16,54 +15,16 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from bot.addins import resolve_pool, resolve_room
 from bot.commands.answers import Answers
 from bot.commands.grammar import Arguments, Signature, match, split_words
 from bot.config import Settings
 from bot.errors import CommandError
 from bot.metrics import METRICS
+from bot.names import resolve_pool, resolve_room
 from bot.offload import offload
+from bot.values import Place, Reply, Role, Sender
 
 log = logging.getLogger(__name__)
-
-
-class Role(enum.IntEnum):
-    ANYONE = 0
-    MANAGER = 1  # of the room the command is about
-    ADMIN = 2
-
-
-class Place(enum.Enum):
-    DIRECT = "direct message"
-    ROOM = "room"
-
-
-@dataclass(frozen=True)
-class Sender:
-    """Who sent a command, as far as the server vouches for it.
-
-    `jid` is a real bare JID: the sender of a direct message, or an occupant's JID as the
-    room itself reports it. It is None when nobody vouches for one (a nickname proves
-    nothing)."""
-
-    jid: str | None
-    room: str | None = None
-    nick: str | None = None
-
-
-@dataclass(frozen=True)
-class Link:
-    url: str
-    name: str
-
-
-@dataclass(frozen=True)
-class Reply:
-    """An answer. In a room, `public` replies are said in the room; the rest go privately."""
-
-    text: str
-    public: bool = False
-    link: Link | None = None
 
 
 class Managers(Protocol):

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from bot import addins
-from bot.addins import Actor
+from bot import addins, names
 from bot.announce import attached_sentence
 from bot.commands import text
 from bot.commands.grammar import PREFIX, Signature
-from bot.commands.registry import CommandSet, Link, Place, Reply, Request, Role
+from bot.commands.registry import CommandSet, Request
+from bot.values import Actor, Link, Place, Reply, Role
 
 ROOM = CommandSet(Place.ROOM, prefix=f"{PREFIX} ")
 
@@ -36,7 +36,7 @@ def show(request: Request) -> Reply:
 )
 def list_(request: Request) -> Reply:
     page = text.page_number(request.args.options.get("page"))
-    result = addins.list_addins(request.engine, pool=addins.pool_of(_room(request)), page=page)
+    result = addins.list_addins(request.engine, pool=names.pool_of(_room(request)), page=page)
     return Reply(text.addin_page(result, more=f"{PREFIX} list page {result.page + 1}"))
 
 

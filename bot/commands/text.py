@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from bot.addins import AddinInfo, AddinPage, AuditEntry, Removed, RoomInfo
-from bot.commands.registry import Reply, Request
+from bot.commands.registry import Request
 from bot.errors import CommandError
+from bot.values import AddinInfo, AddinPage, AuditEntry, Removed, Reply, RoomInfo
 
 
 def registered(info: AddinInfo) -> str:

@@ -28,9 +28,9 @@ from slixmpp.xmlstream import register_stanza_plugin
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
-from bot.addins import Actor
 from bot.errors import CommandError
 from bot.offload import offload
+from bot.values import Actor
 from bot.xmpp.panel import (
     OPERATIONS,
     Field,

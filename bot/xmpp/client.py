@@ -28,12 +28,10 @@ from slixmpp.xmlstream.handler.base import BaseHandler
 from slixmpp.xmlstream.matcher import MatchXPath
 
 from bot import __version__
-from bot.commands.registry import Link
 from bot.config import XmppSettings
-from bot.inbound import Kind, Message
 from bot.invitations import Decline, Invitation
 from bot.metrics import METRICS
-from bot.rooms import Presence
+from bot.values import Kind, Link, Message, Presence
 from bot.xmpp import escape, invites, matching
 from bot.xmpp.adhoc import AdhocCommands
 from bot.xmpp.liveness import Liveness

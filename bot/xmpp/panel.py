@@ -16,13 +16,13 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from bot import addins
-from bot.addins import Actor
+from bot import addins, names
 from bot.commands import text
 from bot.commands.direct import DIRECT
-from bot.commands.registry import Managers, Role, Sender
+from bot.commands.registry import Managers
 from bot.config import Settings
 from bot.errors import CommandError
+from bot.values import Actor, Role, Sender
 
 MOST_CHOICES = 200  # longer lists of add-ins are typed in, not chosen
 
@@ -117,7 +117,7 @@ def manager_refusal(
     if requester.is_admin or operation.role is not Role.MANAGER:
         return None
     assert operation.room_field is not None  # noqa: S101 - manager operations name a room
-    room = addins.resolve_room(settings.pools.names, values.get(operation.room_field, ""))
+    room = names.resolve_room(settings.pools.names, values.get(operation.room_field, ""))
     return managers.refusal(room, Sender(requester.jid))
 
 
@@ -132,7 +132,7 @@ def _pool_fields(settings: Settings) -> list[Field]:
 
 
 def _pool(settings: Settings, values: Values) -> str:
-    return addins.resolve_pool(settings.pools.names, values.get("pool") or None)
+    return names.resolve_pool(settings.pools.names, values.get("pool") or None)
 
 
 def _name_field(settings: Settings, engine: Engine, label: str = "Add-in") -> Field:
@@ -254,7 +254,7 @@ def _join_fields(settings: Settings, engine: Engine, requester: Requester) -> li
 
 
 def _join(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
-    room = addins.resolve_room(settings.pools.names, values["room"])
+    room = names.resolve_room(settings.pools.names, values["room"])
     changed = addins.set_joined(engine, actor, room=room, joined=True)
     return Outcome(text.joined(room, changed=changed))
 
@@ -263,7 +263,7 @@ def _leave_fields(settings: Settings, engine: Engine, requester: Requester) -> l
     served = set(settings.pools.names)
     rooms = tuple(
         info.jid for info in addins.list_rooms(engine, joined_only=True)
-        if addins.pool_of(info.jid) in served
+        if names.pool_of(info.jid) in served
     )
     if not rooms:
         raise CommandError("The bot serves no rooms.")
@@ -271,7 +271,7 @@ def _leave_fields(settings: Settings, engine: Engine, requester: Requester) -> l
 
 
 def _leave(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
-    room = addins.resolve_room(settings.pools.names, values["room"])
+    room = names.resolve_room(settings.pools.names, values["room"])
     changed = addins.set_joined(engine, actor, room=room, joined=False)
     return Outcome(text.left(room, changed=changed))
 
@@ -281,7 +281,7 @@ def _attach_fields(settings: Settings, engine: Engine, requester: Requester) -> 
 
 
 def _attach(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
-    room = addins.resolve_room(settings.pools.names, values["room"])
+    room = names.resolve_room(settings.pools.names, values["room"])
     return Outcome(text.attached(addins.attach(engine, actor, room=room, name=values["name"])))
 
 
@@ -290,7 +290,7 @@ def _detach_fields(settings: Settings, engine: Engine, requester: Requester) -> 
 
 
 def _detach(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
-    room = addins.resolve_room(settings.pools.names, values["room"])
+    room = names.resolve_room(settings.pools.names, values["room"])
     return Outcome(text.detached(room, addins.detach(engine, actor, room=room)))
 
 

@@ -27,9 +27,9 @@ from typing import Any
 
 from slixmpp import JID
 
-from bot.commands.registry import Link
 from bot.config import XmppSettings
 from bot.rooms import SELF as SELF_PRESENCE
+from bot.values import Link
 from bot.xmpp.client import NS_MUC_USER, XmppEdge, _add_link
 from tests.bench.bare import Peer
 

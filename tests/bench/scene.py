@@ -9,7 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from bot import addins
-from bot.addins import Actor
+from bot.values import Actor
 from store.database import make_engine
 from store.migrate import upgrade
 from tests.bench.crowd import crowd_user

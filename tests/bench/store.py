@@ -21,9 +21,9 @@ import sqlalchemy
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import make_url
 
-from bot import addins
-from bot.addins import Actor
+from bot import addins, names
 from bot.errors import CommandError
+from bot.values import Actor
 from store.database import make_engine
 from store.migrate import upgrade
 from store.models import Addin, Pool, Room
@@ -92,7 +92,7 @@ def populate(engine: Engine, n_addins: int, n_rooms: int) -> float:
             insert(Pool).values(name=POOL, addin_count=n_addins)  # as register keeps it
         ).inserted_primary_key[0]
         rows = [
-            {"pool_id": pool_id, "name": addin_name(i), "name_key": addins.name_key(addin_name(i)),
+            {"pool_id": pool_id, "name": addin_name(i), "name_key": names.name_key(addin_name(i)),
              "url": f"https://addins.example.org/{i}/panel", "created_by": "admin@example.org",
              "created_at": now, "revision": 1}
             for i in range(n_addins)

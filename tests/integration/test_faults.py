@@ -26,10 +26,10 @@ from slixmpp import JID, Message
 from slixmpp.stanza import Presence
 
 from bot import addins
-from bot.addins import Actor
 from bot.announce import attached_sentence
 from bot.config import Settings, load_settings
 from bot.errors import StoreBusy
+from bot.values import Actor
 from store.database import make_engine
 from tests.harness.postgres import Postgres
 from tests.harness.prosody import Prosody

@@ -25,10 +25,10 @@ from hypothesis import strategies as st
 from slixmpp import Message
 
 from bot import addins, cli
-from bot.addins import name_key
 from bot.announce import attached_sentence
 from bot.commands.grammar import split_words, strip_room_prefix
 from bot.errors import CommandError
+from bot.names import name_key
 from bot.urls import validate_url
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient

@@ -27,8 +27,8 @@ from slixmpp.xmlstream.matcher import StanzaPath
 from bot import addins
 from bot.announce import attached_sentence
 from bot.config import load_settings
-from bot.inbound import Message as Inbound
 from bot.rooms import NICK_FIXED, SELF
+from bot.values import Message as Inbound
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import PASSWORD, BotHandle, jid, write_config

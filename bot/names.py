@@ -1,0 +1,107 @@
+"""Names as the bot holds them: add-in names (checked, and folded for comparing), pools, and
+room addresses in the form the XMPP server uses. Plain functions; a refusal is a
+CommandError with the sentence the user reads.
+"""
+
+from __future__ import annotations
+
+import functools
+import stringprep
+import unicodedata
+from collections.abc import Sequence
+
+from bot.errors import CommandError
+
+MAX_NAME = 64
+MAX_NAME_KEY = 256  # the name_key column
+MAX_ROOM_LOCAL = 1023  # bytes, as for any JID local part
+
+
+def validate_name(raw: str, *, what: str = "Add-in name") -> str:
+    """1–64 characters, no control, format (bidi, zero-width) or line-break characters."""
+    name = unicodedata.normalize("NFC", raw)
+    if not name or len(name) > MAX_NAME:
+        raise CommandError(f"{what} must be 1 to {MAX_NAME} characters long.")
+    if name != name.strip():
+        raise CommandError(f"{what} must not start or end with white space.")
+    for char in name:
+        if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
+            raise CommandError(f"{what} must not contain control or invisible characters.")
+    if len(name_key(name)) > MAX_NAME_KEY:  # e.g. U+FDFA spells out as 18 characters
+        raise CommandError(f"{what} is too long once its characters are spelled out.")
+    return name
+
+
+def name_key(name: str) -> str:
+    """How names are compared: case-insensitively, full-width and other compatibility forms
+    folded, so "Stock" and "ＳＴＯＣＫ" cannot both exist in one pool."""
+    return unicodedata.normalize("NFKC", name).casefold()
+
+
+def resolve_pool(served: Sequence[str], given: str | None) -> str:
+    """The pool a command means: the one named (it must be served), or the only one."""
+    if given is not None:
+        pool = given.strip().lower()
+        if pool not in served:
+            raise CommandError(f"Pool {given} is not served here; served: {', '.join(served)}.")
+        return pool
+    if len(served) == 1:
+        return served[0]
+    if not served:
+        raise CommandError("No pool is configured (pools.names).")
+    raise CommandError(f"Name the pool: this bot serves {', '.join(served)}.")
+
+
+def resolve_room(served: Sequence[str], raw: str) -> str:
+    """A room JID (room@service) in one of the served pools, written as XMPP servers write
+    it: the room name in its nodeprep form (case and compatibility forms folded), the service
+    in lower case. What cannot be a JID at all is refused here, never stored."""
+    room = raw.strip().lower()
+    local, at, service = room.partition("@")
+    if not at or not local or not service or "/" in room or any(c.isspace() for c in room):
+        raise CommandError(f"{raw} is not a room address (room@{served[0] if served else 'muc'}).")
+    if service not in served:
+        raise CommandError(f"Room {room} is not in a served pool ({', '.join(served)}).")
+    prepped = _nodeprep(local)
+    if prepped is None:
+        raise CommandError(f"{raw} is not a room address (room@{served[0]}).")
+    if len(prepped.encode("utf-8")) > MAX_ROOM_LOCAL:
+        raise CommandError(f"A room name may be at most {MAX_ROOM_LOCAL} bytes long.")
+    return f"{prepped}@{service}"
+
+
+_NODE_PUNCTUATION = frozenset("\"&'/:<>@")  # RFC 3920 nodeprep: not in a JID's local part
+
+
+_NODE_PROHIBITED = (
+    stringprep.in_table_c11, stringprep.in_table_c12, stringprep.in_table_c21,
+    stringprep.in_table_c22, stringprep.in_table_c3, stringprep.in_table_c4,
+    stringprep.in_table_c5, stringprep.in_table_c6, stringprep.in_table_c7,
+    stringprep.in_table_c8, stringprep.in_table_c9,
+)
+
+
+@functools.lru_cache(maxsize=4096)  # rooms are named again and again; stringprep is slow
+def _nodeprep(local: str) -> str | None:
+    """A JID's local part as servers and clients hold it (RFC 3920 nodeprep, stringprep
+    tables B.1, B.2, NFKC, C.*, bidi), or None when it cannot be one."""
+    mapped = "".join(
+        stringprep.map_table_b2(char) for char in local if not stringprep.in_table_b1(char)
+    )
+    prepped = unicodedata.ucd_3_2_0.normalize("NFKC", mapped)
+    if not prepped or any(
+        char in _NODE_PUNCTUATION or any(prohibited(char) for prohibited in _NODE_PROHIBITED)
+        for char in prepped
+    ):
+        return None
+    right_to_left = [stringprep.in_table_d1(char) for char in prepped]
+    if any(right_to_left) and (
+        any(stringprep.in_table_d2(char) for char in prepped)
+        or not (right_to_left[0] and right_to_left[-1])
+    ):
+        return None
+    return prepped
+
+
+def pool_of(room: str) -> str:
+    return room.partition("@")[2]

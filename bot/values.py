@@ -1,0 +1,172 @@
+"""The plain values every layer shares: who asks, what they said, what the bot answers,
+and what the store holds and changed. This module imports nothing of the bot; everything
+else may import it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal, Protocol
+
+# --- who asks, and what they get back ---------------------------------------------------
+
+
+class Role(enum.IntEnum):
+    ANYONE = 0
+    MANAGER = 1  # of the room the command is about
+    ADMIN = 2
+
+
+class Place(enum.Enum):
+    DIRECT = "direct message"
+    ROOM = "room"
+
+
+@dataclass(frozen=True)
+class Sender:
+    """Who sent a command, as far as the server vouches for it.
+
+    `jid` is a real bare JID: the sender of a direct message, or an occupant's JID as the
+    room itself reports it. It is None when nobody vouches for one (a nickname proves
+    nothing)."""
+
+    jid: str | None
+    room: str | None = None
+    nick: str | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    url: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Reply:
+    """An answer. In a room, `public` replies are said in the room; the rest go privately."""
+
+    text: str
+    public: bool = False
+    link: Link | None = None
+
+
+# --- what the XMPP edge hands over, and what the bot asks of it --------------------------
+
+
+class Kind(enum.Enum):
+    DIRECT = "direct"  # a chat message from a real JID, as the server delivered it
+    ROOM = "room"  # a groupchat message in a room
+    ROOM_PRIVATE = "room-private"  # a private message sent through a room: only a nickname
+
+
+@dataclass(frozen=True)
+class Message:
+    kind: Kind
+    body: str
+    jid: str | None = None  # DIRECT only: the sender's real bare JID
+    room: str | None = None
+    nick: str | None = None
+
+
+class Transport(Protocol):
+    """What the bot asks of the network. Implemented by bot.xmpp; called on the loop thread."""
+
+    def send_direct(self, to: str, text: str) -> None: ...
+
+    def send_private(self, room: str, nick: str, text: str, link: Link | None = None) -> None: ...
+
+    def send_room(self, room: str, text: str, link: Link | None = None) -> None: ...
+
+    def join(self, room: str, nick: str) -> None: ...
+
+    def leave(self, room: str, nick: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class Presence:
+    """One occupant presence as the room sent it."""
+
+    room: str
+    nick: str
+    available: bool
+    affiliation: str = "none"
+    role: str = "none"
+    jid: str | None = None  # the occupant's real bare JID, when the room shows it
+    occupant_id: str | None = None
+    codes: frozenset[int] = frozenset()
+    new_nick: str | None = None  # with 303
+    destroyed: bool = False
+
+
+# --- what the store holds and changed ---------------------------------------------------
+
+
+# How a change arrived: a direct message, a room, the command line, the bot itself, an
+# ad-hoc command (XEP-0050), or an invitation to a room (XEP-0249 / XEP-0045).
+Via = Literal["dm", "room", "cli", "bot", "adhoc", "invite"]
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks, as recorded in the audit log: a bare JID (or local user) and the channel."""
+
+    who: str
+    via: Via
+
+
+@dataclass(frozen=True)
+class AddinInfo:
+    name: str
+    url: str
+    pool: str
+    created_by: str
+    created_at: datetime
+    rooms: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class AddinPage:
+    pool: str
+    items: tuple[tuple[str, str, int], ...]  # name, URL, rooms using it
+    page: int
+    pages: int
+    total: int
+
+
+@dataclass(frozen=True)
+class RoomInfo:
+    jid: str
+    addin: str | None
+    url: str | None
+    joined: bool
+    stopped_reason: str | None
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: datetime
+    actor: str
+    via: str
+    action: str
+    pool: str | None
+    addin: str | None
+    room: str | None
+    detail: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """A change to announce, with the rooms it concerns as they are now, read with it:
+    for an attach, the room; for a URL update, the rooms whose add-in has that URL."""
+
+    entry: AuditEntry
+    rooms: tuple[RoomInfo, ...] = ()
+
+
+@dataclass(frozen=True)
+class Removed:
+    name: str  # as it was registered
+    rooms: tuple[str, ...]  # those it was detached from (only with force)
