@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from bot import addins, names
+from bot import addins, names, policy
 from bot.announce import Announcer
 from bot.commands.direct import DIRECT
 from bot.commands.grammar import split_words, strip_direct_prefix, strip_room_prefix
@@ -284,12 +284,7 @@ class App:
         except CommandError:
             return None  # the dispatcher gives the error
         name = words[0].lower() if words else ""
-        if name in DIRECT.commands and name not in ROOM.commands:
-            return (
-                f"Send “{name}” to the bot directly, not through a room: a private message "
-                f"from a room proves only a nickname, not who you are."
-            )
-        return None
+        return policy.direct_only_refusal(name, DIRECT.commands, ROOM.commands)
 
     # --- rooms -----------------------------------------------------------------------------
 

@@ -195,9 +195,6 @@ class Settings(BaseSettings):
         # The environment wins over the file, which arrives as init arguments.
         return (env_settings, init_settings)
 
-    def is_admin(self, bare_jid: str | None) -> bool:
-        return bare_jid is not None and bare_jid.lower() in self.roles.admins
-
 
 def config_path(given: str | None, environ: dict[str, str] | None = None) -> Path:
     """--config, else $ADDINBOT_CONFIG, else ./addinbot.toml."""

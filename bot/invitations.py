@@ -21,12 +21,12 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from bot import addins, names
+from bot import addins, names, policy
 from bot.config import Settings
 from bot.errors import CommandError
 from bot.offload import offload
 from bot.rooms import Rooms
-from bot.values import Actor, Sender, Transport
+from bot.values import Actor, Transport
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,10 @@ class Invitations:
         if self.serving(room):
             log.info("invitation to %s from %s: already there", room, invitation.sender)
             return
-        if self.settings.is_admin(invitation.inviter):
+        check = policy.InvitationCheck(
+            invitation.inviter, room, invitation.mediated, invitation.room_exists
+        )
+        if policy.accept_outright(self.settings.roles.admins, check):
             look = self.looking.pop(room, None)
             if look is not None:  # someone else's invitation is being checked: no need now
                 look.timer.cancel()
@@ -92,7 +95,9 @@ class Invitations:
             return
         if room in self.looking:
             return  # already looking at it
-        refusal = self._cannot_look(room, invitation)
+        refusal = policy.look_refusal(check)
+        if refusal is None and len(self.looking) >= MAX_LOOKS:
+            refusal = "the bot is busy checking other invitations; try again in a minute."
         if refusal is not None:
             self._decline(invitation, room, decline, refusal)
             return
@@ -103,20 +108,6 @@ class Invitations:
         self.rooms.joining(room, nick)
         self.transport.join(room, nick)
 
-    def _cannot_look(self, room: str, invitation: Invitation) -> str | None:
-        if invitation.inviter is None:
-            return (
-                "the invitation does not show who sent it (only a room nickname), so the bot "
-                "cannot check that an owner or admin of the room invited it."
-            )
-        if invitation.room_exists is False:
-            return f"there is no room {room}."
-        if invitation.room_exists is None and not invitation.mediated:
-            return f"the bot could not check that {room} exists; try again later."
-        if len(self.looking) >= MAX_LOOKS:
-            return "the bot is busy checking other invitations; try again in a minute."
-        return None
-
     # --- the room's answer to a join made to look -------------------------------------------
 
     def joined(self, room: str) -> None:
@@ -125,7 +116,8 @@ class Invitations:
             return
         look.timer.cancel()
         inviter = look.invitation.inviter
-        refusal = self.rooms.refusal(room, Sender(inviter))
+        assert inviter is not None  # noqa: S101 - nobody's invitation is not looked at
+        refusal = policy.invitation_refusal(room, self.rooms.state(room), inviter)
         if refusal is None:
             self.keep(room, True)
             self.spawn(self._accept(room, look.invitation, look.decline, looked=True))

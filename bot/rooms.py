@@ -10,9 +10,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from bot.values import Presence, Sender
-
-MANAGING = frozenset({"owner", "admin"})
+from bot.values import Presence
 
 # MUC status codes (XEP-0045 §15.6)
 SELF = 110
@@ -165,38 +163,9 @@ class Rooms:
         self.rooms.pop(state.jid, None)
         return [Gone(state.jid, _exit(presence))]
 
-    # --- managers (the dispatcher's view) --------------------------------------------------
-
-    def refusal(self, room: str, sender: Sender) -> str | None:
-        state = self.rooms.get(room)
-        if state is None or not state.joined:
-            return f"The bot is not in {room}, so it cannot see who manages it."
-        if sender.room == room and sender.nick is not None:
-            occupant = state.occupants.get(sender.nick)
-            if occupant is not None and occupant.affiliation in MANAGING:
-                return None
-            return f"Only the owners and admins of {room} may do that."
-        if sender.jid is None:
-            return f"Only the owners and admins of {room} may do that."
-        found = [o for o in state.occupants.values() if o.jid == sender.jid]
-        if any(o.affiliation in MANAGING for o in found):
-            return None
-        if not state.shows_jids:
-            return (
-                f"{room} does not show the bot its occupants' real addresses, so it cannot "
-                f"tell that you manage it. Run the command in the room, or ask its owner to "
-                f"make the room non-anonymous or give the bot the moderator role."
-            )
-        if not found:
-            return f"You must be in {room} as one of its owners or admins to do that."
-        return f"Only the owners and admins of {room} may do that."
-
-    def managed_by(self, jid: str) -> list[str]:
-        return sorted(
-            state.jid
-            for state in self.rooms.values()
-            if any(o.jid == jid and o.affiliation in MANAGING for o in state.occupants.values())
-        )
+    def state(self, room: str) -> RoomState | None:
+        """What the bot knows of `room` (for the permission rules, bot.policy)."""
+        return self.rooms.get(room)
 
 
 def _occupant(presence: Presence) -> Occupant:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import policy
 from bot.config import (
     DEFAULT_CONFIG,
     ConfigError,
@@ -71,8 +72,8 @@ def test_a_good_file_loads_with_jids_and_pools_normalised(tmp_path: Path) -> Non
     assert settings.pools.names == ["conference.example.org"]
     assert settings.rooms.autojoin == ["dev@conference.example.org"]
     assert settings.announce.cooldown_s == 3600
-    assert settings.is_admin("ALICE@example.org")
-    assert not settings.is_admin(None)
+    assert policy.is_admin(settings.roles.admins, "ALICE@example.org")
+    assert not policy.is_admin(settings.roles.admins, None)
 
 
 def test_defaults_follow_the_contract(tmp_path: Path) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from sqlalchemy import Engine
 
+from bot import policy
 from bot.commands.answers import Answers
 from bot.commands.grammar import Arguments, Signature, match, split_words
 from bot.config import Settings
@@ -22,19 +23,19 @@ from bot.errors import CommandError
 from bot.metrics import METRICS
 from bot.names import resolve_pool, resolve_room
 from bot.offload import offload
+from bot.policy import RoomView
 from bot.values import Place, Reply, Role, Sender
 
 log = logging.getLogger(__name__)
 
 
 class Managers(Protocol):
-    """What the room tracker knows about managers (owner or admin affiliation)."""
+    """What the room tracker (bot.rooms.Rooms) knows of the rooms the bot is in."""
 
-    def refusal(self, room: str, sender: Sender) -> str | None:
-        """None when `sender` is a manager of `room`, else the reason they are not."""
+    @property
+    def rooms(self) -> Mapping[str, RoomView]: ...
 
-    def managed_by(self, jid: str) -> list[str]:
-        """Rooms in which the real JID `jid` is seen with owner or admin affiliation."""
+    def state(self, room: str) -> RoomView | None: ...
 
 
 @dataclass(frozen=True)
@@ -192,9 +193,10 @@ class Dispatcher:
         it. Raises CommandError with the sentence the sender reads."""
         commands = self.commands[place]
         command = self._find(place, words, sender)
-        is_admin = self.is_admin(place, sender)
-        if command.role is Role.ADMIN and not is_admin:
-            raise NotAllowed("not_admin", f"Only an addinbot admin may run {command.name}.")
+        is_admin = self.is_admin(sender)
+        refusal = policy.role_refusal(command.role, admin=is_admin, command=command.name)
+        if refusal is not None:
+            raise NotAllowed("not_admin", refusal)
         try:
             args = match(command.signature, words[1:])
             room = self._room(command, sender, args)
@@ -202,7 +204,7 @@ class Dispatcher:
             raise CommandError(exc.reason, usage=commands.usage(command)) from None
         if command.role is Role.MANAGER and not is_admin:
             assert room is not None  # noqa: S101 - manager commands always name a room
-            refusal = self.managers.refusal(room, sender)
+            refusal = policy.manager_refusal(room, self.managers.state(room), sender)
             if refusal is not None:
                 raise NotAllowed("not_manager", refusal)
         visible = tuple(self.allowed(place, sender)) if command.name == "help" else ()
@@ -227,17 +229,16 @@ class Dispatcher:
             return resolve_room(served, args[command.room_word])
         return sender.room
 
-    def is_admin(self, place: Place, sender: Sender) -> bool:
-        """An admin is recognised only from a JID the server vouches for."""
-        return self.settings.is_admin(sender.jid)
+    def is_admin(self, sender: Sender) -> bool:
+        return policy.is_admin(self.settings.roles.admins, sender.jid)
 
     def allowed(self, place: Place, sender: Sender) -> list[Command]:
         """The commands `sender` may run here, for help and for the unknown-command line."""
-        admin = self.is_admin(place, sender)
-        manager = admin or (
-            self.managers.refusal(sender.room, sender) is None
-            if sender.room is not None
-            else bool(sender.jid and self.managers.managed_by(sender.jid))
-        )
-        level = Role.ADMIN if admin else Role.MANAGER if manager else Role.ANYONE
-        return [c for c in self.commands[place].commands.values() if c.role <= level]
+        admin = self.is_admin(sender)
+        if sender.room is not None:
+            room = sender.room
+            manager = policy.manager_refusal(room, self.managers.state(room), sender) is None
+        else:
+            manager = bool(sender.jid and policy.managed_rooms(self.managers.rooms, sender.jid))
+        held = policy.level(admin=admin, manager=manager)
+        return [c for c in self.commands[place].commands.values() if policy.may_run(c.role, held)]

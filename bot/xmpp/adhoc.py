@@ -28,6 +28,7 @@ from slixmpp.xmlstream import register_stanza_plugin
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
+from bot import policy
 from bot.errors import CommandError
 from bot.offload import offload
 from bot.values import Actor
@@ -89,7 +90,8 @@ class AdhocCommands:
         if self.edge.is_room_jid(bare):
             return None  # relayed by a room: a nickname, not a person
         return Requester(
-            bare, bot.settings.is_admin(bare), tuple(bot.rooms.managed_by(bare))
+            bare, policy.is_admin(bot.settings.roles.admins, bare),
+            tuple(policy.managed_rooms(bot.rooms.rooms, bare)),
         )
 
     # --- service discovery -----------------------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from sqlalchemy import Engine
 
-from bot import addins, names
+from bot import addins, names, policy
 from bot.commands import text
 from bot.commands.direct import DIRECT
 from bot.commands.registry import Managers
@@ -101,10 +101,9 @@ class Operation:
 
 
 def may_offer(operation: Operation, requester: Requester) -> bool:
-    """Listed for this requester: the chat command's role, as chat's help decides it."""
-    if requester.is_admin or operation.role is Role.ANYONE:
-        return True
-    return operation.role is Role.MANAGER and bool(requester.managed)
+    """Listed for this requester: the chat command's role, by the same rule as chat's help."""
+    held = policy.held_for_forms(admin=requester.is_admin, managed=requester.managed)
+    return policy.may_run(operation.role, held)
 
 
 def manager_refusal(
@@ -118,7 +117,7 @@ def manager_refusal(
         return None
     assert operation.room_field is not None  # noqa: S101 - manager operations name a room
     room = names.resolve_room(settings.pools.names, values.get(operation.room_field, ""))
-    return managers.refusal(room, Sender(requester.jid))
+    return policy.manager_refusal(room, managers.state(room), Sender(requester.jid))
 
 
 # --- fields --------------------------------------------------------------------------------

@@ -1,0 +1,171 @@
+"""Who may do what: every permission rule of the bot, defined once.
+
+Plain functions over plain values — the sender as the server vouches for it, the admins of
+the configuration, and what a room has told the bot of its occupants (bot.rooms). Chat
+(bot.commands.registry), the forms (bot.xmpp.panel, bot.xmpp.adhoc), invitations
+(bot.invitations) and the app's routing all ask here; nothing else decides. The tests of
+this module (tests/test_policy.py) are the permission table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from bot.values import Role, Sender
+
+# The affiliations that make an occupant a manager of the room (XEP-0045 owner, admin).
+MANAGING = frozenset({"owner", "admin"})
+
+
+class Occupant(Protocol):
+    """What a room reports of one occupant: its affiliation, and its real bare JID where
+    the room shows it to the bot."""
+
+    @property
+    def affiliation(self) -> str: ...
+
+    @property
+    def jid(self) -> str | None: ...
+
+
+class RoomView(Protocol):
+    """What the bot knows of a room it is in (bot.rooms.RoomState)."""
+
+    @property
+    def joined(self) -> bool: ...
+
+    @property
+    def shows_jids(self) -> bool: ...
+
+    @property
+    def occupants(self) -> Mapping[str, Occupant]: ...
+
+
+# --- admins --------------------------------------------------------------------------------
+
+
+def is_admin(admins: Collection[str], jid: str | None) -> bool:
+    """An admin is a bare JID of `roles.admins`, recognised only from a real JID the server
+    (or the room, for an occupant) vouches for: never from a nickname."""
+    return jid is not None and jid.lower() in admins
+
+
+# --- room managers -------------------------------------------------------------------------
+
+
+def manager_refusal(room: str, view: RoomView | None, sender: Sender) -> str | None:
+    """None when `sender` manages `room` (owner or admin affiliation, as the room reports
+    it), else the sentence saying why not. In the room the sender is the occupant of that
+    nickname, as the room reported it; elsewhere (a direct message, a form) the real JID
+    must be seen among the room's occupants, which the room shows only if it is not
+    anonymous to the bot."""
+    if view is None or not view.joined:
+        return f"The bot is not in {room}, so it cannot see who manages it."
+    not_manager = f"Only the owners and admins of {room} may do that."
+    if sender.room == room and sender.nick is not None:
+        occupant = view.occupants.get(sender.nick)
+        return None if occupant is not None and occupant.affiliation in MANAGING else not_manager
+    if sender.jid is None:
+        return not_manager
+    found = [o for o in view.occupants.values() if o.jid == sender.jid]
+    if any(o.affiliation in MANAGING for o in found):
+        return None
+    if not view.shows_jids:
+        return (
+            f"{room} does not show the bot its occupants' real addresses, so it cannot "
+            f"tell that you manage it. Run the command in the room, or ask its owner to "
+            f"make the room non-anonymous or give the bot the moderator role."
+        )
+    if not found:
+        return f"You must be in {room} as one of its owners or admins to do that."
+    return not_manager
+
+
+def managed_rooms(views: Mapping[str, RoomView], jid: str) -> list[str]:
+    """The rooms in which the real JID `jid` is seen as an owner or admin."""
+    return sorted(
+        room for room, view in views.items()
+        if any(o.jid == jid and o.affiliation in MANAGING for o in view.occupants.values())
+    )
+
+
+# --- commands and forms --------------------------------------------------------------------
+
+
+def level(*, admin: bool, manager: bool) -> Role:
+    """The highest role a sender holds where they ask."""
+    return Role.ADMIN if admin else Role.MANAGER if manager else Role.ANYONE
+
+
+def may_run(needed: Role, held: Role) -> bool:
+    """A command (or form) needing `needed` may be run, listed in help or offered as a form
+    by whoever holds `held`."""
+    return needed <= held
+
+
+def role_refusal(needed: Role, *, admin: bool, command: str) -> str | None:
+    """The refusal of a command whose role the sender lacks before its room is known: an
+    admin's command to a non-admin. (A manager's command is decided by manager_refusal,
+    once its room is known.)"""
+    if needed is Role.ADMIN and not admin:
+        return f"Only an addinbot admin may run {command}."
+    return None
+
+
+def held_for_forms(*, admin: bool, managed: Iterable[str]) -> Role:
+    """A form's requester manages a room where it is seen managing one."""
+    return level(admin=admin, manager=any(True for _ in managed))
+
+
+def direct_only_refusal(
+    name: str, direct: Collection[str], room: Collection[str]
+) -> str | None:
+    """A private message sent through a room proves only a nickname: the commands that
+    exist only by direct message (where the sender's real JID is known) are refused there."""
+    if name in direct and name not in room:
+        return (
+            f"Send “{name}” to the bot directly, not through a room: a private message "
+            f"from a room proves only a nickname, not who you are."
+        )
+    return None
+
+
+# --- invitations ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvitationCheck:
+    """What the bot may know of an invitation before joining the room."""
+
+    inviter: str | None  # the real bare JID vouched for; None when nobody vouches for one
+    room: str
+    mediated: bool  # sent by the room itself (XEP-0045), which proves the room exists
+    room_exists: bool | None  # None: not asked
+
+
+def accept_outright(admins: Collection[str], invitation: InvitationCheck) -> bool:
+    """An admin's invitation is accepted as an admin's `join` would be."""
+    return is_admin(admins, invitation.inviter)
+
+
+def look_refusal(invitation: InvitationCheck) -> str | None:
+    """Anyone else's invitation is accepted only once the bot, in the room, sees the
+    inviter as one of its managers (manager_refusal): None if the bot may join to look."""
+    if invitation.inviter is None:
+        return (
+            "the invitation does not show who sent it (only a room nickname), so the bot "
+            "cannot check that an owner or admin of the room invited it."
+        )
+    if invitation.room_exists is False:
+        return f"there is no room {invitation.room}."
+    if invitation.room_exists is None and not invitation.mediated:
+        return f"the bot could not check that {invitation.room} exists; try again later."
+    return None
+
+
+def invitation_refusal(room: str, view: RoomView | None, inviter: str) -> str | None:
+    """Having joined to look: the invitation stands if the inviter manages the room, by
+    the real JID the room reports (the same rule as a manager's direct-message attach)."""
+    return manager_refusal(room, view, Sender(inviter))

@@ -1,0 +1,284 @@
+"""`bot.policy`: the permission table — one test per rule, over plain values — and proof that
+chat, the forms and invitations ask these same rules rather than deciding for themselves."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from bot import policy
+from bot.commands.direct import DIRECT
+from bot.commands.registry import Dispatcher
+from bot.commands.room import ROOM as ROOM_COMMANDS
+from bot.config import Settings
+from bot.invitations import Invitation, Invitations
+from bot.rooms import SELF, Rooms
+from bot.values import Link, Place, Presence, Role, Sender
+from bot.xmpp import panel
+
+ROOM = "dev@conference.localhost"
+ADMINS = frozenset({"admin@localhost"})
+NOT_MANAGER = f"Only the owners and admins of {ROOM} may do that."
+
+
+@dataclass
+class Person:
+    affiliation: str
+    jid: str | None = None
+
+
+@dataclass
+class View:
+    occupants: Mapping[str, Person] = field(default_factory=dict)
+    joined: bool = True
+    shows_jids: bool = True
+
+
+# --- admins --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("jid", "admin"),
+    [("admin@localhost", True), ("ADMIN@localhost", True), ("mallory@localhost", False),
+     (None, False), ("admin@localhost.evil", False)],
+)
+def test_an_admin_is_a_configured_jid_the_server_vouches_for(jid: str | None, admin: bool) -> None:
+    assert policy.is_admin(ADMINS, jid) is admin
+
+
+# --- room managers -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("affiliation", "manages"), [
+    ("owner", True), ("admin", True), ("member", False), ("none", False), ("outcast", False),
+])
+def test_in_the_room_the_occupants_affiliation_decides(affiliation: str, manages: bool) -> None:
+    view = View({"carol": Person(affiliation)})
+    refusal = policy.manager_refusal(ROOM, view, Sender(None, ROOM, "carol"))
+    assert (refusal is None) is manages
+    if not manages:
+        assert refusal == NOT_MANAGER
+
+
+def test_in_the_room_a_nickname_nobody_holds_manages_nothing() -> None:
+    view = View({"carol": Person("owner")})
+    assert policy.manager_refusal(ROOM, view, Sender(None, ROOM, "Carol")) == NOT_MANAGER
+
+
+def test_by_direct_message_the_real_jid_the_room_shows_decides() -> None:
+    view = View({"c": Person("owner", "carol@localhost"), "d": Person("member", "dave@localhost")})
+    assert policy.manager_refusal(ROOM, view, Sender("carol@localhost")) is None
+    assert policy.manager_refusal(ROOM, view, Sender("dave@localhost")) == NOT_MANAGER
+    assert policy.manager_refusal(ROOM, view, Sender("erin@localhost")) == (
+        f"You must be in {ROOM} as one of its owners or admins to do that."
+    )
+    assert policy.manager_refusal(ROOM, view, Sender(None)) == NOT_MANAGER
+
+
+def test_a_room_that_hides_real_jids_says_why_it_cannot_tell() -> None:
+    view = View({"carol": Person("owner")}, shows_jids=False)
+    refusal = policy.manager_refusal(ROOM, view, Sender("carol@localhost"))
+    assert refusal is not None
+    assert refusal.startswith(f"{ROOM} does not show the bot its occupants' real addresses")
+
+
+@pytest.mark.parametrize("view", [None, View({"carol": Person("owner")}, joined=False)])
+def test_nobody_manages_a_room_the_bot_is_not_in(view: View | None) -> None:
+    assert policy.manager_refusal(ROOM, view, Sender(None, ROOM, "carol")) == (
+        f"The bot is not in {ROOM}, so it cannot see who manages it."
+    )
+
+
+def test_managed_rooms_are_those_where_the_jid_is_seen_managing() -> None:
+    views = {
+        ROOM: View({"c": Person("owner", "carol@localhost")}),
+        "b@conference.localhost": View({"c": Person("member", "carol@localhost")}),
+        "a@conference.localhost": View({"c": Person("admin", "carol@localhost")}),
+    }
+    assert policy.managed_rooms(views, "carol@localhost") == ["a@conference.localhost", ROOM]
+    assert policy.managed_rooms(views, "dave@localhost") == []
+
+
+# --- commands and forms --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("admin", "manager", "held"), [
+    (True, False, Role.ADMIN), (True, True, Role.ADMIN), (False, True, Role.MANAGER),
+    (False, False, Role.ANYONE),
+])
+def test_the_role_held(admin: bool, manager: bool, held: Role) -> None:
+    assert policy.level(admin=admin, manager=manager) is held
+
+
+@pytest.mark.parametrize("needed", list(Role))
+@pytest.mark.parametrize("held", list(Role))
+def test_a_command_is_run_by_whoever_holds_its_role_or_more(needed: Role, held: Role) -> None:
+    assert policy.may_run(needed, held) is (held >= needed)
+
+
+def test_an_admins_command_is_refused_to_others_with_its_name() -> None:
+    assert policy.role_refusal(Role.ADMIN, admin=False, command="register") == (
+        "Only an addinbot admin may run register."
+    )
+    assert policy.role_refusal(Role.ADMIN, admin=True, command="register") is None
+    assert policy.role_refusal(Role.MANAGER, admin=False, command="attach") is None
+
+
+def test_a_form_requester_manages_where_seen_managing() -> None:
+    assert policy.held_for_forms(admin=False, managed=[ROOM]) is Role.MANAGER
+    assert policy.held_for_forms(admin=False, managed=[]) is Role.ANYONE
+    assert policy.held_for_forms(admin=True, managed=[]) is Role.ADMIN
+
+
+def test_direct_only_commands_are_refused_through_a_room() -> None:
+    refusal = policy.direct_only_refusal("register", {"register", "list"}, {"list"})
+    assert refusal is not None
+    assert refusal.startswith("Send “register” to the bot directly")
+    assert policy.direct_only_refusal("list", {"register", "list"}, {"list"}) is None
+    assert policy.direct_only_refusal("nonsense", {"register"}, {"list"}) is None
+
+
+# --- invitations ---------------------------------------------------------------------------
+
+
+def check(inviter: str | None, *, mediated: bool = False, exists: bool | None = True
+          ) -> policy.InvitationCheck:
+    return policy.InvitationCheck(inviter, ROOM, mediated, exists)
+
+
+def test_an_admins_invitation_is_accepted_outright() -> None:
+    assert policy.accept_outright(ADMINS, check("admin@localhost"))
+    assert not policy.accept_outright(ADMINS, check("carol@localhost"))
+    assert not policy.accept_outright(ADMINS, check(None))
+
+
+@pytest.mark.parametrize(("invitation", "refused"), [
+    (check("carol@localhost"), None),
+    (check("carol@localhost", mediated=True, exists=None), None),
+    (check(None), "the invitation does not show who sent it"),
+    (check("carol@localhost", exists=False), f"there is no room {ROOM}."),
+    (check("carol@localhost", exists=None), f"the bot could not check that {ROOM} exists"),
+])
+def test_anyone_elses_invitation_is_looked_at_only_when_it_can_be_checked(
+    invitation: policy.InvitationCheck, refused: str | None
+) -> None:
+    refusal = policy.look_refusal(invitation)
+    if refused is None:
+        assert refusal is None
+    else:
+        assert refusal is not None
+        assert refusal.startswith(refused)
+
+
+def test_a_looked_at_invitation_stands_if_the_inviter_manages_the_room() -> None:
+    view = View({"c": Person("owner", "carol@localhost"), "d": Person("member", "dave@localhost")})
+    assert policy.invitation_refusal(ROOM, view, "carol@localhost") is None
+    assert policy.invitation_refusal(ROOM, view, "dave@localhost") == NOT_MANAGER
+
+
+# --- every path asks the same rule ----------------------------------------------------------
+
+SENTINEL = "refused by the one rule"
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Sender]]:
+    """policy.manager_refusal replaced by a spy that refuses everyone with SENTINEL."""
+    calls: list[tuple[str, Sender]] = []
+
+    def spy(room: str, _view: object, sender: Sender) -> str:
+        calls.append((room, sender))
+        return SENTINEL
+
+    monkeypatch.setattr(policy, "manager_refusal", spy)
+    return calls
+
+
+def live_rooms() -> Rooms:
+    rooms = Rooms()
+    rooms.joining(ROOM, "AddinBot")
+    rooms.update(Presence(ROOM, "carol", True, "owner", "moderator", "carol@localhost"))
+    rooms.update(Presence(ROOM, "AddinBot", True, codes=frozenset({SELF})))
+    return rooms
+
+
+async def test_chat_asks_the_rule(
+    asked: list[tuple[str, Sender]], settings: Callable[..., Settings]
+) -> None:
+    commands = {Place.DIRECT: DIRECT, Place.ROOM: ROOM_COMMANDS}
+    dispatcher = Dispatcher(settings(), None, live_rooms(), commands)  # type: ignore[arg-type]
+    owner = Sender("carol@localhost", ROOM, "carol")
+
+    reply = await dispatcher.run(Place.ROOM, owner, "attach Wiki")
+    direct = await dispatcher.run(Place.DIRECT, Sender("carol@localhost"), f"detach {ROOM}")
+
+    assert reply is not None
+    assert reply.text == SENTINEL
+    assert direct is not None
+    assert direct.text == SENTINEL
+    assert asked[0] == (ROOM, owner)
+    assert (ROOM, Sender("carol@localhost")) in asked
+
+
+def test_the_forms_ask_the_rule(
+    asked: list[tuple[str, Sender]], settings: Callable[..., Settings]
+) -> None:
+    operation = next(o for o in panel.OPERATIONS.values() if o.command == "attach")
+    requester = panel.Requester("carol@localhost", False, (ROOM,))
+
+    refusal = panel.manager_refusal(
+        operation, requester, settings(), live_rooms(), {operation.room_field or "": ROOM}
+    )
+
+    assert refusal == SENTINEL
+    assert asked == [(ROOM, Sender("carol@localhost"))]
+
+
+class _Transport:
+    def __init__(self) -> None:
+        self.left: list[str] = []
+
+    def send_direct(self, to: str, text: str) -> None: ...
+
+    def send_private(self, room: str, nick: str, text: str, link: Link | None = None) -> None: ...
+
+    def send_room(self, room: str, text: str, link: Link | None = None) -> None: ...
+
+    def join(self, room: str, nick: str) -> None: ...
+
+    def leave(self, room: str, nick: str) -> None:
+        self.left.append(room)
+
+
+async def test_invitations_ask_the_rule(
+    asked: list[tuple[str, Sender]], settings: Callable[..., Settings]
+) -> None:
+    rooms, transport = Rooms(), _Transport()
+    declined: list[str] = []
+    spawned: list[Any] = []
+
+    def spawn(work: Any) -> None:
+        spawned.append(work)
+        work.close()  # the audit row of the decline: not what this test is about
+
+    invitations = Invitations(
+        settings(), None, rooms, transport,  # type: ignore[arg-type]
+        nick=lambda: "AddinBot", serving=lambda _room: False,
+        keep=lambda _room, _keep: None, spawn=spawn,
+    )
+    invitations.receive(
+        Invitation(ROOM, "carol@localhost", "carol@localhost", False, True), declined.append
+    )
+    rooms.update(Presence(ROOM, "carol", True, "owner", "moderator", "carol@localhost"))
+    rooms.update(Presence(ROOM, "AddinBot", True, codes=frozenset({SELF})))
+    invitations.joined(ROOM)
+    await asyncio.sleep(0)
+
+    assert declined == [SENTINEL]
+    assert asked == [(ROOM, Sender("carol@localhost"))]
+    assert transport.left == [ROOM]
+    invitations.stop()
