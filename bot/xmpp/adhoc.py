@@ -72,7 +72,7 @@ class AdhocCommands:
         edge.register_handler(CoroutineCallback(
             "addinbot ad-hoc commands", StanzaPath("iq@type=set/command"), self._command
         ))
-        self.disco = edge.plugin["xep_0030"]
+        self.disco = edge.disco
         self.disco.api.register(self._items, "get_items")
         self.disco.api.register(self._info, "get_info")
 
@@ -241,7 +241,7 @@ class AdhocCommands:
         self.edge.send_stanza(reply)
 
     def _form(self, operation: Operation, fields: list[Field]) -> Any:
-        forms: Any = self.edge.plugin["xep_0004"]
+        forms: Any = self.edge.forms
         form = forms.make_form("form", operation.name)
         if operation.instructions:
             form["instructions"] = operation.instructions
