@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
+import socket
 from collections.abc import Coroutine
 from typing import Any
 
@@ -42,11 +44,8 @@ IDENTITY = ("client", "bot", "addinbot")  # XEP-0030 category, type, name
 # xep_0004: the panel's forms; xep_0030: disco; xep_0066: out-of-band links (announced as a
 # feature); xep_0199: pings; xep_0198: stream management; the bot's own MUC handling.
 PLUGINS = ("xep_0004", "xep_0030", "xep_0066", "xep_0199", "xep_0198", muc.NAME)
-# Stream management: ask the server to acknowledge after this many stanzas sent (slixmpp:
-# 5). Each request is answered by a small write from the server which the bot does not
-# answer in turn, so (with Nagle's algorithm on the server's socket, its default) the next
-# stanza the server has for the bot waits for the bot's delayed ACK. See README, Performance.
-SM_WINDOW = 5
+# Linux: acknowledge what was read at once rather than up to 40 ms later (see data_received).
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)
 
 __all__ = ["NS_MUC_USER", "Bot", "XmppEdge", "add_link", "configure_transport"]
 add_link = stanzas.add_link
@@ -81,7 +80,6 @@ class XmppEdge(slixmpp.ClientXMPP):
         for plugin in PLUGINS:
             self.register_plugin(plugin)
         self.register_plugin("xep_0092", {"name": IDENTITY[2], "version": __version__})
-        self.plugin["xep_0198"].window = SM_WINDOW
         self.muc = self._muc_plugin()
         self.liveness = Liveness(self)
         self.adhoc = AdhocCommands(self)
@@ -151,6 +149,24 @@ class XmppEdge(slixmpp.ClientXMPP):
         if not self._stopping:
             self._retry_later("the connection failed")
         return None
+
+    def data_received(self, data: Any) -> None:
+        """What the server wrote, read; then its TCP acknowledgement sent at once.
+
+        The server writes the bot things the bot does not answer: the reflection of each of
+        its room messages (an announcement after `attach`), stream management's answers to
+        the bot's ack requests. The kernel holds the ACK of such a write for up to 40 ms,
+        and with Nagle's algorithm on the server's socket (Prosody's default) the server's
+        next stanza for the bot, the next command, waits for that ACK: `attach` took 44 ms
+        instead of ~1. TCP_QUICKACK (a socket option, set after each read) sends the held
+        ACK now; where it does not exist the bot works as before, only slower there."""
+        super().data_received(data)
+        if QUICKACK is None or self.transport is None:
+            return
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):  # closing, or not TCP: nothing to acknowledge
+                sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
 
     def drop_connection(self) -> None:
         """Drop the TCP connection without closing the stream, so it can be resumed."""
