@@ -126,6 +126,8 @@ class MucPlugin(BasePlugin):
         status = stanzas.room_status(xml)
         if status is not None and bot.own_nick(status[0]) is not None:
             bot.on_room_status(*status)
+        if xml.find(stanzas.BODY_TAG) is None:
+            return  # no body, no command (nor read as one)
         message = self.to_message(xml)
         if message is not None:
             bot.on_message(message)

@@ -25,6 +25,7 @@ NS_FORWARD = "urn:xmpp:forward:0"
 NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 NS_OOB = "jabber:x:oob"
 MESSAGE_TAG = f"{{{NS_CLIENT}}}message"
+BODY_TAG = f"{{{NS_CLIENT}}}body"
 PRESENCE_TAG = f"{{{NS_CLIENT}}}presence"
 MUC_USER_X = f"{{{NS_MUC_USER}}}x"
 DELAYS = (f"{{{NS_DELAY}}}delay", f"{{{NS_LEGACY_DELAY}}}x")
@@ -95,7 +96,7 @@ def to_message(
         return None  # history, offline storage or a relay: never live, never acted on
     if has_any(xml, *WRAPPERS):
         return None  # the bot asks for no carbons; anything wrapped is not a command
-    body = xml.findtext(f"{{{NS_CLIENT}}}body")
+    body = xml.findtext(BODY_TAG)
     if not body:
         return None
     try:
