@@ -23,7 +23,6 @@ from slixmpp.exceptions import XMPPError
 from slixmpp.plugins.xep_0004 import Form
 from slixmpp.plugins.xep_0030 import DiscoInfo, DiscoItems
 from slixmpp.plugins.xep_0050 import Command
-from slixmpp.types import ErrorConditions
 from slixmpp.xmlstream import register_stanza_plugin
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
@@ -44,6 +43,8 @@ from bot.xmpp.panel import (
 )
 
 if TYPE_CHECKING:
+    from slixmpp.types import ErrorConditions  # (slixmpp >= 1.8.1)
+
     from bot.xmpp.client import XmppEdge
 
 log = logging.getLogger(__name__)
