@@ -23,7 +23,6 @@ from slixmpp.exceptions import XMPPError
 from slixmpp.plugins.xep_0004 import Form
 from slixmpp.plugins.xep_0030 import DiscoInfo, DiscoItems
 from slixmpp.plugins.xep_0050 import Command
-from slixmpp.types import ErrorConditions
 from slixmpp.xmlstream import register_stanza_plugin
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
@@ -45,6 +44,8 @@ from bot.xmpp.panel import (
 )
 
 if TYPE_CHECKING:
+    from slixmpp.types import ErrorConditions  # (slixmpp >= 1.8.1)
+
     from bot.xmpp.client import XmppEdge
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class AdhocCommands:
         edge.register_handler(CoroutineCallback(
             "addinbot ad-hoc commands", StanzaPath("iq@type=set/command"), self._command
         ))
-        self.disco = edge.plugin["xep_0030"]
+        self.disco = edge.disco
         self.disco.api.register(self._items, "get_items")
         self.disco.api.register(self._info, "get_info")
 
@@ -243,7 +244,7 @@ class AdhocCommands:
         self.edge.send_stanza(reply)
 
     def _form(self, operation: Operation, fields: list[Field]) -> Any:
-        forms: Any = self.edge.plugin["xep_0004"]
+        forms: Any = self.edge.forms
         form = forms.make_form("form", operation.name)
         if operation.instructions:
             form["instructions"] = operation.instructions

@@ -122,7 +122,7 @@ def decline(edge: XmppEdge, received: Received) -> Decline:
 async def room_exists(edge: XmppEdge, room: str) -> bool | None:
     """Ask the room (disco#info): True, False (item-not-found), or None (no clear answer)."""
     try:
-        await edge.plugin["xep_0030"].get_info(jid=JID(room), timeout=EXISTS_TIMEOUT_S)
+        await edge.disco_info(room, EXISTS_TIMEOUT_S)
     except IqError as exc:
         return False if exc.condition == "item-not-found" else None
     except IqTimeout:

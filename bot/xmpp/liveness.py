@@ -18,9 +18,8 @@ import asyncio
 import contextlib
 import enum
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from slixmpp import JID
 from slixmpp.exceptions import IqError, IqTimeout
 
 if TYPE_CHECKING:
@@ -67,10 +66,7 @@ class Liveness:
         self.timeout_s = TIMEOUT_S
         self._heard: dict[str, float] = {}  # room -> loop time of its last stanza to us
         self._task: asyncio.Task[None] | None = None
-        edge.add_event_handler("groupchat_message", self._activity)
-        # Occupants' presences are taken before events are raised (XmppEdge._room_presence),
-        # which calls heard(); this sees the few it leaves to slixmpp.
-        edge.add_event_handler("groupchat_presence", self._activity)
+        # bot.xmpp.muc calls heard() for every room message and occupant's presence.
 
     def start(self) -> None:
         self.stop()
@@ -88,10 +84,6 @@ class Liveness:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-    def _activity(self, stanza: Any) -> None:
-        if stanza["type"] != "error":
-            self.heard(stanza["from"].bare.lower())
 
     def heard(self, room: str) -> None:
         """A stanza came from ``room`` (a message, or an occupant's presence)."""
@@ -116,9 +108,7 @@ class Liveness:
     async def ping_server(self) -> bool:
         """True if the server answered (even with an error); else drop the connection."""
         try:
-            await self.edge.plugin["xep_0199"].send_ping(
-                JID(self.edge.boundjid.domain), timeout=self.timeout_s
-            )
+            await self.edge.ping(self.edge.boundjid.domain, self.timeout_s)
         except IqError:
             return True  # an answer all the same: the connection lives
         except IqTimeout:
@@ -156,9 +146,7 @@ class Liveness:
 
     async def self_ping(self, room: str, nick: str) -> SelfPing:
         try:
-            await self.edge.plugin["xep_0199"].send_ping(
-                JID(f"{room}/{nick}"), timeout=self.timeout_s
-            )
+            await self.edge.ping(f"{room}/{nick}", self.timeout_s)
         except IqTimeout:
             return self_ping_verdict(None, timed_out=True)
         except IqError as exc:

@@ -115,11 +115,6 @@ class _Probe(slixmpp.ClientXMPP):
             self.abort()
             with contextlib.suppress(TimeoutError):
                 await waiter
-        task = self._run_out_filters
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
 
 async def probe(settings: XmppSettings, password: str, within_s: float) -> str | None:

@@ -64,6 +64,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "of only its own")
     parser.add_argument("--time-limit", type=float, help="give up after this many seconds "
                         "(default 900, --quick 240)")
+    parser.add_argument("--nagle", choices=("both", "off", "on"), default="both",
+                        help="the commands part on a server with Nagle's algorithm off "
+                        "(network_settings.nagle = false), on (Prosody's default), or both "
+                        "(default); the storm and start-up always run with it off")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, dbs)")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -85,7 +89,8 @@ def say(text: str) -> None:
 
 
 async def bot_parts(
-    args: argparse.Namespace, sizes: scene.Sizes, server: BenchServer, work: Path
+    args: argparse.Namespace, sizes: scene.Sizes, server: BenchServer, work: Path,
+    parts: set[str],
 ) -> dict[str, Any]:
     results: dict[str, Any] = {}
     port = server.port
@@ -111,8 +116,9 @@ async def bot_parts(
         await scene.join_and_see(measurer, scene.CMD_ROOM, "Admin", scene.BOT_NICK)
         await scene.join_and_see(measurer, scene.ECHO_ROOM, "Admin", "Echo")
         say("bot and echo ready")
-        if "commands" in args.parts:
-            say(f"part 1: command round trips, {sizes.samples} of each kind")
+        if "commands" in parts:
+            nagle = "on" if server.nagle else "off"
+            say(f"part 1: command round trips, {sizes.samples} of each kind (Nagle {nagle})")
             meter = CpuMeter({"prosody": server.pid, "addinbot": bot.bot_pid,
                               "echo": echo.pid}).start()
             started = time.monotonic()
@@ -121,7 +127,7 @@ async def bot_parts(
             )
             results["commands"]["wall_s"] = time.monotonic() - started
             results["commands"]["cpu_s"] = meter.stop()
-        if "storm" in args.parts:
+        if "storm" in parts:
             say(f"part 2: join storm, {sizes.crowd} joiners, {sizes.storm_rounds} round(s)")
             results["storm"] = await storm_part(args, sizes, server, bot, measurer, workers, work)
         rss, peak = bot.rss_mb()
@@ -237,7 +243,8 @@ def notes(results: dict[str, Any], rows: list[report.Row]) -> str:
         "",
         "- Every client talks to a private Prosody started for the run "
         "(tests/bench/server.py): mod_limits on, lifted for the benchmark's accounts only; "
-        "Nagle off (else every room round trip waits ~40 ms for a delayed ACK); room cache "
+        "Nagle off for the storm and start-up, and the commands measured on it and again on "
+        "a second server with Prosody's default (Nagle on; `--nagle`); room cache "
         "raised from 100 to 10,000 (else each join of a persistent room beyond the 100th "
         "reloads it from disk, ~16 ms).",
         "- The bot runs as `python -m bot run` in a process of its own, on SQLite. The echo "
@@ -387,8 +394,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 server.start()
                 say(f"prosody on 127.0.0.1:{server.port}")
                 try:
-                    if {"commands", "storm"} & set(args.parts):
-                        results |= await bot_parts(args, sizes, server, work)
+                    first = {"storm"} | ({"commands"} if args.nagle != "on" else set())
+                    if first & set(args.parts):
+                        results |= await bot_parts(
+                            args, sizes, server, work, first & set(args.parts)
+                        )
                     if "startup" in args.parts:
                         say(f"part 3: start-up with {sizes.start_rooms} rooms, "
                             f"{sizes.start_rounds} round(s)")
@@ -400,6 +410,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     results["prosody_log_errors"] = server.log_errors()
                     if lua_profile is not None and lua_profile.exists():
                         keep_profile(lua_profile, args.out, "prosody")
+            if "commands" in args.parts and args.nagle != "off":
+                results["commands_nagle_on"] = await nagle_on_commands(args, sizes, work)
             if "store" in args.parts:
                 say(f"part 4: store with {sizes.store_addins} add-ins, "
                     f"{sizes.store_rooms} rooms")
@@ -414,6 +426,22 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         else:
             say(f"work folder kept: {work}")
     return results
+
+
+async def nagle_on_commands(
+    args: argparse.Namespace, sizes: scene.Sizes, work: Path
+) -> dict[str, Any]:
+    """The commands part again, on a server with Prosody's default Nagle setting (on)."""
+    folder = work / "nagle-on"
+    folder.mkdir()
+    server = BenchServer(folder / "prosody", scene.accounts(sizes),
+                         quiet_crowd=not args.full_presence, nagle=True)
+    server.start()
+    say(f"prosody (Nagle on) on 127.0.0.1:{server.port}")
+    try:
+        return (await bot_parts(args, sizes, server, folder, {"commands"}))["commands"]
+    finally:
+        server.stop()
 
 
 def main(argv: list[str] | None = None) -> int:

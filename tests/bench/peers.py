@@ -29,8 +29,9 @@ from slixmpp import JID
 
 from bot.config import XmppSettings
 from bot.rooms import SELF as SELF_PRESENCE
-from bot.values import Link
-from bot.xmpp.client import NS_MUC_USER, XmppEdge, _add_link
+from bot.values import Link, Presence
+from bot.xmpp import stanzas
+from bot.xmpp.client import NS_MUC_USER, XmppEdge, add_link
 from tests.bench.bare import Peer
 
 # A line like those of a `list` answer, for an echo as long as one.
@@ -89,7 +90,7 @@ class Announcer(Peer):
         if room in self.live:
             stanza = self.make_message(mto=JID(f"{room}/{nick}"), mbody=self.text, mtype="chat")
             stanza.append(ET.Element(f"{{{NS_MUC_USER}}}x"))
-            _add_link(stanza, self.link)
+            add_link(stanza.xml, self.link)
             stanza.send()
             self.sent += 1
 
@@ -102,6 +103,7 @@ class Sender(XmppEdge):
         self.whitespace_keepalive = False
         self.sent = 0
         self._joining: dict[str, asyncio.Future[None]] = {}
+        self.muc.to_presence = self._to_presence  # type: ignore[method-assign]
 
     async def join_rooms(self, rooms: list[str]) -> None:
         """Join as the bot does (its room presences never reach slixmpp's MUC plugin)."""
@@ -112,13 +114,14 @@ class Sender(XmppEdge):
         async with asyncio.timeout(20):
             await asyncio.gather(*self._joining.values())
 
-    def _room_presence(self, stanza: Any) -> Any:
-        presence = self.to_presence(stanza.xml)
+    def _to_presence(self, xml: ET.Element) -> Presence | None:
+        """The edge's reading of a room presence, watched for the edge's own joins."""
+        presence = stanzas.to_presence(xml)
         if presence is not None and presence.available and SELF_PRESENCE in presence.codes:
             joined = self._joining.get(presence.room)
             if joined is not None and not joined.done():
                 joined.set_result(None)
-        return super()._room_presence(stanza)
+        return presence
 
     def send_all(self, room: str, nicks: list[str], text: str, link: Link) -> dict[str, float]:
         first = time.monotonic()

@@ -51,27 +51,28 @@ def _x(value: float) -> str:
     return f"{value:.2f}x"
 
 
-def command_rows(part: dict[str, Any]) -> list[Row]:
+def command_rows(part: dict[str, Any], server: str = "") -> list[Row]:
+    """``server``: said after each measure when the run had the server set apart."""
     samples, kinds = part["samples_ms"], part["kinds"]
-    rows = []
+    rows: list[Row] = []
     for key, target in (("list", READ_RATIO), ("room_show", READ_RATIO), ("attach", ATTACH_RATIO)):
         base_key = kinds[key]["baseline"]
         base_label = kinds[base_key]["label"]
         mine, base = samples[key], samples[base_key]
         ratio = median(mine) / median(base)
         rows.append(Row(
-            f"{kinds[key]['label']}: median round trip", _ms(median(mine)),
+            f"{kinds[key]['label']}: median round trip{server}", _ms(median(mine)),
             f"{_ms(median(base))} ({base_label})", _x(ratio), f"<= {target}x", ratio <= target,
         ))
         ratio99 = p99(mine) / p99(base)
         rows.append(Row(
-            f"{kinds[key]['label']}: p99 round trip", _ms(p99(mine)),
+            f"{kinds[key]['label']}: p99 round trip{server}", _ms(p99(mine)),
             f"{_ms(p99(base))} ({base_label})", _x(ratio99), "—", None,
         ))
         if key == "list" and "echo_dm_big" in samples:
             big = samples["echo_dm_big"]
             rows.append(Row(
-                f"{kinds[key]['label']}: median, against an echo as long as its answer",
+                f"{kinds[key]['label']}: median, against an echo as long as its answer{server}",
                 _ms(median(mine)), f"{_ms(median(big))} ({kinds['echo_dm_big']['label']})",
                 _x(median(mine) / median(big)), "—", None,
             ))
@@ -186,7 +187,12 @@ def store_rows(part: dict[str, Any]) -> list[Row]:
 
 def all_rows(results: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
-    for key, make in (("commands", command_rows), ("storm", storm_rows),
+    both = "commands" in results and "commands_nagle_on" in results
+    if "commands" in results:
+        rows += command_rows(results["commands"], " (Nagle off)" if both else "")
+    if "commands_nagle_on" in results:
+        rows += command_rows(results["commands_nagle_on"], " (Nagle on: Prosody's default)")
+    for key, make in (("storm", storm_rows),
                       ("startup", startup_rows), ("store", store_rows)):
         if key in results:
             rows += make(results[key])

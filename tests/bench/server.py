@@ -2,11 +2,11 @@
 
 - Prosody's rate limits (mod_limits, its default 10 kB/s per c2s session) switched on, and
   lifted (``unlimited_jids``) for the benchmark's own accounts only;
-- Nagle's algorithm off on the server's sockets (``network_settings.nagle = false``). With
-  Prosody's default, a room round trip waits ~40 ms: the room's reflection of the request
-  and the answer go to the same client back to back, and the answer is held until the
-  client's delayed ACK of the reflection. That is a server setting, the same for the bot and
-  its baselines, and it would hide what the bot does;
+- Nagle's algorithm on the server's sockets as operators run it (Prosody's default: on), or
+  off (``network_settings.nagle = false``, ``nagle=False``): the benchmark measures the
+  commands both ways. A client that writes something the server answers with a small write
+  of its own (e.g. a stream management ack request) leaves that write unacknowledged, and
+  with Nagle on the server's next stanza to that client waits for the client's ACK;
 - accounts written straight into the server's data folder (500 with prosodyctl would take
   ~20 s);
 - optionally, a quiet crowd: a small MUC module that does not send crowd occupants the
@@ -189,11 +189,12 @@ class BenchServer(Prosody):
 
     def __init__(
         self, workdir: Path, accounts: dict[str, str], *, quiet_crowd: bool = True,
-        lua_profile: Path | None = None,
+        lua_profile: Path | None = None, nagle: bool = False,
     ) -> None:
         self.accounts = dict(accounts)
         self.quiet_crowd = quiet_crowd
         self.lua_profile = lua_profile
+        self.nagle = nagle
         workdir = Path(workdir).resolve()
         plugins = workdir / "plugins"
         unlimited = "; ".join(_lua(f"{user}@localhost") for user in sorted(self.accounts))
@@ -201,9 +202,10 @@ class BenchServer(Prosody):
         host_modules = '"limits"; "bench_luaprof"' if lua_profile else '"limits"'
         profile_out = (f"bench_luaprof_out = {_lua(str(lua_profile.resolve()))};"
                        if lua_profile else "")
+        network = "" if nagle else "network_settings = { nagle = false }"
         extra = f"""
 plugin_paths = {{ {_lua(str(plugins))} }}
-network_settings = {{ nagle = false }}
+{network}
 -- Prosody's rate limits are on for everyone but the benchmark's own accounts.
 limits = {{ c2s = {{ rate = "10kb/s"; burst = "2s" }} }}
 

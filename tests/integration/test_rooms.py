@@ -332,8 +332,7 @@ async def test_delayed_messages_are_ignored_even_when_the_room_sends_history(
     edge = service(bot).edge
 
     def join_with_history(room_jid: str, nick: str) -> None:
-        muc = edge.plugin["xep_0045"]
-        muc.make_join_stanza(JID(room_jid), nick, maxstanzas=20).send()
+        edge.muc.join_stanza(room_jid, nick, maxstanzas=20).send()
 
     monkeypatch.setattr(edge, "join", join_with_history)
     await scene.admin(f"join {room}")

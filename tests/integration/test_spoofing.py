@@ -89,14 +89,14 @@ class Witness:
         edge = service(handle).edge
         self.arrived: list[ET.Element] = []
         self.seen: list[tuple[ET.Element, Inbound | None]] = []
-        look = edge.to_message
+        look = edge.muc.to_message
 
         def to_message(xml: ET.Element) -> Inbound | None:
             value = look(xml)
             self.seen.append((xml, value))
             return value
 
-        monkeypatch.setattr(edge, "to_message", to_message)
+        monkeypatch.setattr(edge.muc, "to_message", to_message)
         edge.register_handler(Callback(
             f"witness {id(self)}", StanzaPath("message"),
             lambda stanza: self.arrived.append(stanza.xml),
@@ -461,7 +461,7 @@ def join_with_history(handle: BotHandle, monkeypatch: pytest.MonkeyPatch) -> Non
     edge = service(handle).edge
 
     def join(room: str, nick: str) -> None:
-        edge.plugin["xep_0045"].make_join_stanza(JID(room), nick, maxstanzas=20).send()
+        edge.muc.join_stanza(room, nick, maxstanzas=20).send()
 
     monkeypatch.setattr(edge, "join", join)
 
@@ -692,7 +692,7 @@ async def test_under_a_nickname_the_server_assigned_the_bot_ignores_its_own_word
         witness = Witness(handle, monkeypatch)
         edge = service(handle).edge
         own_codes: list[frozenset[int]] = []
-        read_presence = edge.to_presence
+        read_presence = edge.muc.to_presence
 
         def to_presence(xml: ET.Element):
             presence = read_presence(xml)
@@ -700,7 +700,7 @@ async def test_under_a_nickname_the_server_assigned_the_bot_ignores_its_own_word
                 own_codes.append(presence.codes)
             return presence
 
-        monkeypatch.setattr(edge, "to_presence", to_presence)
+        monkeypatch.setattr(edge.muc, "to_presence", to_presence)
         assert (await admin.ask(bot_jid, f"join {room}")).startswith("Joining")
         await handle.in_room(room)
         assert service(handle).app.rooms.nick_in(room) == "Helper"

@@ -1,0 +1,172 @@
+"""The bot's MUC handling (XEP-0045) as a slixmpp plugin, composed the way slixmpp's own are.
+
+slixmpp's xep_0045 plugin is not used: it keeps a roster of every occupant of every room,
+pulls in capabilities (XEP-0115, which asks each occupant's client for its features) and
+five more plugins, and raises events the bot does not listen to. The bot needs less:
+
+- joining without history, and leaving;
+- occupants' presences read into bot.values.Presence and handed to the bot. They are most
+  of what a busy bot receives, so they are taken by an in-filter (``add_filter("in")``,
+  after stream management's, which counts every stanza) and go no further: no handler
+  matching, no events. Errors, subscriptions and everything else go on to slixmpp;
+- every message stanza, through one handler: invitations (bot.xmpp.invites), a room's own
+  status codes, and commands (bot.xmpp.stanzas.to_message);
+- a room heard from is alive (bot.xmpp.liveness need not self-ping it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from slixmpp import JID
+from slixmpp.plugins import BasePlugin
+from slixmpp.plugins.base import register_plugin
+from slixmpp.xmlstream.handler import Callback
+from slixmpp.xmlstream.matcher import MatchXPath
+
+from bot.invitations import Decline, Invitation
+from bot.values import Message, Presence
+from bot.xmpp import invites, stanzas
+
+if TYPE_CHECKING:
+    from bot.xmpp.client import XmppEdge
+
+log = logging.getLogger(__name__)
+
+NAME = "addinbot_muc"
+HANDLER = "addinbot messages"
+
+
+class MucPlugin(BasePlugin):
+    name = NAME
+    description = "addinbot: the rooms and messages the bot acts on"
+    dependencies: ClassVar[set[str]] = {"xep_0030"}
+    edge: XmppEdge  # set by attach(), before the stream connects
+
+    def plugin_init(self) -> None:
+        self.xmpp.add_filter("in", self._room_presence)
+        # Not the "message" event: that is only raised for a message with a body.
+        self.xmpp.register_handler(
+            Callback(HANDLER, MatchXPath(stanzas.MESSAGE_TAG), self._message)
+        )
+        self.xmpp.add_event_handler("presence_error", self._presence_error)
+        self.xmpp.add_event_handler("session_bind", self._session_bind)
+
+    def plugin_end(self) -> None:
+        self.xmpp.del_filter("in", self._room_presence)
+        self.xmpp.remove_handler(HANDLER)
+        self.xmpp.del_event_handler("presence_error", self._presence_error)
+        self.xmpp.del_event_handler("session_bind", self._session_bind)
+
+    def attach(self, edge: XmppEdge) -> None:
+        self.edge = edge
+
+    def _session_bind(self, _jid: Any) -> None:
+        self.xmpp.plugin["xep_0030"].add_feature(stanzas.NS_MUC)
+
+    # --- outbound --------------------------------------------------------------------------
+
+    def join_stanza(self, room: str, nick: str, maxstanzas: int = 0) -> Any:
+        """The presence that joins ``room`` as ``nick``, asking for ``maxstanzas`` of its
+        history (none unless asked)."""
+        stanza = self.xmpp.make_presence(pto=JID(f"{room}/{nick}"))
+        stanza.xml.append(stanzas.join_element(maxstanzas))
+        return stanza
+
+    def leave_stanza(self, room: str, nick: str) -> Any:
+        return self.xmpp.make_presence(pto=JID(f"{room}/{nick}"), ptype="unavailable")
+
+    # --- presences -------------------------------------------------------------------------
+
+    def _room_presence(self, stanza: Any) -> Any:
+        """In-filter: an occupant's presence is taken here and goes no further."""
+        xml = stanza.xml
+        if not stanzas.is_occupant_presence(xml):
+            return stanza
+        try:
+            presence = self.to_presence(xml)
+        except Exception:  # raised here, it would end the stream: slixmpp's handlers catch
+            log.exception("unreadable presence from %r", xml.get("from"))
+            return stanza
+        if presence is None:
+            return stanza  # no occupant named: nothing for the bot
+        self.edge.liveness.heard(presence.room)
+        bot = self.edge.bot
+        if bot is not None:
+            try:
+                bot.on_presence(presence)
+            except Exception:  # logged, as slixmpp logs a failing event handler's
+                log.exception("handling a presence from %s failed", presence.room)
+        return None
+
+    def to_presence(self, xml: ET.Element) -> Presence | None:
+        return stanzas.to_presence(xml)
+
+    def _presence_error(self, stanza: Any) -> None:
+        room = stanza["from"].bare.lower()
+        bot = self.edge.bot
+        if bot is not None and bot.own_nick(room) is not None:
+            bot.on_join_error(room, stanza["error"]["condition"] or "unknown")
+
+    # --- messages --------------------------------------------------------------------------
+
+    def _message(self, stanza: Any) -> None:
+        xml = stanza.xml
+        if xml.get("type") == "groupchat":
+            self.edge.liveness.heard(JID(xml.get("from", "")).bare.lower())
+        bot = self.edge.bot
+        if bot is None:
+            return
+        if invites.is_invitation(xml):
+            self._invitation(xml)  # body or not: never a command
+            return
+        status = stanzas.room_status(xml)
+        if status is not None and bot.own_nick(status[0]) is not None:
+            bot.on_room_status(*status)
+        if xml.find(stanzas.BODY_TAG) is None:
+            return  # no body, no command (nor read as one)
+        message = self.to_message(xml)
+        if message is not None:
+            bot.on_message(message)
+
+    def to_message(self, xml: ET.Element) -> Message | None:
+        """The plain value for a message stanza, or None when it must not be acted on."""
+        bot = self.edge.bot
+        return stanzas.to_message(
+            xml, own_jid=self.xmpp.boundjid.bare.lower(),
+            own_nick=bot.own_nick if bot is not None else lambda _room: None,
+            is_room=self.is_room,
+        )
+
+    def is_room(self, bare: str, xml: ET.Element) -> bool:
+        """A message from a room occupant, not from a user: it proves only a nickname."""
+        if xml.find(stanzas.MUC_USER_X) is not None:
+            return True
+        return self.edge.is_room_jid(bare)
+
+    def _invitation(self, xml: ET.Element) -> None:
+        received = invites.parse(xml, services=self.edge.services, is_room=self.is_room)
+        bot = self.edge.bot
+        if received is None or bot is None:
+            return
+        decline = invites.decline(self.edge, received)
+        invitation = received.invitation
+        service = invitation.room.partition("@")[2].lower()
+        if invitation.mediated or service not in self.edge.services:
+            bot.on_invitation(invitation, decline)
+            return
+        self.edge.spawn(self._checked_invitation(invitation, decline))
+
+    async def _checked_invitation(self, invitation: Invitation, decline: Decline) -> None:
+        """A direct invitation names any room: ask the room whether it exists at all, so
+        that looking at it never creates it."""
+        exists = await invites.room_exists(self.edge, invitation.room)
+        bot = self.edge.bot
+        if bot is not None:
+            bot.on_invitation(dataclasses.replace(invitation, room_exists=exists), decline)
+
+
+register_plugin(MucPlugin)

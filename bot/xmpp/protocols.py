@@ -1,0 +1,36 @@
+"""What the XMPP edge calls on the bot (all on the loop thread)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from bot.invitations import Decline, Invitation
+from bot.values import Message, Presence
+from bot.xmpp.panel import Backend
+
+
+class Bot(Backend, Protocol):
+    """What the edge calls on the bot; all on the loop thread."""
+
+    def own_nick(self, room: str) -> str | None: ...
+
+    def on_message(self, message: Message) -> None: ...
+
+    def on_presence(self, presence: Presence) -> None: ...
+
+    def on_join_error(self, room: str, condition: str) -> None: ...
+
+    def on_online(self) -> None: ...
+
+    def on_offline(self) -> None: ...
+
+    def live_rooms(self) -> list[tuple[str, str]]:
+        """(room, own nickname) of every room the bot is in, for self-pings."""
+
+    def on_room_dropped(self, room: str, nick: str) -> None:
+        """A self-ping says the room no longer has the bot as `nick`."""
+
+    def on_invitation(self, invitation: Invitation, decline: Decline) -> None: ...
+
+    def on_room_status(self, room: str, codes: frozenset[int]) -> None:
+        """The room itself announced a change of its configuration (status codes)."""

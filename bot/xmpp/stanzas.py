@@ -1,0 +1,155 @@
+"""Stanzas read into plain values, and the few elements the bot adds: plain functions over
+ElementTree, so that each rule about what a stanza means is written once.
+
+What must never be acted on is dropped here: errors and headlines, history and offline
+storage (delayed), carbon copies and forwards, the bot's own reflections, a room's own
+messages. bot.xmpp.muc calls these on every message and room presence the bot receives.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+
+from slixmpp import JID
+
+from bot.values import Kind, Link, Message, Presence
+
+NS_CLIENT = "jabber:client"
+NS_MUC = "http://jabber.org/protocol/muc"
+NS_MUC_USER = "http://jabber.org/protocol/muc#user"
+NS_DELAY = "urn:xmpp:delay"
+NS_LEGACY_DELAY = "jabber:x:delay"
+NS_CARBONS = "urn:xmpp:carbons:2"
+NS_FORWARD = "urn:xmpp:forward:0"
+NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+NS_OOB = "jabber:x:oob"
+MESSAGE_TAG = f"{{{NS_CLIENT}}}message"
+BODY_TAG = f"{{{NS_CLIENT}}}body"
+PRESENCE_TAG = f"{{{NS_CLIENT}}}presence"
+MUC_USER_X = f"{{{NS_MUC_USER}}}x"
+DELAYS = (f"{{{NS_DELAY}}}delay", f"{{{NS_LEGACY_DELAY}}}x")
+WRAPPERS = (f"{{{NS_CARBONS}}}received", f"{{{NS_CARBONS}}}sent", f"{{{NS_FORWARD}}}forwarded")
+OCCUPANT_PRESENCE_TYPES = frozenset({None, "unavailable"})  # what a room says of an occupant
+
+
+def has_any(xml: ET.Element, *tags: str) -> bool:
+    return any(xml.find(tag) is not None for tag in tags)
+
+
+def status_codes(muc: ET.Element | None) -> frozenset[int]:
+    """The MUC status codes under a muc#user element: ASCII digits only."""
+    if muc is None:
+        return frozenset()
+    return frozenset(
+        int(code)
+        for status in muc.findall(f"{{{NS_MUC_USER}}}status")
+        if (code := status.get("code", "")).isascii() and code.isdigit()
+    )
+
+
+def is_occupant_presence(xml: ET.Element) -> bool:
+    """A room's word about an occupant (available or unavailable, with MUC user data)."""
+    return (
+        xml.tag == PRESENCE_TAG and xml.get("type") in OCCUPANT_PRESENCE_TYPES
+        and xml.find(MUC_USER_X) is not None
+    )
+
+
+def to_presence(xml: ET.Element) -> Presence | None:
+    """The plain value for an occupant's presence; None when it names no occupant."""
+    sender = JID(xml.get("from", ""))
+    muc = xml.find(MUC_USER_X)
+    if muc is None or not sender.resource:
+        return None
+    item = muc.find(f"{{{NS_MUC_USER}}}item")
+    attrs = item.attrib if item is not None else {}
+    real = attrs.get("jid")
+    occupant_id = xml.find(f"{{{NS_OCCUPANT_ID}}}occupant-id")
+    return Presence(
+        room=sender.bare.lower(),
+        nick=sender.resource,
+        available=xml.get("type", "available") != "unavailable",
+        affiliation=attrs.get("affiliation", "none"),
+        role=attrs.get("role", "none"),
+        jid=JID(real).bare.lower() if real else None,
+        occupant_id=occupant_id.get("id") if occupant_id is not None else None,
+        codes=status_codes(muc),
+        new_nick=attrs.get("nick"),
+        destroyed=muc.find(f"{{{NS_MUC_USER}}}destroy") is not None,
+    )
+
+
+def to_message(
+    xml: ET.Element, *, own_jid: str, own_nick: Callable[[str], str | None],
+    is_room: Callable[[str, ET.Element], bool],
+) -> Message | None:
+    """The plain value for a message stanza, or None when it must not be acted on.
+
+    ``own_jid``: the bot's bare JID; ``own_nick(room)``: the bot's nickname in a room it is
+    in (else None); ``is_room(bare, xml)``: the sender is a room (its occupants prove only a
+    nickname)."""
+    kind_attr = xml.get("type", "normal")
+    if kind_attr in ("error", "headline"):
+        return None
+    if has_any(xml, *DELAYS):
+        return None  # history, offline storage or a relay: never live, never acted on
+    if has_any(xml, *WRAPPERS):
+        return None  # the bot asks for no carbons; anything wrapped is not a command
+    body = xml.findtext(BODY_TAG)
+    if not body:
+        return None
+    try:
+        sender = JID(xml.get("from", ""))
+    except Exception:
+        return None
+    bare = sender.bare.lower()
+    if not sender.user or bare == own_jid:
+        return None  # the server itself, or our own account
+    room, nick = bare, sender.resource
+    if kind_attr == "groupchat":
+        own = own_nick(room)
+        if own is None or not nick or nick == own:
+            return None  # a room we are not in, the room itself, or our own reflection
+        return Message(Kind.ROOM, body, room=room, nick=nick)
+    if is_room(room, xml):
+        if not nick:
+            return None
+        return Message(Kind.ROOM_PRIVATE, body, room=room, nick=nick)
+    return Message(Kind.DIRECT, body, jid=bare)
+
+
+def room_status(xml: ET.Element) -> tuple[str, frozenset[int]] | None:
+    """(room, codes) for a live message from a room itself carrying status codes (e.g. 172:
+    the room now shows real JIDs); None for anything else."""
+    muc = xml.find(MUC_USER_X)
+    if muc is None or muc.find(f"{{{NS_MUC_USER}}}status") is None:
+        return None
+    if xml.get("type") == "error" or has_any(xml, *DELAYS):
+        return None
+    sender = JID(xml.get("from", ""))
+    if sender.resource:
+        return None  # only the room itself
+    return sender.bare.lower(), status_codes(muc)
+
+
+def join_element(maxstanzas: int = 0) -> ET.Element:
+    """The MUC element of a join presence (XEP-0045 §7.2), asking for ``maxstanzas`` of the
+    room's history (none by default: the bot acts only on what is said while it is there)."""
+    muc = ET.Element(f"{{{NS_MUC}}}x")
+    ET.SubElement(muc, f"{{{NS_MUC}}}history", {"maxstanzas": str(maxstanzas)})
+    return muc
+
+
+def add_link(stanza: ET.Element, link: Link | None) -> None:
+    """The add-in's link as an out-of-band element (XEP-0066) beside the text."""
+    if link is None:
+        return
+    oob = ET.SubElement(stanza, f"{{{NS_OOB}}}x")
+    ET.SubElement(oob, f"{{{NS_OOB}}}url").text = link.url
+    ET.SubElement(oob, f"{{{NS_OOB}}}desc").text = link.name
+
+
+def muc_user_element() -> ET.Element:
+    """The empty muc#user element that marks a private message through a room."""
+    return ET.Element(MUC_USER_X)
