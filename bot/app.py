@@ -80,7 +80,7 @@ class App:
         self.rooms = Rooms()
         self.dispatcher = Dispatcher(
             settings, store, self.rooms, {Place.DIRECT: DIRECT, Place.ROOM: ROOM},
-            changed=self._handed,
+            changed=lambda changes: self.announcer.handed(changes),  # said after the reply
         )
         self.announcer = Announcer(
             store, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,
@@ -194,15 +194,9 @@ class App:
         self.invitations.receive(invitation, decline)
 
     def changed(self, changes: Sequence[Change] = ()) -> None:
-        """On the loop: changes committed outside chat (an ad-hoc command, an invitation),
-        as their operation returned them: announce them now."""
+        """On the loop: changes made outside chat (Control Panel, invitations): say them now."""
         self.announcer.handed(changes)
         self.announcer.poke()
-
-    def _handed(self, changes: Sequence[Change]) -> None:
-        """On the loop: the changes a chat command committed. Said once its sender has been
-        answered (the poke at the end of _in_order)."""
-        self.announcer.handed(changes)
 
     # --- commands --------------------------------------------------------------------------
 
