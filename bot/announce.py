@@ -12,10 +12,7 @@ import asyncio
 import collections
 import contextlib
 import logging
-import threading
-from collections.abc import Callable
-
-from sqlalchemy import Engine
+from collections.abc import Callable, Sequence
 
 from bot import addins
 from bot.errors import CommandError
@@ -23,6 +20,7 @@ from bot.metrics import METRICS
 from bot.offload import offload
 from bot.rooms import Arrival, Occupant, Rooms
 from bot.values import AuditEntry, Change, Link, RoomInfo, Transport
+from store import Store
 
 log = logging.getLogger(__name__)
 
@@ -44,55 +42,69 @@ def detached_sentence(name: str | None, *, unregistered: bool = False) -> str:
 
 
 class Announcer:
-    """Follows the audit log. Reading it is blocking work for a database thread (`read`);
-    saying what was read is done on the loop, in audit order (`announce`).
+    """Follows the audit log. Reading it is blocking work for a database thread; taking in
+    what was read and saying it is done on the loop, in audit order (`announce`).
 
-    Changes this process commits come straight from the commit (addins.listen), with the
-    rooms they concern: a command's change is said as soon as the command has answered,
-    with no trip to the database (none racing the sender's next command for it).
-    Everything else is read at the next poll, or at once after a `poke`."""
+    Changes this process commits come back with the operation that made them, with the rooms
+    they concern, and are handed over on the loop (`handed`): a command's change is said as
+    soon as the command has answered, with no trip to the database (none racing the
+    sender's next command for it). Everything else (the command line, another process) is
+    read at the next poll, or at once after a `poke` when a handed change does not follow on
+    from the last one taken in. All of its state is the loop's."""
 
     def __init__(
-        self, engine: Engine, transport: Transport, rooms: Rooms, *, cooldown_s: int,
+        self, store: Store, transport: Transport, rooms: Rooms, *, cooldown_s: int,
         on_membership: Callable[[AuditEntry], None], on_changes: Callable[[], None],
     ) -> None:
-        self.engine = engine
+        self.store = store
         self.transport = transport
         self.rooms = rooms
         self.cooldown_s = cooldown_s
         self.on_membership = on_membership  # join/leave changes, for the bot to carry out
-        self.on_changes = on_changes  # the follower found changes, whoever made them
-        self.cursor = 0  # the last change announced (loop)
+        self.on_changes = on_changes  # changes were taken in, whoever made them
+        self.cursor = 0  # the last change announced
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        # Read, not yet announced; the reads take turns, so the rows come in audit order.
-        self._reading = threading.Lock()
-        self._read_to = 0  # the last change read
-        self._commits_seen = -1  # addins.commits() at the last read
-        self._unread = False  # a commit here handed over changes that do not follow on
-        self._read: collections.deque[Change] = collections.deque()
+        self._read_to = 0  # every change up to this id is taken in (queued or announced)
+        # Handed over by this process but not following on from _read_to (a change made
+        # elsewhere comes between, or an id was skipped): kept until a read fills the gap.
+        self._early: dict[int, Change] = {}
+        self._read: collections.deque[Change] = collections.deque()  # taken in, not said
         self._arrivals: dict[str, list[Occupant]] = {}  # joiners waiting to be claimed
         self._claiming: set[str] = set()  # rooms whose joiners are being claimed
 
     async def start(self) -> None:
-        self.cursor = self._read_to = await offload(addins.last_audit_id, self.engine)
-        addins.listen(self.engine, self._committed)
+        self.cursor = self._read_to = await offload(addins.last_audit_id, self.store)
         self._task = asyncio.create_task(self._follow(), name="announcer")
 
     async def stop(self) -> None:
-        addins.unlisten(self.engine, self._committed)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
+    def handed(self, changes: Sequence[Change]) -> None:
+        """On the loop: changes this process has committed, as the operation that made them
+        returned them, oldest first. Those that follow on from the last change taken in are
+        queued as they are, with no read; the rest wait for the follower, woken to read
+        what comes between. Said at the next `announce` (or `poke`)."""
+        if not changes:
+            return
+        for change in changes:
+            if change.entry.id > self._read_to:
+                self._early[change.entry.id] = change
+        self._follow_on()
+        self.on_changes()  # answers kept from before them are out of date now
+        if self._early:
+            self._wake.set()
+
     def poke(self) -> None:
-        """Something may have been committed (on the loop, e.g. after a command): say now
-        what its commit handed over, and if anything may not have been, look now rather
-        than at the next poll. (Mostly there is nothing to look for, and a look is a
-        database query on a worker thread, competing with the next command.)"""
+        """On the loop, e.g. after a command: say now what was handed over, and if some of it
+        waits for a read, look now rather than at the next poll. (Mostly there is nothing to
+        look for, and a look is a database query on a worker thread, competing with the
+        next command.)"""
         self.announce()
-        if self._unread or addins.commits() != self._commits_seen:
+        if self._early:
             self._wake.set()
 
     async def _follow(self) -> None:
@@ -112,35 +124,30 @@ class Announcer:
 
     async def catch_up(self) -> None:
         """Read and announce every change not announced yet."""
-        while await offload(self.read) == READ_BATCH:
+        while True:
+            changes = await offload(
+                addins.changes_to_announce, self.store, self._read_to, limit=READ_BATCH
+            )
+            self.take_in(changes)
             self.announce()
-        self.announce()
-
-    def read(self) -> int:
-        """Blocking: read the changes after the last one read (at most READ_BATCH), with
-        what announcing them needs, for `announce`. Returns how many were read."""
-        with self._reading:
-            self._commits_seen, self._unread = addins.commits(), False
-            changes = addins.changes_to_announce(self.engine, self._read_to, limit=READ_BATCH)
-            if changes:
-                self._read_to = changes[-1].entry.id
-                self._read.extend(changes)
-            return len(changes)
-
-    def _committed(self, changes: list[Change]) -> None:
-        """Listener (addins.listen): changes this process has just committed, on the
-        committing thread. When they follow the last change read, they are queued as they
-        are — no read. Else (a change made elsewhere came between, or its turn is still
-        being committed), the follower is due to read them."""
-        with self._reading:
-            if changes[-1].entry.id <= self._read_to:
-                return  # read already
-            if changes[0].entry.id != self._read_to + 1:
-                self._unread = True  # poke() wakes the follower to read them
+            if len(changes) < READ_BATCH:
                 return
-            self._read.extend(changes)
-            self._read_to = changes[-1].entry.id
-            self._commits_seen = addins.commits()
+
+    def take_in(self, changes: Sequence[Change]) -> None:
+        """On the loop: changes read from the log, oldest first, all those committed after
+        some id (audit ids are handed out in commit order). Those taken in already (handed
+        over, or read by an earlier look) are passed over."""
+        for change in changes:
+            if change.entry.id > self._read_to:
+                self._read.append(change)
+                self._read_to = change.entry.id
+        self._early = {key: early for key, early in self._early.items() if key > self._read_to}
+        self._follow_on()
+
+    def _follow_on(self) -> None:
+        while (change := self._early.pop(self._read_to + 1, None)) is not None:
+            self._read.append(change)
+            self._read_to = change.entry.id
 
     def announce(self) -> None:
         """On the loop: say, in order, what the reads found."""
@@ -202,8 +209,8 @@ class Announcer:
 
     async def _tell_joiners(self, room: str, joiners: list[Occupant]) -> None:
         try:
-            info, due = await offload(
-                addins.claim_announcements, self.engine, room=room,
+            claimed = await offload(
+                addins.claim_announcements, self.store, room=room,
                 people=[occupant.person for occupant in joiners], cooldown_s=self.cooldown_s,
             )
         except CommandError as exc:  # the database is away: these joiners go untold
@@ -212,6 +219,7 @@ class Announcer:
         except Exception:  # logged; the joiners queued behind them are still told
             log.exception("telling %d joiner(s) of %s failed", len(joiners), room)
             return
+        info, due = claimed.result
         if info is None or info.addin is None or info.url is None:
             return
         sentence, link = attached_sentence(info.addin, info.url), Link(info.url, info.addin)

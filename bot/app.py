@@ -9,11 +9,9 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import Engine
 
 from bot import addins, names, policy
 from bot.announce import Announcer
@@ -37,7 +35,19 @@ from bot.rooms import (
     Joined,
     Rooms,
 )
-from bot.values import Actor, AuditEntry, Kind, Message, Place, Presence, Reply, Sender, Transport
+from bot.values import (
+    Actor,
+    AuditEntry,
+    Change,
+    Kind,
+    Message,
+    Place,
+    Presence,
+    Reply,
+    Sender,
+    Transport,
+)
+from store import Store
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +71,21 @@ class _Command:
 
 
 class App:
-    def __init__(self, settings: Settings, engine: Engine, transport: Transport) -> None:
+    def __init__(self, settings: Settings, store: Store, transport: Transport) -> None:
         assert settings.xmpp is not None  # noqa: S101 - checked before the bot is built
         self.settings = settings
-        self.engine = engine
+        self.store = store
         self.transport = transport
         self.nick = settings.xmpp.nick
         self.rooms = Rooms()
         self.dispatcher = Dispatcher(
-            settings, engine, self.rooms, {Place.DIRECT: DIRECT, Place.ROOM: ROOM}
+            settings, store, self.rooms, {Place.DIRECT: DIRECT, Place.ROOM: ROOM},
+            changed=lambda changes: self.announcer.handed(changes),  # said after the reply
         )
         self.announcer = Announcer(
-            engine, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,
+            store, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,
             on_membership=self._membership_changed,
-            on_changes=self.dispatcher.answers.changed_elsewhere,
+            on_changes=self.dispatcher.answers.changed,
         )
         self.wanted: set[str] = set()  # rooms the bot should be in
         # The rooms joined together on connecting, not yet answered: logged as one line.
@@ -90,8 +101,9 @@ class App:
         self.sender_limit = RateLimit(limits.sender, limits.window_s)
         self.room_limit = RateLimit(limits.room, limits.window_s)
         self.invitations = Invitations(
-            settings, engine, self.rooms, transport, nick=lambda: self.nick,
+            settings, store, self.rooms, transport, nick=lambda: self.nick,
             serving=lambda room: room in self.wanted, keep=self._keep, spawn=self._spawn,
+            changed=self.changed,
         )
 
     async def start(self) -> None:
@@ -181,8 +193,9 @@ class App:
     def on_invitation(self, invitation: Invitation, decline: Decline) -> None:
         self.invitations.receive(invitation, decline)
 
-    def changed(self) -> None:
-        """A change made outside chat (an ad-hoc command): announce it now."""
+    def changed(self, changes: Sequence[Change] = ()) -> None:
+        """On the loop: changes made outside chat (Control Panel, invitations): say them now."""
+        self.announcer.handed(changes)
         self.announcer.poke()
 
     # --- commands --------------------------------------------------------------------------
@@ -289,7 +302,7 @@ class App:
     # --- rooms -----------------------------------------------------------------------------
 
     async def _join_all(self) -> None:
-        remembered = await offload(addins.list_rooms, self.engine, joined_only=True)
+        remembered = await offload(addins.list_rooms, self.store, joined_only=True)
         served = set(self.settings.pools.names)
         self.wanted = set(self.settings.rooms.autojoin) | {
             info.jid for info in remembered if names.pool_of(info.jid) in served
@@ -366,9 +379,10 @@ class App:
         self._timers[room] = loop.call_later(delay, self._join, room)
 
     async def _record_stop(self, room: str, why: str) -> None:
-        await offload(
-            addins.set_joined, self.engine, BOT, room=room, joined=False, reason=why[:255]
+        done = await offload(
+            addins.set_joined, self.store, BOT, room=room, joined=False, reason=why[:255]
         )
+        self.changed(done.changes)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(work)

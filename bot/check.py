@@ -14,15 +14,10 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
-from pathlib import Path
-
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine
-from sqlalchemy.engine import make_url
 
 from bot.config import ConfigError, Settings, check_runnable
-from store.database import make_engine
-from store.migrate import alembic_config, current_revision
+from store import Store
+from store.database import missing_sqlite_file, shown
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
@@ -64,24 +59,23 @@ def check(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_S) -> int:
 
 
 def database_finding(url: str, timeout: float) -> Finding:
-    shown = make_url(url).render_as_string(hide_password=True)
-    missing = _missing_sqlite_file(url)
+    missing = missing_sqlite_file(url)
+    where = shown(url)
     if missing is not None:
         folder = missing.parent
         if not folder.is_dir():
-            return Finding(False, f"database: {shown}: the folder {folder} does not exist")
+            return Finding(False, f"database: {where}: the folder {folder} does not exist")
         if not os.access(folder, os.W_OK):
-            return Finding(False, f"database: {shown}: the folder {folder} is not writable")
-        return Finding(True, f"database: ok: {shown} does not exist yet; `addinbot run` "
+            return Finding(False, f"database: {where}: the folder {folder} is not writable")
+        return Finding(True, f"database: ok: {where} does not exist yet; `addinbot run` "
                              "(or `addinbot db upgrade`) creates it")
-    engine = _engine(url, timeout)
+    store = Store.open(url, connect_timeout=timeout)
     try:
-        revision = current_revision(engine)
-        head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+        revision, head = store.schema()
     except Exception as exc:
-        return Finding(False, f"database: cannot use {shown}: {_reason(exc)}")
+        return Finding(False, f"database: cannot use {where}: {_reason(exc)}")
     finally:
-        engine.dispose()
+        store.close()
     if revision is None:
         state = "no schema yet; `addinbot run` (or `addinbot db upgrade`) creates it"
     elif revision == head:
@@ -89,22 +83,7 @@ def database_finding(url: str, timeout: float) -> Finding:
     else:
         state = (f"schema at revision {revision}, this version needs {head}; `addinbot run` "
                  "(or `addinbot db upgrade`) migrates it")
-    return Finding(True, f"database: ok: {shown}, {state}")
-
-
-def _missing_sqlite_file(url: str) -> Path | None:
-    """The database file of a SQLite URL when it does not exist yet (opening would create it)."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    path = Path(parsed.database)
-    return None if path.exists() else path.absolute()
-
-
-def _engine(url: str, timeout: float) -> Engine:
-    if make_url(url).get_backend_name() == "postgresql":
-        return create_engine(url, connect_args={"connect_timeout": max(1, round(timeout))})
-    return make_engine(url)
+    return Finding(True, f"database: ok: {where}, {state}")
 
 
 # --- the XMPP server -----------------------------------------------------------------------

@@ -12,15 +12,12 @@ import getpass
 import sys
 from collections.abc import Callable, Sequence
 
-from sqlalchemy import Engine
-
 from bot import addins, names
 from bot.commands import text
 from bot.config import ConfigError, Settings, config_path, load_settings
 from bot.errors import CommandError
 from bot.values import Actor
-from store.database import make_engine
-from store.migrate import upgrade
+from store import Store
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
@@ -50,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     finally:
         while _OPEN:
-            _OPEN.pop().dispose()
+            _OPEN.pop().close()
 
 
 def _take_config(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -159,14 +156,14 @@ def local_actor() -> Actor:
     return Actor(user, "cli")
 
 
-_OPEN: list[Engine] = []  # closed when the command is done
+_OPEN: list[Store] = []  # closed when the command is done
 
 
-def _engine(settings: Settings) -> Engine:
-    engine = make_engine(settings.store.url)
-    _OPEN.append(engine)
-    upgrade(engine)
-    return engine
+def _store(settings: Settings) -> Store:
+    store = Store.open(settings.store.url)
+    _OPEN.append(store)
+    store.upgrade()
+    return store
 
 
 def _out(line: str) -> int:
@@ -181,65 +178,65 @@ def _served(settings: Settings, pool: str | None) -> str:
 def _register(args: argparse.Namespace, settings: Settings) -> int:
     pool = _served(settings, args.pool)
     info = addins.register(
-        _engine(settings), local_actor(), pool=pool, name=args.name, url=args.url
-    )
+        _store(settings), local_actor(), pool=pool, name=args.name, url=args.url
+    ).result
     return _out(text.registered(info))
 
 
 def _update(args: argparse.Namespace, settings: Settings) -> int:
-    pool, engine = _served(settings, args.pool), _engine(settings)
+    pool, store, actor = _served(settings, args.pool), _store(settings), local_actor()
     if args.field == "url":
-        info = addins.update_url(engine, local_actor(), pool=pool, name=args.name, url=args.value)
-        return _out(text.url_updated(info))
-    info = addins.rename(engine, local_actor(), pool=pool, name=args.name, new_name=args.value)
-    return _out(text.renamed(args.name, info))
+        info = addins.update_url(store, actor, pool=pool, name=args.name, url=args.value)
+        return _out(text.url_updated(info.result))
+    renamed = addins.rename(store, actor, pool=pool, name=args.name, new_name=args.value)
+    return _out(text.renamed(args.name, renamed.result))
 
 
 def _unregister(args: argparse.Namespace, settings: Settings) -> int:
     removed = addins.unregister(
-        _engine(settings), local_actor(), pool=_served(settings, args.pool), name=args.name,
+        _store(settings), local_actor(), pool=_served(settings, args.pool), name=args.name,
         force=args.force,
-    )
+    ).result
     return _out(text.unregistered(removed))
 
 
 def _list(args: argparse.Namespace, settings: Settings) -> int:
     page = addins.list_addins(
-        _engine(settings), pool=_served(settings, args.pool), page=args.page
+        _store(settings), pool=_served(settings, args.pool), page=args.page
     )
     return _out(text.addin_page(page, more=f"addinbot addin list --page {page.page + 1}"))
 
 
 def _show(args: argparse.Namespace, settings: Settings) -> int:
-    info = addins.show(_engine(settings), pool=_served(settings, args.pool), name=args.name)
+    info = addins.show(_store(settings), pool=_served(settings, args.pool), name=args.name)
     return _out(text.addin_details(info))
 
 
 def _attach(args: argparse.Namespace, settings: Settings) -> int:
     room = names.resolve_room(settings.pools.names, args.room)
-    info = addins.attach(_engine(settings), local_actor(), room=room, name=args.name)
+    info = addins.attach(_store(settings), local_actor(), room=room, name=args.name).result
     return _out(text.attached(info))
 
 
 def _detach(args: argparse.Namespace, settings: Settings) -> int:
     room = names.resolve_room(settings.pools.names, args.room)
-    name = addins.detach(_engine(settings), local_actor(), room=room)
+    name = addins.detach(_store(settings), local_actor(), room=room).result
     return _out(text.detached(room, name))
 
 
 def _rooms(args: argparse.Namespace, settings: Settings) -> int:
     pool = _served(settings, args.pool) if args.pool else None
-    return _out(text.room_lines(addins.list_rooms(_engine(settings), pool=pool)))
+    return _out(text.room_lines(addins.list_rooms(_store(settings), pool=pool)))
 
 
 def _audit(args: argparse.Namespace, settings: Settings) -> int:
     if not 1 <= args.n <= 10_000:
         raise CommandError("Give a number from 1 to 10000.")
-    return _out(text.audit_lines(addins.audit(_engine(settings), limit=args.n)))
+    return _out(text.audit_lines(addins.audit(_store(settings), limit=args.n)))
 
 
 def _db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
-    _engine(settings)
+    _store(settings)
     return _out("The database schema is up to date.")
 
 

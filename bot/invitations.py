@@ -15,18 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-from sqlalchemy import Engine
 
 from bot import addins, names, policy
 from bot.config import Settings
 from bot.errors import CommandError
 from bot.offload import offload
 from bot.rooms import Rooms
-from bot.values import Actor, Transport
+from bot.values import Actor, Change, Transport
+from store import Store
 
 log = logging.getLogger(__name__)
 
@@ -60,18 +59,20 @@ class Invitations:
     """The invitations being decided; lives in the bot (bot.app.App)."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, rooms: Rooms, transport: Transport, *,
+        self, settings: Settings, store: Store, rooms: Rooms, transport: Transport, *,
         nick: Callable[[], str], serving: Callable[[str], bool],
         keep: Callable[[str, bool], None], spawn: Callable[[Coroutine[Any, Any, None]], None],
+        changed: Callable[[Sequence[Change]], None],
     ) -> None:
         self.settings = settings
-        self.engine = engine
+        self.store = store
         self.rooms = rooms
         self.transport = transport
         self.nick = nick  # the nickname to join with
         self.serving = serving  # is the bot meant to be in this room already?
         self.keep = keep  # (room, True): the bot is in it and now serves it, do not rejoin
         self.spawn = spawn
+        self.changed = changed  # on the loop: changes committed here, for the announcer
         self.looking: dict[str, _Look] = {}
 
     def receive(self, invitation: Invitation, decline: Decline) -> None:
@@ -158,8 +159,8 @@ class Invitations:
         assert invitation.inviter is not None  # noqa: S101 - an admin, or seen managing the room
         actor = Actor(invitation.inviter, "invite")
         try:
-            await offload(
-                addins.set_joined, self.engine, actor, room=room, joined=True
+            done = await offload(
+                addins.set_joined, self.store, actor, room=room, joined=True
             )
         except CommandError as exc:  # the database is away: nothing was remembered
             if looked:
@@ -168,6 +169,7 @@ class Invitations:
             decline(exc.reason)
             return
         log.info("invited to %s by %s: accepted", room, invitation.inviter)
+        self.changed(done.changes)
 
     def _leave(self, room: str, nick: str | None) -> None:
         self.rooms.forget(room)
@@ -186,8 +188,10 @@ class Invitations:
 
     async def _record(self, actor: Actor, room: str | None, detail: str) -> None:
         try:
-            await offload(
-                addins.record, self.engine, actor, DECLINED, room=room, detail=detail
+            done = await offload(
+                addins.record, self.store, actor, DECLINED, room=room, detail=detail
             )
         except CommandError as exc:
             log.warning("could not record a declined invitation: %s", exc)
+            return
+        self.changed(done.changes)

@@ -18,11 +18,9 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine
-
 from bot.config import ConfigError
 from bot.offload import offload
-from store.database import read_session
+from store import Store
 
 log = logging.getLogger(__name__)
 
@@ -149,25 +147,19 @@ REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not All
            503: "Service Unavailable"}
 
 
-def database_problem(engine: Engine) -> str | None:
+def database_problem(store: Store) -> str | None:
     """None when the database answers a trivial query, else what went wrong (blocking)."""
-    try:
-        with read_session(engine) as session:  # a reader: never waits on a writer's lock
-            session.connection().exec_driver_sql("SELECT 1")
-    except Exception as exc:
-        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-        return f"database: {type(exc).__name__}: {first[0][:200] if first else ''}".rstrip(": ")
-    return None
+    return store.problem()
 
 
 class MetricsServer:
     """Serves GET /metrics and GET /health on one address until stopped."""
 
     def __init__(
-        self, engine: Engine, *, connected: Callable[[], bool],
+        self, store: Store, *, connected: Callable[[], bool],
         rooms_joined: Callable[[], int], metrics: Metrics = METRICS,
     ) -> None:
-        self.engine = engine
+        self.store = store
         self.connected = connected
         self.rooms_joined = rooms_joined
         self.metrics = metrics
@@ -199,7 +191,7 @@ class MetricsServer:
         problems = [] if self.connected() else ["xmpp: not connected"]
         try:
             async with asyncio.timeout(HEALTH_DB_TIMEOUT_S):
-                problem = await offload(database_problem, self.engine)
+                problem = await offload(database_problem, self.store)
         except TimeoutError:
             problem = f"database: no answer within {HEALTH_DB_TIMEOUT_S:.0f} s"
         if problem is not None:
@@ -271,13 +263,13 @@ def _url_host(host: str) -> str:
 
 
 async def start_metrics(
-    address: tuple[str, int] | None, engine: Engine, *, connected: Callable[[], bool],
+    address: tuple[str, int] | None, store: Store, *, connected: Callable[[], bool],
     rooms_joined: Callable[[], int],
 ) -> MetricsServer | None:
     """The server for `[metrics] listen`, started; None when metrics are off."""
     if address is None:
         return None
-    server = MetricsServer(engine, connected=connected, rooms_joined=rooms_joined)
+    server = MetricsServer(store, connected=connected, rooms_joined=rooms_joined)
     try:
         await server.start(*address)
     except OSError as exc:

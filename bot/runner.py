@@ -13,8 +13,7 @@ from bot.logs import configure_logging
 from bot.metrics import MetricsServer, start_metrics
 from bot.offload import offload, settle
 from bot.xmpp.client import XmppEdge
-from store.database import make_engine
-from store.migrate import upgrade
+from store import Store
 
 log = logging.getLogger("addinbot")
 
@@ -40,17 +39,17 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         assert settings.xmpp is not None  # noqa: S101 - check_runnable saw to it
         self.settings = settings
-        self.engine = make_engine(settings.store.url)
+        self.store = Store.open(settings.store.url)
         self.edge = XmppEdge(settings.xmpp, settings.xmpp.secret(), settings.pools.names)
-        self.app = App(settings, self.engine, self.edge)
+        self.app = App(settings, self.store, self.edge)
         self.edge.bot = self.app
         self.metrics: MetricsServer | None = None  # [metrics] listen: /metrics and /health
 
     async def start(self) -> None:
-        await offload(upgrade, self.engine)
+        await offload(self.store.upgrade)
         await self.app.start()
         self.metrics = await start_metrics(
-            self.settings.metrics.address, self.engine, connected=self.edge.online.is_set,
+            self.settings.metrics.address, self.store, connected=self.edge.online.is_set,
             rooms_joined=lambda: sum(state.joined for state in self.app.rooms.rooms.values()),
         )
         self.edge.start()
@@ -62,7 +61,7 @@ class Service:
         await self.app.stop()
         await self.edge.stop()
         await settle()  # queries still running (for cancelled work) finish before the close
-        self.engine.dispose()
+        self.store.close()
 
 
 async def serve(settings: Settings) -> int:

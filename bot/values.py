@@ -6,9 +6,13 @@ else may import it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Generic, Literal, Protocol, TypeVar
+
+_T = TypeVar("_T", covariant=True)  # a Done[Reply] is a Done[Reply | None]
+_U = TypeVar("_U")
 
 # --- who asks, and what they get back ---------------------------------------------------
 
@@ -170,3 +174,16 @@ class Change:
 class Removed:
     name: str  # as it was registered
     rooms: tuple[str, ...]  # those it was detached from (only with force)
+
+
+@dataclass(frozen=True)
+class Done(Generic[_T]):
+    """What an operation returns: its result, and the changes it committed (each with its
+    audit row, oldest first) for the announcer; none when it changed nothing."""
+
+    result: _T
+    changes: tuple[Change, ...] = ()
+
+    def then(self, make: Callable[[_T], _U]) -> Done[_U]:
+        """The same changes, with `make(result)` as the result (e.g. the reply saying it)."""
+        return Done(make(self.result), self.changes)

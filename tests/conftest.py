@@ -2,7 +2,7 @@
 
 Sections:
 - environment: tests never see ADDINBOT_* variables from the shell that ran them
-- store: `engine`, a migrated, empty database on SQLite and on PostgreSQL
+- store: `store`, a migrated, empty database on SQLite and on PostgreSQL
 - settings: `settings`, a factory for `bot.config.Settings`
 - edge: `loop` and `make_edge`/`edge`, the bot's XMPP edge built offline, for its filters
 """
@@ -18,13 +18,11 @@ from typing import Any
 
 import pytest
 import sqlalchemy
-from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 
 from bot.config import Settings, XmppSettings
 from bot.xmpp.client import XmppEdge
-from store.database import make_engine
-from store.migrate import upgrade
+from store import Store
 
 # --- environment ---------------------------------------------------------------------------
 
@@ -47,7 +45,7 @@ TABLES = ("announcement", "room", "addin", "pool", "auditevent")  # children fir
 
 
 @pytest.fixture(scope="session")
-def postgres_engine() -> Iterator[Engine]:
+def postgres_store() -> Iterator[Store]:
     """A database of its own on the test server, migrated once, dropped at the end.
 
     An unreachable server FAILS the postgres tests (CI starts one; a skip would hide a broken
@@ -72,28 +70,28 @@ def postgres_engine() -> Iterator[Engine]:
             f"start it, point ADDINBOT_TEST_PG_URL at one, or set ADDINBOT_TEST_NO_PG=1",
             pytrace=False,
         )
-    engine = make_engine(server_url.set(database=name).render_as_string(hide_password=False))
+    store = Store.open(server_url.set(database=name).render_as_string(hide_password=False))
     try:
-        upgrade(engine)
-        yield engine
+        store.upgrade()
+        yield store
     finally:
-        engine.dispose()
+        store.close()
         with admin.connect() as connection:
             connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.dispose()
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
-def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A migrated database with no rows, on each backend."""
     if request.param == "sqlite":
-        sqlite = make_engine(f"sqlite:///{tmp_path}/t.db")
-        upgrade(sqlite)
+        sqlite = Store.open(f"sqlite:///{tmp_path}/t.db")
+        sqlite.upgrade()
         yield sqlite
-        sqlite.dispose()
+        sqlite.close()
         return
-    postgres: Engine = request.getfixturevalue("postgres_engine")
-    with postgres.begin() as connection:
+    postgres: Store = request.getfixturevalue("postgres_store")
+    with postgres.engine.begin() as connection:
         connection.exec_driver_sql(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE")
     yield postgres
 
@@ -106,13 +104,13 @@ SettingsFactory = Callable[..., Settings]
 @pytest.fixture
 def settings(request: pytest.FixtureRequest) -> SettingsFactory:
     """`settings(pools={"names": [...]}, ...)`: test settings; a keyword replaces that section.
-    The store URL is the `engine`'s when the test uses one."""
+    The store URL is the `store`'s when the test uses one."""
 
     def make(**sections: Any) -> Settings:
         store_url = "sqlite:///unused.db"
-        if "engine" in request.fixturenames:
-            used: Engine = request.getfixturevalue("engine")
-            store_url = used.url.render_as_string(hide_password=False)
+        if "store" in request.fixturenames:
+            used: Store = request.getfixturevalue("store")
+            store_url = used.url
         values: dict[str, Any] = {
             "xmpp": {
                 "jid": "addinbot@localhost", "password": "pw", "host": "127.0.0.1",

@@ -7,12 +7,12 @@ import asyncio
 import contextlib
 
 import pytest
-from sqlalchemy import Engine
 
 from bot import addins, announce
 from bot.announce import Announcer
 from bot.rooms import Rooms
-from bot.values import Actor, AuditEntry, Change, Link, Presence
+from bot.values import Actor, AuditEntry, Link, Presence
+from store import Store
 
 POOL = "conference.localhost"
 ROOM = f"dev@{POOL}"
@@ -50,23 +50,20 @@ def live_rooms(*names: str) -> Rooms:
     return rooms
 
 
-def elsewhere(engine: Engine, announcer: Announcer) -> None:
-    """From here on, changes reach the announcer as another process's do: through the
-    audit log, read by the follower."""
-    addins.unlisten(engine, announcer._committed)
+# A change made by calling addins directly, and not handed over (announcer.handed), reaches
+# the announcer as another process's does: through the audit log, read by the follower.
 
 
-async def test_a_url_update_then_a_rename_still_announces_the_new_url(engine: Engine) -> None:
-    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
-    addins.attach(engine, ADMIN, room=ROOM, name="Stock")
+async def test_a_url_update_then_a_rename_still_announces_the_new_url(store: Store) -> None:
+    addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    addins.attach(store, ADMIN, room=ROOM, name="Stock")
     recorder = Recorder()
-    announcer = Announcer(engine, recorder, live_rooms(ROOM), cooldown_s=60,
+    announcer = Announcer(store, recorder, live_rooms(ROOM), cooldown_s=60,
                           on_membership=lambda change: None, on_changes=lambda: None)
     await announcer.start()  # from here on, changes are news
-    elsewhere(engine, announcer)
     try:
-        addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url="https://b.example.org/")
-        addins.rename(engine, ADMIN, pool=POOL, name="Stock", new_name="Ticker")
+        addins.update_url(store, ADMIN, pool=POOL, name="Stock", url="https://b.example.org/")
+        addins.rename(store, ADMIN, pool=POOL, name="Stock", new_name="Ticker")
         await announcer.catch_up()
     finally:
         await announcer.stop()
@@ -78,18 +75,17 @@ async def test_a_url_update_then_a_rename_still_announces_the_new_url(engine: En
 
 
 async def test_two_url_updates_made_elsewhere_announce_only_the_latest(
-    engine: Engine,
+    store: Store,
 ) -> None:
-    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
-    addins.attach(engine, ADMIN, room=ROOM, name="Stock")
+    addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    addins.attach(store, ADMIN, room=ROOM, name="Stock")
     recorder = Recorder()
-    announcer = Announcer(engine, recorder, live_rooms(ROOM), cooldown_s=60,
+    announcer = Announcer(store, recorder, live_rooms(ROOM), cooldown_s=60,
                           on_membership=lambda change: None, on_changes=lambda: None)
     await announcer.start()
-    elsewhere(engine, announcer)
     try:
-        addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url="https://b.example.org/")
-        addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url="https://c.example.org/")
+        addins.update_url(store, ADMIN, pool=POOL, name="Stock", url="https://b.example.org/")
+        addins.update_url(store, ADMIN, pool=POOL, name="Stock", url="https://c.example.org/")
         await announcer.catch_up()
     finally:
         await announcer.stop()
@@ -98,39 +94,40 @@ async def test_two_url_updates_made_elsewhere_announce_only_the_latest(
     ]
 
 
-async def test_rooms_the_bot_is_not_in_are_not_told(engine: Engine) -> None:
-    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+async def test_rooms_the_bot_is_not_in_are_not_told(store: Store) -> None:
+    addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     recorder = Recorder()
-    announcer = Announcer(engine, recorder, live_rooms(), cooldown_s=60,
+    announcer = Announcer(store, recorder, live_rooms(), cooldown_s=60,
                           on_membership=lambda change: None, on_changes=lambda: None)
     await announcer.start()
     try:
-        addins.attach(engine, ADMIN, room=ROOM, name="Stock")
-        addins.detach(engine, ADMIN, room=ROOM)
+        addins.attach(store, ADMIN, room=ROOM, name="Stock")
+        addins.detach(store, ADMIN, room=ROOM)
         await announcer.catch_up()
     finally:
         await announcer.stop()
     assert recorder.room == []
 
 
-def make_announcer(engine: Engine, recorder: Recorder, rooms: Rooms) -> Announcer:
-    return Announcer(engine, recorder, rooms, cooldown_s=60,
+def make_announcer(store: Store, recorder: Recorder, rooms: Rooms) -> Announcer:
+    return Announcer(store, recorder, rooms, cooldown_s=60,
                      on_membership=lambda change: None, on_changes=lambda: None)
 
 
-async def test_this_processs_change_comes_from_its_commit_without_a_read(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch,
+async def test_this_processs_change_comes_back_with_its_operation_without_a_read(
+    store: Store, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     recorder = Recorder()
-    announcer = make_announcer(engine, recorder, live_rooms(ROOM))
+    announcer = make_announcer(store, recorder, live_rooms(ROOM))
     await announcer.start()
     reads: list[int] = []
     read = addins.changes_to_announce
     monkeypatch.setattr(addins, "changes_to_announce",
                         lambda *a, **k: reads.append(1) or read(*a, **k))
     try:
-        await asyncio.to_thread(addins.attach, engine, ADMIN, room=ROOM, name="Stock")
+        done = await asyncio.to_thread(addins.attach, store, ADMIN, room=ROOM, name="Stock")
+        announcer.handed(done.changes)
         assert recorder.room == []  # said on the loop, once the command has answered ...
         announcer.poke()
         assert not announcer._wake.is_set()  # ... with nothing left for the follower
@@ -144,23 +141,24 @@ async def test_this_processs_change_comes_from_its_commit_without_a_read(
 
 
 async def test_a_change_made_elsewhere_in_between_is_left_to_the_follower(
-    engine: Engine,
+    store: Store,
 ) -> None:
     """Another process's change came between: this process's own is not said before it."""
-    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
-    addins.register(engine, ADMIN, pool=POOL, name="Ticker", url="https://t.example.org/")
-    addins.attach(engine, ADMIN, room=ROOM, name="Stock")
+    addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    addins.register(store, ADMIN, pool=POOL, name="Ticker", url="https://t.example.org/")
+    addins.attach(store, ADMIN, room=ROOM, name="Stock")
     recorder = Recorder()
-    announcer = make_announcer(engine, recorder, live_rooms(ROOM))
+    announcer = make_announcer(store, recorder, live_rooms(ROOM))
     await announcer.start()
     try:
-        elsewhere(engine, announcer)
-        addins.detach(engine, ADMIN, room=ROOM)
-        addins.listen(engine, announcer._committed)
-        await asyncio.to_thread(addins.attach, engine, ADMIN, room=ROOM, name="Ticker")
+        addins.detach(store, ADMIN, room=ROOM)  # made elsewhere: not handed over
+        done = await asyncio.to_thread(addins.attach, store, ADMIN, room=ROOM, name="Ticker")
+        announcer.handed(done.changes)
         announcer.poke()
         assert recorder.room == []
         assert announcer._wake.is_set()  # the follower is due to look
+        await announcer.catch_up()
+        announcer.handed(done.changes)  # handed over again, or read again: said once
         await announcer.catch_up()
     finally:
         await announcer.stop()
@@ -170,34 +168,35 @@ async def test_a_change_made_elsewhere_in_between_is_left_to_the_follower(
     ]
 
 
-async def test_reads_from_several_threads_say_each_change_once_in_order(engine: Engine) -> None:
-    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+async def test_reads_on_several_threads_say_each_change_once_in_order(store: Store) -> None:
+    addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     rooms = [f"r{number}@{POOL}" for number in range(30)]
     recorder = Recorder()
-    announcer = make_announcer(engine, recorder, live_rooms(*rooms))
+    announcer = make_announcer(store, recorder, live_rooms(*rooms))
     await announcer.start()
     try:
         for room in rooms:
-            addins.attach(engine, ADMIN, room=room, name="Stock")
-        await asyncio.gather(*(asyncio.to_thread(announcer.read) for _ in range(6)))
-        announcer.announce()
+            addins.attach(store, ADMIN, room=room, name="Stock")
+        await asyncio.gather(*(announcer.catch_up() for _ in range(6)))
         await announcer.catch_up()  # and the follower finds nothing more
     finally:
         await announcer.stop()
     assert [room for room, _text, _link in recorder.room] == rooms
-    assert announcer.cursor == addins.last_audit_id(engine)
+    assert announcer.cursor == addins.last_audit_id(store)
 
 
-async def test_each_url_update_made_here_is_said_as_it_was_committed(engine: Engine) -> None:
-    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
-    addins.attach(engine, ADMIN, room=ROOM, name="Stock")
-    addins.attach(engine, ADMIN, room=f"ops@{POOL}", name="Stock")
+async def test_each_url_update_made_here_is_said_as_it_was_committed(store: Store) -> None:
+    addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    addins.attach(store, ADMIN, room=ROOM, name="Stock")
+    addins.attach(store, ADMIN, room=f"ops@{POOL}", name="Stock")
     recorder = Recorder()
-    announcer = make_announcer(engine, recorder, live_rooms(ROOM))  # not in ops
+    announcer = make_announcer(store, recorder, live_rooms(ROOM))  # not in ops
     await announcer.start()
     try:
         for url in ("https://b.example.org/", "https://c.example.org/"):
-            addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url=url)
+            announcer.handed(
+                addins.update_url(store, ADMIN, pool=POOL, name="Stock", url=url).changes
+            )
             announcer.poke()
     finally:
         await announcer.stop()
@@ -207,10 +206,10 @@ async def test_each_url_update_made_here_is_said_as_it_was_committed(engine: Eng
     ]
 
 
-async def test_stopping_just_as_the_follower_is_woken_still_stops_it(engine: Engine) -> None:
+async def test_stopping_just_as_the_follower_is_woken_still_stops_it(store: Store) -> None:
     """Python 3.11's asyncio.wait_for swallows a cancellation that arrives just after what
     it waits for is done: a follower waiting that way would outlive stop() for good."""
-    announcer = make_announcer(engine, Recorder(), live_rooms(ROOM))
+    announcer = make_announcer(store, Recorder(), live_rooms(ROOM))
     await announcer.start()
     await asyncio.sleep(0)  # the follower is waiting for a poke or the next poll
     announcer._wake.set()
@@ -225,28 +224,28 @@ async def test_stopping_just_as_the_follower_is_woken_still_stops_it(engine: Eng
     assert done, "stop() is still waiting for the follower"
 
 
-async def test_changes_handed_over_out_of_order_are_read_not_lost(engine: Engine) -> None:
-    """Two commits here hand over their changes from two threads, the later one first: the
-    earlier is queued, and the later is left for a read — which poke() asks for."""
-    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+async def test_changes_handed_over_out_of_order_are_said_in_order(store: Store) -> None:
+    """Two commands here hand over their changes as they come back, the later one first:
+    the later waits for the earlier, and both are said in audit order with no read."""
+    addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     recorder = Recorder()
-    announcer = make_announcer(engine, recorder, live_rooms(ROOM, f"ops@{POOL}"))
+    announcer = make_announcer(store, recorder, live_rooms(ROOM, f"ops@{POOL}"))
     await announcer.start()
     try:
-        elsewhere(engine, announcer)  # hand them over by hand, in the wrong order
-        first = addins.attach(engine, ADMIN, room=ROOM, name="Stock")
-        second = addins.attach(engine, ADMIN, room=f"ops@{POOL}", name="Stock")
-        first_id, second_id = [c.id for c in addins.changes_since(engine, 0)][-2:]
-        announcer._committed([Change(entry(engine, second_id), (second,))])
-        announcer._committed([Change(entry(engine, first_id), (first,))])
-        announcer.poke()  # says the first at once ...
-        assert [room for room, _text, _link in recorder.room] == [ROOM]
-        assert announcer._wake.is_set()  # ... and has the follower read the second
-        await announcer.catch_up()
+        first = addins.attach(store, ADMIN, room=ROOM, name="Stock")
+        second = addins.attach(store, ADMIN, room=f"ops@{POOL}", name="Stock")
+        announcer.handed(second.changes)
+        announcer.poke()
+        assert recorder.room == []  # not before the earlier change ...
+        assert announcer._wake.is_set()  # ... which the follower would read, if need be
+        announcer.handed(first.changes)
+        announcer.poke()
+        assert [room for room, _text, _link in recorder.room] == [ROOM, f"ops@{POOL}"]
+        await announcer.catch_up()  # the follower finds nothing more
     finally:
         await announcer.stop()
     assert [room for room, _text, _link in recorder.room] == [ROOM, f"ops@{POOL}"]
 
 
-def entry(engine: Engine, audit_id: int) -> AuditEntry:
-    return next(c for c in addins.changes_since(engine, audit_id - 1) if c.id == audit_id)
+def entry(store: Store, audit_id: int) -> AuditEntry:
+    return next(c for c in addins.changes_since(store, audit_id - 1) if c.id == audit_id)

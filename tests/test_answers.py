@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 
 from bot import addins
 from bot.commands import registry
@@ -15,6 +15,7 @@ from bot.commands.registry import CommandSet, Dispatcher, Request
 from bot.metrics import METRICS
 from bot.rooms import Rooms
 from bot.values import Place, Reply, Role
+from store import Store
 from tests.test_dispatch import (
     ADMIN,
     MEMBER_IN_ROOM,
@@ -31,14 +32,14 @@ from tests.test_dispatch import (
 
 
 @pytest.fixture
-def bot(engine: Engine, settings: SettingsFactory) -> Bot:
-    return make_bot(engine, settings)
+def bot(store: Store, settings: SettingsFactory) -> Bot:
+    return make_bot(store, settings)
 
 
-def change_behind_the_bots_back(engine: Engine, url: str) -> None:
-    """What another process's commit looks like to this one: the rows change, and this
-    process's commit counter does not."""
-    with engine.begin() as connection:
+def change_behind_the_bots_back(store: Store, url: str) -> None:
+    """What another process's commit looks like to this one: the rows change, and no
+    operation of this process hands over changes."""
+    with store.engine.begin() as connection:
         connection.execute(text("UPDATE addin SET url = :url"), {"url": url})
 
 
@@ -94,10 +95,10 @@ async def test_this_processs_own_change_is_seen_at_once(bot: Bot) -> None:
 async def test_a_change_made_elsewhere_shows_once_the_follower_finds_it(bot: Bot) -> None:
     await bot.say(f"register Stock {URL}")
     assert URL in await bot.say("list")
-    change_behind_the_bots_back(bot.engine, URL2)
+    change_behind_the_bots_back(bot.store, URL2)
     # Until the audit log is read, the kept answer stands (that is what keeping is) ...
     assert URL in await bot.say("list")
-    bot.dispatcher.answers.changed_elsewhere()
+    bot.dispatcher.answers.changed()
     # ... and once it is, no answer from before the change is given again.
     assert URL2 in await bot.say("list")
 
@@ -118,7 +119,7 @@ async def test_refusals_are_not_kept(bot: Bot, monkeypatch: pytest.MonkeyPatch) 
 
 
 async def test_the_role_check_comes_before_any_kept_answer(
-    engine: Engine, settings: SettingsFactory
+    store: Store, settings: SettingsFactory
 ) -> None:
     """A kept answer is an answer to the words, not a pass: each sender is checked. (The
     bot's own kept commands are open to anyone; this one, for the test, is not.)"""
@@ -128,7 +129,8 @@ async def test_the_role_check_comes_before_any_kept_answer(
     def secret(request: Request) -> Reply:
         return Reply("the secret")
 
-    dispatcher = Dispatcher(settings(), engine, Rooms(), {Place.DIRECT: secrets})
+    dispatcher = Dispatcher(settings(), store, Rooms(), {Place.DIRECT: secrets},
+                            changed=lambda changes: None)
     assert await dispatcher.run(Place.DIRECT, ADMIN, "secret") == Reply("the secret")
     assert dispatcher.kept(Place.DIRECT, ADMIN, "secret") == Reply("the secret")
     assert dispatcher.kept(Place.DIRECT, STRANGER, "secret") is None
@@ -136,29 +138,38 @@ async def test_the_role_check_comes_before_any_kept_answer(
     assert refused == Reply("Only an addinbot admin may run secret.")
 
 
-def test_an_answer_read_before_a_change_is_not_kept(engine: Engine) -> None:
+def test_an_answer_read_before_a_change_is_not_kept() -> None:
     answers: Answers[str] = Answers(size=len)
     read_at = answers.version()
-    addins.register(engine, addins.Actor("admin@localhost", "dm"), pool=POOL, name="Stock",
-                    url=URL)  # committed while the answer was being read
+    answers.changed()  # a change came back while the answer was being read
     answers.keep("list", "read before the change", read_at=read_at)
     assert answers.get("list") is None
     read_at = answers.version()
     answers.keep("list", "read after it", read_at=read_at)
     assert answers.get("list") == "read after it"
-    answers.changed_elsewhere()
+    answers.changed()
     assert answers.get("list") is None
 
 
-def test_the_notes_of_whom_the_bot_told_do_not_drop_answers(engine: Engine) -> None:
-    addins.register(engine, addins.Actor("admin@localhost", "dm"), pool=POOL, name="Stock",
+async def test_a_commands_changes_drop_the_kept_answers_before_it_is_answered(bot: Bot) -> None:
+    assert (await bot.say("list")).startswith("No add-ins")
+    assert bot.dispatcher.kept(Place.DIRECT, ADMIN, "list") is not None
+    await bot.say(f"register Stock {URL}")
+    assert [c.entry.action for c in bot.handed] == ["register"]  # handed over, and ...
+    assert bot.dispatcher.kept(Place.DIRECT, ADMIN, "list") is None  # ... the answer dropped
+    assert "Stock" in await bot.say("list")
+
+
+def test_the_notes_of_whom_the_bot_told_do_not_drop_answers(store: Store) -> None:
+    addins.register(store, addins.Actor("admin@localhost", "dm"), pool=POOL, name="Stock",
                     url=URL)
-    addins.attach(engine, addins.Actor("admin@localhost", "dm"), room=ROOM, name="Stock")
+    addins.attach(store, addins.Actor("admin@localhost", "dm"), room=ROOM, name="Stock")
     answers: Answers[str] = Answers(size=len)
     answers.keep("list", "kept", read_at=answers.version())
-    told = addins.claim_announcements(engine, room=ROOM, people=["pat@localhost"],
+    told = addins.claim_announcements(store, room=ROOM, people=["pat@localhost"],
                                       cooldown_s=60)
-    assert told[1] == ("pat@localhost",)
+    assert told.result[1] == ("pat@localhost",)
+    assert told.changes == ()  # nothing to hand over: the version does not move
     assert answers.get("list") == "kept"
 
 

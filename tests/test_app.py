@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
-from sqlalchemy import Engine
 from sqlmodel import Session
 
 from bot import addins
 from bot.app import App
-from bot.values import Actor, Link
+from bot.values import Actor, Change, Kind, Link, Message, Presence
+from store import Store
 from store.models import Pool, Room
 
 POOL = "conference.localhost"
@@ -22,6 +23,7 @@ class Transport:
         self.refuse = refuse
         self.joined: list[str] = []
         self.left: list[str] = []
+        self.said: list[tuple[str, str]] = []
 
     def join(self, room: str, nick: str) -> None:
         if room in self.refuse:
@@ -37,14 +39,15 @@ class Transport:
 
     def send_private(self, room: str, nick: str, text: str, link: Link | None = None) -> None: ...
 
-    def send_room(self, room: str, text: str, link: Link | None = None) -> None: ...
+    def send_room(self, room: str, text: str, link: Link | None = None) -> None:
+        self.said.append((room, text))
 
 
 async def test_one_unjoinable_remembered_room_does_not_stop_the_others(
-    engine: Engine, settings
+    store: Store, settings
 ) -> None:
     bad = f"a<b@{POOL}"  # stored before room addresses were checked
-    with Session(engine) as session:
+    with Session(store.engine) as session:
         pool = Pool(name=POOL)
         session.add(pool)
         session.flush()
@@ -52,23 +55,60 @@ async def test_one_unjoinable_remembered_room_does_not_stop_the_others(
         session.add(Room(jid=bad, pool_id=pool.id, joined=True))
         session.commit()
     for name in ("alpha", "zulu"):
-        addins.set_joined(engine, Actor("admin@localhost", "dm"), room=f"{name}@{POOL}",
+        addins.set_joined(store, Actor("admin@localhost", "dm"), room=f"{name}@{POOL}",
                           joined=True)
     transport = Transport(refuse={bad})
-    app = App(settings(), engine, transport)
+    app = App(settings(), store, transport)
     await app.start()
     try:
         app.on_online()
         for _ in range(200):
             if len(transport.joined) == 2 and any(
-                e.action == "stop" for e in addins.audit(engine, limit=5)
+                e.action == "stop" for e in addins.audit(store, limit=5)
             ):
                 break
             await asyncio.sleep(0.01)
         assert transport.joined == [f"alpha@{POOL}", f"zulu@{POOL}"]
-        stop = [e for e in addins.audit(engine, limit=5) if e.action == "stop"]
+        stop = [e for e in addins.audit(store, limit=5) if e.action == "stop"]
         assert [(e.room, e.detail) for e in stop] == [
             (bad, "cannot join: not a valid room address")
         ]
     finally:
         await app.stop()
+
+
+async def test_a_commands_changes_reach_the_announcer_on_the_loop_thread(
+    store: Store, settings
+) -> None:
+    """The operation runs on a worker thread and returns its changes; the app hands them to
+    the announcer back on the loop, which says them with no read of the audit log."""
+    admin = Actor("admin@localhost", "dm")
+    addins.register(store, admin, pool=POOL, name="Stock", url="https://a.example.org/")
+    room = f"dev@{POOL}"
+    app = App(settings(), store, Transport(refuse=set()))
+    transport = app.transport
+    assert isinstance(transport, Transport)
+    await app.start()
+    handed: list[tuple[int, tuple[Change, ...]]] = []
+    hand = app.announcer.handed
+    app.announcer.handed = lambda changes: (  # type: ignore[method-assign]
+        handed.append((threading.get_ident(), tuple(changes))), hand(changes))[1]
+    read = addins.changes_to_announce
+    reads: list[int] = []
+    addins.changes_to_announce = lambda *a, **k: reads.append(1) or read(*a, **k)  # type: ignore[assignment]
+    try:
+        app.rooms.joining(room, "AddinBot")
+        app.on_presence(Presence(room, "AddinBot", True, codes=frozenset({110})))
+        app.on_message(Message(Kind.DIRECT, f"attach {room} Stock", jid="admin@localhost"))
+        for _ in range(200):
+            if transport.said:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        addins.changes_to_announce = read  # type: ignore[assignment]
+        await app.stop()
+    [(thread, changes)] = [(t, c) for t, c in handed if c]
+    assert thread == threading.get_ident()  # the loop's thread
+    assert [c.entry.action for c in changes] == ["attach"]
+    assert transport.said == [(room, "This room's add-in is now “Stock”: https://a.example.org/")]
+    assert reads == []

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from sqlalchemy import Engine
 
 from bot import addins
 from bot.commands.direct import DIRECT
@@ -17,7 +16,8 @@ from bot.commands.registry import Dispatcher
 from bot.commands.room import ROOM as ROOM_COMMANDS
 from bot.config import Settings
 from bot.rooms import SELF, Rooms
-from bot.values import Link, Place, Presence, Reply, Sender
+from bot.values import Change, Link, Place, Presence, Reply, Sender
+from store import Store
 
 SettingsFactory = Callable[..., Settings]  # the `settings` fixture
 
@@ -44,7 +44,8 @@ ADMIN_COMMANDS = (
 class Bot:
     dispatcher: Dispatcher
     rooms: Rooms
-    engine: Engine
+    store: Store
+    handed: list[Change]  # what the commands' operations handed over, in order
 
     async def reply(self, text: str, sender: Sender = ADMIN) -> Reply:
         place = Place.DIRECT if sender.room is None else Place.ROOM
@@ -56,7 +57,7 @@ class Bot:
         return (await self.reply(text, sender)).text
 
     def stored(self) -> list[str]:
-        return [name for name, _url, _n in addins.list_addins(self.engine, pool=POOL).items]
+        return [name for name, _url, _n in addins.list_addins(self.store, pool=POOL).items]
 
 
 def room_with_owner_and_member(rooms: Rooms) -> None:
@@ -67,16 +68,18 @@ def room_with_owner_and_member(rooms: Rooms) -> None:
     rooms.update(Presence(ROOM, "AddinBot", True, codes=frozenset({SELF})))
 
 
-def make_bot(engine: Engine, settings: SettingsFactory, **sections: object) -> Bot:
+def make_bot(store: Store, settings: SettingsFactory, **sections: object) -> Bot:
     rooms = Rooms()
     room_with_owner_and_member(rooms)
     commands = {Place.DIRECT: DIRECT, Place.ROOM: ROOM_COMMANDS}
-    return Bot(Dispatcher(settings(**sections), engine, rooms, commands), rooms, engine)
+    handed: list[Change] = []
+    dispatcher = Dispatcher(settings(**sections), store, rooms, commands, changed=handed.extend)
+    return Bot(dispatcher, rooms, store, handed)
 
 
 @pytest.fixture
-def bot(engine: Engine, settings: SettingsFactory) -> Bot:
-    return make_bot(engine, settings)
+def bot(store: Store, settings: SettingsFactory) -> Bot:
+    return make_bot(store, settings)
 
 
 def names_in_help(text: str) -> list[str]:
@@ -147,7 +150,7 @@ async def test_a_stranger_may_not_register_and_nothing_is_stored(bot: Bot) -> No
     )
     assert await bot.say("show Stock", STRANGER) == "Only an addinbot admin may run show."
     assert bot.stored() == []
-    assert addins.audit(bot.engine) == []
+    assert addins.audit(bot.store) == []
 
 
 async def test_a_room_nickname_that_looks_like_an_admin_is_not_one(bot: Bot) -> None:
@@ -255,7 +258,7 @@ async def test_a_room_outside_the_served_pools_is_refused(
 ) -> None:
     await bot.say(f"register Stock {URL}")
     assert await bot.say(f"attach {room} Stock") == f"{reason} Usage: attach <room> <name>"
-    assert addins.list_rooms(bot.engine) == []
+    assert addins.list_rooms(bot.store) == []
 
 
 # --- managers by direct message ------------------------------------------------------------
@@ -267,13 +270,13 @@ async def test_a_room_owner_may_attach_by_direct_message_a_member_may_not(bot: B
     assert await bot.say(f"attach {ROOM} Stock", MEMBER_DM) == (
         f"Only the owners and admins of {ROOM} may do that."
     )
-    assert addins.room_info(bot.engine, ROOM).addin is None
+    assert addins.room_info(bot.store, ROOM).addin is None
 
     assert await bot.say(f"attach {ROOM} Stock", OWNER_DM) == (
         f"{ROOM} now has the add-in “Stock”: {URL}"
     )
     assert await bot.say(f"detach {ROOM}", OWNER_DM) == f"{ROOM} no longer has the add-in “Stock”."
-    assert [(e.actor, e.via, e.action) for e in addins.audit(bot.engine, limit=2)] == [
+    assert [(e.actor, e.via, e.action) for e in addins.audit(bot.store, limit=2)] == [
         ("olivia@localhost", "dm", "detach"), ("olivia@localhost", "dm", "attach"),
     ]
 
@@ -328,7 +331,7 @@ async def test_a_member_may_not_attach_in_the_room(bot: Bot) -> None:
     assert await bot.say("detach", MEMBER_IN_ROOM) == (
         f"Only the owners and admins of {ROOM} may do that."
     )
-    assert addins.room_info(bot.engine, ROOM).addin is None
+    assert addins.room_info(bot.store, ROOM).addin is None
 
 
 async def test_an_owner_attaches_and_detaches_in_the_room(bot: Bot) -> None:
@@ -336,14 +339,14 @@ async def test_an_owner_attaches_and_detaches_in_the_room(bot: Bot) -> None:
 
     assert await bot.dispatcher.run(Place.ROOM, OWNER_IN_ROOM, "attach stock") is None
 
-    assert addins.room_info(bot.engine, ROOM).addin == "Stock"
-    [row] = addins.audit(bot.engine, limit=1)
+    assert addins.room_info(bot.store, ROOM).addin == "Stock"
+    [row] = addins.audit(bot.store, limit=1)
     assert (row.actor, row.via, row.action, row.room) == (
         "olivia@localhost", "room", "attach", ROOM,
     )
 
     assert await bot.dispatcher.run(Place.ROOM, OWNER_IN_ROOM, "detach") is None
-    assert addins.room_info(bot.engine, ROOM).addin is None
+    assert addins.room_info(bot.store, ROOM).addin is None
     assert await bot.say("detach", OWNER_IN_ROOM) == f"{ROOM} has no add-in."
 
 
@@ -351,7 +354,7 @@ async def test_an_owner_in_a_semi_anonymous_room_is_recorded_by_nick(bot: Bot) -
     await bot.say(f"register Stock {URL}")
     olivia = Sender(None, ROOM, "olivia")
     assert await bot.dispatcher.run(Place.ROOM, olivia, "attach Stock") is None
-    assert addins.audit(bot.engine, limit=1)[0].actor == f"{ROOM}/olivia"
+    assert addins.audit(bot.store, limit=1)[0].actor == f"{ROOM}/olivia"
 
 
 async def test_attaching_an_unknown_add_in_in_the_room_is_refused(bot: Bot) -> None:
@@ -389,9 +392,9 @@ async def test_an_unexpected_error_gives_a_reference_and_logs_the_traceback(
 
 
 async def test_with_several_pools_the_pool_must_be_named(
-    engine: Engine, settings: SettingsFactory
+    store: Store, settings: SettingsFactory
 ) -> None:
-    bot = make_bot(engine, settings, pools={"names": [POOL, OTHER]})
+    bot = make_bot(store, settings, pools={"names": [POOL, OTHER]})
 
     assert await bot.say(f"register Stock {URL}") == (
         f"Name the pool: this bot serves {POOL}, {OTHER}."
@@ -400,7 +403,7 @@ async def test_with_several_pools_the_pool_must_be_named(
     assert await bot.say(f"register Stock {URL} pool nope.localhost") == (
         f"Pool nope.localhost is not served here; served: {POOL}, {OTHER}."
     )
-    assert addins.audit(engine) == []
+    assert addins.audit(store) == []
 
     assert await bot.say(f"register Stock {URL} pool {OTHER}") == (
         f"Registered “Stock” in {OTHER}: {URL}"

@@ -21,7 +21,6 @@ from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
-from sqlalchemy import Engine
 
 from bot import addins, cli
 from bot.announce import attached_sentence
@@ -34,8 +33,7 @@ from bot.errors import CommandError
 from bot.rooms import SELF, Rooms
 from bot.urls import validate_url
 from bot.values import Kind, Link, Message, Place, Presence, Sender
-from store.database import make_engine
-from store.migrate import upgrade
+from store import Store as Database
 from tests.test_urls import _URLS
 
 POOL = "conference.localhost"
@@ -208,7 +206,7 @@ class Store:
     """One SQLite database for the module: the chat and command-line cases share it."""
 
     path: Path
-    engine: Engine
+    engine: Database
     config: Path
 
     @property
@@ -229,8 +227,8 @@ class Store:
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     folder = tmp_path_factory.mktemp("hostile-urls")
     path = folder / "addinbot.db"
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
+    engine = Database.open(f"sqlite:///{path}")
+    engine.upgrade()
     addins.register(
         engine, addins.Actor(ADMIN, "dm"), pool=POOL, name=EXISTING, url=EXISTING_URL
     )
@@ -242,7 +240,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
         encoding="utf-8",
     )
     yield Store(path, engine, config)
-    engine.dispose()
+    engine.close()
 
 
 def dispatcher(store: Store) -> Dispatcher:
@@ -251,7 +249,9 @@ def dispatcher(store: Store) -> Dispatcher:
     rooms.update(Presence(ROOM, "olivia", True, "owner", "moderator", "olivia@localhost"))
     rooms.update(Presence(ROOM, "AddinBot", True, codes=frozenset({SELF})))
     commands = {Place.DIRECT: DIRECT, Place.ROOM: ROOM_COMMANDS}
-    return Dispatcher(make_settings(store.url), store.engine, rooms, commands)
+    return Dispatcher(
+        make_settings(store.url), store.engine, rooms, commands, changed=lambda changes: None
+    )
 
 
 def chat_reason(url: str) -> str:

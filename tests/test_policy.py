@@ -210,7 +210,9 @@ async def test_chat_asks_the_rule(
     asked: list[tuple[str, Sender]], settings: Callable[..., Settings]
 ) -> None:
     commands = {Place.DIRECT: DIRECT, Place.ROOM: ROOM_COMMANDS}
-    dispatcher = Dispatcher(settings(), None, live_rooms(), commands)  # type: ignore[arg-type]
+    dispatcher = Dispatcher(
+        settings(), None, live_rooms(), commands, changed=lambda _changes: None,  # type: ignore[arg-type]
+    )
     owner = Sender("carol@localhost", ROOM, "carol")
 
     reply = await dispatcher.run(Place.ROOM, owner, "attach Wiki")
@@ -268,7 +270,7 @@ async def test_invitations_ask_the_rule(
     invitations = Invitations(
         settings(), None, rooms, transport,  # type: ignore[arg-type]
         nick=lambda: "AddinBot", serving=lambda _room: False,
-        keep=lambda _room, _keep: None, spawn=spawn,
+        keep=lambda _room, _keep: None, spawn=spawn, changed=lambda _changes: None,
     )
     invitations.receive(
         Invitation(ROOM, "carol@localhost", "carol@localhost", False, True), declined.append

@@ -26,17 +26,19 @@ from hypothesis.stateful import (
     rule,
     run_state_machine_as_test,
 )
-from sqlalchemy import Engine, bindparam, insert, inspect, text, update
+from sqlalchemy import event, insert, inspect, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from bot import addins, names
 from bot.addins import PAGE_SIZE
-from bot.errors import CommandError
-from bot.values import Actor, AuditEntry, RoomInfo
-from store.database import make_engine, reading
+from bot.errors import CommandError, StoreBusy
+from bot.values import Actor, AuditEntry, Change, Done, RoomInfo
+from store import Store, audit
+from store.database import make_engine
 from store.migrate import alembic_config, current_revision, upgrade
 from store.models import Addin, Announcement, AuditEvent, Room
+from store.unit import Unit, reading
 
 POOL = "conference.localhost"
 OTHER = "chat.localhost"
@@ -53,17 +55,17 @@ ORDERED_ROWS = "SELECT * FROM {} ORDER BY id"
 # --- helpers -------------------------------------------------------------------------------
 
 
-def snapshot(engine: Engine) -> dict[str, list[tuple[Any, ...]]]:
+def snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table, to show that a refusal changed nothing."""
-    with engine.connect() as connection:
+    with store.engine.connect() as connection:
         return {
             table: [tuple(row) for row in connection.execute(text(ORDERED_ROWS.format(table)))]
             for table in TABLES
         }
 
 
-def audit_log(engine: Engine) -> list[AuditEntry]:
-    return addins.changes_since(engine, 0)
+def audit_log(store: Store) -> list[AuditEntry]:
+    return addins.changes_since(store, 0)
 
 
 @dataclass(frozen=True)
@@ -79,20 +81,20 @@ class Row:
     detail: str
 
 
-def rows_after(engine: Engine, after: int) -> list[Row]:
+def rows_after(store: Store, after: int) -> list[Row]:
     return [
         Row(e.actor, e.via, e.action, e.pool, e.addin, e.room, e.detail)
-        for e in addins.changes_since(engine, after)
+        for e in addins.changes_since(store, after)
     ]
 
 
-def register(engine: Engine, name: str, url: str = URL, pool: str = POOL) -> addins.AddinInfo:
-    return addins.register(engine, ADMIN, pool=pool, name=name, url=url)
+def register(store: Store, name: str, url: str = URL, pool: str = POOL) -> addins.AddinInfo:
+    return addins.register(store, ADMIN, pool=pool, name=name, url=url).result
 
 
-def addin_row(engine: Engine, name: str) -> Addin:
+def addin_row(store: Store, name: str) -> Addin:
     """The row of the add-in `name` (tests using it have one pool in use)."""
-    with Session(engine) as session:
+    with Session(store.engine) as session:
         row = session.exec(select(Addin).where(Addin.name_key == names.name_key(name))).first()
         assert row is not None
         return row
@@ -102,17 +104,17 @@ def addin_row(engine: Engine, name: str) -> Addin:
 
 
 def test_migrations_create_the_tables_and_running_them_again_changes_nothing(
-    engine: Engine,
+    store: Store,
 ) -> None:
-    assert set(TABLES) | {"alembic_version"} <= set(inspect(engine).get_table_names())
-    assert current_revision(engine) == "0002"
-    register(engine, "Stock")
-    before = snapshot(engine)
+    assert set(TABLES) | {"alembic_version"} <= set(inspect(store.engine).get_table_names())
+    assert current_revision(store.engine) == "0002"
+    register(store, "Stock")
+    before = snapshot(store)
 
-    upgrade(engine)
+    store.upgrade()
 
-    assert current_revision(engine) == "0002"
-    assert snapshot(engine) == before
+    assert current_revision(store.engine) == "0002"
+    assert snapshot(store) == before
 
 
 def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
@@ -165,8 +167,8 @@ def test_sqlite_hands_out_the_connection_used_last_whose_cache_is_warm(tmp_path:
         sqlite.dispose()
 
 
-def test_foreign_keys_are_enforced(engine: Engine) -> None:
-    with Session(engine) as session:
+def test_foreign_keys_are_enforced(store: Store) -> None:
+    with Session(store.engine) as session:
         session.add(Addin(pool_id=999, name="x", name_key="x", url=URL, created_by="t"))
         with pytest.raises(IntegrityError, match=r"(?i)foreign key"):
             session.commit()
@@ -175,16 +177,16 @@ def test_foreign_keys_are_enforced(engine: Engine) -> None:
 # --- register ------------------------------------------------------------------------------
 
 
-def test_register_stores_the_add_in_and_one_audit_row(engine: Engine) -> None:
-    info = register(engine, "Stock Ticker", "HTTPS://Stocks.Example.org/panel")
+def test_register_stores_the_add_in_and_one_audit_row(store: Store) -> None:
+    info = register(store, "Stock Ticker", "HTTPS://Stocks.Example.org/panel")
 
     assert (info.name, info.url, info.pool, info.created_by, info.rooms) == (
         "Stock Ticker", URL, POOL, "admin@localhost", (),
     )
     assert info.created_at.tzinfo is not None
     assert abs(datetime.now(UTC) - info.created_at) < timedelta(minutes=1)
-    assert addins.show(engine, pool=POOL, name="stock ticker") == info
-    assert rows_after(engine, 0) == [
+    assert addins.show(store, pool=POOL, name="stock ticker") == info
+    assert rows_after(store, 0) == [
         Row("admin@localhost", "dm", "register", POOL, "Stock Ticker", None, URL)
     ]
 
@@ -193,8 +195,8 @@ def test_register_stores_the_add_in_and_one_audit_row(engine: Engine) -> None:
     "name",
     ["x" * 64, "Q&A board", "名前", "pool", "force", "a\u00a0b", "Ünïcödé", "100%"],
 )
-def test_register_accepts_reasonable_names(engine: Engine, name: str) -> None:
-    assert register(engine, name).name == name
+def test_register_accepts_reasonable_names(store: Store, name: str) -> None:
+    assert register(store, name).name == name
 
 
 @pytest.mark.parametrize(
@@ -218,180 +220,181 @@ def test_register_accepts_reasonable_names(engine: Engine, name: str) -> None:
     ],
 )
 def test_register_refuses_bad_names_and_stores_nothing(
-    engine: Engine, name: str, reason: str
+    store: Store, name: str, reason: str
 ) -> None:
-    before = snapshot(engine)
+    before = snapshot(store)
     with pytest.raises(CommandError) as caught:
-        register(engine, name)
+        register(store, name)
     assert caught.value.reason == reason
-    assert snapshot(engine) == before
+    assert snapshot(store) == before
 
 
-def test_register_stores_names_in_nfc(engine: Engine) -> None:
-    assert register(engine, "Cafe\u0301").name == "Café"
+def test_register_stores_names_in_nfc(store: Store) -> None:
+    assert register(store, "Cafe\u0301").name == "Café"
     with pytest.raises(CommandError, match="already exists"):
-        register(engine, "Café")
+        register(store, "Café")
 
 
 @pytest.mark.parametrize("clash", ["stock", "STOCK", "ＳＴＯＣＫ", "Ｓｔｏｃｋ", "ſtock"])
-def test_names_are_unique_per_pool_case_and_width_folded(engine: Engine, clash: str) -> None:
-    register(engine, "Stock")
-    before = snapshot(engine)
+def test_names_are_unique_per_pool_case_and_width_folded(store: Store, clash: str) -> None:
+    register(store, "Stock")
+    before = snapshot(store)
     with pytest.raises(CommandError) as caught:
-        register(engine, clash, "https://other.example/")
+        register(store, clash, "https://other.example/")
     assert caught.value.reason == f"An add-in named “Stock” already exists in {POOL}."
-    assert snapshot(engine) == before
+    assert snapshot(store) == before
 
 
-def test_case_folding_is_full_not_just_lower_case(engine: Engine) -> None:
-    register(engine, "Straße")
+def test_case_folding_is_full_not_just_lower_case(store: Store) -> None:
+    register(store, "Straße")
     with pytest.raises(CommandError, match="“Straße” already exists"):
-        register(engine, "STRASSE")
+        register(store, "STRASSE")
 
 
-def test_the_same_name_may_live_in_another_pool(engine: Engine) -> None:
-    register(engine, "Stock")
-    other = register(engine, "stock", URL2, pool=OTHER)
+def test_the_same_name_may_live_in_another_pool(store: Store) -> None:
+    register(store, "Stock")
+    other = register(store, "stock", URL2, pool=OTHER)
     assert (other.pool, other.url) == (OTHER, URL2)
-    assert addins.show(engine, pool=POOL, name="STOCK").url == URL
-    assert addins.show(engine, pool=OTHER, name="STOCK").url == URL2
+    assert addins.show(store, pool=POOL, name="STOCK").url == URL
+    assert addins.show(store, pool=OTHER, name="STOCK").url == URL2
 
 
-def test_register_refuses_a_bad_url_and_stores_nothing(engine: Engine) -> None:
-    before = snapshot(engine)
+def test_register_refuses_a_bad_url_and_stores_nothing(store: Store) -> None:
+    before = snapshot(store)
     with pytest.raises(CommandError, match=r"^URL refused: only http and https"):
-        register(engine, "Stock", "javascript:alert(1)")
-    assert snapshot(engine) == before
+        register(store, "Stock", "javascript:alert(1)")
+    assert snapshot(store) == before
 
 
 # --- update_url ----------------------------------------------------------------------------
 
 
-def test_update_url_bumps_the_revision_and_writes_one_row(engine: Engine) -> None:
-    register(engine, "Stock")
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
-    mark = addins.last_audit_id(engine)
+def test_update_url_bumps_the_revision_and_writes_one_row(store: Store) -> None:
+    register(store, "Stock")
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
+    mark = addins.last_audit_id(store)
 
-    info = addins.update_url(engine, SHELL, pool=POOL, name="STOCK", url=URL2)
+    info = addins.update_url(store, SHELL, pool=POOL, name="STOCK", url=URL2).result
 
     assert (info.name, info.url, info.rooms) == ("Stock", URL2, (ROOM_A,))
-    assert addin_row(engine, "Stock").revision == 2
-    assert addins.room_info(engine, ROOM_A).url == URL2
-    assert rows_after(engine, mark) == [Row("root", "cli", "update-url", POOL, "Stock", None, URL2)]
+    assert addin_row(store, "Stock").revision == 2
+    assert addins.room_info(store, ROOM_A).url == URL2
+    assert rows_after(store, mark) == [Row("root", "cli", "update-url", POOL, "Stock", None, URL2)]
 
 
 @pytest.mark.parametrize("same", [URL, "HTTPS://STOCKS.example.org/panel"])
-def test_update_url_to_the_same_url_is_refused(engine: Engine, same: str) -> None:
-    register(engine, "Stock")
-    before = snapshot(engine)
+def test_update_url_to_the_same_url_is_refused(store: Store, same: str) -> None:
+    register(store, "Stock")
+    before = snapshot(store)
     with pytest.raises(CommandError) as caught:
-        addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url=same)
+        addins.update_url(store, ADMIN, pool=POOL, name="Stock", url=same)
     assert caught.value.reason == "“Stock” already has that URL."
-    assert snapshot(engine) == before
+    assert snapshot(store) == before
 
 
 # --- rename --------------------------------------------------------------------------------
 
 
-def test_rename_keeps_the_attachments_and_writes_one_row(engine: Engine) -> None:
-    register(engine, "Stock")
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
-    mark = addins.last_audit_id(engine)
+def test_rename_keeps_the_attachments_and_writes_one_row(store: Store) -> None:
+    register(store, "Stock")
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
+    mark = addins.last_audit_id(store)
 
-    info = addins.rename(engine, ADMIN, pool=POOL, name="stock", new_name="Ticker")
+    info = addins.rename(store, ADMIN, pool=POOL, name="stock", new_name="Ticker").result
 
     assert (info.name, info.url, info.rooms) == ("Ticker", URL, (ROOM_A,))
-    assert addins.room_info(engine, ROOM_A).addin == "Ticker"
-    assert addin_row(engine, "Ticker").revision == 2
+    assert addins.room_info(store, ROOM_A).addin == "Ticker"
+    assert addin_row(store, "Ticker").revision == 2
     with pytest.raises(CommandError, match="No add-in named “Stock”"):
-        addins.show(engine, pool=POOL, name="Stock")
-    assert rows_after(engine, mark) == [
+        addins.show(store, pool=POOL, name="Stock")
+    assert rows_after(store, mark) == [
         Row("admin@localhost", "dm", "rename", POOL, "Ticker", None, "was “Stock”")
     ]
 
 
-def test_a_case_only_rename_is_allowed(engine: Engine) -> None:
-    register(engine, "stock")
-    assert addins.rename(engine, ADMIN, pool=POOL, name="stock", new_name="Stock").name == "Stock"
-    assert [e.action for e in audit_log(engine)] == ["register", "rename"]
+def test_a_case_only_rename_is_allowed(store: Store) -> None:
+    register(store, "stock")
+    renamed = addins.rename(store, ADMIN, pool=POOL, name="stock", new_name="Stock")
+    assert renamed.result.name == "Stock"
+    assert [e.action for e in audit_log(store)] == ["register", "rename"]
 
 
 @pytest.mark.parametrize("new_name", ["Weather", "weather", "ＷＥＡＴＨＥＲ"])
-def test_rename_onto_another_add_in_is_refused(engine: Engine, new_name: str) -> None:
-    register(engine, "Stock")
-    register(engine, "Weather", URL2)
-    before = snapshot(engine)
+def test_rename_onto_another_add_in_is_refused(store: Store, new_name: str) -> None:
+    register(store, "Stock")
+    register(store, "Weather", URL2)
+    before = snapshot(store)
     with pytest.raises(CommandError) as caught:
-        addins.rename(engine, ADMIN, pool=POOL, name="Stock", new_name=new_name)
+        addins.rename(store, ADMIN, pool=POOL, name="Stock", new_name=new_name)
     assert caught.value.reason == f"An add-in named “Weather” already exists in {POOL}."
-    assert snapshot(engine) == before
+    assert snapshot(store) == before
 
 
 # --- unregister ----------------------------------------------------------------------------
 
 
-def test_unregister_an_unused_add_in(engine: Engine) -> None:
-    register(engine, "Stock")
-    mark = addins.last_audit_id(engine)
+def test_unregister_an_unused_add_in(store: Store) -> None:
+    register(store, "Stock")
+    mark = addins.last_audit_id(store)
 
-    removed = addins.unregister(engine, ADMIN, pool=POOL, name="stock", force=False)
+    removed = addins.unregister(store, ADMIN, pool=POOL, name="stock", force=False).result
     assert removed == addins.Removed("Stock", ())
 
-    assert addins.list_addins(engine, pool=POOL).total == 0
-    assert rows_after(engine, mark) == [
+    assert addins.list_addins(store, pool=POOL).total == 0
+    assert rows_after(store, mark) == [
         Row("admin@localhost", "dm", "unregister", POOL, "Stock", None, URL)
     ]
 
 
-def test_unregister_is_refused_with_the_rooms_that_use_it(engine: Engine) -> None:
-    register(engine, "Stock")
-    addins.attach(engine, ADMIN, room=ROOM_B, name="Stock")
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
-    before = snapshot(engine)
+def test_unregister_is_refused_with_the_rooms_that_use_it(store: Store) -> None:
+    register(store, "Stock")
+    addins.attach(store, ADMIN, room=ROOM_B, name="Stock")
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
+    before = snapshot(store)
 
     with pytest.raises(CommandError) as caught:
-        addins.unregister(engine, ADMIN, pool=POOL, name="Stock", force=False)
+        addins.unregister(store, ADMIN, pool=POOL, name="Stock", force=False)
 
     assert caught.value.reason == (
         f"“Stock” is used by 2 room(s): {ROOM_A}, {ROOM_B}. "
         f"Detach it first, or add force to detach it from them."
     )
-    assert snapshot(engine) == before
+    assert snapshot(store) == before
 
 
-def test_forced_unregister_detaches_each_room_with_its_own_row(engine: Engine) -> None:
-    register(engine, "Stock")
-    addins.attach(engine, ADMIN, room=ROOM_B, name="Stock")
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
-    assert addins.claim_announcement(engine, room=ROOM_A, person="jid:p@localhost", cooldown_s=60)
-    mark = addins.last_audit_id(engine)
+def test_forced_unregister_detaches_each_room_with_its_own_row(store: Store) -> None:
+    register(store, "Stock")
+    addins.attach(store, ADMIN, room=ROOM_B, name="Stock")
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
+    assert addins.claim_announcement(store, room=ROOM_A, person="jid:p@localhost", cooldown_s=60)
+    mark = addins.last_audit_id(store)
 
-    removed = addins.unregister(engine, SHELL, pool=POOL, name="Stock", force=True)
+    removed = addins.unregister(store, SHELL, pool=POOL, name="Stock", force=True).result
 
     assert removed.rooms == (ROOM_A, ROOM_B)
-    assert rows_after(engine, mark) == [
+    assert rows_after(store, mark) == [
         Row("root", "cli", "detach", POOL, "Stock", ROOM_A, addins.FORCED_DETACH),
         Row("root", "cli", "detach", POOL, "Stock", ROOM_B, addins.FORCED_DETACH),
         Row("root", "cli", "unregister", POOL, "Stock", None, URL),
     ]
-    assert addins.room_info(engine, ROOM_A).addin is None
-    assert addins.room_info(engine, ROOM_B).addin is None
-    with Session(engine) as session:
+    assert addins.room_info(store, ROOM_A).addin is None
+    assert addins.room_info(store, ROOM_B).addin is None
+    with Session(store.engine) as session:
         assert session.exec(select(Announcement)).all() == []
     # the name is free again
-    assert register(engine, "Stock", URL2).url == URL2
+    assert register(store, "Stock", URL2).url == URL2
 
 
 # --- list and show -------------------------------------------------------------------------
 
 
-def test_list_pages_through_45_add_ins_in_case_insensitive_order(engine: Engine) -> None:
+def test_list_pages_through_45_add_ins_in_case_insensitive_order(store: Store) -> None:
     names = [f"{'Addin' if i % 2 else 'addin'}{i:02d}" for i in range(45)]
     for name in reversed(names):
-        register(engine, name, f"https://a.example/{name}")
-    register(engine, "elsewhere", pool=OTHER)
+        register(store, name, f"https://a.example/{name}")
+    register(store, "elsewhere", pool=OTHER)
 
-    pages = [addins.list_addins(engine, pool=POOL, page=n) for n in (1, 2, 3)]
+    pages = [addins.list_addins(store, pool=POOL, page=n) for n in (1, 2, 3)]
 
     assert [len(p.items) for p in pages] == [PAGE_SIZE, PAGE_SIZE, 5]
     assert {(p.page, p.pages, p.total, p.pool) for p in pages} == {
@@ -399,83 +402,83 @@ def test_list_pages_through_45_add_ins_in_case_insensitive_order(engine: Engine)
     }
     assert [name for p in pages for name, _url, _n in p.items] == names
     with pytest.raises(CommandError, match=r"^There are only 3 page\(s\)\.$"):
-        addins.list_addins(engine, pool=POOL, page=4)
+        addins.list_addins(store, pool=POOL, page=4)
     with pytest.raises(CommandError, match="Page numbers start at 1"):
-        addins.list_addins(engine, pool=POOL, page=0)
+        addins.list_addins(store, pool=POOL, page=0)
 
 
-def test_list_orders_mixed_case_names_without_regard_to_case(engine: Engine) -> None:
+def test_list_orders_mixed_case_names_without_regard_to_case(store: Store) -> None:
     for name in ["beta", "Alpha", "GAMMA", "delta"]:
-        register(engine, name)
-    listed = [name for name, _url, _n in addins.list_addins(engine, pool=POOL).items]
+        register(store, name)
+    listed = [name for name, _url, _n in addins.list_addins(store, pool=POOL).items]
     assert listed == ["Alpha", "beta", "delta", "GAMMA"]
 
 
-def test_list_counts_the_rooms_using_each_add_in(engine: Engine) -> None:
-    register(engine, "Stock")
-    register(engine, "Weather", URL2)
-    register(engine, "Unused", "https://unused.example/")
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
-    addins.attach(engine, ADMIN, room=ROOM_B, name="Stock")
-    addins.attach(engine, ADMIN, room=f"gamma@{POOL}", name="Weather")
-    addins.set_joined(engine, ADMIN, room=f"delta@{POOL}", joined=True)  # a room with none
+def test_list_counts_the_rooms_using_each_add_in(store: Store) -> None:
+    register(store, "Stock")
+    register(store, "Weather", URL2)
+    register(store, "Unused", "https://unused.example/")
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
+    addins.attach(store, ADMIN, room=ROOM_B, name="Stock")
+    addins.attach(store, ADMIN, room=f"gamma@{POOL}", name="Weather")
+    addins.set_joined(store, ADMIN, room=f"delta@{POOL}", joined=True)  # a room with none
 
-    page = addins.list_addins(engine, pool=POOL)
+    page = addins.list_addins(store, pool=POOL)
 
     assert page.items == (
         ("Stock", URL, 2), ("Unused", "https://unused.example/", 0), ("Weather", URL2, 1),
     )
 
 
-def test_list_of_an_empty_pool(engine: Engine) -> None:
-    assert addins.list_addins(engine, pool=POOL) == addins.AddinPage(POOL, (), 1, 1, 0)
+def test_list_of_an_empty_pool(store: Store) -> None:
+    assert addins.list_addins(store, pool=POOL) == addins.AddinPage(POOL, (), 1, 1, 0)
 
 
-def test_show_tells_who_registered_it_and_the_rooms(engine: Engine) -> None:
-    addins.register(engine, SHELL, pool=POOL, name="Stock", url=URL)
-    addins.attach(engine, ADMIN, room=ROOM_B, name="Stock")
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+def test_show_tells_who_registered_it_and_the_rooms(store: Store) -> None:
+    addins.register(store, SHELL, pool=POOL, name="Stock", url=URL)
+    addins.attach(store, ADMIN, room=ROOM_B, name="Stock")
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
 
-    info = addins.show(engine, pool=POOL, name="STOCK")
+    info = addins.show(store, pool=POOL, name="STOCK")
 
     assert (info.name, info.url, info.pool, info.created_by, info.rooms) == (
         "Stock", URL, POOL, "root", (ROOM_A, ROOM_B),
     )
     with pytest.raises(CommandError, match=f"^No add-in named “Stock” in {OTHER}.$"):
-        addins.show(engine, pool=OTHER, name="Stock")
+        addins.show(store, pool=OTHER, name="Stock")
 
 
 # --- attach and detach ---------------------------------------------------------------------
 
 
-def test_attach_writes_one_row_and_replaces_an_earlier_add_in(engine: Engine) -> None:
-    register(engine, "Stock")
-    register(engine, "Weather", URL2)
-    mark = addins.last_audit_id(engine)
+def test_attach_writes_one_row_and_replaces_an_earlier_add_in(store: Store) -> None:
+    register(store, "Stock")
+    register(store, "Weather", URL2)
+    mark = addins.last_audit_id(store)
     room_actor = Actor(f"{ROOM_A}/owner", "room")
 
-    first = addins.attach(engine, room_actor, room=ROOM_A, name="stock")
-    second = addins.attach(engine, room_actor, room=ROOM_A, name="Weather")
+    first = addins.attach(store, room_actor, room=ROOM_A, name="stock").result
+    second = addins.attach(store, room_actor, room=ROOM_A, name="Weather").result
 
     assert first == RoomInfo(ROOM_A, "Stock", URL, False, None)
     assert second == RoomInfo(ROOM_A, "Weather", URL2, False, None)
-    assert addins.room_info(engine, ROOM_A) == second
-    assert addins.show(engine, pool=POOL, name="Stock").rooms == ()
-    assert rows_after(engine, mark) == [
+    assert addins.room_info(store, ROOM_A) == second
+    assert addins.show(store, pool=POOL, name="Stock").rooms == ()
+    assert rows_after(store, mark) == [
         Row(f"{ROOM_A}/owner", "room", "attach", POOL, "Stock", ROOM_A, URL),
         Row(f"{ROOM_A}/owner", "room", "attach", POOL, "Weather", ROOM_A, URL2),
     ]
 
 
-def test_attach_stores_its_times_exactly_as_sqlalchemy_would(engine: Engine) -> None:
-    """attach's statements run on the driver's cursor (addins._Hot): what they store must be
-    what SQLAlchemy itself stores, byte for byte, and read back the same."""
-    register(engine, "Stock")
-    assert addins.set_joined(engine, ADMIN, room=ROOM_B, joined=True)  # a row via SQLAlchemy
+def test_attach_stores_its_times_exactly_as_the_orm_would(store: Store) -> None:
+    """attach's prebuilt Core statements store what the ORM itself stores, byte for byte,
+    and it reads back the same."""
+    register(store, "Stock")
+    assert addins.set_joined(store, ADMIN, room=ROOM_B, joined=True).result  # a row via SQLAlchemy
     before = datetime.now(UTC)
-    info = addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+    info = addins.attach(store, ADMIN, room=ROOM_A, name="Stock").result
     after = datetime.now(UTC)
-    with Session(engine) as session:
+    with Session(store.engine) as session:
         room = session.exec(select(Room).where(Room.jid == ROOM_A)).one()
         newest = select(AuditEvent).order_by(col(AuditEvent.id).desc())
         entry = session.exec(newest).first()
@@ -500,81 +503,131 @@ def test_audit_ids_come_back_from_a_sqlite_without_returning(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite before 3.35 has no INSERT ... RETURNING: the audit row's id then comes from
-    the cursor, and what the listeners are handed still names the rows as stored."""
-    sqlite = make_engine(f"sqlite:///{tmp_path}/old.db")
+    the cursor, and the changes an operation returns still name the rows as stored."""
+    sqlite = Store.open(f"sqlite:///{tmp_path}/old.db")
     try:
-        upgrade(sqlite)
-        monkeypatch.setattr(sqlite.dialect, "insert_returning", False)
-        handed: list[int] = []
-        addins.listen(sqlite, lambda changes: handed.extend(c.entry.id for c in changes))
-        register(sqlite, "Stock")
-        addins.attach(sqlite, ADMIN, room=ROOM_A, name="Stock")
+        sqlite.upgrade()
+        monkeypatch.setattr(sqlite.engine.dialect, "insert_returning", False)
+        sent: list[str] = []
+        event.listen(sqlite.engine, "before_cursor_execute",
+                     lambda _c, _cur, statement, *_rest: sent.append(statement))
+        handed = [c.entry.id for c in addins.register(
+            sqlite, ADMIN, pool=POOL, name="Stock", url=URL).changes]
+        handed += [c.entry.id for c in addins.attach(
+            sqlite, ADMIN, room=ROOM_A, name="Stock").changes]
         stored = [entry.id for entry in reversed(addins.audit(sqlite, limit=10))]
         assert handed == stored
         assert len(stored) == 2
-        sent = addins._HOT_NEW_AUDIT._compiled(sqlite.dialect)
-        assert "RETURNING" not in sent.compiled.string  # what an old SQLite would refuse
+        audit_inserts = [sql for sql in sent if sql.startswith("INSERT INTO auditevent")]
+        assert len(audit_inserts) == 2
+        assert not any("RETURNING" in sql for sql in audit_inserts)  # an old SQLite refuses it
     finally:
-        sqlite.dispose()
+        sqlite.close()
 
 
-def test_a_statement_run_on_the_driver_fails_as_sqlalchemy_would_have(engine: Engine) -> None:
-    """addins._Hot: a driver's error comes out as SQLAlchemy's (what _write tells apart: a
-    conflict, a busy database), and the transaction is rolled back."""
-    row = insert(AuditEvent).values(
-        {name: bindparam(name) for name in ("id", "at", "actor", "via", "action", "detail")}
-    )
-    hot = addins._Hot(row)
+def test_a_failing_statement_comes_out_as_sqlalchemys_error_and_rolls_back(
+    store: Store,
+) -> None:
+    """What the unit of work tells apart: a clash (IntegrityError, or the sentence given for
+    it), a busy or absent database (StoreBusy); either way nothing of the change stays."""
     values = {"id": 999_999, "at": datetime.now(UTC), "actor": "a", "via": "cli",
               "action": "test", "detail": ""}
-    with engine.begin() as rows:
-        hot.execute(rows, values)
-    with pytest.raises(IntegrityError), engine.begin() as rows:
-        hot.execute(rows, values | {"action": "again"})
-    with Session(engine) as session:
+    row = insert(AuditEvent)
+
+    def add(action: str) -> Callable[[Unit], None]:
+        def change(unit: Unit) -> None:
+            unit.rows.execute(update(Room).values(joined=True))  # a statement before it
+            unit.rows.execute(row, values | {"action": action})
+        return change
+
+    store.write(add("test"))
+    with pytest.raises(IntegrityError):
+        store.write(add("again"))
+    with pytest.raises(CommandError, match="taken"):
+        store.write(add("again"), conflict="taken")
+    with Session(store.engine) as session:
         kept = session.get(AuditEvent, 999_999)
         assert kept is not None
         assert kept.action == "test"
 
 
-def test_an_add_in_of_another_pool_cannot_be_attached(engine: Engine) -> None:
-    register(engine, "Stock", pool=OTHER)
+def test_database_trouble_comes_out_as_store_busy(tmp_path: Path) -> None:
+    away = Store.open(f"sqlite:///{tmp_path}/no/such/folder/x.db")
+    try:
+        with pytest.raises(StoreBusy):
+            addins.register(away, ADMIN, pool=POOL, name="Stock", url=URL)
+        with pytest.raises(StoreBusy):
+            addins.list_addins(away, pool=POOL)
+        problem = away.problem()
+        assert problem is not None
+        assert problem.startswith("database: OperationalError: unable to open database file")
+    finally:
+        away.close()
+
+
+def test_a_change_returns_its_changes_as_stored_and_a_no_op_returns_none(store: Store) -> None:
+    """What the announcer is handed: each audit row the change wrote, as the log holds it,
+    with the rooms it concerns; nothing when nothing changed."""
+    registered = addins.register(store, ADMIN, pool=POOL, name="Stock", url=URL)
+    assert registered.changes == (Change(addins.audit(store, limit=1)[0]),)
+    attached = addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
+    [change] = attached.changes
+    assert change.entry == addins.audit(store, limit=1)[0]
+    assert change.entry.action == "attach"
+    assert change.rooms == (attached.result,) == (RoomInfo(ROOM_A, "Stock", URL, False, None),)
+    updated = addins.update_url(store, ADMIN, pool=POOL, name="Stock", url=URL2)
+    assert [c.rooms for c in updated.changes] == [(RoomInfo(ROOM_A, "Stock", URL2, False, None),)]
+    joined = addins.set_joined(store, ADMIN, room=ROOM_A, joined=True)
+    assert (joined.result, [c.entry.action for c in joined.changes]) == (True, ["join"])
+    before = addins.last_audit_id(store)
+    assert addins.set_joined(store, ADMIN, room=ROOM_A, joined=True) == Done(False, ())
+    assert addins.set_joined(store, ADMIN, room=ROOM_B, joined=False) == Done(False, ())
+    claimed = addins.claim_announcements(store, room=ROOM_A, people=["p"], cooldown_s=60)
+    assert claimed.changes == ()  # a note of whom the bot told is no change to announce
+    assert addins.last_audit_id(store) == before
+    removed = addins.unregister(store, ADMIN, pool=POOL, name="Stock", force=True)
+    assert [c.entry for c in removed.changes] == addins.changes_since(store, before)
+    assert [c.entry.action for c in removed.changes] == ["detach", "unregister"]
+
+
+def test_an_add_in_of_another_pool_cannot_be_attached(store: Store) -> None:
+    register(store, "Stock", pool=OTHER)
     with pytest.raises(CommandError, match=f"No add-in named “Stock” in {POOL}"):
-        addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+        addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
 
 
-def test_detach_writes_one_row(engine: Engine) -> None:
-    register(engine, "Stock")
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
-    mark = addins.last_audit_id(engine)
+def test_detach_writes_one_row(store: Store) -> None:
+    register(store, "Stock")
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
+    mark = addins.last_audit_id(store)
 
-    assert addins.detach(engine, ADMIN, room=ROOM_A) == "Stock"
+    assert addins.detach(store, ADMIN, room=ROOM_A).result == "Stock"
 
-    assert addins.room_info(engine, ROOM_A) == RoomInfo(ROOM_A, None, None, False, None)
-    assert rows_after(engine, mark) == [
+    assert addins.room_info(store, ROOM_A) == RoomInfo(ROOM_A, None, None, False, None)
+    assert rows_after(store, mark) == [
         Row("admin@localhost", "dm", "detach", POOL, "Stock", ROOM_A, "")
     ]
 
 
-def test_room_info_of_an_unknown_room(engine: Engine) -> None:
-    assert addins.room_info(engine, ROOM_A) == RoomInfo(ROOM_A, None, None, False, None)
+def test_room_info_of_an_unknown_room(store: Store) -> None:
+    assert addins.room_info(store, ROOM_A) == RoomInfo(ROOM_A, None, None, False, None)
 
 
 # --- rooms the bot serves ------------------------------------------------------------------
 
 
-def test_join_leave_and_stop_each_write_one_row_and_repeats_write_none(engine: Engine) -> None:
-    assert addins.set_joined(engine, ADMIN, room=ROOM_A, joined=True) is True
-    assert addins.set_joined(engine, ADMIN, room=ROOM_A, joined=True) is False
-    assert addins.list_rooms(engine) == [RoomInfo(ROOM_A, None, None, True, None)]
+def test_join_leave_and_stop_each_write_one_row_and_repeats_write_none(store: Store) -> None:
+    assert addins.set_joined(store, ADMIN, room=ROOM_A, joined=True).result is True
+    assert addins.set_joined(store, ADMIN, room=ROOM_A, joined=True).result is False
+    assert addins.list_rooms(store) == [RoomInfo(ROOM_A, None, None, True, None)]
 
     bot = Actor("addinbot@localhost", "bot")
-    assert addins.set_joined(engine, bot, room=ROOM_A, joined=False, reason="banned") is True
-    assert addins.set_joined(engine, ADMIN, room=ROOM_A, joined=True) is True
-    assert addins.set_joined(engine, ADMIN, room=ROOM_A, joined=False) is True
-    assert addins.set_joined(engine, ADMIN, room=ROOM_A, joined=False) is False
+    assert addins.set_joined(store, bot, room=ROOM_A, joined=False, reason="banned").result is True
+    assert addins.set_joined(store, ADMIN, room=ROOM_A, joined=True).result is True
+    assert addins.set_joined(store, ADMIN, room=ROOM_A, joined=False).result is True
+    assert addins.set_joined(store, ADMIN, room=ROOM_A, joined=False).result is False
 
-    assert rows_after(engine, 0) == [
+    assert rows_after(store, 0) == [
         Row("admin@localhost", "dm", "join", POOL, None, ROOM_A, ""),
         Row("addinbot@localhost", "bot", "stop", POOL, None, ROOM_A, "banned"),
         Row("admin@localhost", "dm", "join", POOL, None, ROOM_A, ""),
@@ -582,116 +635,116 @@ def test_join_leave_and_stop_each_write_one_row_and_repeats_write_none(engine: E
     ]
 
 
-def test_leaving_a_room_never_known_changes_nothing(engine: Engine) -> None:
-    before = snapshot(engine)
-    assert addins.set_joined(engine, ADMIN, room=ROOM_A, joined=False) is False
-    assert snapshot(engine) == before
+def test_leaving_a_room_never_known_changes_nothing(store: Store) -> None:
+    before = snapshot(store)
+    assert addins.set_joined(store, ADMIN, room=ROOM_A, joined=False).result is False
+    assert snapshot(store) == before
 
 
-def test_list_rooms_shows_served_rooms_and_rooms_with_an_add_in(engine: Engine) -> None:
-    register(engine, "Stock")
-    addins.set_joined(engine, ADMIN, room=ROOM_B, joined=True)
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")  # not served, but attached
-    addins.set_joined(engine, ADMIN, room=f"gone@{POOL}", joined=True)
-    addins.set_joined(engine, ADMIN, room=f"gone@{POOL}", joined=False)  # left, no add-in
-    addins.set_joined(engine, ADMIN, room=f"other@{OTHER}", joined=True)
+def test_list_rooms_shows_served_rooms_and_rooms_with_an_add_in(store: Store) -> None:
+    register(store, "Stock")
+    addins.set_joined(store, ADMIN, room=ROOM_B, joined=True)
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")  # not served, but attached
+    addins.set_joined(store, ADMIN, room=f"gone@{POOL}", joined=True)
+    addins.set_joined(store, ADMIN, room=f"gone@{POOL}", joined=False)  # left, no add-in
+    addins.set_joined(store, ADMIN, room=f"other@{OTHER}", joined=True)
 
-    assert addins.list_rooms(engine, pool=POOL) == [
+    assert addins.list_rooms(store, pool=POOL) == [
         RoomInfo(ROOM_A, "Stock", URL, False, None),
         RoomInfo(ROOM_B, None, None, True, None),
     ]
-    assert [r.jid for r in addins.list_rooms(engine, joined_only=True)] == [
+    assert [r.jid for r in addins.list_rooms(store, joined_only=True)] == [
         ROOM_B, f"other@{OTHER}",
     ]
-    assert [r.jid for r in addins.list_rooms(engine, pool=OTHER)] == [f"other@{OTHER}"]
+    assert [r.jid for r in addins.list_rooms(store, pool=OTHER)] == [f"other@{OTHER}"]
 
 
 # --- announcements -------------------------------------------------------------------------
 
 
-def test_claim_announcement_tells_each_person_once_per_cool_down(engine: Engine) -> None:
-    register(engine, "Stock")
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
-    mark = addins.last_audit_id(engine)
+def test_claim_announcement_tells_each_person_once_per_cool_down(store: Store) -> None:
+    register(store, "Stock")
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
+    mark = addins.last_audit_id(store)
 
     def claim(person: str, cooldown_s: int = 3600) -> RoomInfo | None:
         return addins.claim_announcement(
-            engine, room=ROOM_A, person=person, cooldown_s=cooldown_s
+            store, room=ROOM_A, person=person, cooldown_s=cooldown_s
         )
 
     assert claim("jid:p@localhost") == RoomInfo(ROOM_A, "Stock", URL, False, None)
     assert claim("jid:p@localhost") is None
     assert claim("jid:q@localhost") is not None  # somebody else
     assert addins.claim_announcement(
-        engine, room=ROOM_B, person="jid:p@localhost", cooldown_s=3600
+        store, room=ROOM_B, person="jid:p@localhost", cooldown_s=3600
     ) is None  # a room without an add-in
 
-    addins.update_url(engine, ADMIN, pool=POOL, name="Stock", url=URL2)
+    addins.update_url(store, ADMIN, pool=POOL, name="Stock", url=URL2)
     told = claim("jid:p@localhost")
     assert told is not None
     assert told.url == URL2
     assert claim("jid:p@localhost") is None
 
-    addins.rename(engine, ADMIN, pool=POOL, name="Stock", new_name="Ticker")
+    addins.rename(store, ADMIN, pool=POOL, name="Stock", new_name="Ticker")
     assert claim("jid:p@localhost") is not None
 
-    register(engine, "Weather", "https://weather.example/")
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Weather")
+    register(store, "Weather", "https://weather.example/")
+    addins.attach(store, ADMIN, room=ROOM_A, name="Weather")
     assert claim("jid:p@localhost") is not None
 
     # claiming is not a change: no audit rows beyond the admin's own changes
-    assert [r.action for r in rows_after(engine, mark)] == [
+    assert [r.action for r in rows_after(store, mark)] == [
         "update-url", "rename", "register", "attach",
     ]
 
 
-def test_claim_announcement_after_the_cool_down_tells_again(engine: Engine) -> None:
-    register(engine, "Stock")
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
-    assert addins.claim_announcement(engine, room=ROOM_A, person="nick:p", cooldown_s=3600)
-    with Session(engine) as session:
+def test_claim_announcement_after_the_cool_down_tells_again(store: Store) -> None:
+    register(store, "Stock")
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
+    assert addins.claim_announcement(store, room=ROOM_A, person="nick:p", cooldown_s=3600)
+    with Session(store.engine) as session:
         session.execute(update(Announcement).values(at=datetime.now(UTC) - timedelta(hours=2)))
         session.commit()
-    assert addins.claim_announcement(engine, room=ROOM_A, person="nick:p", cooldown_s=3600)
-    assert not addins.claim_announcement(engine, room=ROOM_A, person="nick:p", cooldown_s=3600)
+    assert addins.claim_announcement(store, room=ROOM_A, person="nick:p", cooldown_s=3600)
+    assert not addins.claim_announcement(store, room=ROOM_A, person="nick:p", cooldown_s=3600)
 
 
-def test_claim_announcement_with_no_cool_down_always_tells(engine: Engine) -> None:
-    register(engine, "Stock")
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
+def test_claim_announcement_with_no_cool_down_always_tells(store: Store) -> None:
+    register(store, "Stock")
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
     for _ in range(3):
-        assert addins.claim_announcement(engine, room=ROOM_A, person="id:x", cooldown_s=0)
+        assert addins.claim_announcement(store, room=ROOM_A, person="id:x", cooldown_s=0)
 
 
 # --- the audit log -------------------------------------------------------------------------
 
 
-def test_changes_since_is_oldest_first_and_audit_newest_first(engine: Engine) -> None:
-    register(engine, "One")
-    register(engine, "Two")
-    mark = addins.last_audit_id(engine)
-    register(engine, "Three")
-    register(engine, "Four")
+def test_changes_since_is_oldest_first_and_audit_newest_first(store: Store) -> None:
+    register(store, "One")
+    register(store, "Two")
+    mark = addins.last_audit_id(store)
+    register(store, "Three")
+    register(store, "Four")
 
-    assert [e.addin for e in addins.changes_since(engine, 0)] == ["One", "Two", "Three", "Four"]
-    assert [e.addin for e in addins.changes_since(engine, mark)] == ["Three", "Four"]
-    assert [e.addin for e in addins.changes_since(engine, 0, limit=1)] == ["One"]
-    assert addins.changes_since(engine, addins.last_audit_id(engine)) == []
-    assert [e.addin for e in addins.audit(engine, limit=3)] == ["Four", "Three", "Two"]
-    ids = [e.id for e in addins.changes_since(engine, 0)]
+    assert [e.addin for e in addins.changes_since(store, 0)] == ["One", "Two", "Three", "Four"]
+    assert [e.addin for e in addins.changes_since(store, mark)] == ["Three", "Four"]
+    assert [e.addin for e in addins.changes_since(store, 0, limit=1)] == ["One"]
+    assert addins.changes_since(store, addins.last_audit_id(store)) == []
+    assert [e.addin for e in addins.audit(store, limit=3)] == ["Four", "Three", "Two"]
+    ids = [e.id for e in addins.changes_since(store, 0)]
     assert ids == sorted(ids)
-    assert addins.last_audit_id(engine) == ids[-1]
-    assert all(e.at.tzinfo is not None for e in addins.audit(engine))
+    assert addins.last_audit_id(store) == ids[-1]
+    assert all(e.at.tzinfo is not None for e in addins.audit(store))
 
 
-def test_an_empty_audit_log(engine: Engine) -> None:
-    assert addins.audit(engine) == []
-    assert addins.last_audit_id(engine) == 0
+def test_an_empty_audit_log(store: Store) -> None:
+    assert addins.audit(store) == []
+    assert addins.last_audit_id(store) == 0
 
 
 # --- every refusal changes nothing ---------------------------------------------------------
 
-Attempt = Callable[[Engine], object]
+Attempt = Callable[[Store], object]
 
 REFUSALS: list[tuple[str, Attempt, str]] = [
     ("register taken", lambda e: register(e, "stock"), "already exists"),
@@ -732,20 +785,20 @@ REFUSALS: list[tuple[str, Attempt, str]] = [
     ("attempt", "reason"), [(a, r) for _, a, r in REFUSALS], ids=[i for i, _, _ in REFUSALS]
 )
 def test_a_refusal_leaves_every_table_unchanged(
-    engine: Engine, attempt: Attempt, reason: str
+    store: Store, attempt: Attempt, reason: str
 ) -> None:
-    register(engine, "Stock")
-    register(engine, "Weather", URL2)
-    addins.attach(engine, ADMIN, room=ROOM_A, name="Stock")
-    addins.set_joined(engine, ADMIN, room=f"served@{POOL}", joined=True)
-    assert addins.claim_announcement(engine, room=ROOM_A, person="nick:p", cooldown_s=60)
-    before = snapshot(engine)
+    register(store, "Stock")
+    register(store, "Weather", URL2)
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
+    addins.set_joined(store, ADMIN, room=f"served@{POOL}", joined=True)
+    assert addins.claim_announcement(store, room=ROOM_A, person="nick:p", cooldown_s=60)
+    before = snapshot(store)
 
     with pytest.raises(CommandError) as caught:
-        attempt(engine)
+        attempt(store)
 
     assert reason in caught.value.reason
-    assert snapshot(engine) == before
+    assert snapshot(store) == before
 
 
 # --- random sequences of changes (SQLite) --------------------------------------------------
@@ -780,45 +833,51 @@ any_rooms = st.sampled_from([room for rooms in ROOMS_OF.values() for room in roo
 
 
 @pytest.fixture(scope="module")
-def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    sqlite = make_engine(f"sqlite:///{tmp_path_factory.mktemp('stateful')}/s.db")
-    upgrade(sqlite)
+def sqlite_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    sqlite = Store.open(f"sqlite:///{tmp_path_factory.mktemp('stateful')}/s.db")
+    sqlite.upgrade()
     yield sqlite
-    sqlite.dispose()
+    sqlite.close()
 
 
 def test_random_changes_keep_the_audit_log_and_the_names_consistent(
-    sqlite_engine: Engine,
+    sqlite_engine: Store,
 ) -> None:
     """Register, rename, update, unregister, attach and detach in any order, with hostile
     input: one audit row per change, refusals change nothing, names stay unique per pool."""
-    engine = sqlite_engine
+    store = sqlite_engine
 
     class Changes(RuleBasedStateMachine):
         added = Bundle("added")  # (pool, name) of add-ins registered or renamed to
 
         def __init__(self) -> None:
             super().__init__()
-            with engine.begin() as connection:
+            with store.engine.begin() as connection:
                 for table in ("announcement", "room", "addin", "pool", "auditevent"):
                     connection.exec_driver_sql(f"DELETE FROM {table}")  # noqa: S608
             self.changes = 0
 
-        def attempt(self, change: Callable[[], int]) -> bool:
-            """Run a change; count its audit rows, or check that a refusal changed nothing."""
-            before = snapshot(engine)
+        def attempt(
+            self, change: Callable[[], Done[Any]], rows: Callable[[Any], int] = lambda _: 1
+        ) -> bool:
+            """Run a change; count its audit rows (`rows` of its result), which are the
+            changes it returns; or check that a refusal changed nothing."""
+            before = snapshot(store)
             try:
-                self.changes += change()
+                done = change()
             except CommandError:
-                assert snapshot(engine) == before
+                assert snapshot(store) == before
                 return False
+            returned = [c.entry for c in done.changes]
+            assert len(returned) == rows(done.result)
+            assert returned == audit_log(store)[self.changes:]
+            self.changes += len(returned)
             return True
 
         @rule(target=added, pool=any_pools, name=any_names, url=any_urls)
         def register(self, pool: str, name: str, url: str) -> object:
-            def change() -> int:
-                addins.register(engine, ADMIN, pool=pool, name=name, url=url)
-                return 1
+            def change() -> Done[Any]:
+                return addins.register(store, ADMIN, pool=pool, name=name, url=url)
 
             return (pool, name) if self.attempt(change) else multiple()
 
@@ -826,9 +885,8 @@ def test_random_changes_keep_the_audit_log_and_the_names_consistent(
         def rename(self, addin: tuple[str, str], new_name: str) -> object:
             pool, name = addin
 
-            def change() -> int:
-                addins.rename(engine, ADMIN, pool=pool, name=name, new_name=new_name)
-                return 1
+            def change() -> Done[Any]:
+                return addins.rename(store, ADMIN, pool=pool, name=name, new_name=new_name)
 
             return (pool, new_name) if self.attempt(change) else multiple()
 
@@ -836,9 +894,8 @@ def test_random_changes_keep_the_audit_log_and_the_names_consistent(
         def update(self, addin: tuple[str, str], url: str) -> None:
             pool, name = addin
 
-            def change() -> int:
-                addins.update_url(engine, ADMIN, pool=pool, name=name, url=url)
-                return 1
+            def change() -> Done[Any]:
+                return addins.update_url(store, ADMIN, pool=pool, name=name, url=url)
 
             self.attempt(change)
 
@@ -846,9 +903,8 @@ def test_random_changes_keep_the_audit_log_and_the_names_consistent(
         def unregister(self, addin: tuple[str, str], force: bool) -> None:
             pool, name = addin
             self.attempt(
-                lambda: 1 + len(
-                    addins.unregister(engine, ADMIN, pool=pool, name=name, force=force).rooms
-                )
+                lambda: addins.unregister(store, ADMIN, pool=pool, name=name, force=force),
+                lambda removed: 1 + len(removed.rooms),
             )
 
         @rule(addin=added, data=st.data())
@@ -856,27 +912,25 @@ def test_random_changes_keep_the_audit_log_and_the_names_consistent(
             pool, name = addin
             room = data.draw(st.one_of(st.sampled_from(ROOMS_OF[pool]), any_rooms))
 
-            def change() -> int:
-                addins.attach(engine, ADMIN, room=room, name=name)
-                return 1
+            def change() -> Done[Any]:
+                return addins.attach(store, ADMIN, room=room, name=name)
 
             self.attempt(change)
 
         @rule(room=any_rooms)
         def detach(self, room: str) -> None:
-            def change() -> int:
-                addins.detach(engine, ADMIN, room=room)
-                return 1
+            def change() -> Done[Any]:
+                return addins.detach(store, ADMIN, room=room)
 
             self.attempt(change)
 
         @invariant()
         def one_audit_row_per_change(self) -> None:
-            assert len(audit_log(engine)) == self.changes
+            assert len(audit_log(store)) == self.changes
 
         @invariant()
         def each_pool_knows_how_many_add_ins_it_has(self) -> None:
-            with engine.connect() as connection:
+            with store.engine.connect() as connection:
                 kept = dict(connection.exec_driver_sql("SELECT id, addin_count FROM pool").all())
                 counted = dict(connection.exec_driver_sql(
                     "SELECT pool_id, count(*) FROM addin GROUP BY pool_id"
@@ -885,7 +939,7 @@ def test_random_changes_keep_the_audit_log_and_the_names_consistent(
 
         @invariant()
         def names_are_unique_per_pool_and_valid(self) -> None:
-            with Session(engine) as session:
+            with Session(store.engine) as session:
                 rows = session.exec(select(Addin)).all()
             keys = [(row.pool_id, row.name_key) for row in rows]
             assert len(keys) == len(set(keys))
@@ -902,41 +956,41 @@ def test_random_changes_keep_the_audit_log_and_the_names_consistent(
     )
 
 
-def test_audit_ids_follow_commit_order_when_changes_overlap(engine: Engine) -> None:
+def test_audit_ids_follow_commit_order_when_changes_overlap(store: Store) -> None:
     """The follower reads the audit log by id: a change that took its id first must also
     commit first, or a follower that saw the later id would pass the earlier one over."""
-    addins.register(engine, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
-    cursor = addins.last_audit_id(engine)
+    addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
+    cursor = addins.last_audit_id(store)
     inside, release = threading.Event(), threading.Event()
 
-    def slow_change(session: Session) -> None:
-        addins._audit(session, ADMIN, "attach", pool=POOL, room=f"slow@{POOL}")
+    def slow_change(unit: Unit) -> None:
+        audit.record(unit, ADMIN, "attach", pool=POOL, room=f"slow@{POOL}")
         inside.set()  # its audit row has its id; the transaction is still open
         assert release.wait(10)
 
-    slow = threading.Thread(target=addins._write, args=(engine, slow_change))
+    slow = threading.Thread(target=store.write, args=(slow_change,))
     slow.start()
     assert inside.wait(10)
     later = threading.Thread(
-        target=addins.attach, args=(engine, ADMIN), kwargs={"room": ROOM_A, "name": "Stock"}
+        target=addins.attach, args=(store, ADMIN), kwargs={"room": ROOM_A, "name": "Stock"}
     )
     later.start()
     later.join(0.5)
     # The later change waits its turn (on SQLite and PostgreSQL alike) ...
     assert later.is_alive()
-    assert addins.changes_since(engine, cursor) == []
+    assert addins.changes_since(store, cursor) == []
     release.set()
     slow.join(10)
     later.join(10)
     # ... so reading from the cursor onwards misses nothing, in commit order.
-    rooms = [change.room for change in addins.changes_since(engine, cursor)]
+    rooms = [change.room for change in addins.changes_since(store, cursor)]
     assert rooms == [f"slow@{POOL}", ROOM_A]
 
 
-def test_the_upgrade_to_0002_counts_the_add_ins_already_there(engine: Engine) -> None:
+def test_the_upgrade_to_0002_counts_the_add_ins_already_there(store: Store) -> None:
     """A database made before pool.addin_count existed gets its pools' counts."""
-    command.downgrade(alembic_config(engine), "0001")
-    with engine.begin() as connection:  # add-ins as version 0001 wrote them
+    command.downgrade(alembic_config(store.engine), "0001")
+    with store.engine.begin() as connection:  # add-ins as version 0001 wrote them
         for pool, names in ((POOL, ("A", "B", "C")), (OTHER, ("D",))):
             pool_id = connection.execute(
                 text("INSERT INTO pool (name) VALUES (:name) RETURNING id"), {"name": pool}
@@ -947,9 +1001,9 @@ def test_the_upgrade_to_0002_counts_the_add_ins_already_there(engine: Engine) ->
                     " revision) VALUES (:pool, :name, :key, :url, 'admin', :at, 1)"
                 ), {"pool": pool_id, "name": name, "key": name.lower(),
                     "url": f"https://{name.lower()}.example.org/", "at": datetime.now(UTC)})
-    upgrade(engine)
-    assert current_revision(engine) == "0002"
-    assert addins.list_addins(engine, pool=POOL).total == 3
-    assert addins.list_addins(engine, pool=OTHER).total == 1
-    register(engine, "E")
-    assert addins.list_addins(engine, pool=POOL).total == 4
+    store.upgrade()
+    assert current_revision(store.engine) == "0002"
+    assert addins.list_addins(store, pool=POOL).total == 3
+    assert addins.list_addins(store, pool=OTHER).total == 1
+    register(store, "E")
+    assert addins.list_addins(store, pool=POOL).total == 4

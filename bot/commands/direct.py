@@ -7,7 +7,7 @@ from bot.commands import text
 from bot.commands.grammar import Signature
 from bot.commands.registry import CommandSet, Request
 from bot.errors import CommandError
-from bot.values import Actor, Place, Reply, Role
+from bot.values import Actor, Done, Place, Reply, Role
 
 DIRECT = CommandSet(Place.DIRECT)
 POOL = ("pool",)
@@ -29,12 +29,12 @@ def help_(request: Request) -> Reply:
     "register", "registers a new add-in", role=Role.ADMIN,
     signature=Signature(required=("name", "url"), options=POOL),
 )
-def register(request: Request) -> Reply:
-    info = addins.register(
-        request.engine, actor(request), pool=request.pool(),
+def register(request: Request) -> Done[Reply]:
+    done = addins.register(
+        request.store, actor(request), pool=request.pool(),
         name=request.args["name"], url=request.args["url"],
     )
-    return Reply(text.registered(info))
+    return done.then(lambda info: Reply(text.registered(info)))
 
 
 @DIRECT.command(
@@ -42,18 +42,18 @@ def register(request: Request) -> Reply:
     signature=Signature(required=("name", "field", "value"), options=POOL),
     usage="<name> url <url> [pool <pool>] | update <name> name <new-name> [pool <pool>]",
 )
-def update(request: Request) -> Reply:
+def update(request: Request) -> Done[Reply]:
     name, field, value = request.args["name"], request.args["field"].lower(), request.args["value"]
     if field == "url":
-        info = addins.update_url(
-            request.engine, actor(request), pool=request.pool(), name=name, url=value
+        done = addins.update_url(
+            request.store, actor(request), pool=request.pool(), name=name, url=value
         )
-        return Reply(text.url_updated(info))
+        return done.then(lambda info: Reply(text.url_updated(info)))
     if field == "name":
-        info = addins.rename(
-            request.engine, actor(request), pool=request.pool(), name=name, new_name=value
+        done = addins.rename(
+            request.store, actor(request), pool=request.pool(), name=name, new_name=value
         )
-        return Reply(text.renamed(name, info))
+        return done.then(lambda info: Reply(text.renamed(name, info)))
     raise CommandError(f"Say “url” or “name” after the add-in's name, not “{field[:20]}”.")
 
 
@@ -61,12 +61,12 @@ def update(request: Request) -> Reply:
     "unregister", "removes an add-in (force: also from the rooms using it)", role=Role.ADMIN,
     signature=Signature(required=("name",), options=POOL, flags=("force",)),
 )
-def unregister(request: Request) -> Reply:
-    removed = addins.unregister(
-        request.engine, actor(request), pool=request.pool(), name=request.args["name"],
+def unregister(request: Request) -> Done[Reply]:
+    done = addins.unregister(
+        request.store, actor(request), pool=request.pool(), name=request.args["name"],
         force="force" in request.args.flags,
     )
-    return Reply(text.unregistered(removed))
+    return done.then(lambda removed: Reply(text.unregistered(removed)))
 
 
 @DIRECT.command(
@@ -75,7 +75,7 @@ def unregister(request: Request) -> Reply:
 )
 def list_(request: Request) -> Reply:
     page = text.page_number(request.args.options.get("page"))
-    result = addins.list_addins(request.engine, pool=request.pool(), page=page)
+    result = addins.list_addins(request.store, pool=request.pool(), page=page)
     return Reply(text.addin_page(result, more=f"list page {result.page + 1}"))
 
 
@@ -84,7 +84,7 @@ def list_(request: Request) -> Reply:
     role=Role.ADMIN, signature=Signature(required=("name",), options=POOL),
 )
 def show(request: Request) -> Reply:
-    info = addins.show(request.engine, pool=request.pool(), name=request.args["name"])
+    info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
     return Reply(text.addin_details(info))
 
 
@@ -94,49 +94,52 @@ def show(request: Request) -> Reply:
 )
 def audit(request: Request) -> Reply:
     count = text.count(request.args.get("n"), default=20, most=200)
-    return Reply(text.audit_lines(addins.audit(request.engine, limit=count)))
+    return Reply(text.audit_lines(addins.audit(request.store, limit=count)))
 
 
 @DIRECT.command(
     "attach", "makes <name> the room's add-in (replaces any earlier one)", role=Role.MANAGER,
     signature=Signature(required=("room", "name")), room_word="room",
 )
-def attach(request: Request) -> Reply:
+def attach(request: Request) -> Done[Reply]:
     assert request.room is not None  # noqa: S101 - the dispatcher resolved it
-    info = addins.attach(
-        request.engine, actor(request), room=request.room, name=request.args["name"]
+    done = addins.attach(
+        request.store, actor(request), room=request.room, name=request.args["name"]
     )
-    return Reply(text.attached(info))
+    return done.then(lambda info: Reply(text.attached(info)))
 
 
 @DIRECT.command(
     "detach", "removes the room's add-in", role=Role.MANAGER,
     signature=Signature(required=("room",)), room_word="room",
 )
-def detach(request: Request) -> Reply:
-    assert request.room is not None  # noqa: S101 - the dispatcher resolved it
-    name = addins.detach(request.engine, actor(request), room=request.room)
-    return Reply(text.detached(request.room, name))
+def detach(request: Request) -> Done[Reply]:
+    room = request.room
+    assert room is not None  # noqa: S101 - the dispatcher resolved it
+    done = addins.detach(request.store, actor(request), room=room)
+    return done.then(lambda name: Reply(text.detached(room, name)))
 
 
 @DIRECT.command(
     "join", "the bot joins the room and remembers it", role=Role.ADMIN,
     signature=Signature(required=("room",)), room_word="room",
 )
-def join(request: Request) -> Reply:
-    assert request.room is not None  # noqa: S101 - the dispatcher resolved it
-    changed = addins.set_joined(request.engine, actor(request), room=request.room, joined=True)
-    return Reply(text.joined(request.room, changed=changed))
+def join(request: Request) -> Done[Reply]:
+    room = request.room
+    assert room is not None  # noqa: S101 - the dispatcher resolved it
+    done = addins.set_joined(request.store, actor(request), room=room, joined=True)
+    return done.then(lambda changed: Reply(text.joined(room, changed=changed)))
 
 
 @DIRECT.command(
     "leave", "the bot leaves the room and forgets it (its add-in stays attached)",
     role=Role.ADMIN, signature=Signature(required=("room",)), room_word="room",
 )
-def leave(request: Request) -> Reply:
-    assert request.room is not None  # noqa: S101 - the dispatcher resolved it
-    changed = addins.set_joined(request.engine, actor(request), room=request.room, joined=False)
-    return Reply(text.left(request.room, changed=changed))
+def leave(request: Request) -> Done[Reply]:
+    room = request.room
+    assert room is not None  # noqa: S101 - the dispatcher resolved it
+    done = addins.set_joined(request.store, actor(request), room=room, joined=False)
+    return done.then(lambda changed: Reply(text.left(room, changed=changed)))
 
 
 @DIRECT.command(
@@ -146,4 +149,4 @@ def leave(request: Request) -> Reply:
 def rooms(request: Request) -> Reply:
     pool = request.args.options.get("pool")
     chosen = request.pool() if pool is not None else None
-    return Reply(text.room_lines(addins.list_rooms(request.engine, pool=chosen)))
+    return Reply(text.room_lines(addins.list_rooms(request.store, pool=chosen)))

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-
-from sqlalchemy import Engine
 
 from bot import policy
 from bot.commands.answers import Answers
@@ -24,7 +22,8 @@ from bot.metrics import METRICS
 from bot.names import resolve_pool, resolve_room
 from bot.offload import offload
 from bot.policy import RoomView
-from bot.values import Place, Reply, Role, Sender
+from bot.values import Change, Done, Place, Reply, Role, Sender
+from store import Store
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ class Managers(Protocol):
 @dataclass(frozen=True)
 class Request:
     settings: Settings
-    engine: Engine
+    store: Store
     sender: Sender
     args: Arguments
     room: str | None  # the room the command is about, checked to be in a served pool
@@ -53,7 +52,8 @@ class Request:
         return resolve_pool(self.settings.pools.names, self.args.options.get("pool"))
 
 
-Handler = Callable[[Request], "Reply | None"]
+# A handler that changes the store returns Done: its reply and the changes it committed.
+Handler = Callable[[Request], "Reply | Done[Reply | None] | None"]
 
 
 @dataclass(frozen=True)
@@ -132,13 +132,14 @@ class Dispatcher:
     """Runs one command line for one sender: find, authorise, parse, run off the loop."""
 
     def __init__(
-        self, settings: Settings, engine: Engine, managers: Managers,
-        commands: dict[Place, CommandSet],
+        self, settings: Settings, store: Store, managers: Managers,
+        commands: dict[Place, CommandSet], *, changed: Callable[[Sequence[Change]], None],
     ) -> None:
         self.settings = settings
-        self.engine = engine
+        self.store = store
         self.managers = managers
         self.commands = commands
+        self.changed = changed  # on the loop: the changes a command committed
         self.answers: Answers[Reply] = Answers(size=lambda reply: len(reply.text))
 
     async def run(self, place: Place, sender: Sender, text: str) -> Reply | None:
@@ -178,12 +179,19 @@ class Dispatcher:
     async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         call = self._prepare(place, sender, split_words(text))
         if call.key is None:
-            return await offload(call.command.handler, call.request)
+            done = await offload(call.command.handler, call.request)
+            if not isinstance(done, Done):
+                return done
+            if done.changes:  # back on the loop: hand them over before the sender is answered
+                self.answers.changed()
+                self.changed(done.changes)
+            return done.result
         kept = self.answers.get(call.key)
         if kept is not None:
             return kept
         read_at = self.answers.version()
         reply = await offload(call.command.handler, call.request)
+        assert not isinstance(reply, Done)  # noqa: S101 - a kept command changes nothing
         if reply is not None:
             self.answers.keep(call.key, reply, read_at=read_at)
         return reply
@@ -209,7 +217,7 @@ class Dispatcher:
                 raise NotAllowed("not_manager", refusal)
         visible = tuple(self.allowed(place, sender)) if command.name == "help" else ()
         request = Request(
-            self.settings, self.engine, sender, args, room, is_admin, visible, commands.prefix
+            self.settings, self.store, sender, args, room, is_admin, visible, commands.prefix
         )
         key = (place, command.name, room, tuple(words[1:])) if command.kept else None
         return _Call(command, request, key)

@@ -7,7 +7,7 @@ from bot.announce import attached_sentence
 from bot.commands import text
 from bot.commands.grammar import PREFIX, Signature
 from bot.commands.registry import CommandSet, Request
-from bot.values import Actor, Link, Place, Reply, Role
+from bot.values import Actor, Done, Link, Place, Reply, Role
 
 ROOM = CommandSet(Place.ROOM, prefix=f"{PREFIX} ")
 
@@ -24,7 +24,7 @@ def _actor(request: Request) -> Actor:
 
 @ROOM.command("show", "says this room's add-in and its URL", kept=True)
 def show(request: Request) -> Reply:
-    info = addins.room_info(request.engine, _room(request))
+    info = addins.room_info(request.store, _room(request))
     if info.addin is None or info.url is None:
         return Reply("This room has no add-in.", public=True)
     sentence = attached_sentence(info.addin, info.url)
@@ -36,7 +36,7 @@ def show(request: Request) -> Reply:
 )
 def list_(request: Request) -> Reply:
     page = text.page_number(request.args.options.get("page"))
-    result = addins.list_addins(request.engine, pool=names.pool_of(_room(request)), page=page)
+    result = addins.list_addins(request.store, pool=names.pool_of(_room(request)), page=page)
     return Reply(text.addin_page(result, more=f"{PREFIX} list page {result.page + 1}"))
 
 
@@ -44,15 +44,16 @@ def list_(request: Request) -> Reply:
     "attach", "makes <name> this room's add-in and tells the room", role=Role.MANAGER,
     signature=Signature(required=("name",)),
 )
-def attach(request: Request) -> Reply | None:
-    addins.attach(request.engine, _actor(request), room=_room(request), name=request.args["name"])
-    return None  # the announcement in the room is the answer
+def attach(request: Request) -> Done[Reply | None]:
+    done = addins.attach(
+        request.store, _actor(request), room=_room(request), name=request.args["name"]
+    )
+    return Done(None, done.changes)  # the announcement in the room is the answer
 
 
 @ROOM.command("detach", "removes this room's add-in and tells the room", role=Role.MANAGER)
-def detach(request: Request) -> Reply | None:
-    addins.detach(request.engine, _actor(request), room=_room(request))
-    return None
+def detach(request: Request) -> Done[Reply | None]:
+    return Done(None, addins.detach(request.store, _actor(request), room=_room(request)).changes)
 
 
 @ROOM.command("help", "the room commands you may run", signature=Signature(optional=("command",)))

@@ -149,7 +149,7 @@ class AdhocCommands:
         bot = self.edge.bot
         assert bot is not None  # noqa: S101 - requester() saw it
         try:
-            fields = await offload(operation.fields, bot.settings, bot.engine, requester)
+            fields = await offload(operation.fields, bot.settings, bot.store, requester)
         except CommandError as exc:
             self._reply(iq, _new_id(), "completed", Outcome(exc.reason, error=True))
             return
@@ -192,8 +192,8 @@ class AdhocCommands:
             if refusal is not None:
                 raise XMPPError("forbidden", refusal, etype="auth")
             actor = Actor(requester.jid, "adhoc")
-            return await offload(
-                operation.run, bot.settings, bot.engine, actor, values
+            outcome = await offload(
+                operation.run, bot.settings, bot.store, actor, values
             )
         except CommandError as exc:
             return Outcome(exc.reason, error=True)
@@ -206,8 +206,8 @@ class AdhocCommands:
                 f"Sorry, something went wrong (ref: {ref}). The operator's log has it.",
                 error=True,
             )
-        finally:
-            bot.changed()
+        bot.changed(outcome.changes)
+        return outcome
 
     def _open(self, operation: Operation, requester: str, fields: list[Field]) -> str:
         now = asyncio.get_running_loop().time()

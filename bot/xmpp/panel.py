@@ -10,11 +10,9 @@ results read as in chat (bot.commands.text).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
-
-from sqlalchemy import Engine
 
 from bot import addins, names, policy
 from bot.commands import text
@@ -22,7 +20,8 @@ from bot.commands.direct import DIRECT
 from bot.commands.registry import Managers
 from bot.config import Settings
 from bot.errors import CommandError
-from bot.values import Actor, Role, Sender
+from bot.values import Actor, Change, Role, Sender
+from store import Store
 
 MOST_CHOICES = 200  # longer lists of add-ins are typed in, not chosen
 
@@ -34,13 +33,13 @@ class Backend(Protocol):
     def settings(self) -> Settings: ...
 
     @property
-    def engine(self) -> Engine: ...
+    def store(self) -> Store: ...
 
     @property
     def rooms(self) -> Managers: ...
 
-    def changed(self) -> None:
-        """Something changed: announce it now rather than at the next poll."""
+    def changed(self, changes: Sequence[Change] = ()) -> None:
+        """On the loop: an operation committed `changes`: announce them now."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +67,7 @@ class Outcome:
     note: str
     error: bool = False
     table: Table | None = None
+    changes: tuple[Change, ...] = ()  # what the operation committed, for the announcer
 
 
 @dataclass(frozen=True)
@@ -81,8 +81,8 @@ class Requester:
 
 
 Values = dict[str, str]
-FormBuilder = Callable[[Settings, Engine, Requester], list[Field]]
-Runner = Callable[[Settings, Engine, Actor, Values], Outcome]
+FormBuilder = Callable[[Settings, Store, Requester], list[Field]]
+Runner = Callable[[Settings, Store, Actor, Values], Outcome]
 
 
 @dataclass(frozen=True)
@@ -134,21 +134,21 @@ def _pool(settings: Settings, values: Values) -> str:
     return names.resolve_pool(settings.pools.names, values.get("pool") or None)
 
 
-def _name_field(settings: Settings, engine: Engine, label: str = "Add-in") -> Field:
+def _name_field(settings: Settings, store: Store, label: str = "Add-in") -> Field:
     """A list of the registered add-ins where there is one pool and not too many of them."""
     served = settings.pools.names
     if len(served) == 1:
-        names = _addin_names(engine, served[0])
+        names = _addin_names(store, served[0])
         if names and len(names) <= MOST_CHOICES:
             return Field("name", label, "list-single", True, tuple(names))
     return Field("name", label, required=True)
 
 
-def _addin_names(engine: Engine, pool: str) -> list[str]:
+def _addin_names(store: Store, pool: str) -> list[str]:
     names: list[str] = []
     page = 1
     while len(names) <= MOST_CHOICES:
-        result = addins.list_addins(engine, pool=pool, page=page)
+        result = addins.list_addins(store, pool=pool, page=page)
         names += [name for name, _url, _uses in result.items]
         if result.page >= result.pages:
             break
@@ -165,7 +165,7 @@ def _room_field(requester: Requester) -> Field:
 # --- the operations ------------------------------------------------------------------------
 
 
-def _register_fields(settings: Settings, engine: Engine, requester: Requester) -> list[Field]:
+def _register_fields(settings: Settings, store: Store, requester: Requester) -> list[Field]:
     return [
         Field("name", "Name", required=True),
         Field("url", "URL (http or https)", required=True),
@@ -173,71 +173,74 @@ def _register_fields(settings: Settings, engine: Engine, requester: Requester) -
     ]
 
 
-def _register(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
-    info = addins.register(
-        engine, actor, pool=_pool(settings, values), name=values["name"], url=values["url"]
+def _register(settings: Settings, store: Store, actor: Actor, values: Values) -> Outcome:
+    done = addins.register(
+        store, actor, pool=_pool(settings, values), name=values["name"], url=values["url"]
     )
-    return Outcome(text.registered(info))
+    return Outcome(text.registered(done.result), changes=done.changes)
 
 
-def _update_fields(settings: Settings, engine: Engine, requester: Requester) -> list[Field]:
+def _update_fields(settings: Settings, store: Store, requester: Requester) -> list[Field]:
     return [
-        _name_field(settings, engine),
+        _name_field(settings, store),
         Field("url", "New URL (empty: unchanged)"),
         Field("new_name", "New name (empty: unchanged)"),
         *_pool_fields(settings),
     ]
 
 
-def _update(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
+def _update(settings: Settings, store: Store, actor: Actor, values: Values) -> Outcome:
     pool, name = _pool(settings, values), values["name"]
     url, new_name = values.get("url", ""), values.get("new_name", "")
     if not url and not new_name:
         raise CommandError("Fill in a new URL, a new name, or both.")
-    said = []
+    said: list[str] = []
+    changes: tuple[Change, ...] = ()
     # The new name first: the change follower looks the add-in up by the name its URL
     # change was recorded under, so that row must carry the name it keeps.
     if new_name:
-        info = addins.rename(engine, actor, pool=pool, name=name, new_name=new_name)
-        said.append(text.renamed(name, info))
-        name = info.name
+        renamed = addins.rename(store, actor, pool=pool, name=name, new_name=new_name)
+        said.append(text.renamed(name, renamed.result))
+        name, changes = renamed.result.name, renamed.changes
     if url:
         try:
-            info = addins.update_url(engine, actor, pool=pool, name=name, url=url)
+            updated = addins.update_url(store, actor, pool=pool, name=name, url=url)
         except CommandError as exc:
             if not said:
                 raise
-            return Outcome(f"{said[0]}\nThe URL was not changed: {exc.reason}", error=True)
-        said.append(text.url_updated(info))
-    return Outcome("\n".join(said))
+            return Outcome(f"{said[0]}\nThe URL was not changed: {exc.reason}", error=True,
+                           changes=changes)
+        said.append(text.url_updated(updated.result))
+        changes += updated.changes
+    return Outcome("\n".join(said), changes=changes)
 
 
-def _unregister_fields(settings: Settings, engine: Engine, requester: Requester) -> list[Field]:
+def _unregister_fields(settings: Settings, store: Store, requester: Requester) -> list[Field]:
     return [
-        _name_field(settings, engine),
+        _name_field(settings, store),
         Field("force", "Also detach it from the rooms using it", "boolean", value="0"),
         *_pool_fields(settings),
     ]
 
 
-def _unregister(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
-    removed = addins.unregister(
-        engine, actor, pool=_pool(settings, values), name=values["name"],
+def _unregister(settings: Settings, store: Store, actor: Actor, values: Values) -> Outcome:
+    done = addins.unregister(
+        store, actor, pool=_pool(settings, values), name=values["name"],
         force=values.get("force") in ("1", "true"),
     )
-    return Outcome(text.unregistered(removed))
+    return Outcome(text.unregistered(done.result), changes=done.changes)
 
 
-def _list_fields(settings: Settings, engine: Engine, requester: Requester) -> list[Field]:
+def _list_fields(settings: Settings, store: Store, requester: Requester) -> list[Field]:
     return _pool_fields(settings)
 
 
-def _list(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
+def _list(settings: Settings, store: Store, actor: Actor, values: Values) -> Outcome:
     pool = _pool(settings, values)
     rows: list[tuple[str, str, str]] = []
     page = 1
     while True:
-        result = addins.list_addins(engine, pool=pool, page=page)
+        result = addins.list_addins(store, pool=pool, page=page)
         rows += [(name, url, str(uses)) for name, url, uses in result.items]
         if result.page >= result.pages:
             break
@@ -248,20 +251,20 @@ def _list(settings: Settings, engine: Engine, actor: Actor, values: Values) -> O
     return Outcome(f"Add-ins in {pool}: {len(rows)}.", table=Table(columns, tuple(rows)))
 
 
-def _join_fields(settings: Settings, engine: Engine, requester: Requester) -> list[Field]:
+def _join_fields(settings: Settings, store: Store, requester: Requester) -> list[Field]:
     return [Field("room", "Room (room@service)", "jid-single", True)]
 
 
-def _join(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
+def _join(settings: Settings, store: Store, actor: Actor, values: Values) -> Outcome:
     room = names.resolve_room(settings.pools.names, values["room"])
-    changed = addins.set_joined(engine, actor, room=room, joined=True)
-    return Outcome(text.joined(room, changed=changed))
+    done = addins.set_joined(store, actor, room=room, joined=True)
+    return Outcome(text.joined(room, changed=done.result), changes=done.changes)
 
 
-def _leave_fields(settings: Settings, engine: Engine, requester: Requester) -> list[Field]:
+def _leave_fields(settings: Settings, store: Store, requester: Requester) -> list[Field]:
     served = set(settings.pools.names)
     rooms = tuple(
-        info.jid for info in addins.list_rooms(engine, joined_only=True)
+        info.jid for info in addins.list_rooms(store, joined_only=True)
         if names.pool_of(info.jid) in served
     )
     if not rooms:
@@ -269,28 +272,30 @@ def _leave_fields(settings: Settings, engine: Engine, requester: Requester) -> l
     return [Field("room", "Room", "list-single", True, rooms)]
 
 
-def _leave(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
+def _leave(settings: Settings, store: Store, actor: Actor, values: Values) -> Outcome:
     room = names.resolve_room(settings.pools.names, values["room"])
-    changed = addins.set_joined(engine, actor, room=room, joined=False)
-    return Outcome(text.left(room, changed=changed))
+    done = addins.set_joined(store, actor, room=room, joined=False)
+    return Outcome(text.left(room, changed=done.result), changes=done.changes)
 
 
-def _attach_fields(settings: Settings, engine: Engine, requester: Requester) -> list[Field]:
-    return [_room_field(requester), _name_field(settings, engine)]
+def _attach_fields(settings: Settings, store: Store, requester: Requester) -> list[Field]:
+    return [_room_field(requester), _name_field(settings, store)]
 
 
-def _attach(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
+def _attach(settings: Settings, store: Store, actor: Actor, values: Values) -> Outcome:
     room = names.resolve_room(settings.pools.names, values["room"])
-    return Outcome(text.attached(addins.attach(engine, actor, room=room, name=values["name"])))
+    done = addins.attach(store, actor, room=room, name=values["name"])
+    return Outcome(text.attached(done.result), changes=done.changes)
 
 
-def _detach_fields(settings: Settings, engine: Engine, requester: Requester) -> list[Field]:
+def _detach_fields(settings: Settings, store: Store, requester: Requester) -> list[Field]:
     return [_room_field(requester)]
 
 
-def _detach(settings: Settings, engine: Engine, actor: Actor, values: Values) -> Outcome:
+def _detach(settings: Settings, store: Store, actor: Actor, values: Values) -> Outcome:
     room = names.resolve_room(settings.pools.names, values["room"])
-    return Outcome(text.detached(room, addins.detach(engine, actor, room=room)))
+    done = addins.detach(store, actor, room=room)
+    return Outcome(text.detached(room, done.result), changes=done.changes)
 
 
 OPERATIONS: dict[str, Operation] = {

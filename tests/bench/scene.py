@@ -6,12 +6,9 @@ import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine
-
 from bot import addins
 from bot.values import Actor
-from store.database import make_engine
-from store.migrate import upgrade
+from store import Store
 from tests.bench.crowd import crowd_user
 from tests.bench.rawxmpp import PRESENCE, RawClient, body_from
 
@@ -82,24 +79,24 @@ def accounts(sizes: Sizes) -> dict[str, str]:
 def seed_bot_db(path: Path, sizes: Sizes) -> str:
     """The bot's SQLite database: the add-ins, and the rooms it serves (remembered)."""
     url = f"sqlite:///{path}"
-    engine = make_engine(url)
+    store = Store.open(url)
     try:
-        upgrade(engine)
+        store.upgrade()
         for index in range(sizes.addins_listed):
-            addins.register(engine, SEEDER, pool=MUC, name=addin_name(index), url=addin_url(index))
+            addins.register(store, SEEDER, pool=MUC, name=addin_name(index), url=addin_url(index))
         rooms = [CMD_ROOM, ATTACH_ROOM]
         rooms += [storm_room(kind, r) for r in range(sizes.storm_rounds) for kind in BOT_STORMS]
         for room in rooms:
-            addins.set_joined(engine, SEEDER, room=room, joined=True)
-            addins.attach(engine, SEEDER, room=room, name=addin_name(1))
+            addins.set_joined(store, SEEDER, room=room, joined=True)
+            addins.attach(store, SEEDER, room=room, name=addin_name(1))
     finally:
-        engine.dispose()
+        store.close()
     return url
 
 
-def seed_rooms(engine: Engine, rooms: list[str]) -> None:
+def seed_rooms(store: Store, rooms: list[str]) -> None:
     for room in rooms:
-        addins.set_joined(engine, SEEDER, room=room, joined=True)
+        addins.set_joined(store, SEEDER, room=room, joined=True)
 
 
 async def connect(user: str, port: int, resource: str = "bench") -> RawClient:

@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from bot import addins, names
 from bot.errors import CommandError
 from bot.values import Actor
+from store import Store
 from store.database import make_engine
 from store.migrate import upgrade
 from store.models import Addin, Pool, Room
@@ -116,6 +117,7 @@ def populate(engine: Engine, n_addins: int, n_rooms: int) -> float:
 def operations(
     engine: Engine, n_addins: int, n_rooms: int, seed: int = 7
 ) -> dict[str, Callable[[], Any]]:
+    store = Store(engine)  # the handle the bot holds, over the store populated
     rng = random.Random(seed)
     pages = -(-n_addins // addins.PAGE_SIZE)
     people = iter(range(10**9))
@@ -124,20 +126,20 @@ def operations(
         while True:
             try:
                 return addins.attach(
-                    engine, ACTOR, room=room_jid(rng.randrange(n_rooms)),
+                    store, ACTOR, room=room_jid(rng.randrange(n_rooms)),
                     name=addin_name(rng.randrange(n_addins)),
                 )
             except CommandError:  # it already had that one: draw again
                 continue
 
     return {
-        "list_first": lambda: addins.list_addins(engine, pool=POOL, page=1),
-        "list_middle": lambda: addins.list_addins(engine, pool=POOL, page=pages // 2),
-        "show": lambda: addins.show(engine, pool=POOL, name=addin_name(rng.randrange(n_addins))),
+        "list_first": lambda: addins.list_addins(store, pool=POOL, page=1),
+        "list_middle": lambda: addins.list_addins(store, pool=POOL, page=pages // 2),
+        "show": lambda: addins.show(store, pool=POOL, name=addin_name(rng.randrange(n_addins))),
         "attach": attach,
-        "room_info": lambda: addins.room_info(engine, room_jid(rng.randrange(n_rooms))),
+        "room_info": lambda: addins.room_info(store, room_jid(rng.randrange(n_rooms))),
         "claim": lambda: addins.claim_announcement(
-            engine, room=room_jid(rng.randrange(n_rooms) // 10 * 10),
+            store, room=room_jid(rng.randrange(n_rooms) // 10 * 10),
             person=f"jid:p{next(people)}@example.org", cooldown_s=86400,
         ),
     }

@@ -84,7 +84,7 @@ def fields_of(step: Any) -> dict[str, Any]:
 
 def audit_rows(handle: BotHandle) -> list[addins.AuditEntry]:
     assert handle.service is not None
-    return addins.audit(handle.service.engine, limit=1000)
+    return addins.audit(handle.service.store, limit=1000)
 
 
 async def offered(client: TestClient, to: JID) -> list[str]:
@@ -330,7 +330,7 @@ async def test_a_manager_attaches_and_detaches_only_a_room_they_manage(
 
     _, done = await run_form(alice, to, "detach", {"room": room})
     assert notes(done) == [("info", f"{room} no longer has the add-in “{NAME}”.")]
-    assert addins.room_info(bot.service.engine, room).addin is None  # type: ignore[union-attr]
+    assert addins.room_info(bot.service.store, room).addin is None  # type: ignore[union-attr]
 
     # Demoted while a form is open: the submit is checked again, and refused.
     first = await execute(alice, to, "attach")
@@ -341,4 +341,4 @@ async def test_a_manager_attaches_and_detaches_only_a_room_they_manage(
     with pytest.raises(IqError) as refused:
         await submit(alice, to, first, {"room": room, "name": NAME})
     assert refused.value.condition == "forbidden"
-    assert addins.room_info(bot.service.engine, room).addin is None  # type: ignore[union-attr]
+    assert addins.room_info(bot.service.store, room).addin is None  # type: ignore[union-attr]

@@ -25,13 +25,13 @@ URL = "https://stocks.example.org/panel"
 
 def names_in(handle: BotHandle) -> list[str]:
     assert handle.service is not None
-    page = addins.list_addins(handle.service.engine, pool=handle.settings.pools.names[0])
+    page = addins.list_addins(handle.service.store, pool=handle.settings.pools.names[0])
     return [name for name, _url, _uses in page.items]
 
 
 def audit_count(handle: BotHandle) -> int:
     assert handle.service is not None
-    return len(addins.audit(handle.service.engine, limit=1000))
+    return len(addins.audit(handle.service.store, limit=1000))
 
 
 async def test_admin_manages_the_registry(bot: BotHandle, people, prosody: Prosody) -> None:

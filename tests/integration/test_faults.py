@@ -30,7 +30,7 @@ from bot.announce import attached_sentence
 from bot.config import Settings, load_settings
 from bot.errors import StoreBusy
 from bot.values import Actor
-from store.database import make_engine
+from store import Store
 from tests.harness.postgres import Postgres
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
@@ -465,7 +465,7 @@ async def test_a_locked_sqlite_file_gets_busy_answers_and_never_blocks_the_loop(
         await probe.stop()
     # Nothing was half-done; once the lock is gone the same command works.
     assert bot.service is not None
-    assert addins.list_addins(bot.service.engine, pool=prosody.muc).total == 0
+    assert addins.list_addins(bot.service.store, pool=prosody.muc).total == 0
     reply = await admin.ask(bot_jid, "register Locked https://locked.example.org/")
     assert reply == f"Registered “Locked” in {prosody.muc}: https://locked.example.org/"
 
@@ -500,7 +500,7 @@ async def test_postgres_stopped_commands_get_a_clear_error_and_the_bot_recovers(
     settings = on_postgres(write_config(prosody, tmp_path), private_postgres.url())
     handle = BotHandle(settings)
     service = await handle.start()
-    outside = make_engine(private_postgres.url())  # another process's view, e.g. the CLI
+    outside = Store.open(private_postgres.url())  # another process's view, e.g. the CLI
     bot_jid = jid(prosody, "addinbot")
     try:
         admin, alice = await people("admin"), await people("alice")
@@ -542,7 +542,7 @@ async def test_postgres_stopped_commands_get_a_clear_error_and_the_bot_recovers(
         assert names == ["After", "Before"]
     finally:
         await handle.stop()
-        outside.dispose()
+        outside.close()
 
 
 # --- an unexpected exception in a handler --------------------------------------------------

@@ -306,7 +306,7 @@ async def test_an_accepted_url_is_announced_exactly_as_stored(
         stored = validate_url(url)
         reply = await scene.admin(f'register "{name}" {shlex.quote(url)}')
         assert reply == f"Registered “{name}” in {room.partition('@')[2]}: {stored}"
-        assert addins.show(service(bot).engine, pool=room.partition("@")[2], name=name).url == (
+        assert addins.show(service(bot).store, pool=room.partition("@")[2], name=name).url == (
             stored
         )
         alice.send_groupchat(room, f'!addin attach "{name}"')
@@ -492,7 +492,7 @@ class Model:
 
     @classmethod
     def of(cls, handle: BotHandle) -> Model:
-        engine, pool = service(handle).engine, handle.settings.pools.names[0]
+        engine, pool = service(handle).store, handle.settings.pools.names[0]
         model, page = cls(), 1
         while True:
             result = addins.list_addins(engine, pool=pool, page=page)
@@ -548,7 +548,7 @@ async def test_two_thousand_generated_command_lines(
     admin = await people("admin")
     rooms = Rooms(room, [room.replace("@", "-2@"), room.replace("@", "-3@")])
     lines = generate(rooms, prosody.muc)
-    engine = service(bot).engine
+    engine = service(bot).store
     first_new = addins.last_audit_id(engine) + 1
     before = Model.of(bot)
     to = scene.bot_jid

@@ -193,7 +193,7 @@ async def test_go_sendxmpp_sends_a_command_and_reads_the_answer(
     assert server.encrypted_logins().count(jid(server, "admin")) >= 2
     assert jid(server, "addinbot") in server.encrypted_logins()
     assert tls_bot.service is not None
-    page = addins.list_addins(tls_bot.service.engine, pool=server.muc)
+    page = addins.list_addins(tls_bot.service.store, pool=server.muc)
     assert [(name, url) for name, url, _uses in page.items] == [("Go Ticker", URL)]
 
 

@@ -27,9 +27,9 @@ QUIET_S = 0.5
 People = Callable[[str], Awaitable[TestClient]]
 
 
-def engine(handle: BotHandle):  # a sqlalchemy Engine
+def engine(handle: BotHandle):  # the bot's Store
     assert handle.service is not None
-    return handle.service.engine
+    return handle.service.store
 
 
 def audit_rows(handle: BotHandle) -> list[addins.AuditEntry]:

@@ -23,12 +23,11 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine
 
 from bot.config import ConfigError, load_settings
 from bot.logs import JsonFormatter
 from bot.metrics import METRICS, MetricsServer
-from store.database import make_engine
+from store import Store
 from tests.harness.prosody import Prosody, free_port
 from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import PASSWORD, BotHandle, jid, write_config
@@ -220,13 +219,13 @@ async def test_health_follows_the_xmpp_connection_and_reconnects_are_counted(
 
 
 @pytest.fixture
-def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path}/ops.db")
-    yield engine
-    engine.dispose()
+def sqlite_engine(tmp_path: Path) -> Iterator[Store]:
+    store = Store.open(f"sqlite:///{tmp_path}/ops.db")
+    yield store
+    store.close()
 
 
-async def test_health_names_each_problem(sqlite_engine: Engine, tmp_path: Path) -> None:
+async def test_health_names_each_problem(sqlite_engine: Store, tmp_path: Path) -> None:
     connected = [True]
     server = MetricsServer(sqlite_engine, connected=lambda: connected[0], rooms_joined=lambda: 3)
     await server.start("127.0.0.1", 0)
@@ -237,10 +236,10 @@ async def test_health_names_each_problem(sqlite_engine: Engine, tmp_path: Path) 
         assert samples["addinbot_xmpp_connected"] == 1
 
         connected[0] = False
-        away = make_engine(f"sqlite:///{tmp_path}/no/such/folder/x.db")
-        server.engine = away
+        away = Store.open(f"sqlite:///{tmp_path}/no/such/folder/x.db")
+        server.store = away
         status, _type, body = await get(server.port, "/health")
-        away.dispose()
+        away.close()
         lines = body.splitlines()
         assert status == 503
         assert lines[0] == "xmpp: not connected"
@@ -250,7 +249,7 @@ async def test_health_names_each_problem(sqlite_engine: Engine, tmp_path: Path) 
         await server.stop()
 
 
-async def test_last_error_time_is_when_an_error_was_logged(sqlite_engine: Engine) -> None:
+async def test_last_error_time_is_when_an_error_was_logged(sqlite_engine: Store) -> None:
     server = MetricsServer(sqlite_engine, connected=lambda: True, rooms_joined=lambda: 0)
     await server.start("127.0.0.1", 0)
     try:
@@ -266,7 +265,7 @@ async def test_last_error_time_is_when_an_error_was_logged(sqlite_engine: Engine
     assert METRICS.last_error == after
 
 
-async def test_a_malformed_or_slow_request_is_just_dropped(sqlite_engine: Engine) -> None:
+async def test_a_malformed_or_slow_request_is_just_dropped(sqlite_engine: Store) -> None:
     server = MetricsServer(sqlite_engine, connected=lambda: True, rooms_joined=lambda: 0)
     await server.start("127.0.0.1", 0)
     try:

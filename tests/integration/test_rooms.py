@@ -80,11 +80,11 @@ def service(handle: BotHandle) -> Service:
 
 
 def attached(handle: BotHandle, room: str) -> str | None:
-    return addins.room_info(service(handle).engine, room).addin
+    return addins.room_info(service(handle).store, room).addin
 
 
 def audit_rows(handle: BotHandle) -> list[addins.AuditEntry]:
-    return addins.audit(service(handle).engine, limit=1000)
+    return addins.audit(service(handle).store, limit=1000)
 
 
 async def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
@@ -513,7 +513,7 @@ async def test_kicked_the_bot_rejoins_banned_it_stops_and_says_why(
     assert [(e.room, e.detail) for e in stops] == [(room, "banned")]
     assert not app.rooms.is_live(room)
     assert bot_presences.empty()
-    info = addins.room_info(service(bot).engine, room)
+    info = addins.room_info(service(bot).store, room)
     assert (info.joined, info.stopped_reason) == (False, "banned")
 
 

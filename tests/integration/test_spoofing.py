@@ -67,7 +67,7 @@ class Snapshot:
 
 
 def snapshot(handle: BotHandle) -> Snapshot:
-    engine = service(handle).engine
+    engine = service(handle).store
     page = addins.list_addins(engine, pool=handle.settings.pools.names[0])
     rooms = addins.list_rooms(engine)
     return Snapshot(
@@ -77,7 +77,7 @@ def snapshot(handle: BotHandle) -> Snapshot:
 
 
 def attached(handle: BotHandle, room: str) -> str | None:
-    return addins.room_info(service(handle).engine, room).addin
+    return addins.room_info(service(handle).store, room).addin
 
 
 class Witness:

@@ -151,7 +151,7 @@ async def test_a_dropped_connection_is_resumed_without_rejoining_or_announcing(
     assert sm_id
     seen = watch_bot(alice, room)
     events = count_events(bot, "session_start", "session_resumed", "session_end")
-    audit_before = len(addins.audit(service(bot).engine, limit=1000))
+    audit_before = len(addins.audit(service(bot).store, limit=1000))
     edge._backoff = 2.0  # the first reconnect attempt: 1 s in production; time for bob
 
     # Cut the TCP connection; the stream is not closed, so the server keeps the session.
@@ -176,7 +176,7 @@ async def test_a_dropped_connection_is_resumed_without_rejoining_or_announcing(
     await alice.expect_no_message(0, from_bot(room))  # nobody present is re-announced
     await bob.expect_no_message(0, from_bot(room))
     assert app.rooms.is_live(room)
-    assert len(addins.audit(service(bot).engine, limit=1000)) == audit_before
+    assert len(addins.audit(service(bot).store, limit=1000)) == audit_before
     print(f"\nresumed {resumed_s:.2f} s after the cut (first reconnect attempt after 2 s)")
 
 

@@ -1,0 +1,137 @@
+"""The rooms' queries: attach, detach, join and leave (each with its audit row, in one
+transaction), a room's add-in, and the rooms known."""
+
+from __future__ import annotations
+
+from sqlalchemy import bindparam, update
+from sqlalchemy import select as columns
+from sqlmodel import Session, col, select
+
+from bot.errors import CommandError
+from bot.names import name_key, pool_of
+from bot.values import Actor, Done, RoomInfo
+from store import audit
+from store.addins import pool_of as pool_row
+from store.addins import row_id
+from store.handle import Store
+from store.models import Addin, Pool, Room, utcnow
+from store.unit import Unit
+
+# The add-in, and the room if it is known yet: one look for attach.
+_ATTACH_TARGET = (
+    columns(col(Addin.id), col(Addin.name), col(Addin.url), col(Room.id),
+            col(Room.addin_id), col(Room.joined), col(Room.stopped_reason))
+    .join(Pool, col(Pool.id) == col(Addin.pool_id))
+    .outerjoin(Room, col(Room.jid) == bindparam("room"))
+    .where(col(Pool.name) == bindparam("pool"), col(Addin.name_key) == bindparam("key"))
+)
+_SET_ADDIN = (
+    update(Room).where(col(Room.id) == bindparam("room_id"))
+    .values(addin_id=bindparam("addin"), attached_at=bindparam("at"))
+)
+_ROOMS = (
+    columns(col(Room.jid), col(Room.joined), col(Room.stopped_reason), col(Addin.name),
+            col(Addin.url))
+    .outerjoin(Addin, col(Addin.id) == col(Room.addin_id))
+    .order_by(col(Room.jid))
+)
+
+
+def attach(store: Store, actor: Actor, *, room: str, name: str) -> Done[RoomInfo]:
+    pool = pool_of(room)
+
+    def change(unit: Unit) -> RoomInfo:
+        found = unit.rows.execute(
+            _ATTACH_TARGET, {"pool": pool, "key": name_key(name), "room": room}
+        ).first()
+        if found is None:
+            raise CommandError(f"No add-in named “{name}” in {pool}.")
+        addin_id, addin_name, url, room_id, current, joined, reason = found
+        if room_id is None:  # a room attached before the bot ever served it
+            row = _room(unit.session, room, create=True)
+            room_id, current, joined, reason = row.id, row.addin_id, row.joined, row.stopped_reason
+        if current == addin_id:
+            raise CommandError(f"{room} already has the add-in “{addin_name}”.")
+        unit.rows.execute(_SET_ADDIN, {"room_id": room_id, "addin": addin_id, "at": utcnow()})
+        info = RoomInfo(room, addin_name, url, bool(joined), reason)
+        audit.record(unit, actor, "attach", pool=pool, addin=addin_name, room=room, detail=url,
+                     rooms=(info,))
+        return info
+
+    return store.write(change)
+
+
+def detach(store: Store, actor: Actor, *, room: str) -> Done[str]:
+    def change(unit: Unit) -> str:
+        session = unit.session
+        row = _room(session, room, create=False)
+        addin = session.get(Addin, row.addin_id) if row and row.addin_id else None
+        if row is None or addin is None:
+            raise CommandError(f"{room} has no add-in.")
+        row.addin_id, row.attached_at = None, None
+        session.add(row)
+        audit.record(unit, actor, "detach", pool=pool_of(room), addin=addin.name, room=room)
+        return addin.name
+
+    return store.write(change)
+
+
+def set_joined(
+    store: Store, actor: Actor, *, room: str, joined: bool, reason: str | None
+) -> Done[bool]:
+    def change(unit: Unit) -> bool:
+        session = unit.session
+        if not joined and reason is None and _room(session, room, create=False) is None:
+            return False  # leaving a room never known: nothing to remember
+        row = _room(session, room, create=True)
+        if row.joined == joined and row.stopped_reason == reason:
+            return False
+        row.joined, row.stopped_reason = joined, reason
+        session.add(row)
+        action = "join" if joined else ("leave" if reason is None else "stop")
+        audit.record(unit, actor, action, pool=pool_of(room), room=room, detail=reason or "")
+        return True
+
+    return store.write(change)
+
+
+def record(
+    store: Store, actor: Actor, action: str, *, room: str | None, detail: str
+) -> Done[None]:
+    """An audit row for something that changed nothing else (an invitation declined)."""
+
+    def change(unit: Unit) -> None:
+        pool = pool_of(room) if room else None
+        audit.record(unit, actor, action, pool=pool, room=room, detail=detail)
+
+    return store.write(change)
+
+
+def info(store: Store, room: str) -> RoomInfo:
+    with store.reading() as rows:
+        return audit.room_info(rows, room)
+
+
+def known(store: Store, *, pool: str | None, joined_only: bool) -> list[RoomInfo]:
+    """The rooms served, and those with an add-in; `joined_only`: only those served."""
+    query = _ROOMS
+    if pool is not None:
+        query = query.join(Pool, col(Pool.id) == col(Room.pool_id)).where(col(Pool.name) == pool)
+    if joined_only:
+        query = query.where(col(Room.joined).is_(True))
+    with store.reading() as rows:
+        found = rows.execute(query).all()
+    return [
+        RoomInfo(jid, name, url, joined, reason)
+        for jid, joined, reason, name, url in found
+        if joined_only or joined or name is not None
+    ]
+
+
+def _room(session: Session, jid: str, *, create: bool) -> Room:
+    row = session.exec(select(Room).where(Room.jid == jid)).first()
+    if row is None and create:
+        row = Room(jid=jid, pool_id=row_id(pool_row(session, pool_of(jid))))
+        session.add(row)
+        session.flush()
+    return row  # type: ignore[return-value]
