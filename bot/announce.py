@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from bot import addins
 from bot.errors import CommandError
 from bot.metrics import METRICS
-from bot.offload import offload
 from bot.rooms import Arrival, Occupant, Rooms
 from bot.values import AuditEntry, Change, Link, RoomInfo, Transport
 from store import Store
@@ -74,7 +73,7 @@ class Announcer:
         self._claiming: set[str] = set()  # rooms whose joiners are being claimed
 
     async def start(self) -> None:
-        self.cursor = self._read_to = await offload(addins.last_audit_id, self.store)
+        self.cursor = self._read_to = await self.store.run(addins.last_audit_id, self.store)
         self._task = asyncio.create_task(self._follow(), name="announcer")
 
     async def stop(self) -> None:
@@ -125,7 +124,7 @@ class Announcer:
     async def catch_up(self) -> None:
         """Read and announce every change not announced yet."""
         while True:
-            changes = await offload(
+            changes = await self.store.run(
                 addins.changes_to_announce, self.store, self._read_to, limit=READ_BATCH
             )
             self.take_in(changes)
@@ -209,7 +208,7 @@ class Announcer:
 
     async def _tell_joiners(self, room: str, joiners: list[Occupant]) -> None:
         try:
-            claimed = await offload(
+            claimed = await self.store.run(
                 addins.claim_announcements, self.store, room=room,
                 people=[occupant.person for occupant in joiners], cooldown_s=self.cooldown_s,
             )

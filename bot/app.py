@@ -24,7 +24,6 @@ from bot.errors import CommandError
 from bot.invitations import Decline, Invitation, Invitations
 from bot.limits import RateLimit, Verdict
 from bot.metrics import METRICS
-from bot.offload import offload
 from bot.rooms import (
     NOW_FULLY_ANONYMOUS,
     NOW_NON_ANONYMOUS,
@@ -302,7 +301,7 @@ class App:
     # --- rooms -----------------------------------------------------------------------------
 
     async def _join_all(self) -> None:
-        remembered = await offload(addins.list_rooms, self.store, joined_only=True)
+        remembered = await self.store.run(addins.list_rooms, self.store, joined_only=True)
         served = set(self.settings.pools.names)
         self.wanted = set(self.settings.rooms.autojoin) | {
             info.jid for info in remembered if names.pool_of(info.jid) in served
@@ -379,7 +378,7 @@ class App:
         self._timers[room] = loop.call_later(delay, self._join, room)
 
     async def _record_stop(self, room: str, why: str) -> None:
-        done = await offload(
+        done = await self.store.run(
             addins.set_joined, self.store, BOT, room=room, joined=False, reason=why[:255]
         )
         self.changed(done.changes)

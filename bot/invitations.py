@@ -22,7 +22,6 @@ from typing import Any
 from bot import addins, names, policy
 from bot.config import Settings
 from bot.errors import CommandError
-from bot.offload import offload
 from bot.rooms import Rooms
 from bot.values import Actor, Change, Transport
 from store import Store
@@ -159,7 +158,7 @@ class Invitations:
         assert invitation.inviter is not None  # noqa: S101 - an admin, or seen managing the room
         actor = Actor(invitation.inviter, "invite")
         try:
-            done = await offload(
+            done = await self.store.run(
                 addins.set_joined, self.store, actor, room=room, joined=True
             )
         except CommandError as exc:  # the database is away: nothing was remembered
@@ -188,7 +187,7 @@ class Invitations:
 
     async def _record(self, actor: Actor, room: str | None, detail: str) -> None:
         try:
-            done = await offload(
+            done = await self.store.run(
                 addins.record, self.store, actor, DECLINED, room=room, detail=detail
             )
         except CommandError as exc:

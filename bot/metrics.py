@@ -19,7 +19,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from bot.config import ConfigError
-from bot.offload import offload
 from store import Store
 
 log = logging.getLogger(__name__)
@@ -191,7 +190,7 @@ class MetricsServer:
         problems = [] if self.connected() else ["xmpp: not connected"]
         try:
             async with asyncio.timeout(HEALTH_DB_TIMEOUT_S):
-                problem = await offload(database_problem, self.store)
+                problem = await self.store.run(database_problem, self.store)
         except TimeoutError:
             problem = f"database: no answer within {HEALTH_DB_TIMEOUT_S:.0f} s"
         if problem is not None:

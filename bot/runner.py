@@ -11,7 +11,6 @@ from bot.app import App
 from bot.config import ConfigError, Settings, check_runnable
 from bot.logs import configure_logging
 from bot.metrics import MetricsServer, start_metrics
-from bot.offload import offload, settle
 from bot.xmpp.client import XmppEdge
 from store import Store
 
@@ -46,7 +45,7 @@ class Service:
         self.metrics: MetricsServer | None = None  # [metrics] listen: /metrics and /health
 
     async def start(self) -> None:
-        await offload(self.store.upgrade)
+        await self.store.run(self.store.upgrade)
         await self.app.start()
         self.metrics = await start_metrics(
             self.settings.metrics.address, self.store, connected=self.edge.online.is_set,
@@ -60,7 +59,8 @@ class Service:
             await self.metrics.stop()
         await self.app.stop()
         await self.edge.stop()
-        await settle()  # queries still running (for cancelled work) finish before the close
+        # Queries still running (for cancelled work) finish before the close.
+        await self.store.settle()
         self.store.close()
 
 

@@ -3,9 +3,13 @@ and run a change or a read. Nothing outside store/ sees SQLAlchemy."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy import Connection, Engine
 
@@ -14,11 +18,16 @@ from store import migrate, unit
 from store.database import make_engine
 
 _T = TypeVar("_T")
+_P = ParamSpec("_P")
+WORKERS = 8  # threads for blocking database work, per store
+SETTLE_S = 10.0
 
 
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        self._workers: concurrent.futures.ThreadPoolExecutor | None = None
+        self._running: set[concurrent.futures.Future[object]] = set()
 
     @classmethod
     def open(cls, url: str, *, connect_timeout: float | None = None) -> Store:
@@ -31,7 +40,34 @@ class Store:
         return self.engine.url.render_as_string(hide_password=False)
 
     def close(self) -> None:
+        if self._workers is not None:
+            self._workers.shutdown(wait=True)
+            self._workers = None
         self.engine.dispose()
+
+    # --- blocking work, off the event loop --------------------------------------------------
+
+    async def run(self, call: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Run blocking `call` (a query, a change) on one of this store's threads and wait
+        for it without blocking the loop. Like asyncio.to_thread, but the calls still
+        running are known: `settle` waits for them before the store is closed, so a
+        cancelled command's query is not cut off mid-way."""
+        if self._workers is None:
+            self._workers = concurrent.futures.ThreadPoolExecutor(
+                max_workers=WORKERS, thread_name_prefix="addinbot-store"
+            )
+        context = contextvars.copy_context()
+        future = self._workers.submit(context.run, functools.partial(call, *args, **kwargs))
+        self._running.add(future)  # type: ignore[arg-type]
+        future.add_done_callback(self._running.discard)
+        return await asyncio.wrap_future(future)
+
+    async def settle(self) -> None:
+        """Wait (without blocking the loop, at most SETTLE_S) until every call made with
+        `run` has finished."""
+        running = list(self._running)
+        if running:
+            await asyncio.to_thread(concurrent.futures.wait, running, SETTLE_S)
 
     def upgrade(self) -> None:
         """Bring the schema to the latest revision (blocking); a no-op when it is there."""

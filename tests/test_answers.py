@@ -9,7 +9,6 @@ import pytest
 from sqlalchemy import text
 
 from bot import addins
-from bot.commands import registry
 from bot.commands.answers import MOST_KEPT, MOST_KEPT_CHARS, Answers
 from bot.commands.registry import CommandSet, Dispatcher, Request
 from bot.metrics import METRICS
@@ -43,7 +42,7 @@ def change_behind_the_bots_back(store: Store, url: str) -> None:
         connection.execute(text("UPDATE addin SET url = :url"), {"url": url})
 
 
-def no_database(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+def no_database(monkeypatch: pytest.MonkeyPatch, store: Store) -> list[Any]:
     """From here on, any command that goes to a database thread is recorded."""
     calls: list[Any] = []
 
@@ -51,7 +50,7 @@ def no_database(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
         calls.append(call)
         raise AssertionError(f"went to the database: {call}")
 
-    monkeypatch.setattr(registry, "offload", refuse)
+    monkeypatch.setattr(store, "run", refuse)
     return calls
 
 
@@ -60,7 +59,7 @@ async def test_a_second_list_is_answered_without_the_database(
 ) -> None:
     await bot.say(f"register Stock {URL}")
     first = await bot.say("list")
-    calls = no_database(monkeypatch)
+    calls = no_database(monkeypatch, bot.store)
     assert await bot.say("list") == first
     assert await bot.say("LIST") == first  # the same command, however it is spelled
     assert calls == []
@@ -72,7 +71,7 @@ async def test_the_rooms_add_in_is_answered_without_the_database(
     await bot.say(f"register Stock {URL}")
     await bot.say(f"attach {ROOM} Stock")
     first = await bot.reply("", MEMBER_IN_ROOM)
-    calls = no_database(monkeypatch)
+    calls = no_database(monkeypatch, bot.store)
     assert await bot.reply("", OWNER_IN_ROOM) == first  # kept for the room, not the person
     assert await bot.reply("show", MEMBER_IN_ROOM) == first
     assert calls == []
@@ -106,13 +105,13 @@ async def test_a_change_made_elsewhere_shows_once_the_follower_finds_it(bot: Bot
 async def test_refusals_are_not_kept(bot: Bot, monkeypatch: pytest.MonkeyPatch) -> None:
     await bot.say(f"register Stock {URL}")
     went: list[Any] = []
-    offload = registry.offload
+    run = bot.store.run
 
     async def counting(call: Any, *args: Any, **kwargs: Any) -> Any:
         went.append(call)
-        return await offload(call, *args, **kwargs)
+        return await run(call, *args, **kwargs)
 
-    monkeypatch.setattr(registry, "offload", counting)
+    monkeypatch.setattr(bot.store, "run", counting)
     for _ in range(2):
         assert await bot.say("list page 2") == "There are only 1 page(s)."
     assert len(went) == 2  # each time from the store

@@ -20,7 +20,6 @@ from bot.config import Settings
 from bot.errors import CommandError
 from bot.metrics import METRICS
 from bot.names import resolve_pool, resolve_room
-from bot.offload import offload
 from bot.policy import RoomView
 from bot.values import Change, Done, Place, Reply, Role, Sender
 from store import Store
@@ -179,7 +178,7 @@ class Dispatcher:
     async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         call = self._prepare(place, sender, split_words(text))
         if call.key is None:
-            done = await offload(call.command.handler, call.request)
+            done = await self.store.run(call.command.handler, call.request)
             if not isinstance(done, Done):
                 return done
             if done.changes:  # back on the loop: hand them over before the sender is answered
@@ -190,7 +189,7 @@ class Dispatcher:
         if kept is not None:
             return kept
         read_at = self.answers.version()
-        reply = await offload(call.command.handler, call.request)
+        reply = await self.store.run(call.command.handler, call.request)
         assert not isinstance(reply, Done)  # noqa: S101 - a kept command changes nothing
         if reply is not None:
             self.answers.keep(call.key, reply, read_at=read_at)

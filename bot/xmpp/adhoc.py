@@ -29,7 +29,6 @@ from slixmpp.xmlstream.matcher import StanzaPath
 
 from bot import policy
 from bot.errors import CommandError
-from bot.offload import offload
 from bot.values import Actor
 from bot.xmpp.panel import (
     OPERATIONS,
@@ -149,7 +148,7 @@ class AdhocCommands:
         bot = self.edge.bot
         assert bot is not None  # noqa: S101 - requester() saw it
         try:
-            fields = await offload(operation.fields, bot.settings, bot.store, requester)
+            fields = await bot.store.run(operation.fields, bot.settings, bot.store, requester)
         except CommandError as exc:
             self._reply(iq, _new_id(), "completed", Outcome(exc.reason, error=True))
             return
@@ -192,7 +191,7 @@ class AdhocCommands:
             if refusal is not None:
                 raise XMPPError("forbidden", refusal, etype="auth")
             actor = Actor(requester.jid, "adhoc")
-            outcome = await offload(
+            outcome = await bot.store.run(
                 operation.run, bot.settings, bot.store, actor, values
             )
         except CommandError as exc:
