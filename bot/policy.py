@@ -4,7 +4,7 @@ Plain functions over plain values — the sender as the server vouches for it, t
 the configuration, and what a room has told the bot of its occupants (bot.rooms). Chat
 (bot.commands.registry), the forms (bot.xmpp.panel, bot.xmpp.adhoc), invitations
 (bot.invitations) and the app's routing all ask here; nothing else decides. The tests of
-this module (tests/test_policy.py) are the permission table.
+this module (tests/unit/test_policy.py) are the permission table.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
--- addinbot on Prosody 0.12 (Debian 12's package). Tested: tests/test_deploy.py loads this
+-- addinbot on Prosody 0.12 (Debian 12's package). Tested: tests/integration/test_deploy.py loads this
 -- file into a real Prosody, with example.org replaced by the test's domain, and runs the
 -- bot against it.
 --

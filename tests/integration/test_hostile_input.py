@@ -48,7 +48,7 @@ from tests.integration.test_spoofing import (
     snapshot,
     told_privately,
 )
-from tests.test_hostile_urls import (
+from tests.unit.test_hostile_urls import (
     AWKWARD_ACCEPTED,
     CONTROL,
     IMITATES,

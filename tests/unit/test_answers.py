@@ -15,7 +15,7 @@ from bot.metrics import METRICS
 from bot.rooms import Rooms
 from bot.values import Place, Reply, Role
 from store import Store
-from tests.test_dispatch import (
+from tests.unit.test_dispatch import (
     ADMIN,
     MEMBER_IN_ROOM,
     OWNER_IN_ROOM,

@@ -33,7 +33,7 @@ try:
 except ImportError:  # pragma: no cover - the test extra should have it
     yaml = None
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 SNIPPET = DEPLOY / "prosody" / "addinbot.cfg.lua"
 EJABBERD = DEPLOY / "ejabberd" / "addinbot.yml"

@@ -34,7 +34,7 @@ from bot.rooms import SELF, Rooms
 from bot.urls import validate_url
 from bot.values import Kind, Link, Message, Place, Presence, Sender
 from store import Store as Database
-from tests.test_urls import _URLS
+from tests.unit.test_urls import _URLS
 
 POOL = "conference.localhost"
 ROOM = f"dev@{POOL}"

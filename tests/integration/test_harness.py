@@ -21,7 +21,7 @@ from tests.harness.xmpp_client import TestClient
 pytestmark = pytest.mark.xmpp
 
 PASSWORD = "harness-pw"
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 Connect = Callable[[str], Awaitable[TestClient]]
 

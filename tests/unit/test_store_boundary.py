@@ -8,7 +8,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DATABASE_LIBRARIES = {"sqlalchemy", "sqlmodel", "alembic"}
 PRIVATE = re.compile(
     r"positiontup|bind_processor|driver_connection|\.dbapi_connection\b|\.binds\b|driver_error"
