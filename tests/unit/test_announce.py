@@ -13,6 +13,7 @@ from bot.announce import Announcer
 from bot.rooms import Rooms
 from bot.values import Actor, AuditEntry, Link, Presence
 from store import Store
+from tests.fakes import FakeEdge
 
 POOL = "conference.localhost"
 ROOM = f"dev@{POOL}"
@@ -24,22 +25,6 @@ def no_polls(monkeypatch: pytest.MonkeyPatch) -> None:
     """The follower reads only when a test says so (catch_up, poke), not on a timer that a
     slow machine could let fire in the middle of a test."""
     monkeypatch.setattr(announce, "POLL_S", 3600.0)
-
-
-class Recorder:
-    def __init__(self) -> None:
-        self.room: list[tuple[str, str, Link | None]] = []
-
-    def send_room(self, room: str, text: str, link: Link | None = None) -> None:
-        self.room.append((room, text, link))
-
-    def send_direct(self, to: str, text: str) -> None: ...
-
-    def send_private(self, room: str, nick: str, text: str, link: Link | None = None) -> None: ...
-
-    def join(self, room: str, nick: str) -> None: ...
-
-    def leave(self, room: str, nick: str) -> None: ...
 
 
 def live_rooms(*names: str) -> Rooms:
@@ -57,7 +42,7 @@ def live_rooms(*names: str) -> Rooms:
 async def test_a_url_update_then_a_rename_still_announces_the_new_url(store: Store) -> None:
     addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     addins.attach(store, ADMIN, room=ROOM, name="Stock")
-    recorder = Recorder()
+    recorder = FakeEdge()
     announcer = Announcer(store, recorder, live_rooms(ROOM), cooldown_s=60,
                           on_membership=lambda change: None, on_changes=lambda: None)
     await announcer.start()  # from here on, changes are news
@@ -67,7 +52,7 @@ async def test_a_url_update_then_a_rename_still_announces_the_new_url(store: Sto
         await announcer.catch_up()
     finally:
         await announcer.stop()
-    assert recorder.room == [(
+    assert recorder.in_rooms() == [(
         ROOM,
         "This room's add-in is now “Ticker”: https://b.example.org/",
         Link("https://b.example.org/", "Ticker"),
@@ -79,7 +64,7 @@ async def test_two_url_updates_made_elsewhere_announce_only_the_latest(
 ) -> None:
     addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     addins.attach(store, ADMIN, room=ROOM, name="Stock")
-    recorder = Recorder()
+    recorder = FakeEdge()
     announcer = Announcer(store, recorder, live_rooms(ROOM), cooldown_s=60,
                           on_membership=lambda change: None, on_changes=lambda: None)
     await announcer.start()
@@ -89,14 +74,14 @@ async def test_two_url_updates_made_elsewhere_announce_only_the_latest(
         await announcer.catch_up()
     finally:
         await announcer.stop()
-    assert [text for _room, text, _link in recorder.room] == [
+    assert [text for _room, text, _link in recorder.in_rooms()] == [
         "This room's add-in is now “Stock”: https://c.example.org/"
     ]
 
 
 async def test_rooms_the_bot_is_not_in_are_not_told(store: Store) -> None:
     addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
-    recorder = Recorder()
+    recorder = FakeEdge()
     announcer = Announcer(store, recorder, live_rooms(), cooldown_s=60,
                           on_membership=lambda change: None, on_changes=lambda: None)
     await announcer.start()
@@ -106,10 +91,10 @@ async def test_rooms_the_bot_is_not_in_are_not_told(store: Store) -> None:
         await announcer.catch_up()
     finally:
         await announcer.stop()
-    assert recorder.room == []
+    assert recorder.in_rooms() == []
 
 
-def make_announcer(store: Store, recorder: Recorder, rooms: Rooms) -> Announcer:
+def make_announcer(store: Store, recorder: FakeEdge, rooms: Rooms) -> Announcer:
     return Announcer(store, recorder, rooms, cooldown_s=60,
                      on_membership=lambda change: None, on_changes=lambda: None)
 
@@ -118,7 +103,7 @@ async def test_this_processs_change_comes_back_with_its_operation_without_a_read
     store: Store, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
-    recorder = Recorder()
+    recorder = FakeEdge()
     announcer = make_announcer(store, recorder, live_rooms(ROOM))
     await announcer.start()
     reads: list[int] = []
@@ -128,13 +113,13 @@ async def test_this_processs_change_comes_back_with_its_operation_without_a_read
     try:
         done = await asyncio.to_thread(addins.attach, store, ADMIN, room=ROOM, name="Stock")
         announcer.handed(done.changes)
-        assert recorder.room == []  # said on the loop, once the command has answered ...
+        assert recorder.in_rooms() == []  # said on the loop, once the command has answered ...
         announcer.poke()
         assert not announcer._wake.is_set()  # ... with nothing left for the follower
     finally:
         await announcer.stop()
     assert reads == []
-    assert recorder.room == [(
+    assert recorder.in_rooms() == [(
         ROOM, "This room's add-in is now “Stock”: https://a.example.org/",
         Link("https://a.example.org/", "Stock"),
     )]
@@ -147,7 +132,7 @@ async def test_a_change_made_elsewhere_in_between_is_left_to_the_follower(
     addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     addins.register(store, ADMIN, pool=POOL, name="Ticker", url="https://t.example.org/")
     addins.attach(store, ADMIN, room=ROOM, name="Stock")
-    recorder = Recorder()
+    recorder = FakeEdge()
     announcer = make_announcer(store, recorder, live_rooms(ROOM))
     await announcer.start()
     try:
@@ -155,14 +140,14 @@ async def test_a_change_made_elsewhere_in_between_is_left_to_the_follower(
         done = await asyncio.to_thread(addins.attach, store, ADMIN, room=ROOM, name="Ticker")
         announcer.handed(done.changes)
         announcer.poke()
-        assert recorder.room == []
+        assert recorder.in_rooms() == []
         assert announcer._wake.is_set()  # the follower is due to look
         await announcer.catch_up()
         announcer.handed(done.changes)  # handed over again, or read again: said once
         await announcer.catch_up()
     finally:
         await announcer.stop()
-    assert [text for _room, text, _link in recorder.room] == [
+    assert [text for _room, text, _link in recorder.in_rooms()] == [
         "This room no longer has an add-in.",
         "This room's add-in is now “Ticker”: https://t.example.org/",
     ]
@@ -171,7 +156,7 @@ async def test_a_change_made_elsewhere_in_between_is_left_to_the_follower(
 async def test_reads_on_several_threads_say_each_change_once_in_order(store: Store) -> None:
     addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     rooms = [f"r{number}@{POOL}" for number in range(30)]
-    recorder = Recorder()
+    recorder = FakeEdge()
     announcer = make_announcer(store, recorder, live_rooms(*rooms))
     await announcer.start()
     try:
@@ -181,7 +166,7 @@ async def test_reads_on_several_threads_say_each_change_once_in_order(store: Sto
         await announcer.catch_up()  # and the follower finds nothing more
     finally:
         await announcer.stop()
-    assert [room for room, _text, _link in recorder.room] == rooms
+    assert [room for room, _text, _link in recorder.in_rooms()] == rooms
     assert announcer.cursor == addins.last_audit_id(store)
 
 
@@ -189,7 +174,7 @@ async def test_each_url_update_made_here_is_said_as_it_was_committed(store: Stor
     addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
     addins.attach(store, ADMIN, room=ROOM, name="Stock")
     addins.attach(store, ADMIN, room=f"ops@{POOL}", name="Stock")
-    recorder = Recorder()
+    recorder = FakeEdge()
     announcer = make_announcer(store, recorder, live_rooms(ROOM))  # not in ops
     await announcer.start()
     try:
@@ -200,7 +185,7 @@ async def test_each_url_update_made_here_is_said_as_it_was_committed(store: Stor
             announcer.poke()
     finally:
         await announcer.stop()
-    assert [(room, text) for room, text, _link in recorder.room] == [
+    assert [(room, text) for room, text, _link in recorder.in_rooms()] == [
         (ROOM, "This room's add-in is now “Stock”: https://b.example.org/"),
         (ROOM, "This room's add-in is now “Stock”: https://c.example.org/"),
     ]
@@ -209,7 +194,7 @@ async def test_each_url_update_made_here_is_said_as_it_was_committed(store: Stor
 async def test_stopping_just_as_the_follower_is_woken_still_stops_it(store: Store) -> None:
     """Python 3.11's asyncio.wait_for swallows a cancellation that arrives just after what
     it waits for is done: a follower waiting that way would outlive stop() for good."""
-    announcer = make_announcer(store, Recorder(), live_rooms(ROOM))
+    announcer = make_announcer(store, FakeEdge(), live_rooms(ROOM))
     await announcer.start()
     await asyncio.sleep(0)  # the follower is waiting for a poke or the next poll
     announcer._wake.set()
@@ -228,7 +213,7 @@ async def test_changes_handed_over_out_of_order_are_said_in_order(store: Store) 
     """Two commands here hand over their changes as they come back, the later one first:
     the later waits for the earlier, and both are said in audit order with no read."""
     addins.register(store, ADMIN, pool=POOL, name="Stock", url="https://a.example.org/")
-    recorder = Recorder()
+    recorder = FakeEdge()
     announcer = make_announcer(store, recorder, live_rooms(ROOM, f"ops@{POOL}"))
     await announcer.start()
     try:
@@ -236,15 +221,15 @@ async def test_changes_handed_over_out_of_order_are_said_in_order(store: Store) 
         second = addins.attach(store, ADMIN, room=f"ops@{POOL}", name="Stock")
         announcer.handed(second.changes)
         announcer.poke()
-        assert recorder.room == []  # not before the earlier change ...
+        assert recorder.in_rooms() == []  # not before the earlier change ...
         assert announcer._wake.is_set()  # ... which the follower would read, if need be
         announcer.handed(first.changes)
         announcer.poke()
-        assert [room for room, _text, _link in recorder.room] == [ROOM, f"ops@{POOL}"]
+        assert [room for room, _text, _link in recorder.in_rooms()] == [ROOM, f"ops@{POOL}"]
         await announcer.catch_up()  # the follower finds nothing more
     finally:
         await announcer.stop()
-    assert [room for room, _text, _link in recorder.room] == [ROOM, f"ops@{POOL}"]
+    assert [room for room, _text, _link in recorder.in_rooms()] == [ROOM, f"ops@{POOL}"]
 
 
 def entry(store: Store, audit_id: int) -> AuditEntry:

@@ -1,4 +1,4 @@
-"""The bot between edge and store, with a recording transport: joining what it serves."""
+"""The bot between edge and store, with the fake edge: joining what it serves."""
 
 from __future__ import annotations
 
@@ -9,38 +9,12 @@ from sqlmodel import Session
 
 from bot import addins
 from bot.app import App
-from bot.values import Actor, Change, Kind, Link, Message, Presence
+from bot.values import Actor, Change, Kind, Message, Presence
 from store import Store
 from store.models import Pool, Room
+from tests.fakes import FakeEdge
 
 POOL = "conference.localhost"
-
-
-class Transport:
-    """Records joins; refuses to join what the network layer would refuse."""
-
-    def __init__(self, refuse: set[str]) -> None:
-        self.refuse = refuse
-        self.joined: list[str] = []
-        self.left: list[str] = []
-        self.said: list[tuple[str, str]] = []
-
-    def join(self, room: str, nick: str) -> None:
-        if room in self.refuse:
-            raise ValueError(f"invalid JID {room}")
-        self.joined.append(room)
-
-    def leave(self, room: str, nick: str) -> None:
-        if room in self.refuse:
-            raise ValueError(f"invalid JID {room}")
-        self.left.append(room)
-
-    def send_direct(self, to: str, text: str) -> None: ...
-
-    def send_private(self, room: str, nick: str, text: str, link: Link | None = None) -> None: ...
-
-    def send_room(self, room: str, text: str, link: Link | None = None) -> None:
-        self.said.append((room, text))
 
 
 async def test_one_unjoinable_remembered_room_does_not_stop_the_others(
@@ -57,7 +31,7 @@ async def test_one_unjoinable_remembered_room_does_not_stop_the_others(
     for name in ("alpha", "zulu"):
         addins.set_joined(store, Actor("admin@localhost", "dm"), room=f"{name}@{POOL}",
                           joined=True)
-    transport = Transport(refuse={bad})
+    transport = FakeEdge(refuse={bad})
     app = App(settings(), store, transport)
     await app.start()
     try:
@@ -85,9 +59,8 @@ async def test_a_commands_changes_reach_the_announcer_on_the_loop_thread(
     admin = Actor("admin@localhost", "dm")
     addins.register(store, admin, pool=POOL, name="Stock", url="https://a.example.org/")
     room = f"dev@{POOL}"
-    app = App(settings(), store, Transport(refuse=set()))
-    transport = app.transport
-    assert isinstance(transport, Transport)
+    transport = FakeEdge()
+    app = App(settings(), store, transport)
     await app.start()
     handed: list[tuple[int, tuple[Change, ...]]] = []
     hand = app.announcer.handed
@@ -100,15 +73,13 @@ async def test_a_commands_changes_reach_the_announcer_on_the_loop_thread(
         app.rooms.joining(room, "AddinBot")
         app.on_presence(Presence(room, "AddinBot", True, codes=frozenset({110})))
         app.on_message(Message(Kind.DIRECT, f"attach {room} Stock", jid="admin@localhost"))
-        for _ in range(200):
-            if transport.said:
-                break
-            await asyncio.sleep(0.01)
+        said = await transport.take("room")
     finally:
         addins.changes_to_announce = read  # type: ignore[assignment]
         await app.stop()
     [(thread, changes)] = [(t, c) for t, c in handed if c]
     assert thread == threading.get_ident()  # the loop's thread
     assert [c.entry.action for c in changes] == ["attach"]
-    assert transport.said == [(room, "This room's add-in is now “Stock”: https://a.example.org/")]
+    assert (said.to, said.text) == (room, "This room's add-in is now “Stock”: https://a.example.org/")
+    assert transport.in_rooms() == []  # said once
     assert reads == []

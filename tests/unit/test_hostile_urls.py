@@ -16,7 +16,7 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -34,6 +34,7 @@ from bot.rooms import SELF, Rooms
 from bot.urls import validate_url
 from bot.values import Kind, Link, Message, Place, Presence, Sender
 from store import Store as Database
+from tests.fakes import FakeEdge
 from tests.unit.test_urls import _URLS
 
 POOL = "conference.localhost"
@@ -337,37 +338,6 @@ def test_a_real_command_line_run_refuses_hostile_urls(store: Store) -> None:
 # --- accepted URLs: stored exactly as announced --------------------------------------------
 
 
-@dataclass
-class Recorder:
-    """The bot's Transport, recording what it would send (no network in these tests)."""
-
-    sent: list[tuple[str, str, str, Link | None]] = field(default_factory=list)
-
-    def send_direct(self, to: str, text: str) -> None:
-        self.sent.append(("direct", to, text, None))
-
-    def send_private(self, room: str, nick: str, text: str, link: Link | None = None) -> None:
-        self.sent.append(("private", f"{room}/{nick}", text, link))
-
-    def send_room(self, room: str, text: str, link: Link | None = None) -> None:
-        self.sent.append(("room", room, text, link))
-
-    def join(self, room: str, nick: str) -> None:
-        pass
-
-    def leave(self, room: str, nick: str) -> None:
-        pass
-
-    async def next(self, kind: str) -> tuple[str, str, Link | None]:
-        for _ in range(500):
-            for index, (sent_kind, to, text, link) in enumerate(self.sent):
-                if sent_kind == kind:
-                    del self.sent[index]
-                    return to, text, link
-            await asyncio.sleep(0.005)
-        raise AssertionError(f"nothing sent to a {kind}; sent: {self.sent}")
-
-
 _names = itertools.count()
 
 
@@ -376,18 +346,19 @@ async def round_trip(store: Store, url: str) -> tuple[str, str, Link | None, str
     dispatch, store, announcer); return the stored URL, the announcement and what
     `register` and `list` said."""
     name = f"Round trip {next(_names)}"
-    recorder = Recorder()
+    recorder = FakeEdge()
     app = App(make_settings(store.url), store.engine, recorder)
     await app.start()
     try:
         app.rooms.joining(ROOM, "AddinBot")
         app.rooms.update(Presence(ROOM, "AddinBot", True, codes=frozenset({SELF})))
         app.on_message(Message(Kind.DIRECT, f'register "{name}" {shlex.quote(url)}', jid=ADMIN))
-        _to, registered, _ = await recorder.next("direct")
+        registered = (await recorder.take("direct", lambda s: "Registered" in s.text)).text
         app.on_message(Message(Kind.DIRECT, f'attach {ROOM} "{name}"', jid=ADMIN))
-        await recorder.next("direct")
-        room, said, link = await recorder.next("room")
-        assert room == ROOM
+        await recorder.take("direct", lambda s: "now has the add-in" in s.text)
+        announced = await recorder.take("room")
+        said, link = announced.text, announced.link
+        assert announced.to == ROOM
         stored = addins.show(store.engine, pool=POOL, name=name).url
         return stored, said, link, registered
     finally:

@@ -17,8 +17,9 @@ from bot.commands.room import ROOM as ROOM_COMMANDS
 from bot.config import Settings
 from bot.invitations import Invitation, Invitations
 from bot.rooms import SELF, Rooms
-from bot.values import Link, Place, Presence, Role, Sender
+from bot.values import Place, Presence, Role, Sender
 from bot.xmpp import panel
+from tests.fakes import FakeEdge
 
 ROOM = "dev@conference.localhost"
 ADMINS = frozenset({"admin@localhost"})
@@ -240,26 +241,10 @@ def test_the_forms_ask_the_rule(
     assert asked == [(ROOM, Sender("carol@localhost"))]
 
 
-class _Transport:
-    def __init__(self) -> None:
-        self.left: list[str] = []
-
-    def send_direct(self, to: str, text: str) -> None: ...
-
-    def send_private(self, room: str, nick: str, text: str, link: Link | None = None) -> None: ...
-
-    def send_room(self, room: str, text: str, link: Link | None = None) -> None: ...
-
-    def join(self, room: str, nick: str) -> None: ...
-
-    def leave(self, room: str, nick: str) -> None:
-        self.left.append(room)
-
-
 async def test_invitations_ask_the_rule(
     asked: list[tuple[str, Sender]], settings: Callable[..., Settings]
 ) -> None:
-    rooms, transport = Rooms(), _Transport()
+    rooms, transport = Rooms(), FakeEdge()
     declined: list[str] = []
     spawned: list[Any] = []
 

@@ -1,0 +1,89 @@
+"""The one in-memory fake of the XMPP edge, for the tests that run the bot without a server.
+
+`FakeEdge` is the bot's Transport (bot.values.Transport): it records what the bot would
+send, join and leave, and can refuse to join or leave an address the network layer would
+refuse. Waiting for a send waits for that send (by kind and content), never for "the next
+one", and never by polling a clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from bot.values import Link
+
+WAIT_S = 5.0
+
+
+@dataclass(frozen=True)
+class Sent:
+    kind: str  # "direct", "private" (through a room) or "room"
+    to: str  # a bare JID, room/nick, or the room
+    text: str
+    link: Link | None = None
+
+
+class FakeEdge:
+    def __init__(self, *, refuse: Iterable[str] = ()) -> None:
+        self.refuse = set(refuse)
+        self.sent: list[Sent] = []
+        self.joined: list[str] = []
+        self.left: list[str] = []
+        self._news: asyncio.Event | None = None
+
+    # --- the Transport ---------------------------------------------------------------------
+
+    def send_direct(self, to: str, text: str) -> None:
+        self._record(Sent("direct", to, text))
+
+    def send_private(self, room: str, nick: str, text: str, link: Link | None = None) -> None:
+        self._record(Sent("private", f"{room}/{nick}", text, link))
+
+    def send_room(self, room: str, text: str, link: Link | None = None) -> None:
+        self._record(Sent("room", room, text, link))
+
+    def join(self, room: str, nick: str) -> None:
+        self._check(room)
+        self.joined.append(room)
+
+    def leave(self, room: str, nick: str) -> None:
+        self._check(room)
+        self.left.append(room)
+
+    # --- reading what was sent -------------------------------------------------------------
+
+    def in_rooms(self) -> list[tuple[str, str, Link | None]]:
+        """What was said in rooms: (room, text, link), in order."""
+        return [(s.to, s.text, s.link) for s in self.sent if s.kind == "room"]
+
+    async def take(
+        self, kind: str, matching: Callable[[Sent], bool] = lambda _sent: True,
+        timeout: float = WAIT_S,
+    ) -> Sent:
+        """The first send of `kind` that `matching` accepts, once it has been sent; it is
+        taken out, the others stay for later readers."""
+        async with asyncio.timeout(timeout):
+            while True:
+                for index, sent in enumerate(self.sent):
+                    if sent.kind == kind and matching(sent):
+                        return self.sent.pop(index)
+                await self._news_event().wait()
+                self._news_event().clear()
+
+    # --- inside ----------------------------------------------------------------------------
+
+    def _record(self, sent: Sent) -> None:
+        self.sent.append(sent)
+        if self._news is not None:
+            self._news.set()
+
+    def _news_event(self) -> asyncio.Event:
+        if self._news is None:
+            self._news = asyncio.Event()
+        return self._news
+
+    def _check(self, room: str) -> None:
+        if room in self.refuse:
+            raise ValueError(f"invalid JID {room}")
