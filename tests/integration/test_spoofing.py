@@ -683,8 +683,8 @@ Component "conference.localhost" "muc" {
 
 
 @pytest.mark.prosody_only(
-    reason="configures Prosody's enforce_registered_nickname; ejabberd 23.01 refuses a "
-    "registered nickname to others but never assigns one to a joiner (no status 210)"
+    reason="the server-assigned nickname (status 210) comes from Prosody's "
+    "enforce_registered_nickname option, which ejabberd does not have"
 )
 async def test_under_a_nickname_the_server_assigned_the_bot_ignores_its_own_words(
     tmp_path: Path, room: str, monkeypatch: pytest.MonkeyPatch
