@@ -32,6 +32,7 @@ from bot.rooms import (
     Exit,
     Gone,
     Joined,
+    Promoted,
     Rooms,
 )
 from bot.values import (
@@ -148,6 +149,8 @@ class App:
             elif isinstance(change, Gone):
                 self.invitations.gone(change.room, change.why.value)
                 self._gone(change.room, change.why.value, final=change.why in FINAL_EXITS)
+            elif isinstance(change, Promoted):  # ask for the occupants again, JIDs and all
+                self.transport.join(change.room, presence.nick)
 
     def on_join_error(self, room: str, condition: str) -> None:
         self.rooms.forget(room)

@@ -89,7 +89,16 @@ class Gone:
     why: Exit
 
 
-Change = Arrival | Joined | Gone
+@dataclass(frozen=True)
+class Promoted:
+    """The bot became a moderator in a room that has shown it no real JID. Prosody then
+    re-sends every occupant's presence, JIDs included; ejabberd (23.01) does not, but
+    answers a repeated join presence with the whole occupant list: the app sends one."""
+
+    room: str
+
+
+Change = Arrival | Joined | Gone | Promoted
 
 
 class Rooms:
@@ -146,6 +155,7 @@ class Rooms:
 
     def _own(self, state: RoomState, presence: Presence) -> list[Change]:
         if presence.available:
+            was = state.me
             state.nick = presence.nick  # the service may have changed it (210)
             state.occupants[presence.nick] = _occupant(presence)
             if presence.codes & {NON_ANONYMOUS, NOW_NON_ANONYMOUS}:
@@ -155,7 +165,8 @@ class Rooms:
             if not state.joined:
                 state.joined = True
                 return [Joined(state.jid)]
-            return []
+            promoted = presence.role == "moderator" and was is not None and was.role != "moderator"
+            return [Promoted(state.jid)] if promoted and not state.shows_jids else []
         if NICK_CHANGED in presence.codes and presence.new_nick:
             state.occupants.pop(presence.nick, None)
             state.nick = presence.new_nick

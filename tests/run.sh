@@ -19,6 +19,11 @@ if ! command -v go-sendxmpp >/dev/null; then
   apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q go-sendxmpp \
     || fail "apt-get install go-sendxmpp"
 fi
+if ! command -v ejabberdctl >/dev/null; then
+  step "installing ejabberd (tests/harness/ejabberd.py)"
+  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q ejabberd \
+    || fail "apt-get install ejabberd"
+fi
 # A system Prosody that apt may start (on 5222) is not in the way: the tests run their own
 # Prosody on free loopback ports (tests/harness/prosody.py).
 
@@ -66,4 +71,13 @@ run_pytest "$@"
 if [ $# -eq 0 ]; then
   step "pytest: the integration suite again, its bots on PostgreSQL"
   ADDINBOT_TEST_STORE=postgresql run_pytest tests/integration -m "not sqlite_only"
+fi
+
+# The same bots against ejabberd (Debian's 23.01, a private node: tests/harness/ejabberd.py):
+# the core, rooms and spoofing integration tests, their bots on SQLite.
+if [ $# -eq 0 ]; then
+  step "pytest: core, rooms and spoofing integration tests against ejabberd"
+  ADDINBOT_TEST_XMPP=ejabberd ADDINBOT_TEST_STORE=sqlite run_pytest -rs tests/integration/test_direct.py \
+    tests/integration/test_join.py tests/integration/test_rooms.py \
+    tests/integration/test_spoofing.py
 fi

@@ -1,4 +1,9 @@
-"""Integration fixtures: one private Prosody per test session, a fresh bot per test."""
+"""Integration fixtures: one private XMPP server per test session, a fresh bot per test.
+
+The server is Prosody, or ejabberd with ADDINBOT_TEST_XMPP=ejabberd (tests/run.sh runs the
+core, rooms and spoofing files so, too). The fixture keeps its name, `prosody`, whichever
+server it is; tests marked prosody_only are skipped on ejabberd (each says why).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from sqlalchemy import create_engine, make_url
 
 from bot.config import Settings, load_settings
 from bot.runner import Service
+from tests.harness.ejabberd import Ejabberd
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
 
@@ -21,9 +27,33 @@ PASSWORD = "integration-pw"
 PEOPLE = ("addinbot", "admin", "alice", "bob", "carol", "mallory")
 
 
+XMPP = os.environ.get("ADDINBOT_TEST_XMPP", "prosody")
+if XMPP not in ("prosody", "ejabberd"):
+    raise pytest.UsageError(f"ADDINBOT_TEST_XMPP={XMPP!r}: expected prosody or ejabberd")
+
+
+def new_server(workdir: Path) -> Prosody | Ejabberd:
+    """A private server of the kind this run tests (not started); both harnesses have the
+    same interface."""
+    if XMPP == "ejabberd":
+        return Ejabberd(workdir)
+    return Prosody(workdir)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if XMPP == "prosody":
+        return
+    for item in items:
+        marker = item.get_closest_marker("prosody_only")
+        if marker is not None:
+            why = marker.kwargs.get("reason") or (marker.args[0] if marker.args else "")
+            item.add_marker(pytest.mark.skip(reason=f"Prosody only: {why}"))
+
+
 @pytest.fixture(scope="session")
-def prosody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prosody]:
-    server = Prosody(tmp_path_factory.mktemp("prosody"))
+def prosody(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prosody | Ejabberd]:
+    """The session's server: Prosody, or ejabberd (ADDINBOT_TEST_XMPP=ejabberd)."""
+    server = new_server(tmp_path_factory.mktemp(XMPP))
     server.start()
     for user in PEOPLE:
         server.register(user, PASSWORD)

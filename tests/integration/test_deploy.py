@@ -4,8 +4,10 @@
   snippet's MUC service in place of the harness's own), and the bot works against it.
 - The compose stack's own Prosody config, with the snippet in conf.d, passes
   `prosodyctl check config`.
-- The Dockerfile, the compose file, the systemd unit and the ejabberd snippet are checked
-  statically: no Docker engine, systemd or ejabberd runs here.
+- The ejabberd snippet is merged into a real ejabberd's config (tests/harness/ejabberd.py
+  builds its config from it), and the bot works against that ejabberd.
+- The Dockerfile, the compose file and the systemd unit are checked statically: no Docker
+  engine or systemd runs here.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import pytest
 
 from bot.cli import EXIT_USAGE
 from bot.config import load_settings
+from tests.harness.ejabberd import Ejabberd
+from tests.harness.ejabberd import snippet_for as ejabberd_snippet_for
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import PASSWORD, BotHandle, write_config
@@ -439,6 +443,57 @@ def test_ejabberd_snippet_parses_and_sets_what_the_bot_needs() -> None:
     assert muc["hosts"] == [f"conference.{EXAMPLE_DOMAIN}"]
     assert muc["max_user_conferences"] >= 1000
     assert muc["default_room_options"]["persistent"] is True
+
+
+@pytest.mark.xmpp
+async def test_the_bot_works_on_an_ejabberd_with_the_snippet(tmp_path: Path) -> None:
+    """The harness's ejabberd loads the snippet merged into its config; the bot answers a
+    DM, and joins a members-only room once its owner gives it `member`, as the snippet's
+    comments tell room owners to."""
+    server = Ejabberd(tmp_path / "ejabberd")
+    server.start()
+    handle: BotHandle | None = None
+    clients: list[TestClient] = []
+    try:
+        loaded = load_yaml(server.config_path)
+        for section, entries in ejabberd_snippet_for(server.domain).items():
+            for key, value in entries.items():
+                assert loaded[section][key] == value, (section, key)
+        for user in ("addinbot", "admin", "alice"):
+            server.register(user, PASSWORD)
+        bot_jid = f"addinbot@{server.domain}"
+        handle = BotHandle(load_settings(write_config(server, tmp_path)))
+        await handle.start()
+        for user in ("admin", "alice"):
+            client = TestClient(f"{user}@{server.domain}", PASSWORD)
+            await client.start(server.host, server.port)
+            clients.append(client)
+        admin, alice = clients
+        assert "register <name> <url>" in await admin.ask(bot_jid, "help")
+
+        room = f"lobby@{server.muc}"
+        await alice.join_room(room, "alice")
+        muc = alice.plugin["xep_0045"]
+        form = await muc.get_room_config(room)
+        fields = form.get_fields()
+        assert fields["muc#roomconfig_persistentroom"]["value"] is True  # the snippet's
+        fields["muc#roomconfig_membersonly"]["value"] = True
+        await muc.set_room_config(room, form)
+        await muc.set_affiliation(room, "member", jid=bot_jid)
+        assert room in await admin.ask(bot_jid, f"join {room}")
+        await handle.in_room(room)
+        alice.send_groupchat(room, "!addin")
+        answer = await alice.next_message(
+            predicate=lambda m: m["from"].bare == room and m["from"].resource == "AddinBot"
+        )
+        assert answer["body"] == "This room has no add-in."
+    finally:
+        for client in clients:
+            await client.stop()
+        if handle is not None:
+            await handle.stop()
+        server.stop()
+    assert server.log_errors() == []
 
 
 def test_the_example_domains_agree_with_the_example_configs() -> None:

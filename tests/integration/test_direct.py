@@ -16,7 +16,7 @@ from bot import addins
 from bot.config import load_settings
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
-from tests.integration.conftest import PASSWORD, BotHandle, jid, write_config
+from tests.integration.conftest import PASSWORD, BotHandle, jid, new_server, write_config
 
 pytestmark = pytest.mark.xmpp
 
@@ -183,7 +183,7 @@ async def test_commands_from_one_sender_are_answered_in_order(
 
 
 async def test_reconnects_after_the_server_restarts(tmp_path: Path) -> None:
-    server = Prosody(tmp_path / "own-prosody")
+    server = new_server(tmp_path / "own-server")
     server.start()
     try:
         for user in ("addinbot", "admin"):

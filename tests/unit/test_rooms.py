@@ -19,6 +19,7 @@ from bot.rooms import (
     Gone,
     Joined,
     Occupant,
+    Promoted,
     Rooms,
 )
 from bot.values import Presence, Sender
@@ -290,3 +291,19 @@ def test_joining_again_forgets_what_was_known() -> None:
     assert rooms.occupant(ROOM, "carol") is None
     rooms.clear()
     assert rooms.nick_in(ROOM) is None
+
+
+def test_made_a_moderator_where_no_real_jid_was_shown_the_bot_asks_for_the_occupants() -> None:
+    """ejabberd 23.01 does not re-send occupants' presences (with their JIDs) to a new
+    moderator as Prosody does: the bot asks once, by joining again (bot.app)."""
+    rooms = joined(here("carol", "owner"))
+    promoted = here(BOT, "admin", codes=frozenset({SELF}))
+    assert rooms.update(promoted) == [Promoted(ROOM)]
+    assert rooms.update(promoted) == []  # already a moderator: nothing new
+    assert rooms.update(here("carol", "owner", jid="carol@localhost")) == []  # the answer
+    assert refusal(rooms, ROOM, Sender("carol@localhost")) is None
+
+
+def test_made_a_moderator_where_real_jids_show_anyway_the_bot_asks_nothing() -> None:
+    rooms = joined(here("carol", "owner", jid="carol@localhost"))
+    assert rooms.update(here(BOT, "admin", codes=frozenset({SELF}))) == []
