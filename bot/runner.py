@@ -13,7 +13,7 @@ from bot.logs import configure_logging
 from bot.metrics import MetricsServer, start_metrics
 from bot.offload import offload, settle
 from bot.xmpp.client import XmppEdge
-from store.database import make_engine
+from store.database import database_problem, make_engine
 from store.migrate import upgrade
 
 log = logging.getLogger("addinbot")
@@ -50,8 +50,10 @@ class Service:
         await offload(upgrade, self.engine)
         await self.app.start()
         self.metrics = await start_metrics(
-            self.settings.metrics.address, self.engine, connected=self.edge.online.is_set,
-            rooms_joined=lambda: sum(state.joined for state in self.app.rooms.rooms.values()),
+            self.settings.metrics.address, database_problem=lambda: database_problem(self.engine),
+            connected=self.edge.online.is_set,
+            # Read on the metrics server's threads: list() copies the rooms in one step.
+            rooms_joined=lambda: sum(s.joined for s in list(self.app.rooms.rooms.values())),
         )
         self.edge.start()
 

@@ -85,3 +85,14 @@ def reading(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as connection:
         connection.execution_options(**{_READ_ONLY: True})
         yield connection
+
+
+def database_problem(engine: Engine) -> str | None:
+    """None when the database answers a trivial query, else what went wrong (blocking)."""
+    try:
+        with read_session(engine) as session:  # a reader: never waits on a writer's lock
+            session.connection().exec_driver_sql("SELECT 1")
+    except Exception as exc:
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return f"database: {type(exc).__name__}: {first[0][:200] if first else ''}".rstrip(": ")
+    return None
