@@ -20,7 +20,7 @@ if ! command -v go-sendxmpp >/dev/null; then
     || fail "apt-get install go-sendxmpp"
 fi
 # A system Prosody that apt may start (on 5222) is not in the way: the tests run their own
-# Prosody on free loopback ports (tests/harness/prosody.py).
+# Prosody on free loopback ports (deploy/localprosody.py).
 
 if ! .venv/bin/python -c pass 2>/dev/null; then
   step "creating .venv"

@@ -4,6 +4,8 @@
   snippet's MUC service in place of the harness's own), and the bot works against it.
 - The compose stack's own Prosody config, with the snippet in conf.d, passes
   `prosodyctl check config`.
+- The quick start runs the one local-Prosody launcher (deploy/localprosody.py, which the
+  tests use too) and needs nothing from tests/.
 - The Dockerfile, the compose file, the systemd unit and the ejabberd snippet are checked
   statically: no Docker engine, systemd or ejabberd runs here.
 """
@@ -24,7 +26,9 @@ import pytest
 
 from bot.cli import EXIT_USAGE
 from bot.config import load_settings
-from tests.harness.prosody import Prosody
+from deploy import localprosody
+from deploy.localprosody import Prosody
+from tests.harness import prosody as harness_prosody
 from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import PASSWORD, BotHandle, write_config
 
@@ -43,6 +47,7 @@ COMPOSE_DIR = DEPLOY / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yaml"
 UNIT = DEPLOY / "systemd" / "addinbot.service"
 UNIT_CONFIG = DEPLOY / "systemd" / "addinbot.toml"
+QUICKSTART = DEPLOY / "quickstart.sh"
 
 EXAMPLE_DOMAIN = "example.org"
 
@@ -450,8 +455,16 @@ def test_the_example_domains_agree_with_the_example_configs() -> None:
         assert settings.pools.names == [f"conference.{EXAMPLE_DOMAIN}"]
 
 
+def test_the_quick_start_needs_nothing_from_the_tests() -> None:
+    text = QUICKSTART.read_text(encoding="utf-8")
+    assert not re.search(r"\btests[./]", text)
+    assert "deploy/localprosody.py --workdir" in text
+    # ... and the tests' private Prosody is that same launcher, not a copy of it.
+    assert harness_prosody.Prosody is localprosody.Prosody
+
+
 def test_no_deploy_file_holds_a_password() -> None:
     for path in DEPLOY.rglob("*"):
-        if path.is_file() and path.name != "quickstart.sh":
+        if path.is_file() and path.name != "quickstart.sh" and path.suffix != ".pyc":
             text = path.read_text(encoding="utf-8")
             assert not re.search(r"^\s*password\s*=\s*\"", text, re.M), path
