@@ -48,8 +48,10 @@ class Service:
         await self.store.run(self.store.upgrade)
         await self.app.start()
         self.metrics = await start_metrics(
-            self.settings.metrics.address, self.store, connected=self.edge.online.is_set,
-            rooms_joined=lambda: sum(state.joined for state in self.app.rooms.rooms.values()),
+            self.settings.metrics.address, database_problem=self.store.problem,
+            connected=self.edge.online.is_set,
+            # Read on the metrics server's threads: list() copies the rooms in one step.
+            rooms_joined=lambda: sum(s.joined for s in list(self.app.rooms.rooms.values())),
         )
         self.edge.start()
 

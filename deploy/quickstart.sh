@@ -33,7 +33,7 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 say "Starting a private Prosody on loopback…"
-coproc PROSODY { exec .venv/bin/python -m tests.harness.prosody --workdir "$state/prosody" \
+coproc PROSODY { exec .venv/bin/python deploy/localprosody.py --workdir "$state/prosody" \
   --accounts "addinbot:$password,admin:$password,alice:$password,bob:$password"; }
 pids+=("$PROSODY_PID")
 read -r -t 30 line <&"${PROSODY[0]}" || { echo "Prosody did not start" >&2; exit 1; }

@@ -25,7 +25,7 @@ if ! command -v ejabberdctl >/dev/null; then
     || fail "apt-get install ejabberd"
 fi
 # A system Prosody that apt may start (on 5222) is not in the way: the tests run their own
-# Prosody on free loopback ports (tests/harness/prosody.py).
+# Prosody on free loopback ports (deploy/localprosody.py).
 
 if ! .venv/bin/python -c pass 2>/dev/null; then
   step "creating .venv"
@@ -49,8 +49,8 @@ if ! pg_isready -q -h 127.0.0.1 -p 5432; then
 fi
 export ADDINBOT_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test
 
-step "ruff check bot store tests"
-"$py" -m ruff check bot store tests || fail "ruff check bot store tests"
+step "ruff check bot store tests deploy"
+"$py" -m ruff check bot store tests deploy || fail "ruff check bot store tests deploy"
 if find bot -name '*.py' | grep -q .; then
   step "mypy bot store"
   "$py" -m mypy bot store || fail "mypy bot store"
@@ -71,6 +71,40 @@ run_pytest "$@"
 if [ $# -eq 0 ]; then
   step "pytest: the integration suite again, its bots on PostgreSQL"
   ADDINBOT_TEST_STORE=postgresql run_pytest tests/integration -m "not sqlite_only"
+
+  # The oldest versions pyproject.toml allows are tested too, in a venv of their own: each
+  # lower bound there (">=X") of these packages is installed as "==X".
+  oldest=$("$py" - <<'PY'
+import re, tomllib
+wanted = ("slixmpp", "sqlalchemy", "sqlmodel", "prometheus_client")
+with open("pyproject.toml", "rb") as f:
+    dependencies = tomllib.load(f)["project"]["dependencies"]
+for dependency in dependencies:
+    found = re.match(r"([A-Za-z0-9_.-]+)(\[[^]]*\])?\s*>=\s*([^,;\s]+)", dependency)
+    if found and found[1].lower().replace("-", "_") in wanted:
+        print(f"{found[1]}=={found[3]}")
+PY
+  ) || fail "reading the lower bounds in pyproject.toml"
+  [ "$(wc -w <<<"$oldest")" -eq 4 ] \
+    || fail "pyproject.toml: slixmpp, sqlalchemy, sqlmodel and prometheus_client need a >= each"
+  if ! .venv-oldest/bin/python -c pass 2>/dev/null; then
+    step "creating .venv-oldest"
+    python3 -m venv --clear .venv-oldest || fail "python3 -m venv .venv-oldest"
+  fi
+  stamp=.venv-oldest/.installed-by-run-sh
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" != "$oldest" ]; then
+    step "pip install -e '.[test]' into .venv-oldest with" $oldest
+    # shellcheck disable=SC2086 # one word per pin
+    .venv-oldest/bin/python -m pip install -q -e '.[test]' $oldest \
+      || fail "pip install into .venv-oldest"
+    printf '%s\n' "$oldest" >"$stamp"
+  fi
+  step "pytest with the oldest versions allowed:" $oldest
+  # The unit tests (but the benchmark's, which needs the bench extra) and one scenario
+  # against a real Prosody, the bot on SQLite.
+  py=.venv-oldest/bin/python
+  run_pytest tests --ignore=tests/integration --ignore=tests/test_bench_quick.py
+  run_pytest tests/integration/test_direct.py
 fi
 
 # The same bots against ejabberd (Debian's 23.01, a private node: tests/harness/ejabberd.py):

@@ -9,7 +9,9 @@ joins while the announcer is held, vs the raw send rate), ``startup`` (1,000 rem
 rooms vs a bare client; memory), ``store`` (10,000 add-ins and 100,000 rooms on SQLite and
 PostgreSQL). Everything talks to a private Prosody on 127.0.0.1 (and PostgreSQL on the URL
 given); results go to ``--out`` (``tests/bench/results``; ``--quick``:
-``tests/bench/results/quick``).
+``tests/bench/results/quick``; ``--profile``: ``tests/bench/results/profile``, where the
+profiles go too — both folders git ignores, and so it does the profiles and results.json
+anywhere under results/).
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", action="store_true",
                         help="run the bot of the commands and storm parts under py-spy, "
                         "and their Prosody under a Lua sampling profiler; the collapsed "
-                        "stacks and a summary of each go to the results folder")
+                        "stacks and a summary of each go to the results folder (by default "
+                        "tests/bench/results/profile, which git ignores)")
     parser.add_argument("--full-presence", action="store_true",
                         help="the crowd gets every occupant's presence (N² fan-out) instead "
                         "of only its own")
@@ -75,7 +78,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         parser.error(f"unknown part(s): {', '.join(sorted(unknown))}")
     if args.out is None:
-        args.out = RESULTS / "quick" if args.quick else RESULTS
+        # A profiled run's figures are not the benchmark's: they and the profiles go where
+        # git does not look, as a quick run's do.
+        args.out = RESULTS / "quick" if args.quick else RESULTS / "profile" if args.profile \
+            else RESULTS
     if args.time_limit is None:
         args.time_limit = 240.0 if args.quick else 900.0
     return args

@@ -1,6 +1,7 @@
 """A readable summary of collapsed stacks — py-spy's (``--format raw``) for the bot, the
 benchmark server's Lua profiler's for Prosody: where the time went, by function, self and
-inclusive.
+inclusive. ``python -m tests.bench --profile`` writes them to tests/bench/results/profile/, a
+folder git ignores.
 
     python -m tests.bench.profile tests/bench/results/profile/profile-bot.txt.gz [--filter TEXT]
 """

@@ -6,6 +6,8 @@
   `prosodyctl check config`.
 - The ejabberd snippet is merged into a real ejabberd's config (tests/harness/ejabberd.py
   builds its config from it), and the bot works against that ejabberd.
+- The quick start runs the one local-Prosody launcher (deploy/localprosody.py, which the
+  tests use too) and needs nothing from tests/.
 - The Dockerfile, the compose file and the systemd unit are checked statically: no Docker
   engine or systemd runs here.
 """
@@ -26,9 +28,11 @@ import pytest
 
 from bot.cli import EXIT_USAGE
 from bot.config import load_settings
+from deploy import localprosody
+from deploy.localprosody import Prosody
+from tests.harness import prosody as harness_prosody
 from tests.harness.ejabberd import Ejabberd
 from tests.harness.ejabberd import snippet_for as ejabberd_snippet_for
-from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import PASSWORD, BotHandle, write_config
 
@@ -47,6 +51,7 @@ COMPOSE_DIR = DEPLOY / "compose"
 COMPOSE = COMPOSE_DIR / "compose.yaml"
 UNIT = DEPLOY / "systemd" / "addinbot.service"
 UNIT_CONFIG = DEPLOY / "systemd" / "addinbot.toml"
+QUICKSTART = DEPLOY / "quickstart.sh"
 
 EXAMPLE_DOMAIN = "example.org"
 
@@ -505,8 +510,16 @@ def test_the_example_domains_agree_with_the_example_configs() -> None:
         assert settings.pools.names == [f"conference.{EXAMPLE_DOMAIN}"]
 
 
+def test_the_quick_start_needs_nothing_from_the_tests() -> None:
+    text = QUICKSTART.read_text(encoding="utf-8")
+    assert not re.search(r"\btests[./]", text)
+    assert "deploy/localprosody.py --workdir" in text
+    # ... and the tests' private Prosody is that same launcher, not a copy of it.
+    assert harness_prosody.Prosody is localprosody.Prosody
+
+
 def test_no_deploy_file_holds_a_password() -> None:
     for path in DEPLOY.rglob("*"):
-        if path.is_file() and path.name != "quickstart.sh":
+        if path.is_file() and path.name != "quickstart.sh" and path.suffix != ".pyc":
             text = path.read_text(encoding="utf-8")
             assert not re.search(r"^\s*password\s*=\s*\"", text, re.M), path

@@ -1,4 +1,5 @@
-"""The test harness itself: a private Prosody and real clients talking through it."""
+"""The test harness itself: a private Prosody (deploy/localprosody.py, the quick start's
+launcher too) and real clients talking through it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness import prosody as harness_prosody
-from tests.harness.prosody import Prosody, ProsodyError
+from deploy import localprosody
+from deploy.localprosody import Prosody, ProsodyError
 from tests.harness.xmpp_client import TestClient
 
 pytestmark = pytest.mark.xmpp
@@ -172,8 +173,8 @@ def test_taken_port_is_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
         squatter.bind(("127.0.0.1", 0))
         squatter.listen()
         taken = squatter.getsockname()[1]
-        ports = iter([taken, harness_prosody.free_port()])
-        monkeypatch.setattr(harness_prosody, "free_port", lambda host: next(ports))
+        ports = iter([taken, localprosody.free_port()])
+        monkeypatch.setattr(localprosody, "free_port", lambda host: next(ports))
         with Prosody(tmp_path) as server:
             assert server.port != taken
             assert f"Failed to open server port {taken}" in server.log_path.read_text()
@@ -191,8 +192,7 @@ def test_command_line(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "tests.harness.prosody",
+            "deploy/localprosody.py",  # as the quick start runs it: a script, no package
             "--workdir",
             str(tmp_path),
             "--accounts",

@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from bot.config import ConfigError, load_settings
 from bot.logs import JsonFormatter
@@ -67,11 +68,13 @@ async def get(port: int, path: str, method: str = "GET") -> tuple[int, str, str]
 
 
 SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$")
+LABEL = re.compile(r'[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\]|\\.)*"')
 
 
 def parse_metrics(text: str) -> Samples:
-    """Every sample of a Prometheus text exposition, keyed `name{labels}`; each family must
-    have its HELP and TYPE lines first."""
+    """Every sample of a Prometheus text exposition, keyed `name{labels}` with the labels in
+    alphabetical order (their order means nothing); each family must have its HELP and TYPE
+    lines first."""
     samples: Samples = {}
     described: set[str] = set()
     typed: set[str] = set()
@@ -88,6 +91,8 @@ def parse_metrics(text: str) -> Samples:
             name, labels, value = match.groups()
             assert name in described, f"{name} has no HELP line"
             assert name in typed, f"{name} has no TYPE line"
+            if labels:
+                labels = "{" + ",".join(sorted(LABEL.findall(labels))) + "}"
             samples[name + (labels or "")] = float(value)
     return samples
 
@@ -140,8 +145,8 @@ async def test_counters_move_when_people_use_the_bot(
             "Only an addinbot admin may run register."
         )
         assert moved(before, await scrape(port)) == {
-            'addinbot_commands_total{place="direct",outcome="ok"}': 1,
-            'addinbot_commands_total{place="direct",outcome="refused"}': 1,
+            'addinbot_commands_total{outcome="ok",place="direct"}': 1,
+            'addinbot_commands_total{outcome="refused",place="direct"}': 1,
             'addinbot_refusals_total{reason="not_admin"}': 1,
         }
 
@@ -162,7 +167,7 @@ async def test_counters_move_when_people_use_the_bot(
         after = await scrape(port)
         assert after["addinbot_rooms_joined"] == 1
         assert moved(before, after) == {
-            'addinbot_commands_total{place="direct",outcome="ok"}': 3,
+            'addinbot_commands_total{outcome="ok",place="direct"}': 3,
             'addinbot_announcements_total{to="room"}': 1,
             'addinbot_announcements_total{to="joiner"}': 1,
             "addinbot_rooms_joined": 1,
@@ -226,8 +231,11 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Store]:
 
 
 async def test_health_names_each_problem(sqlite_engine: Store, tmp_path: Path) -> None:
-    connected = [True]
-    server = MetricsServer(sqlite_engine, connected=lambda: connected[0], rooms_joined=lambda: 3)
+    connected, store = [True], [sqlite_engine]
+    server = MetricsServer(
+        database_problem=lambda: store[0].problem(), connected=lambda: connected[0],
+        rooms_joined=lambda: 3,
+    )
     await server.start("127.0.0.1", 0)
     try:
         assert await get(server.port, "/health") == (200, "text/plain; charset=utf-8", "ok\n")
@@ -237,7 +245,7 @@ async def test_health_names_each_problem(sqlite_engine: Store, tmp_path: Path) -
 
         connected[0] = False
         away = Store.open(f"sqlite:///{tmp_path}/no/such/folder/x.db")
-        server.store = away
+        store[0] = away
         status, _type, body = await get(server.port, "/health")
         away.close()
         lines = body.splitlines()
@@ -250,7 +258,10 @@ async def test_health_names_each_problem(sqlite_engine: Store, tmp_path: Path) -
 
 
 async def test_last_error_time_is_when_an_error_was_logged(sqlite_engine: Store) -> None:
-    server = MetricsServer(sqlite_engine, connected=lambda: True, rooms_joined=lambda: 0)
+    server = MetricsServer(
+        database_problem=sqlite_engine.problem, connected=lambda: True,
+        rooms_joined=lambda: 0,
+    )
     await server.start("127.0.0.1", 0)
     try:
         before = (await scrape(server.port))["addinbot_last_error_timestamp_seconds"]
@@ -266,7 +277,10 @@ async def test_last_error_time_is_when_an_error_was_logged(sqlite_engine: Store)
 
 
 async def test_a_malformed_or_slow_request_is_just_dropped(sqlite_engine: Store) -> None:
-    server = MetricsServer(sqlite_engine, connected=lambda: True, rooms_joined=lambda: 0)
+    server = MetricsServer(
+        database_problem=sqlite_engine.problem, connected=lambda: True,
+        rooms_joined=lambda: 0,
+    )
     await server.start("127.0.0.1", 0)
     try:
         reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -277,6 +291,30 @@ async def test_a_malformed_or_slow_request_is_just_dropped(sqlite_engine: Store)
         await writer.wait_closed()
         assert answer.startswith(b"HTTP/1.1 400 ")
         assert (await get(server.port, "/metrics"))[0] == 200  # still serving
+    finally:
+        await server.stop()
+
+
+async def test_metrics_keep_to_their_own_registry_and_speak_openmetrics_when_asked(
+    sqlite_engine: Store,
+) -> None:
+    assert not [family for family in REGISTRY.collect() if family.name.startswith("addinbot")]
+    server = MetricsServer(
+        database_problem=sqlite_engine.problem, connected=lambda: True,
+        rooms_joined=lambda: 0,
+    )
+    await server.start("127.0.0.1", 0)
+    try:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{server.port}/metrics",
+            headers={"Accept": "application/openmetrics-text; version=1.0.0"},
+        )
+        with await asyncio.to_thread(urllib.request.urlopen, request, timeout=5) as response:
+            body = response.read().decode()
+        assert response.headers["Content-Type"].startswith("application/openmetrics-text")
+        assert "addinbot_commands_total{" in body
+        assert body.endswith("# EOF\n")
+        assert "_created" not in (await get(server.port, "/metrics"))[2]
     finally:
         await server.stop()
 
