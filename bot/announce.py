@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from bot import addins
+from bot.commands.text import attached_sentence, detached_sentence
 from bot.errors import CommandError
 from bot.metrics import METRICS
 from bot.rooms import Arrival, Occupant, Rooms
@@ -28,16 +29,6 @@ log = logging.getLogger(__name__)
 POLL_S = 0.5
 READ_BATCH = 500  # changes read in one look, at most
 CLAIM_BATCH = 500  # joiners of one room noted as told in one transaction, at most
-
-
-def attached_sentence(name: str, url: str) -> str:
-    return f"This room's add-in is now “{name}”: {url}"
-
-
-def detached_sentence(name: str | None, *, unregistered: bool = False) -> str:
-    if unregistered and name:
-        return f"This room no longer has an add-in: “{name}” was unregistered."
-    return "This room no longer has an add-in."
 
 
 class Announcer:

@@ -51,12 +51,13 @@ export ADDINBOT_TEST_PG_URL=postgresql+psycopg://postgres@127.0.0.1:5432/test
 
 step "ruff check bot store tests deploy"
 "$py" -m ruff check bot store tests deploy || fail "ruff check bot store tests deploy"
-if find bot -name '*.py' | grep -q .; then
-  step "mypy bot store"
-  "$py" -m mypy bot store || fail "mypy bot store"
-fi
+step "mypy bot store"
+"$py" -m mypy bot store || fail "mypy bot store"
+step "lint-imports (the layers and boundaries in pyproject.toml)"
+"$py" -c 'import sys; from importlinter.cli import lint_imports_command as c; sys.argv[0] = "lint-imports"; c()' \
+  || fail "lint-imports"
 
-run_pytest() {
+run_pytest() {  # with $py, the venv's Python
   local status=0
   "$py" -m pytest -q -p no:cacheprovider "$@" || status=$?
   case $status in
@@ -66,15 +67,23 @@ run_pytest() {
   esac
 }
 
-step "pytest (the bots of the integration tests on SQLite)"
+step "pytest: unit tests, and the integration tests with their bots on SQLite"
 run_pytest "$@"
-if [ $# -eq 0 ]; then
-  step "pytest: the integration suite again, its bots on PostgreSQL"
-  ADDINBOT_TEST_STORE=postgresql run_pytest tests/integration -m "not sqlite_only"
+[ $# -eq 0 ] || exit 0  # pytest arguments given: that one pass only
 
-  # The oldest versions pyproject.toml allows are tested too, in a venv of their own: each
-  # lower bound there (">=X") of these packages is installed as "==X".
-  oldest=$("$py" - <<'PY'
+step "pytest: the integration suite again, its bots on PostgreSQL"
+ADDINBOT_TEST_STORE=postgresql run_pytest tests/integration -m "not sqlite_only"
+
+# The same bots against ejabberd (Debian's 23.01, a private node: tests/harness/ejabberd.py):
+# the core, rooms and spoofing integration tests, their bots on SQLite.
+step "pytest: core, rooms and spoofing integration tests against ejabberd"
+ADDINBOT_TEST_XMPP=ejabberd ADDINBOT_TEST_STORE=sqlite run_pytest -rs \
+  tests/integration/test_direct.py tests/integration/test_join.py \
+  tests/integration/test_rooms.py tests/integration/test_spoofing.py
+
+# The oldest versions pyproject.toml allows are tested too, in a venv of their own: each
+# lower bound there (">=X") of these packages is installed as "==X".
+oldest=$("$py" - <<'PY'
 import re, tomllib
 wanted = ("slixmpp", "sqlalchemy", "sqlmodel", "prometheus_client")
 with open("pyproject.toml", "rb") as f:
@@ -84,34 +93,21 @@ for dependency in dependencies:
     if found and found[1].lower().replace("-", "_") in wanted:
         print(f"{found[1]}=={found[3]}")
 PY
-  ) || fail "reading the lower bounds in pyproject.toml"
-  [ "$(wc -w <<<"$oldest")" -eq 4 ] \
-    || fail "pyproject.toml: slixmpp, sqlalchemy, sqlmodel and prometheus_client need a >= each"
-  if ! .venv-oldest/bin/python -c pass 2>/dev/null; then
-    step "creating .venv-oldest"
-    python3 -m venv --clear .venv-oldest || fail "python3 -m venv .venv-oldest"
-  fi
-  stamp=.venv-oldest/.installed-by-run-sh
-  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" != "$oldest" ]; then
-    step "pip install -e '.[test]' into .venv-oldest with" $oldest
-    # shellcheck disable=SC2086 # one word per pin
-    .venv-oldest/bin/python -m pip install -q -e '.[test]' $oldest \
-      || fail "pip install into .venv-oldest"
-    printf '%s\n' "$oldest" >"$stamp"
-  fi
-  step "pytest with the oldest versions allowed:" $oldest
-  # The unit tests (but the benchmark's, which needs the bench extra) and one scenario
-  # against a real Prosody, the bot on SQLite.
-  py=.venv-oldest/bin/python
-  run_pytest tests --ignore=tests/integration --ignore=tests/test_bench_quick.py
-  run_pytest tests/integration/test_direct.py
+) || fail "reading the lower bounds in pyproject.toml"
+[ "$(wc -w <<<"$oldest")" -eq 4 ] \
+  || fail "pyproject.toml: slixmpp, sqlalchemy, sqlmodel and prometheus_client need a >= each"
+if ! .venv-oldest/bin/python -c pass 2>/dev/null; then
+  step "creating .venv-oldest"
+  python3 -m venv --clear .venv-oldest || fail "python3 -m venv .venv-oldest"
 fi
-
-# The same bots against ejabberd (Debian's 23.01, a private node: tests/harness/ejabberd.py):
-# the core, rooms and spoofing integration tests, their bots on SQLite.
-if [ $# -eq 0 ]; then
-  step "pytest: core, rooms and spoofing integration tests against ejabberd"
-  ADDINBOT_TEST_XMPP=ejabberd ADDINBOT_TEST_STORE=sqlite run_pytest -rs tests/integration/test_direct.py \
-    tests/integration/test_join.py tests/integration/test_rooms.py \
-    tests/integration/test_spoofing.py
+stamp=.venv-oldest/.installed-by-run-sh
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" != "$oldest" ]; then
+  step "pip install -e '.[test]' into .venv-oldest with" $oldest
+  # shellcheck disable=SC2086 # one word per pin
+  .venv-oldest/bin/python -m pip install -q -e '.[test]' $oldest \
+    || fail "pip install into .venv-oldest"
+  printf '%s\n' "$oldest" >"$stamp"
 fi
+step "pytest with the oldest versions allowed:" $oldest
+# The unit tests and one scenario against a real Prosody, the bot on SQLite.
+py=.venv-oldest/bin/python run_pytest tests/unit tests/integration/test_direct.py

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bot import addins, names
-from bot.announce import attached_sentence
 from bot.commands import text
 from bot.commands.grammar import PREFIX, Signature
 from bot.commands.registry import CommandSet, Request
@@ -27,7 +26,7 @@ def show(request: Request) -> Reply:
     info = addins.room_info(request.store, _room(request))
     if info.addin is None or info.url is None:
         return Reply("This room has no add-in.", public=True)
-    sentence = attached_sentence(info.addin, info.url)
+    sentence = text.attached_sentence(info.addin, info.url)
     return Reply(sentence, public=True, link=Link(info.url, info.addin))
 
 

@@ -129,3 +129,16 @@ def help_reply(request: Request) -> Reply:
         names = ", ".join(c.name for c in request.allowed)
         raise CommandError(f"No command “{wanted[:40]}” that you may run. Commands: {names}.")
     return Reply("\n".join(f"{prefix}{c.usage} — {c.summary}" for c in request.allowed))
+
+
+# --- what rooms and joiners are told (bot.announce) ------------------------------------------
+
+
+def attached_sentence(name: str, url: str) -> str:
+    return f"This room's add-in is now “{name}”: {url}"
+
+
+def detached_sentence(name: str | None, *, unregistered: bool = False) -> str:
+    if unregistered and name:
+        return f"This room no longer has an add-in: “{name}” was unregistered."
+    return "This room no longer has an add-in."
