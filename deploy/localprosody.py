@@ -38,7 +38,7 @@ START_ATTEMPTS = 3
 
 
 # Servers still running when the interpreter exits (a test that forgot stop()) are stopped.
-_running: weakref.WeakSet[Prosody] = weakref.WeakSet()
+_running: weakref.WeakSet[LocalServer] = weakref.WeakSet()
 
 
 @atexit.register
@@ -65,7 +65,128 @@ def lua_string(value: str) -> str:
     return f'"{escaped}"'
 
 
-class Prosody:
+class LocalServer:
+    """What a private XMPP server of the quick start and the tests is, whichever server it
+    runs: one process of its own, started as the current user, its log, and a loopback port
+    picked free (and picked again if someone takes it first). A subclass says how to start
+    it once (`_start_once`) and what is missing to run it (`_missing`)."""
+
+    host: str = "127.0.0.1"
+    name = "the server"
+    error: type[RuntimeError] = RuntimeError
+    stop_timeout = STOP_TIMEOUT
+
+    def __init__(self, workdir: Path, port: int | None, log_path: Path, stdout_path: Path) -> None:
+        self.workdir = Path(workdir).resolve()
+        # None: pick a free one at the first start(); kept across restart().
+        self.port: int = port or 0
+        self._fixed_port = port is not None
+        self.log_path = log_path
+        self.stdout_path = stdout_path
+        self._proc: subprocess.Popen[bytes] | None = None
+        # Ports found taken at start (and retried elsewhere): their errors are not ours.
+        self._abandoned_ports: set[int] = set()
+
+    def _missing(self) -> str | None:
+        """What is not installed, or None."""
+        raise NotImplementedError
+
+    def _start_once(self) -> bool:
+        """One start; False if the port was taken, raises `error` on any other failure."""
+        raise NotImplementedError
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def start(self) -> Self:
+        """Start the server and wait (bounded) until its c2s port takes connections."""
+        if self.running:
+            raise self.error(f"{self.name} is already running")
+        missing = self._missing()
+        if missing is not None:
+            raise self.error(missing)
+        attempts = 1 if (self._fixed_port or self.port) else START_ATTEMPTS
+        for attempt in range(1, attempts + 1):
+            if not self._fixed_port and (attempt > 1 or not self.port):
+                self.port = free_port(self.host)
+            _running.add(self)  # stopped at exit, should a test forget to
+            if self._start_once():
+                return self
+        raise self.error(
+            f"{self.name} could not bind a c2s port after {attempts} attempt(s)\n"
+            f"{self.log_tail()}"
+        )
+
+    def stop(self) -> None:
+        """SIGTERM, wait a few seconds, then SIGKILL.  Harmless when not running."""
+        self._terminate()
+
+    def kill(self) -> None:
+        """SIGKILL at once (for fault tests): no clean shutdown, the clients see a reset."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+    def restart(self) -> Self:
+        """Stop (if running) and start again on the same port with the same data."""
+        self.stop()
+        return self.start()
+
+    def _terminate(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- logs -------------------------------------------------------------------------------
+
+    def _read_log(self, offset: int = 0) -> str:
+        try:
+            with self.log_path.open("rb") as fh:
+                fh.seek(offset)
+                return fh.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the server's log and of anything it printed, for error messages."""
+        parts = [f"--- {self.log_path} (last {lines} lines) ---"]
+        parts += self._read_log().splitlines()[-lines:]
+        if self.stdout_path.exists():
+            printed = self.stdout_path.read_text("utf-8", "replace").splitlines()[-lines:]
+            if printed:
+                parts += [f"--- {self.stdout_path} ---", *printed]
+        return "\n".join(parts)
+
+
+class Prosody(LocalServer):
     """One private Prosody process, started as the current user (root is fine).
 
     ``extra_config`` is Lua appended verbatim in the global section.  It must not set an
@@ -76,7 +197,8 @@ class Prosody:
     ``Component "conference.localhost" "muc"``.
     """
 
-    host: str = "127.0.0.1"
+    name = "Prosody"
+    error = ProsodyError
 
     def __init__(
         self,
@@ -86,21 +208,14 @@ class Prosody:
         extra_config: str = "",
         port: int | None = None,
     ) -> None:
-        self.workdir = Path(workdir).resolve()
+        workdir = Path(workdir).resolve()
+        super().__init__(workdir, port, workdir / "prosody.log", workdir / "prosody.out")
         self.domain = domain
         self.muc = muc
         self.extra_config = extra_config
-        # None: pick a free one at the first start(); kept across restart().
-        self.port: int = port or 0
-        self._fixed_port = port is not None
         self.config_path = self.workdir / "prosody.cfg.lua"
         self.data_path = self.workdir / "data"
-        self.log_path = self.workdir / "prosody.log"
-        self.stdout_path = self.workdir / "prosody.out"
         self.pid_path = self.workdir / "prosody.pid"
-        self._proc: subprocess.Popen[bytes] | None = None
-        # Ports found taken at start (and retried elsewhere): their errors are not ours.
-        self._abandoned_ports: set[int] = set()
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -165,29 +280,10 @@ Component {lua_string(self.muc)} "muc" {{
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self) -> Self:
-        """Start Prosody and wait (bounded) until its c2s port takes connections."""
-        if self.running:
-            raise ProsodyError("Prosody is already running")
+    def _missing(self) -> str | None:
         if shutil.which(PROSODY_BIN) is None:
-            raise ProsodyError("prosody is not installed (apt-get install -y prosody)")
-        attempts = 1 if (self._fixed_port or self.port) else START_ATTEMPTS
-        for attempt in range(1, attempts + 1):
-            if not self._fixed_port and (attempt > 1 or not self.port):
-                self.port = free_port(self.host)
-            if self._start_once():
-                return self
-        raise ProsodyError(
-            f"Prosody could not bind a c2s port after {attempts} attempt(s)\n{self.log_tail()}"
-        )
+            return "prosody is not installed (apt-get install -y prosody)"
+        return None
 
     def _start_once(self) -> bool:
         """One start; False if the port was taken, raises on any other failure."""
@@ -201,7 +297,6 @@ Component {lua_string(self.muc)} "muc" {{
                 cwd=self.workdir,
                 start_new_session=True,  # a Ctrl-C meant for us must not reach it first
             )
-        _running.add(self)
         activated = f"Activated service 'c2s' on [{self.host}]:{self.port}"
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -249,47 +344,6 @@ Component {lua_string(self.muc)} "muc" {{
         except OSError:
             return False
 
-    def stop(self) -> None:
-        """SIGTERM, wait up to 5 s, then SIGKILL.  Harmless when not running."""
-        self._terminate()
-
-    def kill(self) -> None:
-        """SIGKILL at once (for fault tests): no clean shutdown, the clients see a reset."""
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-
-    def restart(self) -> Self:
-        """Stop (if running) and start again on the same port with the same data."""
-        self.stop()
-        return self.start()
-
-    def _terminate(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
     # -- accounts ---------------------------------------------------------------------------
 
     def register(self, user: str, password: str) -> str:
@@ -326,24 +380,6 @@ Component {lua_string(self.muc)} "muc" {{
         return f"{user}@{self.domain}"
 
     # -- logs -------------------------------------------------------------------------------
-
-    def _read_log(self, offset: int = 0) -> str:
-        try:
-            with self.log_path.open("rb") as fh:
-                fh.seek(offset)
-                return fh.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The end of Prosody's log and of anything it printed, for error messages."""
-        parts = [f"--- {self.log_path} (last {lines} lines) ---"]
-        parts += self._read_log().splitlines()[-lines:]
-        if self.stdout_path.exists():
-            printed = self.stdout_path.read_text("utf-8", "replace").splitlines()[-lines:]
-            if printed:
-                parts += [f"--- {self.stdout_path} ---", *printed]
-        return "\n".join(parts)
 
     def log_errors(self) -> list[str]:
         """Log lines at level error (Prosody's format: date, source, level, message), but for

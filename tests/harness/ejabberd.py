@@ -19,23 +19,19 @@ ejabberdctl, which as root re-runs itself as the ``ejabberd`` user with that use
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import time
-import weakref
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import yaml
 
-from tests.harness.prosody import free_port
+from deploy.localprosody import LocalServer
 
 ERL_BIN = "erl"
 ERL_LIBS = "/usr/lib/x86_64-linux-gnu"  # where Debian's package puts ejabberd-23.01/
@@ -47,14 +43,7 @@ STOP_TIMEOUT = 10.0
 CTL_TIMEOUT = 20.0
 START_ATTEMPTS = 3
 
-_running: weakref.WeakSet[Ejabberd] = weakref.WeakSet()
 _numbers = itertools.count(1)
-
-
-@atexit.register
-def _stop_leftovers() -> None:
-    for server in list(_running):
-        server.stop()
 
 
 class EjabberdError(RuntimeError):
@@ -78,10 +67,12 @@ def merge(base: dict[str, Any], snippet: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-class Ejabberd:
+class Ejabberd(LocalServer):
     """One private ejabberd node, started as the current user."""
 
-    host: str = "127.0.0.1"
+    name = "ejabberd"
+    error = EjabberdError
+    stop_timeout = STOP_TIMEOUT
 
     def __init__(
         self,
@@ -90,22 +81,18 @@ class Ejabberd:
         muc: str = "conference.localhost",
         port: int | None = None,
     ) -> None:
-        self.workdir = Path(workdir).resolve()
+        workdir = Path(workdir).resolve()
+        log_dir = workdir / "logs"
+        super().__init__(workdir, port, log_dir / "ejabberd.log", workdir / "ejabberd.out")
         self.domain = domain
         self.muc = muc
-        self.port: int = port or 0
-        self._fixed_port = port is not None
         self.config_path = self.workdir / "ejabberd.yml"
         self.data_path = self.workdir / "spool"  # Mnesia: accounts, rooms
-        self.log_dir = self.workdir / "logs"
-        self.log_path = self.log_dir / "ejabberd.log"
-        self.stdout_path = self.workdir / "ejabberd.out"
+        self.log_dir = log_dir
         # The Erlang cookie lives in this HOME, never on a command line; the node name is
         # unique per process and instance (Mnesia's data belongs to it: kept on restart).
         self.home = self.workdir / "home"
         self.node = f"addinbot_test_{os.getpid()}_{next(_numbers)}_{secrets.token_hex(3)}"
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._abandoned_ports: set[int] = set()
 
     # -- configuration ----------------------------------------------------------------------
 
@@ -176,29 +163,10 @@ class Ejabberd:
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    def start(self) -> Self:
-        """Start the node and wait (bounded) until its c2s port takes connections."""
-        if self.running:
-            raise EjabberdError("ejabberd is already running")
+    def _missing(self) -> str | None:
         if shutil.which(ERL_BIN) is None or not any(Path(ERL_LIBS).glob("ejabberd-*")):
-            raise EjabberdError("ejabberd is not installed (apt-get install -y ejabberd)")
-        attempts = 1 if (self._fixed_port or self.port) else START_ATTEMPTS
-        for attempt in range(1, attempts + 1):
-            if not self._fixed_port and (attempt > 1 or not self.port):
-                self.port = free_port(self.host)
-            if self._start_once():
-                return self
-        raise EjabberdError(
-            f"ejabberd could not bind a c2s port after {attempts} attempt(s)\n{self.log_tail()}"
-        )
+            return "ejabberd is not installed (apt-get install -y ejabberd)"
+        return None
 
     def _start_once(self) -> bool:
         """One start; False if the port was taken, raises on any other failure."""
@@ -213,7 +181,6 @@ class Ejabberd:
                 command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 cwd=self.data_path, env=self._env(), start_new_session=True,
             )
-        _running.add(self)
         accepting = f"Start accepting TCP connections at {self.host}:{self.port} "
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -245,10 +212,6 @@ class Ejabberd:
         except OSError:
             return False
 
-    def stop(self) -> None:
-        """SIGTERM (the VM stops ejabberd cleanly), wait, then SIGKILL.  Harmless when down."""
-        self._terminate()
-
     def kill(self) -> None:
         """SIGKILL at once (for fault tests): no clean shutdown, the clients see a reset.
 
@@ -257,40 +220,7 @@ class Ejabberd:
         writes each account's file at once."""
         if self.running:
             self._erl_eval(f"rpc:call({self._node_atom}, dets, sync, [passwd])")
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-
-    def restart(self) -> Self:
-        """Stop (if running) and start again on the same port with the same data."""
-        self.stop()
-        return self.start()
-
-    def _terminate(self) -> None:
-        proc, self._proc = self._proc, None
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
+        super().kill()
 
     # -- accounts ---------------------------------------------------------------------------
 
@@ -336,24 +266,6 @@ class Ejabberd:
         return f"{user}@{self.domain}"
 
     # -- logs -------------------------------------------------------------------------------
-
-    def _read_log(self, offset: int = 0) -> str:
-        try:
-            with self.log_path.open("rb") as fh:
-                fh.seek(offset)
-                return fh.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The end of ejabberd's log and of anything the VM printed, for error messages."""
-        parts = [f"--- {self.log_path} (last {lines} lines) ---"]
-        parts += self._read_log().splitlines()[-lines:]
-        if self.stdout_path.exists():
-            printed = self.stdout_path.read_text("utf-8", "replace").splitlines()[-lines:]
-            if printed:
-                parts += [f"--- {self.stdout_path} ---", *printed]
-        return "\n".join(parts)
 
     def log_errors(self) -> list[str]:
         """Log lines at level error or critical, but for the ports start() found taken."""
