@@ -16,20 +16,15 @@ from slixmpp import JID
 from slixmpp.exceptions import IqError, IqTimeout
 
 from bot.invitations import Decline, Invitation
+from bot.xmpp import stanzas
 
 if TYPE_CHECKING:
     from bot.xmpp.client import XmppEdge
 
 NS_CONFERENCE = "jabber:x:conference"
-NS_MUC_USER = "http://jabber.org/protocol/muc#user"
-NS_DELAY = "urn:xmpp:delay"
-NS_LEGACY_DELAY = "jabber:x:delay"
+NS_MUC_USER = stanzas.NS_MUC_USER
 EXISTS_TIMEOUT_S = 10.0
 MAX_REASON = 500
-DELAYS = (f"{{{NS_DELAY}}}delay", f"{{{NS_LEGACY_DELAY}}}x")
-WRAPPERS = (  # carbon copies and forwards: the bot asks for none, and trusts none
-    "{urn:xmpp:carbons:2}received", "{urn:xmpp:carbons:2}sent", "{urn:xmpp:forward:0}forwarded",
-)
 
 
 @dataclass(frozen=True)
@@ -57,13 +52,8 @@ def parse(
     `is_room(bare, xml)` says it came through a room, which proves only a nickname."""
     if xml.get("type", "normal") in ("error", "groupchat"):
         return None
-    if any(xml.find(tag) is not None for tag in DELAYS):
-        return None  # offline storage or history: not live, never acted on
-    if any(xml.find(tag) is not None for tag in WRAPPERS):
-        return None
-    try:
-        sender = JID(xml.get("from", ""))
-    except Exception:
+    sender = stanzas.live_sender(xml)
+    if sender is None:
         return None
     bare = sender.bare.lower()
     muc = xml.find(f"{{{NS_MUC_USER}}}x")

@@ -80,6 +80,18 @@ def to_presence(xml: ET.Element) -> Presence | None:
     )
 
 
+def live_sender(xml: ET.Element) -> JID | None:
+    """Who sent a live message, as the server delivered it; None for what is never acted on:
+    history, offline storage or a relay (a delay stamp), anything wrapped (a carbon or a
+    forward, which the bot never asks for), or a sender that is no JID."""
+    if has_any(xml, *DELAYS) or has_any(xml, *WRAPPERS):
+        return None
+    try:
+        return JID(xml.get("from", ""))
+    except Exception:
+        return None
+
+
 def to_message(
     xml: ET.Element, *, own_jid: str, own_nick: Callable[[str], str | None],
     is_room: Callable[[str, ET.Element], bool],
@@ -92,16 +104,9 @@ def to_message(
     kind_attr = xml.get("type", "normal")
     if kind_attr in ("error", "headline"):
         return None
-    if has_any(xml, *DELAYS):
-        return None  # history, offline storage or a relay: never live, never acted on
-    if has_any(xml, *WRAPPERS):
-        return None  # the bot asks for no carbons; anything wrapped is not a command
+    sender = live_sender(xml)
     body = xml.findtext(BODY_TAG)
-    if not body:
-        return None
-    try:
-        sender = JID(xml.get("from", ""))
-    except Exception:
+    if sender is None or not body:
         return None
     bare = sender.bare.lower()
     if not sender.user or bare == own_jid:
