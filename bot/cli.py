@@ -1,5 +1,9 @@
 """The `addinbot` command line: run the bot, or make the chat commands' changes from a shell.
 
+The chat commands declared with `cli=` (bot.commands.direct) make their own subcommands
+here, and run the same handler as chat, as the local user (an admin, via "cli"). `run`,
+`check`, `demo` and `db upgrade` are not chat commands: they are written out here.
+
 `--config FILE` may stand anywhere; without it $ADDINBOT_CONFIG, then ./addinbot.toml.
 Success exits 0; a refusal exits 1 with the same one-line reason chat would give; a bad
 command line or configuration exits 2.
@@ -8,12 +12,16 @@ command line or configuration exits 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import functools
 import getpass
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
-from bot import addins, names
-from bot.commands import text
+from bot import names
+from bot.commands.direct import DIRECT
+from bot.commands.grammar import Arguments, Word, WordKind
+from bot.commands.registry import Command, CommandSet, Front, finished, prepare
 from bot.config import ConfigError, Settings, config_path, load_settings
 from bot.errors import CommandError
 from bot.values import Actor
@@ -23,10 +31,12 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, commands: CommandSet = DIRECT) -> int:
+    """The command line `argv` (default: the process's); `commands`: whose declarations
+    with `cli=` make the chat commands' part of it."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     config_arg, rest = _take_config(args_list)
-    parser = _parser()
+    parser = _parser(commands)
     args = parser.parse_args(rest)
     if not getattr(args, "action", None):
         parser.print_help(sys.stderr)
@@ -45,9 +55,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_REFUSED
     except KeyboardInterrupt:
         return 130
-    finally:
-        while _OPEN:
-            _OPEN.pop().close()
 
 
 def _take_config(argv: list[str]) -> tuple[str | None, list[str]]:
@@ -67,7 +74,7 @@ def _take_config(argv: list[str]) -> tuple[str | None, list[str]]:
     return config, rest
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(commands: CommandSet) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="addinbot", description="Persistent-chat add-ins for XMPP rooms.",
         epilog="--config FILE may stand anywhere (default: $ADDINBOT_CONFIG, ./addinbot.toml).",
@@ -84,49 +91,16 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--timeout", type=float, default=10.0, help="seconds per connection")
     check.set_defaults(action=_check)
 
-    addin = sub.add_parser("addin", help="register, update, unregister, list, show add-ins")
-    verbs = addin.add_subparsers(title="add-in commands", required=True)
-    register = verbs.add_parser("register", help="register a new add-in")
-    register.add_argument("name")
-    register.add_argument("url")
-    _pool(register)
-    register.set_defaults(action=_register)
-    update = verbs.add_parser("update", help="update NAME url URL | update NAME name NEW-NAME")
-    update.add_argument("name")
-    update.add_argument("field", choices=["url", "name"])
-    update.add_argument("value")
-    _pool(update)
-    update.set_defaults(action=_update)
-    unregister = verbs.add_parser("unregister", help="remove an add-in")
-    unregister.add_argument("name")
-    _pool(unregister)
-    unregister.add_argument("--force", action="store_true", help="detach it from its rooms")
-    unregister.set_defaults(action=_unregister)
-    listing = verbs.add_parser("list", help="list add-ins")
-    _pool(listing)
-    listing.add_argument("--page", type=int, default=1)
-    listing.set_defaults(action=_list)
-    show = verbs.add_parser("show", help="one add-in in full")
-    show.add_argument("name")
-    _pool(show)
-    show.set_defaults(action=_show)
-
-    room = sub.add_parser("room", help="attach, detach, list rooms' add-ins")
-    room_verbs = room.add_subparsers(title="room commands", required=True)
-    attach = room_verbs.add_parser("attach", help="make NAME the room's add-in")
-    attach.add_argument("room")
-    attach.add_argument("name")
-    attach.set_defaults(action=_attach)
-    detach = room_verbs.add_parser("detach", help="remove the room's add-in")
-    detach.add_argument("room")
-    detach.set_defaults(action=_detach)
-    rooms = room_verbs.add_parser("list", help="the rooms the bot serves, with their add-ins")
-    _pool(rooms)
-    rooms.set_defaults(action=_rooms)
-
-    audit = sub.add_parser("audit", help="the last N changes (default 20)")
-    audit.add_argument("n", nargs="?", type=int, default=20)
-    audit.set_defaults(action=_audit)
+    for group, declared in _groups(commands).items():
+        if group is None:  # a command of its own: `addinbot audit`
+            for command in declared:
+                _declared(sub.add_parser, command)
+            continue
+        verbs = ", ".join(c.cli[-1] for c in declared if c.cli)
+        holder = sub.add_parser(group, help=f"{verbs} ({group} commands)")
+        group_verbs = holder.add_subparsers(title=f"{group} commands", required=True)
+        for command in declared:
+            _declared(group_verbs.add_parser, command)
 
     demo = sub.add_parser(
         "demo", help="show the whole loop on a local server (password: $ADDINBOT_DEMO_PASSWORD)"
@@ -144,8 +118,46 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _pool(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--pool", help="the MUC service (needed when several are served)")
+def _groups(commands: CommandSet) -> dict[str | None, list[Command]]:
+    """The commands declared with `cli=`, by their first word (None: a command of its own)."""
+    groups: dict[str | None, list[Command]] = {}
+    for command in commands.commands.values():
+        if command.cli is not None:
+            group = command.cli[0] if len(command.cli) > 1 else None
+            groups.setdefault(group, []).append(command)
+    return groups
+
+
+def _declared(add_parser: Callable[..., argparse.ArgumentParser], command: Command) -> None:
+    """The parser of a declared command: its words as chat takes them, in chat's order; an
+    option `pool <pool>` is `--pool POOL`, a flag `force` is `--force`."""
+    assert command.cli is not None  # noqa: S101 - only commands declared with cli= come here
+    parser = add_parser(command.cli[-1], help=command.summary)
+    sig = command.signature
+    for word in sig.required:
+        _add(parser, word.name, word, explained=word.label or None)
+    for word in sig.optional:
+        _add(parser, word.name, word, nargs="?", explained=word.label or None)
+    for word in sig.options:
+        _add(parser, f"--{word.name}", word, explained=_HELP.get(word.kind))
+    for word in sig.flags:
+        parser.add_argument(f"--{word.name}", action="store_true", help=word.label)
+    parser.set_defaults(action=functools.partial(_run_declared, command))
+
+
+_HELP = {WordKind.POOL: "the MUC service (needed when several are served)"}
+
+
+def _add(
+    parser: argparse.ArgumentParser, spelled: str, word: Word, *, nargs: str | None = None,
+    explained: str | None = None,
+) -> None:
+    number = word.kind in (WordKind.PAGE, WordKind.COUNT)
+    parser.add_argument(
+        spelled, nargs=nargs, type=int if number else str, help=explained,
+        choices=word.choices or None,
+        metavar=None if word.choices else "N" if number else word.name.upper(),
+    )
 
 
 def local_actor() -> Actor:
@@ -156,88 +168,46 @@ def local_actor() -> Actor:
     return Actor(user, "cli")
 
 
-_OPEN: list[Store] = []  # closed when the command is done
+# At a shell: the next page is asked for with --page; an answer may be long.
+SHELL = Front(
+    lambda command, page: f"addinbot {' '.join(command.cli or ())} --page {page}",
+    most_lines=10_000,
+)
 
 
-def _store(settings: Settings) -> Store:
+@contextlib.contextmanager
+def _opened(settings: Settings) -> Iterator[Store]:
+    """The store, at the latest schema, for one invocation; closed when it is done."""
     store = Store.open(settings.store.url)
-    _OPEN.append(store)
-    store.upgrade()
-    return store
+    try:
+        store.upgrade()
+        yield store
+    finally:
+        store.close()
 
 
-def _out(line: str) -> int:
-    print(line)
+def _run_declared(command: Command, args: argparse.Namespace, settings: Settings) -> int:
+    """A declared command, run as the local user (an admin): what chat would answer."""
+    sig = command.signature
+    given = {w.name: getattr(args, w.name) for w in (*sig.required, *sig.optional)}
+    chosen = {w.name: getattr(args, w.name) for w in sig.options}
+    arguments = Arguments(
+        {name: str(value) for name, value in given.items() if value is not None},
+        {name: str(value) for name, value in chosen.items() if value is not None},
+        frozenset(w.name for w in sig.flags if getattr(args, w.name)),
+    )
+    with _opened(settings) as store:
+        request = prepare(command, settings, store, local_actor(), arguments, SHELL)
+        reply = finished(command.handler(request)).result
+    if reply is not None:
+        print(reply.text)
     return 0
 
 
-def _served(settings: Settings, pool: str | None) -> str:
-    return names.resolve_pool(settings.pools.names, pool)
-
-
-def _register(args: argparse.Namespace, settings: Settings) -> int:
-    pool = _served(settings, args.pool)
-    info = addins.register(
-        _store(settings), local_actor(), pool=pool, name=args.name, url=args.url
-    ).result
-    return _out(text.registered(info))
-
-
-def _update(args: argparse.Namespace, settings: Settings) -> int:
-    pool, store, actor = _served(settings, args.pool), _store(settings), local_actor()
-    if args.field == "url":
-        info = addins.update_url(store, actor, pool=pool, name=args.name, url=args.value)
-        return _out(text.url_updated(info.result))
-    renamed = addins.rename(store, actor, pool=pool, name=args.name, new_name=args.value)
-    return _out(text.renamed(args.name, renamed.result))
-
-
-def _unregister(args: argparse.Namespace, settings: Settings) -> int:
-    removed = addins.unregister(
-        _store(settings), local_actor(), pool=_served(settings, args.pool), name=args.name,
-        force=args.force,
-    ).result
-    return _out(text.unregistered(removed))
-
-
-def _list(args: argparse.Namespace, settings: Settings) -> int:
-    page = addins.list_addins(
-        _store(settings), pool=_served(settings, args.pool), page=args.page
-    )
-    return _out(text.addin_page(page, more=f"addinbot addin list --page {page.page + 1}"))
-
-
-def _show(args: argparse.Namespace, settings: Settings) -> int:
-    info = addins.show(_store(settings), pool=_served(settings, args.pool), name=args.name)
-    return _out(text.addin_details(info))
-
-
-def _attach(args: argparse.Namespace, settings: Settings) -> int:
-    room = names.resolve_room(settings.pools.names, args.room)
-    info = addins.attach(_store(settings), local_actor(), room=room, name=args.name).result
-    return _out(text.attached(info))
-
-
-def _detach(args: argparse.Namespace, settings: Settings) -> int:
-    room = names.resolve_room(settings.pools.names, args.room)
-    name = addins.detach(_store(settings), local_actor(), room=room).result
-    return _out(text.detached(room, name))
-
-
-def _rooms(args: argparse.Namespace, settings: Settings) -> int:
-    pool = _served(settings, args.pool) if args.pool else None
-    return _out(text.room_lines(addins.list_rooms(_store(settings), pool=pool)))
-
-
-def _audit(args: argparse.Namespace, settings: Settings) -> int:
-    if not 1 <= args.n <= 10_000:
-        raise CommandError("Give a number from 1 to 10000.")
-    return _out(text.audit_lines(addins.audit(_store(settings), limit=args.n)))
-
-
 def _db_upgrade(_args: argparse.Namespace, settings: Settings) -> int:
-    _store(settings)
-    return _out("The database schema is up to date.")
+    with _opened(settings):
+        print("The database schema is up to date.")
+    return 0
 
 
 def _demo(args: argparse.Namespace, settings: Settings) -> int:

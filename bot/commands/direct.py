@@ -1,25 +1,34 @@
-"""The commands sent to the bot by direct message."""
+"""The commands sent to the bot by direct message; most of them also on the command line
+(`cli`) and in the Control Panel (`form`)."""
 
 from __future__ import annotations
 
 from bot import addins
 from bot.commands import text
-from bot.commands.grammar import Signature
-from bot.commands.registry import CommandSet, Request
+from bot.commands.grammar import (
+    ADDIN,
+    COMMAND,
+    COUNT,
+    FORCE,
+    NAME,
+    PAGE,
+    POOL,
+    ROOM,
+    SERVED_ROOM,
+    URL,
+    Signature,
+    Word,
+)
+from bot.commands.registry import CommandSet, Form, Outcome, Request, Table
 from bot.errors import CommandError
-from bot.values import Actor, Done, Place, Reply, Role
+from bot.values import Change, Done, Place, Reply, Role
+from store import Store
 
 DIRECT = CommandSet(Place.DIRECT)
-POOL = ("pool",)
-
-
-def actor(request: Request) -> Actor:
-    assert request.sender.jid is not None  # noqa: S101 - direct messages come from a real JID
-    return Actor(request.sender.jid, "dm")
 
 
 @DIRECT.command(
-    "help", "lists the commands you may run", signature=Signature(optional=("command",))
+    "help", "lists the commands you may run", signature=Signature(optional=(COMMAND,))
 )
 def help_(request: Request) -> Reply:
     return text.help_reply(request)
@@ -27,61 +36,125 @@ def help_(request: Request) -> Reply:
 
 @DIRECT.command(
     "register", "registers a new add-in", role=Role.ADMIN,
-    signature=Signature(required=("name", "url"), options=POOL),
+    signature=Signature(required=(NAME, URL), options=(POOL,)),
+    cli=("addin", "register"), form=Form("Register an add-in"),
 )
 def register(request: Request) -> Done[Reply]:
     done = addins.register(
-        request.store, actor(request), pool=request.pool(),
+        request.store, request.actor, pool=request.pool(),
         name=request.args["name"], url=request.args["url"],
     )
     return done.then(lambda info: Reply(text.registered(info)))
 
 
+def update_form(request: Request) -> Outcome:
+    """The form asks for a new URL, a new name, or both."""
+    store, actor, pool, name = request.store, request.actor, request.pool(), request.args["name"]
+    url, new_name = request.args.get("url"), request.args.get("new_name")
+    if not url and not new_name:
+        raise CommandError("Fill in a new URL, a new name, or both.")
+    said: list[str] = []
+    changes: tuple[Change, ...] = ()
+    # The new name first: the change follower looks the add-in up by the name its URL
+    # change was recorded under, so that row must carry the name it keeps.
+    if new_name:
+        renamed = addins.rename(store, actor, pool=pool, name=name, new_name=new_name)
+        said.append(text.renamed(name, renamed.result))
+        name, changes = renamed.result.name, renamed.changes
+    if url:
+        try:
+            updated = addins.update_url(store, actor, pool=pool, name=name, url=url)
+        except CommandError as exc:
+            if not said:
+                raise
+            return Outcome(f"{said[0]}\nThe URL was not changed: {exc.reason}", error=True,
+                           changes=changes)
+        said.append(text.url_updated(updated.result))
+        changes += updated.changes
+    return Outcome("\n".join(said), changes=changes)
+
+
 @DIRECT.command(
     "update", "changes an add-in's URL (rooms using it are told) or its name", role=Role.ADMIN,
-    signature=Signature(required=("name", "field", "value"), options=POOL),
+    signature=Signature(
+        required=(ADDIN, Word("field", choices=("url", "name")), Word("value")), options=(POOL,)
+    ),
     usage="<name> url <url> [pool <pool>] | update <name> name <new-name> [pool <pool>]",
+    cli=("addin", "update"),
+    form=Form(
+        "Change an add-in's URL or name", "Rooms using the add-in are told a new URL.",
+        Signature(
+            required=(ADDIN,), options=(POOL,), optional=(
+                Word("url", label="New URL (empty: unchanged)"),
+                Word("new_name", label="New name (empty: unchanged)"),
+            ),
+        ),
+        update_form,
+    ),
 )
 def update(request: Request) -> Done[Reply]:
     name, field, value = request.args["name"], request.args["field"].lower(), request.args["value"]
+    store, actor = request.store, request.actor
     if field == "url":
-        done = addins.update_url(
-            request.store, actor(request), pool=request.pool(), name=name, url=value
-        )
+        done = addins.update_url(store, actor, pool=request.pool(), name=name, url=value)
         return done.then(lambda info: Reply(text.url_updated(info)))
     if field == "name":
-        done = addins.rename(
-            request.store, actor(request), pool=request.pool(), name=name, new_name=value
-        )
+        done = addins.rename(store, actor, pool=request.pool(), name=name, new_name=value)
         return done.then(lambda info: Reply(text.renamed(name, info)))
     raise CommandError(f"Say “url” or “name” after the add-in's name, not “{field[:20]}”.")
 
 
 @DIRECT.command(
     "unregister", "removes an add-in (force: also from the rooms using it)", role=Role.ADMIN,
-    signature=Signature(required=("name",), options=POOL, flags=("force",)),
+    signature=Signature(required=(ADDIN,), options=(POOL,), flags=(FORCE,)),
+    cli=("addin", "unregister"), form=Form("Unregister an add-in"),
 )
 def unregister(request: Request) -> Done[Reply]:
     done = addins.unregister(
-        request.store, actor(request), pool=request.pool(), name=request.args["name"],
+        request.store, request.actor, pool=request.pool(), name=request.args["name"],
         force="force" in request.args.flags,
     )
     return done.then(lambda removed: Reply(text.unregistered(removed)))
 
 
+def every_addin(store: Store, pool: str, most: int | None = None) -> list[tuple[str, str, int]]:
+    """The add-ins of `pool` (name, URL, rooms using it), all of them or at least `most`."""
+    found: list[tuple[str, str, int]] = []
+    page = 1
+    while most is None or len(found) <= most:
+        result = addins.list_addins(store, pool=pool, page=page)
+        found += result.items
+        if result.page >= result.pages:
+            break
+        page += 1
+    return found
+
+
+def list_form(request: Request) -> Outcome:
+    """The form shows every add-in, as a table."""
+    pool = request.pool()
+    rows = [(name, url, str(uses)) for name, url, uses in every_addin(request.store, pool)]
+    if not rows:
+        return Outcome(f"No add-ins are registered in {pool}.")
+    columns = (("name", "Name"), ("url", "URL"), ("rooms", "Rooms using it"))
+    return Outcome(f"Add-ins in {pool}: {len(rows)}.", table=Table(columns, tuple(rows)))
+
+
 @DIRECT.command(
     "list", "lists the add-ins, with their URLs and how many rooms use each",
-    signature=Signature(options=("pool", "page")), kept=True,
+    signature=Signature(options=(POOL, PAGE)), kept=True,
+    cli=("addin", "list"), form=Form("List the add-ins", handler=list_form),
 )
 def list_(request: Request) -> Reply:
     page = text.page_number(request.args.options.get("page"))
     result = addins.list_addins(request.store, pool=request.pool(), page=page)
-    return Reply(text.addin_page(result, more=f"list page {result.page + 1}"))
+    return Reply(text.addin_page(result, more=request.more(result.page + 1)))
 
 
 @DIRECT.command(
     "show", "an add-in's URL, pool, who registered it and when, and its rooms",
-    role=Role.ADMIN, signature=Signature(required=("name",), options=POOL),
+    role=Role.ADMIN, signature=Signature(required=(ADDIN,), options=(POOL,)),
+    cli=("addin", "show"),
 )
 def show(request: Request) -> Reply:
     info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
@@ -90,61 +163,65 @@ def show(request: Request) -> Reply:
 
 @DIRECT.command(
     "audit", "the last n changes (default 20)", role=Role.ADMIN,
-    signature=Signature(optional=("n",)),
+    signature=Signature(optional=(COUNT,)), cli=("audit",),
 )
 def audit(request: Request) -> Reply:
-    count = text.count(request.args.get("n"), default=20, most=200)
+    count = text.count(request.args.get("n"), default=20, most=request.front.most_lines)
     return Reply(text.audit_lines(addins.audit(request.store, limit=count)))
 
 
 @DIRECT.command(
     "attach", "makes <name> the room's add-in (replaces any earlier one)", role=Role.MANAGER,
-    signature=Signature(required=("room", "name")), room_word="room",
+    signature=Signature(required=(ROOM, ADDIN)), room_word="room",
+    cli=("room", "attach"), form=Form("Attach an add-in to a room"),
 )
 def attach(request: Request) -> Done[Reply]:
-    assert request.room is not None  # noqa: S101 - the dispatcher resolved it
+    assert request.room is not None  # noqa: S101 - the request resolved it
     done = addins.attach(
-        request.store, actor(request), room=request.room, name=request.args["name"]
+        request.store, request.actor, room=request.room, name=request.args["name"]
     )
     return done.then(lambda info: Reply(text.attached(info)))
 
 
 @DIRECT.command(
     "detach", "removes the room's add-in", role=Role.MANAGER,
-    signature=Signature(required=("room",)), room_word="room",
+    signature=Signature(required=(ROOM,)), room_word="room",
+    cli=("room", "detach"), form=Form("Detach a room's add-in"),
 )
 def detach(request: Request) -> Done[Reply]:
     room = request.room
-    assert room is not None  # noqa: S101 - the dispatcher resolved it
-    done = addins.detach(request.store, actor(request), room=room)
+    assert room is not None  # noqa: S101 - the request resolved it
+    done = addins.detach(request.store, request.actor, room=room)
     return done.then(lambda name: Reply(text.detached(room, name)))
 
 
 @DIRECT.command(
     "join", "the bot joins the room and remembers it", role=Role.ADMIN,
-    signature=Signature(required=("room",)), room_word="room",
+    signature=Signature(required=(ROOM,)), room_word="room",
+    form=Form("Join a room and serve it"),
 )
 def join(request: Request) -> Done[Reply]:
     room = request.room
-    assert room is not None  # noqa: S101 - the dispatcher resolved it
-    done = addins.set_joined(request.store, actor(request), room=room, joined=True)
+    assert room is not None  # noqa: S101 - the request resolved it
+    done = addins.set_joined(request.store, request.actor, room=room, joined=True)
     return done.then(lambda changed: Reply(text.joined(room, changed=changed)))
 
 
 @DIRECT.command(
     "leave", "the bot leaves the room and forgets it (its add-in stays attached)",
-    role=Role.ADMIN, signature=Signature(required=("room",)), room_word="room",
+    role=Role.ADMIN, signature=Signature(required=(SERVED_ROOM,)), room_word="room",
+    form=Form("Leave a room and forget it"),
 )
 def leave(request: Request) -> Done[Reply]:
     room = request.room
-    assert room is not None  # noqa: S101 - the dispatcher resolved it
-    done = addins.set_joined(request.store, actor(request), room=room, joined=False)
+    assert room is not None  # noqa: S101 - the request resolved it
+    done = addins.set_joined(request.store, request.actor, room=room, joined=False)
     return done.then(lambda changed: Reply(text.left(room, changed=changed)))
 
 
 @DIRECT.command(
     "rooms", "the rooms the bot serves, each with its add-in", role=Role.ADMIN,
-    signature=Signature(options=POOL),
+    signature=Signature(options=(POOL,)), cli=("room", "list"),
 )
 def rooms(request: Request) -> Reply:
     pool = request.args.options.get("pool")

@@ -1,10 +1,12 @@
-"""Command grammar: recognising a command, splitting its words, matching them to a signature.
+"""Command grammar: recognising a command, splitting its words, matching them to a signature,
+and the words commands take, each of a kind every front end understands.
 
 Pure functions over text; nothing here knows about XMPP, roles or the store.
 """
 
 from __future__ import annotations
 
+import enum
 import shlex
 from dataclasses import dataclass, field
 
@@ -60,6 +62,46 @@ def split_words(text: str) -> list[str]:
     return words
 
 
+class WordKind(enum.Enum):
+    """What a word names. Chat reads every kind as a word; the command line and the forms
+    ask for each kind in their own way (a room: a JID field, or the rooms one manages)."""
+
+    TEXT = "text"
+    ADDIN = "add-in"  # a registered add-in's name
+    URL = "url"
+    ROOM = "room"  # a room address, room@service
+    SERVED_ROOM = "served room"  # a room the bot serves
+    POOL = "pool"  # an option: `pool <pool>`
+    PAGE = "page"  # an option: `page <n>`
+    COUNT = "count"  # a number
+    FLAG = "flag"  # a bare word: `force`
+
+
+@dataclass(frozen=True)
+class Word:
+    name: str
+    kind: WordKind = WordKind.TEXT
+    label: str = ""  # how a form asks for it (default: the name)
+    choices: tuple[str, ...] = ()  # the only values it may take, where it has so few
+
+    @property
+    def asked(self) -> str:
+        return self.label or self.name.capitalize()
+
+
+# The words the commands take.
+NAME = Word("name", label="Name")  # a new add-in's name
+ADDIN = Word("name", WordKind.ADDIN, "Add-in")
+URL = Word("url", WordKind.URL, "URL (http or https)")
+ROOM = Word("room", WordKind.ROOM, "Room")
+SERVED_ROOM = Word("room", WordKind.SERVED_ROOM, "Room")
+POOL = Word("pool", WordKind.POOL, "Pool")
+PAGE = Word("page", WordKind.PAGE, "Page")
+COUNT = Word("n", WordKind.COUNT, "How many")
+FORCE = Word("force", WordKind.FLAG, "Also detach it from the rooms using it")
+COMMAND = Word("command")
+
+
 @dataclass(frozen=True)
 class Signature:
     """What a command takes: required words in order, optional ones, `keyword <value>` options
@@ -68,10 +110,10 @@ class Signature:
     Required words are taken first, so an add-in may itself be called "pool" or "force".
     """
 
-    required: tuple[str, ...] = ()
-    optional: tuple[str, ...] = ()
-    options: tuple[str, ...] = ()
-    flags: tuple[str, ...] = ()
+    required: tuple[Word, ...] = ()
+    optional: tuple[Word, ...] = ()
+    options: tuple[Word, ...] = ()
+    flags: tuple[Word, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -90,17 +132,19 @@ class Arguments:
 def match(signature: Signature, words: list[str]) -> Arguments:
     """Match the words after the command name; raises CommandError (the caller adds usage)."""
     if len(words) < len(signature.required):
-        missing = signature.required[len(words)]
+        missing = signature.required[len(words)].name
         raise CommandError(f"Missing <{missing}>.")
-    given = dict(zip(signature.required, words, strict=False))
+    given = {word.name: said for word, said in zip(signature.required, words, strict=False)}
     rest = words[len(signature.required) :]
     options: dict[str, str] = {}
     flags: set[str] = set()
-    optional = list(signature.optional)
+    optional = [word.name for word in signature.optional]
+    keywords = {word.name for word in signature.options}
+    bare = {word.name for word in signature.flags}
     index = 0
     while index < len(rest):
         word, lower = rest[index], rest[index].lower()
-        if lower in signature.options:
+        if lower in keywords:
             if lower in options:
                 raise CommandError(f"“{lower}” is given twice.")
             if index + 1 >= len(rest):
@@ -108,7 +152,7 @@ def match(signature: Signature, words: list[str]) -> Arguments:
             options[lower] = rest[index + 1]
             index += 2
             continue
-        if lower in signature.flags:
+        if lower in bare:
             flags.add(lower)
         elif optional:
             given[optional.pop(0)] = word

@@ -1,8 +1,12 @@
-"""Declaring commands and dispatching to them.
+"""Declaring commands and dispatching chat to them.
 
-A command is declared once — name, words, help line, who may run it — and the dispatcher
-does the role check before the handler runs; help is generated from the same declarations
-and hides what the sender may not run.
+A command is declared once — name, words (each of a kind: bot.commands.grammar), help line,
+who may run it, and whether and how it is on the command line (`cli`) and in the Control
+Panel (`form`). Chat (the dispatcher, here), the command line (bot.cli) and the forms
+(bot.xmpp.panel) are built from these declarations and run the same handler with a Request
+saying who asks, via which front end. The dispatcher does the role check before the handler
+runs; help and the forms offered come from the same declarations, by the same rule
+(bot.policy), and hide what the asker may not run.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bot import policy
@@ -21,7 +25,7 @@ from bot.errors import CommandError
 from bot.metrics import METRICS
 from bot.names import resolve_pool, resolve_room
 from bot.policy import RoomView
-from bot.values import Change, Done, Place, Reply, Role, Sender
+from bot.values import Actor, Change, Done, Place, Reply, Role, Sender
 from store import Store
 
 log = logging.getLogger(__name__)
@@ -37,22 +41,86 @@ class Managers(Protocol):
 
 
 @dataclass(frozen=True)
+class Front:
+    """What differs with the front end that asks: how it calls for the next page of an
+    answer, how many lines one answer may hold, and (chat) what commands start with."""
+
+    more: Callable[[Command, int], str]  # (the command, the page) -> what to type for it
+    most_lines: int = 200
+    prefix: str = ""
+
+
+def chat_front(prefix: str) -> Front:
+    return Front(lambda command, page: f"{prefix}{command.name} page {page}", prefix=prefix)
+
+
+@dataclass(frozen=True)
 class Request:
     settings: Settings
     store: Store
-    sender: Sender
+    actor: Actor  # who asks, via which front end: recorded in the audit log
     args: Arguments
     room: str | None  # the room the command is about, checked to be in a served pool
-    is_admin: bool
+    command: Command
+    front: Front
     allowed: tuple[Command, ...] = ()  # filled for help: what this sender may run here
-    prefix: str = ""
 
     def pool(self) -> str:
         return resolve_pool(self.settings.pools.names, self.args.options.get("pool"))
 
+    def more(self, page: int) -> str:
+        """What this front end's user types for `page` of this command's answer."""
+        return self.front.more(self.command, page)
+
+
+def prepare(
+    command: Command, settings: Settings, store: Store, actor: Actor, args: Arguments,
+    front: Front, *, room: str | None = None,
+) -> Request:
+    """The request for `command`, with the room its words name checked to be one (in a served
+    pool); raises CommandError if not. `room`: where a room command was said."""
+    if command.room_word is not None:
+        room = resolve_room(settings.pools.names, args[command.room_word])
+    return Request(settings, store, actor, args, room, command, front)
+
 
 # A handler that changes the store returns Done: its reply and the changes it committed.
 Handler = Callable[[Request], "Reply | Done[Reply | None] | None"]
+
+
+def finished(result: Reply | Done[Reply | None] | None) -> Done[Reply | None]:
+    """A handler's result, as what it says and the changes it committed."""
+    return result if isinstance(result, Done) else Done(result)
+
+
+@dataclass(frozen=True)
+class Table:
+    """A form's result as a table: columns (var, label) and rows of values."""
+
+    columns: tuple[tuple[str, str], ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a submitted form says, and the changes it committed (for the announcer)."""
+
+    note: str
+    error: bool = False
+    table: Table | None = None
+    changes: tuple[Change, ...] = ()
+
+
+@dataclass(frozen=True)
+class Form:
+    """How a command is offered as a form (XEP-0050, XEP-0004). Its fields come from the
+    command's words, unless `signature` gives the form its own; with them, `handler` says
+    what the submitted form does (else the command's own handler runs)."""
+
+    title: str
+    instructions: str = ""
+    signature: Signature | None = None
+    handler: Callable[[Request], Outcome] | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +135,8 @@ class Command:
     # Its answer depends only on its words, its room and the store: kept until the store
     # changes (bot/commands/answers.py).
     kept: bool = False
+    cli: tuple[str, ...] | None = None  # its words on the command line: ("addin", "register")
+    form: Form | None = None  # in the Control Panel
 
     @property
     def usage(self) -> str:
@@ -99,17 +169,19 @@ class CommandSet:
     def __init__(self, place: Place, prefix: str = "") -> None:
         self.place = place
         self.prefix = prefix
+        self.front = chat_front(prefix)
         self.commands: dict[str, Command] = {}
 
     def command(
         self, name: str, summary: str, *, role: Role = Role.ANYONE,
         signature: Signature = NO_WORDS, usage: str | None = None,
         room_word: str | None = None, kept: bool = False,
+        cli: tuple[str, ...] | None = None, form: Form | None = None,
     ) -> Callable[[Handler], Handler]:
         def declare(handler: Handler) -> Handler:
             words = usage if usage is not None else _usage(signature)
             self.commands[name] = Command(
-                name, summary, role, signature, handler, words, room_word, kept
+                name, summary, role, signature, handler, words, room_word, kept, cli, form
             )
             return handler
 
@@ -118,12 +190,16 @@ class CommandSet:
     def usage(self, command: Command) -> str:
         return f"{self.prefix}{command.usage}"
 
+    def offered(self, held: Role) -> list[Command]:
+        """The commands whoever holds `held` may run: for help, and the forms offered."""
+        return [c for c in self.commands.values() if policy.may_run(c.role, held)]
+
 
 def _usage(signature: Signature) -> str:
-    parts = [f"<{w}>" for w in signature.required]
-    parts += [f"[<{w}>]" for w in signature.optional]
-    parts += [f"[{o} <{o}>]" for o in signature.options]
-    parts += [f"[{f}]" for f in signature.flags]
+    parts = [f"<{w.name}>" for w in signature.required]
+    parts += [f"[<{w.name}>]" for w in signature.optional]
+    parts += [f"[{o.name} <{o.name}>]" for o in signature.options]
+    parts += [f"[{f.name}]" for f in signature.flags]
     return " ".join(parts)
 
 
@@ -178,9 +254,7 @@ class Dispatcher:
     async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         call = self._prepare(place, sender, split_words(text))
         if call.key is None:
-            done = await self.store.run(call.command.handler, call.request)
-            if not isinstance(done, Done):
-                return done
+            done = finished(await self.store.run(call.command.handler, call.request))
             if done.changes:  # back on the loop: hand them over before the sender is answered
                 self.answers.changed()
                 self.changed(done.changes)
@@ -206,18 +280,20 @@ class Dispatcher:
             raise NotAllowed("not_admin", refusal)
         try:
             args = match(command.signature, words[1:])
-            room = self._room(command, sender, args)
+            request = prepare(
+                command, self.settings, self.store, _actor(place, sender), args,
+                commands.front, room=sender.room,
+            )
         except CommandError as exc:
             raise CommandError(exc.reason, usage=commands.usage(command)) from None
+        room = request.room
         if command.role is Role.MANAGER and not is_admin:
             assert room is not None  # noqa: S101 - manager commands always name a room
             refusal = policy.manager_refusal(room, self.managers.state(room), sender)
             if refusal is not None:
                 raise NotAllowed("not_manager", refusal)
-        visible = tuple(self.allowed(place, sender)) if command.name == "help" else ()
-        request = Request(
-            self.settings, self.store, sender, args, room, is_admin, visible, commands.prefix
-        )
+        if command.name == "help":
+            request = replace(request, allowed=tuple(self.allowed(place, sender)))
         key = (place, command.name, room, tuple(words[1:])) if command.kept else None
         return _Call(command, request, key)
 
@@ -230,12 +306,6 @@ class Dispatcher:
             raise CommandError(f"Unknown command “{name[:40]}”. Commands: {allowed}.")
         return command
 
-    def _room(self, command: Command, sender: Sender, args: Arguments) -> str | None:
-        served = self.settings.pools.names
-        if command.room_word is not None:
-            return resolve_room(served, args[command.room_word])
-        return sender.room
-
     def is_admin(self, sender: Sender) -> bool:
         return policy.is_admin(self.settings.roles.admins, sender.jid)
 
@@ -247,5 +317,13 @@ class Dispatcher:
             manager = policy.manager_refusal(room, self.managers.state(room), sender) is None
         else:
             manager = bool(sender.jid and policy.managed_rooms(self.managers.rooms, sender.jid))
-        held = policy.level(admin=admin, manager=manager)
-        return [c for c in self.commands[place].commands.values() if policy.may_run(c.role, held)]
+        return self.commands[place].offered(policy.level(admin=admin, manager=manager))
+
+
+def _actor(place: Place, sender: Sender) -> Actor:
+    """Who asks, for the audit log: the real JID of a direct message; in a room, the real
+    JID where the room shows it, else the occupant."""
+    if place is Place.DIRECT:
+        assert sender.jid is not None  # noqa: S101 - direct messages come from a real JID
+        return Actor(sender.jid, "dm")
+    return Actor(sender.jid or f"{sender.room}/{sender.nick}", "room")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from bot import addins, names
 from bot.commands import text
-from bot.commands.grammar import PREFIX, Signature
+from bot.commands.grammar import ADDIN, COMMAND, PAGE, PREFIX, Signature
 from bot.commands.registry import CommandSet, Request
-from bot.values import Actor, Done, Link, Place, Reply, Role
+from bot.values import Done, Link, Place, Reply, Role
 
 ROOM = CommandSet(Place.ROOM, prefix=f"{PREFIX} ")
 
@@ -14,11 +14,6 @@ ROOM = CommandSet(Place.ROOM, prefix=f"{PREFIX} ")
 def _room(request: Request) -> str:
     assert request.room is not None  # noqa: S101 - room commands always have their room
     return request.room
-
-
-def _actor(request: Request) -> Actor:
-    sender = request.sender
-    return Actor(sender.jid or f"{sender.room}/{sender.nick}", "room")
 
 
 @ROOM.command("show", "says this room's add-in and its URL", kept=True)
@@ -31,30 +26,30 @@ def show(request: Request) -> Reply:
 
 
 @ROOM.command(
-    "list", "the add-ins of this room's pool", signature=Signature(options=("page",)), kept=True
+    "list", "the add-ins of this room's pool", signature=Signature(options=(PAGE,)), kept=True
 )
 def list_(request: Request) -> Reply:
     page = text.page_number(request.args.options.get("page"))
     result = addins.list_addins(request.store, pool=names.pool_of(_room(request)), page=page)
-    return Reply(text.addin_page(result, more=f"{PREFIX} list page {result.page + 1}"))
+    return Reply(text.addin_page(result, more=request.more(result.page + 1)))
 
 
 @ROOM.command(
     "attach", "makes <name> this room's add-in and tells the room", role=Role.MANAGER,
-    signature=Signature(required=("name",)),
+    signature=Signature(required=(ADDIN,)),
 )
 def attach(request: Request) -> Done[Reply | None]:
     done = addins.attach(
-        request.store, _actor(request), room=_room(request), name=request.args["name"]
+        request.store, request.actor, room=_room(request), name=request.args["name"]
     )
     return Done(None, done.changes)  # the announcement in the room is the answer
 
 
 @ROOM.command("detach", "removes this room's add-in and tells the room", role=Role.MANAGER)
 def detach(request: Request) -> Done[Reply | None]:
-    return Done(None, addins.detach(request.store, _actor(request), room=_room(request)).changes)
+    return Done(None, addins.detach(request.store, request.actor, room=_room(request)).changes)
 
 
-@ROOM.command("help", "the room commands you may run", signature=Signature(optional=("command",)))
+@ROOM.command("help", "the room commands you may run", signature=Signature(optional=(COMMAND,)))
 def help_(request: Request) -> Reply:
     return text.help_reply(request)

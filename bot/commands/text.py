@@ -120,7 +120,7 @@ def room_lines(rooms: list[RoomInfo]) -> str:
 
 def help_reply(request: Request) -> Reply:
     """Only the commands the sender may run; or one command's usage."""
-    prefix = request.prefix
+    prefix = request.front.prefix
     wanted = request.args.get("command")
     if wanted is not None:
         for command in request.allowed:

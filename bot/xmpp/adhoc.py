@@ -1,6 +1,7 @@
 """Ad-hoc commands (XEP-0050) with data forms (XEP-0004): the protocol side of the panel.
 
-The operations themselves are bot.xmpp.panel's. Here: service discovery (the command list
+The operations themselves are bot.xmpp.panel's (the chat commands declared with a form).
+Here: service discovery (the command list
 is filtered per requester, and a command node is not even described to whom it is not
 offered), sessions (each bound to the full JID that started it, expiring after ten
 minutes), forms to stanzas and back, and the checks on every step: who is asking (IQs come
@@ -31,10 +32,11 @@ from bot import policy
 from bot.errors import CommandError
 from bot.values import Actor
 from bot.xmpp.panel import (
-    OPERATIONS,
+    PANEL,
     Field,
     Operation,
     Outcome,
+    Panel,
     Requester,
     Table,
     Values,
@@ -53,7 +55,7 @@ NS_COMMANDS = "http://jabber.org/protocol/commands"
 NS_DATA = "jabber:x:data"
 SESSION_TTL_S = 600.0
 MOST_SESSIONS = 200
-PANEL = "addinbot Control Panel"
+PANEL_TITLE = "addinbot Control Panel"
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,9 @@ class _Session:
 
 
 class AdhocCommands:
-    def __init__(self, edge: XmppEdge) -> None:
+    def __init__(self, edge: XmppEdge, panel: Panel = PANEL) -> None:
         self.edge = edge
+        self.panel = panel
         self.sessions: dict[str, _Session] = {}
         register_stanza_plugin(Iq, Command)
         register_stanza_plugin(Command, Form, iterable=True)
@@ -103,17 +106,16 @@ class AdhocCommands:
         items["node"] = NS_COMMANDS
         requester = self.requester(JID(ifrom)) if ifrom else None
         if requester is not None:
-            for operation in OPERATIONS.values():
-                if may_offer(operation, requester):
-                    items.add_item(self.edge.boundjid, operation.node, operation.name)
+            for operation in self.panel.offered(requester):
+                items.add_item(self.edge.boundjid, operation.node, operation.name)
         return items
 
     def _info(self, jid: Any, node: str | None, ifrom: Any, data: Any) -> Any:
         if node == NS_COMMANDS:
             info = DiscoInfo()
-            info.add_identity("automation", "command-list", name=PANEL)
+            info.add_identity("automation", "command-list", name=PANEL_TITLE)
             return info
-        operation = OPERATIONS.get(node or "")
+        operation = self.panel.operations.get(node or "")
         if operation is None:
             return self.disco.static.get_info(jid, node, ifrom, data)
         requester = self.requester(JID(ifrom)) if ifrom else None
@@ -130,7 +132,7 @@ class AdhocCommands:
     async def _command(self, iq: Any) -> None:
         command = iq["command"]
         node, action, sid = command["node"], command["action"] or "execute", command["sessionid"]
-        operation = OPERATIONS.get(node)
+        operation = self.panel.operations.get(node)
         if operation is None:
             raise XMPPError("item-not-found")
         requester = self.requester(iq["from"])

@@ -7,8 +7,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.commands.grammar import (
+    COMMAND,
+    FORCE,
     MAX_COMMAND_CHARS,
     MAX_WORDS,
+    NAME,
+    PAGE,
+    POOL,
+    URL,
     Signature,
     match,
     split_words,
@@ -18,10 +24,10 @@ from bot.commands.grammar import (
 from bot.errors import CommandError
 
 NICK = "AddinBot"
-REGISTER = Signature(required=("name", "url"), options=("pool",))
-UNREGISTER = Signature(required=("name",), options=("pool",), flags=("force",))
-LIST = Signature(options=("pool", "page"))
-HELP = Signature(optional=("command",))
+REGISTER = Signature(required=(NAME, URL), options=(POOL,))
+UNREGISTER = Signature(required=(NAME,), options=(POOL,), flags=(FORCE,))
+LIST = Signature(options=(POOL, PAGE))
+HELP = Signature(optional=(COMMAND,))
 
 
 # --- splitting words -----------------------------------------------------------------------

@@ -230,7 +230,7 @@ async def test_chat_asks_the_rule(
 def test_the_forms_ask_the_rule(
     asked: list[tuple[str, Sender]], settings: Callable[..., Settings]
 ) -> None:
-    operation = next(o for o in panel.OPERATIONS.values() if o.command == "attach")
+    operation = panel.OPERATIONS["attach"]
     requester = panel.Requester("carol@localhost", False, (ROOM,))
 
     refusal = panel.manager_refusal(
