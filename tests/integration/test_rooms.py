@@ -218,8 +218,12 @@ async def test_the_bots_own_reflected_message_is_never_acted_on(
     # back to the bot, which must not answer itself (nor detach on its own say-so).
     service(bot).edge.send_room(room, "!addin")
     service(bot).edge.send_room(room, "!addin detach")
+    # Both are in the room (however slow it is today), and then nothing else follows.
+    said = from_bot(room, "groupchat")
+    reflected = [await bob.wait_for(said)]
+    reflected.append(await bob.wait_for(said))
     seen = await bob.expect_no_message(0.75, from_bot(room, "chat"))
-    from_the_bot = [m["body"] for m in seen if from_bot(room, "groupchat")(m)]
+    from_the_bot = [m["body"] for m in reflected + seen if said(m)]
     assert from_the_bot == ["!addin", "!addin detach"]
     assert attached(bot, room) == NAME
 
@@ -596,7 +600,16 @@ async def test_a_room_made_non_anonymous_while_the_bot_is_in_it_is_followed(
     await scene.register()
     (alice,) = await scene.occupy(room, "alice")
     await make_non_anonymous(alice, room)
-    await asyncio.sleep(QUIET_S)
+    # The bot joins again to see the room's occupants as it now shows them: wait for that,
+    # not for a while.
+    alice_jid = jid(scene.prosody, "alice")
+    rooms = service(bot).app.rooms
+
+    def sees_alice() -> bool:
+        seen = rooms.occupant(room, "alice")
+        return rooms.is_live(room) and seen is not None and seen.jid == alice_jid
+
+    await until(sees_alice, "the bot seeing alice's real JID")
     reply = await alice.ask(scene.bot_jid, f'attach {room} "{NAME}"')
     assert reply == f"{room} now has the add-in “{NAME}”: {URL}"
     # Refreshing the room's occupants made no one a newcomer: alice is told nothing privately.
