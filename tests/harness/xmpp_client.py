@@ -27,6 +27,26 @@ STOP_TIMEOUT = 5.0
 MessagePredicate = Callable[[Message], bool]
 
 
+def sent_by(sender: str, kind: str | None = None, body: str | None = None) -> MessagePredicate:
+    """A message from ``sender`` with a body: a full JID (``room@muc/nick``) must match
+    exactly, a bare one matches any resource of it. With ``kind``, of that type only; with
+    ``body``, saying exactly that.
+
+    Waiting for the message a test means, rather than for "the next one", keeps it from
+    racing whatever else may be on its way (a welcome, an announcement)."""
+    peer = JID(sender)
+
+    def match(msg: Message) -> bool:
+        origin = msg["from"]
+        if origin.bare != peer.bare or (peer.resource and origin.resource != peer.resource):
+            return False
+        if kind is not None and msg["type"] != kind:
+            return False
+        return bool(msg["body"]) and (body is None or msg["body"] == body)
+
+    return match
+
+
 def describe(msg: Message) -> str:
     """One line per message, for assertion texts."""
     text = msg["body"] or (f"subject={msg['subject']!r}" if msg["subject"] else "")
@@ -149,6 +169,34 @@ class TestClient(slixmpp.ClientXMPP):
             raise TimeoutError(
                 f"{self.boundjid.bare}: no matching message within {timeout} s; unread: {seen}"
             ) from None
+
+    async def wait_for(
+        self, predicate: MessagePredicate, timeout: float = 5.0
+    ) -> Message:
+        """The oldest unread message matching ``predicate``, waiting for it if need be.
+
+        Every other message stays unread, in order, for later readers: what a test waits
+        for cannot be taken for something else that happened to come first."""
+        return await self.next_message(timeout, predicate)
+
+    async def nothing_before(
+        self,
+        marker: MessagePredicate,
+        unwanted: MessagePredicate,
+        timeout: float = 5.0,
+    ) -> Message:
+        """Wait for the message matching ``marker``; fail if a message matching
+        ``unwanted`` came before it. Returns the marker; the others stay unread.
+
+        For "the bot said nothing to that": ask it something it answers in order after it
+        (a barrier), and check what came before the answer, rather than wait a fixed time
+        that a slow bot outlasts or unrelated traffic fills."""
+        found = await self.next_message(timeout, lambda m: marker(m) or unwanted(m))
+        if not marker(found):
+            raise AssertionError(
+                f"{self.boundjid.bare} got {describe(found)} before the message it waited for"
+            )
+        return found
 
     def drain(self) -> list[Message]:
         """Take every unread message, oldest first."""

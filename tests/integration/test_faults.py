@@ -523,7 +523,9 @@ async def test_postgres_stopped_commands_get_a_clear_error_and_the_bot_recovers(
         assert time.monotonic() - started < 10
         # The change follower has met the outage and keeps going.
         await until(lambda: "cannot read changes" in caplog.text, "the follower to notice", 5)
-        await asyncio.sleep(2.5)  # at least one more poll while the database is away
+        # ... and looks again at its next poll, the database still away: it has not died.
+        await until(lambda: caplog.text.count("cannot read changes") >= 2,
+                    "the follower to look again", 10)
         assert service.edge.online.is_set()
         assert service.app.announcer._task is not None
         assert not service.app.announcer._task.done()

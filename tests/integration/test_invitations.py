@@ -15,7 +15,7 @@ from slixmpp.exceptions import IqError
 from bot import addins
 from bot.invitations import DECLINED
 from tests.harness.prosody import Prosody
-from tests.harness.xmpp_client import TestClient
+from tests.harness.xmpp_client import TestClient, sent_by
 from tests.integration.conftest import BotHandle, jid
 
 pytestmark = pytest.mark.xmpp
@@ -112,7 +112,11 @@ async def test_an_owners_mediated_invitation_is_checked_in_the_room_and_accepted
     await until(lambda: addins.room_info(engine(bot), room).joined, "the room remembered")
     (row,) = [e for e in audit_rows(bot) if e.room == room]
     assert (row.action, row.actor, row.via) == ("join", jid(prosody, "alice"), "invite")
-    await asyncio.sleep(QUIET_S)
+    # Answered in the room, the bot is there; a leave or rejoin it made before answering
+    # would have reached alice before the answer.
+    alice.send_groupchat(room, "!addin")
+    said = await alice.wait_for(sent_by(f"{room}/{NICK}", "groupchat"), timeout=10)
+    assert said["body"] == "This room has no add-in."
     assert seen.empty(), "the bot left, or joined again"  # it stayed: no leave, no rejoin
     assert bot.service is not None
     assert bot.service.app.rooms.is_live(room)

@@ -30,7 +30,7 @@ from bot.config import load_settings
 from bot.rooms import NICK_FIXED, SELF
 from bot.values import Message as Inbound
 from tests.harness.prosody import Prosody
-from tests.harness.xmpp_client import TestClient
+from tests.harness.xmpp_client import TestClient, sent_by
 from tests.integration.conftest import PASSWORD, XMPP, BotHandle, jid, write_config
 
 pytestmark = pytest.mark.xmpp
@@ -742,13 +742,21 @@ async def test_under_a_nickname_the_server_assigned_the_bot_ignores_its_own_word
 
         # The nickname it asked for is now anyone's: it earns nothing, and it is not the bot.
         assert await join_raw(mallory, room, NICK) == NICK
+        # She joined a room with an add-in: the bot welcomes her privately, in its own time.
+        # Each private message is waited for by what it says, so neither is taken for the
+        # other whichever comes first.
+        helper = f"{room}/Helper"
+        await mallory.wait_for(sent_by(helper, "chat", attached_sentence(NAME, URL)))
         mallory.send_groupchat(room, "!addin detach")
-        refusal = await told_privately(mallory, room, "Helper")
-        assert refusal == f"Only the owners and admins of {room} may do that."
+        refusal = f"Only the owners and admins of {room} may do that."
+        await mallory.wait_for(sent_by(helper, "chat", refusal))
         mallory.send_groupchat(room, f"{NICK}: detach")  # not the bot's name any more
         mallory.send_groupchat(room, "Helper: show")
+        # mallory's commands are answered in order: nothing before the answer to the second
+        # means nothing was made of the first.
+        shown = sent_by(helper, "groupchat", attached_sentence(NAME, URL))
         for client in (mallory, alice):
-            assert await said_in_room(client, room, "Helper") == attached_sentence(NAME, URL)
+            await client.nothing_before(shown, anything_from_bot(room, "Helper"))
         await alice.expect_no_message(QUIET_S, anything_from_bot(room, "Helper"))
         assert attached(handle, room) == NAME
     finally:
@@ -815,9 +823,10 @@ async def test_an_occupants_presence_showing_error_does_not_put_the_bot_out_of_t
     bob.add_event_handler("groupchat_presence", watch)
     send_raw(alice, f"<presence to={quoteattr(f'{room}/alice')}><show>error</show></presence>")
     assert await asyncio.wait_for(shown.get(), 5) == "error"  # the room passed it on
-    await asyncio.sleep(QUIET_S)
 
-    assert bot_presence.empty(), "the bot left or rejoined the room"
-    assert service(bot).app.rooms.is_live(room)
+    # The room sent the bot alice's presence before bob's command: once the answer is
+    # here, a leave or rejoin it caused would have reached bob before it.
     bob.send_groupchat(room, "!addin")
     assert NAME in await said_in_room(bob, room)
+    assert bot_presence.empty(), "the bot left or rejoined the room"
+    assert service(bot).app.rooms.is_live(room)
