@@ -55,10 +55,12 @@ REJOIN_FIRST_S = 2.0
 REJOIN_MOST_S = 300.0
 BOT = Actor("addinbot", "bot")
 # Stop trying for good on these; a kick or a vanished stream is retried.
-FINAL_EXITS = {Exit.BANNED, Exit.DESTROYED, Exit.REMOVED}
+FINAL_EXITS = frozenset({Exit.BANNED, Exit.DESTROYED, Exit.REMOVED})
 MAX_NICK_TRIES = 3
 ANONYMITY_CHANGED = frozenset({NOW_NON_ANONYMOUS, NOW_SEMI_ANONYMOUS, NOW_FULLY_ANONYMOUS})
-FINAL_JOIN_ERRORS = {"forbidden", "registration-required", "not-authorized", "item-not-found"}
+FINAL_JOIN_ERRORS = frozenset(
+    {"forbidden", "registration-required", "not-authorized", "item-not-found"}
+)
 
 
 @dataclass(frozen=True)
