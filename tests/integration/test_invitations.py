@@ -120,7 +120,7 @@ async def test_an_owners_mediated_invitation_is_checked_in_the_room_and_accepted
     assert seen.empty(), "the bot left, or joined again"  # it stayed: no leave, no rejoin
     assert bot.service is not None
     assert bot.service.app.rooms.is_live(room)
-    assert room in bot.service.app.wanted
+    assert room in bot.service.app.membership.wanted
 
 
 async def test_a_participants_invitation_is_declined_and_the_bot_leaves(

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 from slixmpp import JID, Message, Presence
 
-from bot import addins
-from bot import app as bot_app
+from bot import addins, membership
 from bot.announce import attached_sentence
 from bot.config import load_settings
 from bot.runner import Service
@@ -524,7 +523,7 @@ async def test_an_add_in_of_another_pool_cannot_be_attached(
 async def test_kicked_the_bot_rejoins_banned_it_stops_and_says_why(
     scene: Scene, bot: BotHandle, room: str, prosody: Prosody, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bot_app, "REJOIN_FIRST_S", REJOIN_S)  # 2 s in production
+    monkeypatch.setattr(membership, "REJOIN_FIRST_S", REJOIN_S)  # 2 s in production
     (alice,) = await scene.occupy(room, "alice")
     app = service(bot).app
     bot_presences: asyncio.Queue[str] = asyncio.Queue()

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 from slixmpp import JID, Message
 
-from bot import addins
-from bot import app as bot_app
+from bot import addins, membership
 from bot.announce import attached_sentence
 from bot.xmpp.liveness import SelfPing, self_ping_verdict
 from tests.harness.prosody import PROSODYCTL_BIN, Prosody
@@ -242,7 +241,7 @@ async def test_a_room_that_silently_dropped_the_bot_is_rejoined(
     bot: BotHandle, people: People, prosody: Prosody, room: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(bot_app, "REJOIN_FIRST_S", 0.2)  # 2 s in production
+    monkeypatch.setattr(membership, "REJOIN_FIRST_S", 0.2)  # 2 s in production
     alice = await served_room_with_addin(bot, people, prosody, room)
     edge, app = service(bot).edge, service(bot).app
     seen = watch_bot(alice, room)

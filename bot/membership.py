@@ -1,0 +1,164 @@
+"""Which rooms the bot should be in, and getting it (back) into them.
+
+The rooms it serves are the remembered ones (joined by an admin or an accepted invitation)
+in a served pool, and `rooms.autojoin`. They are joined when the stream comes up, joined
+again after a kick or a silent drop (waiting longer each time, up to REJOIN_MOST_S), under
+another nickname when someone sits on its own, and given up for good — and remembered as
+stopped — when the room bans it, is destroyed, or refuses it for good. Plain values in,
+Transport calls out; it lives in the app (bot.app.App), on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from bot import addins, names
+from bot.config import Settings
+from bot.rooms import Rooms
+from bot.values import Actor, AuditEntry, Change, Transport
+from store import Store
+
+log = logging.getLogger(__name__)
+
+REJOIN_FIRST_S = 2.0
+REJOIN_MOST_S = 300.0
+MAX_NICK_TRIES = 3
+BOT = Actor("addinbot", "bot")
+
+
+class Membership:
+    def __init__(
+        self, settings: Settings, store: Store, rooms: Rooms, transport: Transport, *,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        changed: Callable[[Sequence[Change]], None],
+    ) -> None:
+        assert settings.xmpp is not None  # noqa: S101 - checked before the bot is built
+        self.settings = settings
+        self.store = store
+        self.rooms = rooms
+        self.transport = transport
+        self.spawn = spawn
+        self.changed = changed  # on the loop: changes made here (a room given up)
+        self.nick = settings.xmpp.nick
+        self.online = False
+        self.wanted: set[str] = set()  # rooms the bot should be in
+        # The rooms joined together on connecting, not yet answered: logged as one line.
+        self._first_joins: set[str] = set()
+        self._first_joined = self._first_total = 0
+        self._rejoin_delay: dict[str, float] = {}
+        self._nick_tries: dict[str, int] = {}  # nickname conflicts met per room
+        self._timers: dict[str, asyncio.TimerHandle] = {}
+
+    async def join_all(self) -> None:
+        """The stream is up: join every room the bot serves."""
+        remembered = await self.store.run(addins.list_rooms, self.store, joined_only=True)
+        served = set(self.settings.pools.names)
+        self.wanted = set(self.settings.rooms.autojoin) | {
+            info.jid for info in remembered if names.pool_of(info.jid) in served
+        }
+        self._first_joins, self._first_joined = set(self.wanted), 0
+        self._first_total = len(self.wanted)
+        for room in sorted(self.wanted):
+            self.join(room)
+
+    def leave_all(self) -> None:
+        """The bot stops: leave every room (and forget none of them)."""
+        for timer in self._timers.values():
+            timer.cancel()
+        leaving, self.wanted = sorted(self.wanted), set()
+        for room in leaving:
+            nick = self.rooms.nick_in(room)
+            if nick is not None and self.online:
+                with contextlib.suppress(Exception):  # one bad room must not keep us in others
+                    self.transport.leave(room, nick)
+
+    def join(self, room: str) -> None:
+        self._timers.pop(room, None)
+        if not self.online or room not in self.wanted:
+            return
+        tries = self._nick_tries.get(room, 0)
+        nick = self.nick if not tries else f"{self.nick}{'_' * tries}"
+        self.rooms.joining(room, nick)
+        try:
+            self.transport.join(room, nick)
+        except Exception:  # e.g. an address stored before it was checked: skip just this room
+            log.exception("cannot join %s", room)
+            self.rooms.forget(room)
+            self.gone(room, "cannot join: not a valid room address", final=True)
+
+    def joined(self, room: str) -> None:
+        """The room let the bot in. A line per room joined, but one for all the rooms joined
+        together on connecting: at a thousand rooms, a line each costs the start-up a tenth
+        of its time."""
+        self._rejoin_delay.pop(room, None)
+        if room not in self._first_joins:
+            log.info("joined %s", room)
+            return
+        log.debug("joined %s", room)
+        self._first_joined += 1
+        self._first_answered(room)
+
+    def join_refused(self, room: str, condition: str, *, final: bool) -> None:
+        if condition == "conflict":
+            # Someone sits on our nickname there: take the next one rather than wait for it.
+            tries = self._nick_tries.get(room, 0) + 1
+            self._nick_tries[room] = tries
+            if tries <= MAX_NICK_TRIES:
+                self.join(room)
+                return
+        self.gone(room, f"join refused: {condition}", final=final)
+
+    def keep(self, room: str, keep: bool) -> None:
+        """An invitation was accepted in a room the bot joined to look at: it stays."""
+        if keep:
+            self.wanted.add(room)
+        else:
+            self.wanted.discard(room)
+
+    def follow(self, change: AuditEntry) -> None:
+        """A `join` or `leave` made anywhere (chat, a form, the command line, another
+        process): be in the room, or out of it."""
+        room = change.room
+        if room is None or names.pool_of(room) not in self.settings.pools.names:
+            return
+        if change.action == "join" and room not in self.wanted:
+            self.wanted.add(room)
+            self.join(room)
+        elif change.action == "leave" and room in self.wanted:
+            self.wanted.discard(room)
+            nick = self.rooms.nick_in(room)
+            self.rooms.forget(room)
+            if nick is not None and self.online:
+                self.transport.leave(room, nick)
+
+    def gone(self, room: str, why: str, *, final: bool) -> None:
+        """The bot is out of `room`: join again in a while, or (final) give it up."""
+        self._first_answered(room)
+        if room not in self.wanted:
+            return  # we left it on purpose
+        if final:
+            log.warning("stopped trying %s: %s", room, why)
+            self.wanted.discard(room)
+            self.spawn(self._record_stop(room, why))
+            return
+        delay = self._rejoin_delay.get(room, REJOIN_FIRST_S)
+        self._rejoin_delay[room] = min(delay * 2, REJOIN_MOST_S)
+        log.warning("out of %s (%s); rejoining in %.0f s", room, why, delay)
+        loop = asyncio.get_running_loop()
+        self._timers[room] = loop.call_later(delay, self.join, room)
+
+    def _first_answered(self, room: str) -> None:
+        if room in self._first_joins:
+            self._first_joins.discard(room)
+            if not self._first_joins:
+                log.info("joined %d of %d rooms", self._first_joined, self._first_total)
+
+    async def _record_stop(self, room: str, why: str) -> None:
+        done = await self.store.run(
+            addins.set_joined, self.store, BOT, room=room, joined=False, reason=why[:255]
+        )
+        self.changed(done.changes)
