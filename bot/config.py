@@ -10,6 +10,7 @@ import ipaddress
 import os
 import re
 import tomllib
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -74,11 +75,26 @@ class XmppSettings(_Section):
     tls: Literal["starttls", "direct", "plain"] = "starttls"
     ca_file: Path | None = None
     nick: str = Field(default="AddinBot", min_length=1, max_length=64)
+    # Fixed, so that clients can open the Control Panel at addinbot@host/addinbot.
+    resource: str = Field(default="addinbot", min_length=1, max_length=64)
 
     @field_validator("jid")
     @classmethod
     def _jid(cls, value: str) -> str:
         return normalise_bare_jid(value)
+
+    @field_validator("resource")
+    @classmethod
+    def _resource(cls, value: str) -> str:
+        if any(c.isspace() or unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn")
+               for c in value):
+            raise ValueError("a resource has no white space, control or invisible characters")
+        return value
+
+    @property
+    def full_jid(self) -> str:
+        """The bot's JID with its resource: where its Control Panel is."""
+        return f"{self.jid}/{self.resource}"
 
     @property
     def server_host(self) -> str:

@@ -65,7 +65,7 @@ def configure_transport(client: slixmpp.ClientXMPP, settings: XmppSettings) -> N
 
 class XmppEdge(slixmpp.ClientXMPP):
     def __init__(self, settings: XmppSettings, password: str, services: list[str]) -> None:
-        super().__init__(settings.jid, password)
+        super().__init__(settings.full_jid, password)
         self.settings = settings
         self.services = frozenset(services)  # the MUC services served: their JIDs are rooms
         self.bot: Bot | None = None

@@ -139,6 +139,17 @@ async def test_the_bot_says_what_it_is_and_its_version(bot: BotHandle, people: P
     assert not version["os"]  # the operating system is nobody's business
 
 
+async def test_the_forms_open_at_a_fixed_address(bot: BotHandle, people: People) -> None:
+    """The bot's resource is `xmpp.resource` (default "addinbot"), not a random one: a
+    client can be told once where the Control Panel is (addinbot@host/addinbot)."""
+    admin = await panel_user(people, "admin")
+    fixed = JID(f"{bot.settings.xmpp.jid}/addinbot")
+    assert await offered(admin, fixed) == ADMIN_NODES
+    result = await execute(admin, fixed, "list")  # needs no form: its answer at once
+    assert result["command"]["status"] == "completed"
+    assert notes(result) == [("info", "No add-ins are registered in conference.localhost.")]
+
+
 # --- 1: discovery, filtered per requester --------------------------------------------------
 
 

@@ -83,8 +83,16 @@ def test_defaults_follow_the_contract(tmp_path: Path) -> None:
     assert settings.xmpp.tls == "starttls"
     assert (settings.xmpp.server_host, settings.xmpp.server_port) == ("example.org", 5222)
     assert settings.xmpp.nick == "AddinBot"
+    assert settings.xmpp.full_jid == "bot@example.org/addinbot"
     assert settings.store.url == "sqlite:///addinbot.db"
     assert settings.announce.cooldown_s == 86400
+
+
+@pytest.mark.parametrize("resource", ["", "two words", "tab\there", "zero\u200bwidth"])
+def test_a_resource_that_is_no_fixed_address_is_refused(tmp_path: Path, resource: str) -> None:
+    text = GOOD.replace('nick = "Helper"', f'nick = "Helper"\nresource = "{resource}"')
+    [problem] = problems(write(tmp_path, text))
+    assert problem.startswith("config: xmpp.resource: "), problem
 
 
 def test_direct_tls_defaults_to_port_5223(tmp_path: Path) -> None:
