@@ -16,7 +16,7 @@ import asyncio
 import logging
 import secrets
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from slixmpp import JID, Iq
@@ -176,16 +176,32 @@ class AdhocCommands:
         del self.sessions[sid]
         if asyncio.get_running_loop().time() - session.started > SESSION_TTL_S:
             raise _command_error("not-allowed", "session-expired")
+        given = _given(iq["command"].xml, session.fields)
         try:
-            values = _submitted(iq["command"].xml, session.fields)
+            _check_required(session.fields, given)
+            outcome = await self._attempt(operation, requester, given)
         except CommandError as exc:
-            self._reply(iq, sid, "completed", Outcome(exc.reason, error=True))
+            # Bad input or a refusal: the same form again, with what was typed in and why it
+            # was refused, so nothing typed is lost; the session goes on.
+            fields = [replace(f, value=given.get(f.var, f.value)) for f in session.fields]
+            self.sessions[sid] = replace(session, fields=tuple(fields))
+            self._reply(iq, sid, "executing", Outcome(exc.reason, error=True),
+                        form=self._form(operation, fields))
             return
-        self._reply(iq, sid, "completed", await self._run(operation, requester, values))
+        self._reply(iq, sid, "completed", outcome)
 
     async def _run(self, operation: Operation, requester: Requester, values: Values) -> Outcome:
+        """A command that needs no form: its outcome, a refusal as an error note."""
+        try:
+            return await self._attempt(operation, requester, values)
+        except CommandError as exc:
+            return Outcome(exc.reason, error=True)
+
+    async def _attempt(
+        self, operation: Operation, requester: Requester, values: Values
+    ) -> Outcome:
         """The same rules as chat: the role (checked by the caller), the manager's room,
-        then bot.addins off the loop."""
+        then bot.addins off the loop. A refusal raises CommandError."""
         bot = self.edge.bot
         assert bot is not None  # noqa: S101 - requester() saw it
         try:
@@ -196,9 +212,7 @@ class AdhocCommands:
             outcome = await bot.store.run(
                 operation.run, bot.settings, bot.store, actor, values
             )
-        except CommandError as exc:
-            return Outcome(exc.reason, error=True)
-        except XMPPError:
+        except (CommandError, XMPPError):
             raise
         except Exception:
             ref = secrets.token_hex(4)
@@ -283,7 +297,7 @@ def _command_error(condition: ErrorConditions, specific: str) -> XMPPError:
     return XMPPError(condition, extension=specific, extension_ns=NS_COMMANDS)
 
 
-def _submitted(command: ET.Element, fields: tuple[Field, ...]) -> Values:
+def _given(command: ET.Element, fields: tuple[Field, ...]) -> Values:
     """The values of the submitted form for the fields the form asked for."""
     wanted = {spec.var: spec for spec in fields}
     values: Values = {}
@@ -299,7 +313,10 @@ def _submitted(command: ET.Element, fields: tuple[Field, ...]) -> Values:
             if spec.kind == "boolean":
                 given = "1" if given.strip().lower() in ("1", "true") else "0"
             values[var] = given
+    return values
+
+
+def _check_required(fields: tuple[Field, ...], values: Values) -> None:
     for spec in fields:
         if spec.required and not values.get(spec.var):
             raise CommandError(f"Fill in “{spec.label}”.")
-    return values

@@ -289,16 +289,28 @@ async def test_bad_input_is_refused_with_the_reason_and_nothing_is_stored(
 ) -> None:
     to = bot_jid(bot)
     admin = await panel_user(people, "admin")
-    _, done = await run_form(admin, to, "register", {"name": "Evil", "url": "javascript:x"})
-    assert done["command"]["status"] == "completed"
-    ((kind, text),) = notes(done)
+    first, again = await run_form(admin, to, "register", {"name": "Evil", "url": "javascript:x"})
+    # The form comes back, with the reason and with what was typed in: nothing is lost ...
+    assert again["command"]["status"] == "executing"
+    assert again["command"]["sessionid"] == first["command"]["sessionid"]
+    ((kind, text),) = notes(again)
     assert kind == "error"
     assert text.startswith("URL refused: ")
-    _, done = await run_form(admin, to, "register", {"url": URL})
-    assert notes(done) == [("error", "Fill in “Name”.")]
-    _, done = await run_form(admin, to, "update", {"name": "Nothing", "url": URL})
-    assert notes(done)[0][0] == "error"
+    kept = fields_of(again)
+    assert (kept["name"]["value"], kept["url"]["value"]) == ("Evil", "javascript:x")
     assert audit_rows(bot) == []
+    # ... and the same session takes the corrected form.
+    done = await submit(admin, to, again, {"name": "Evil", "url": URL})
+    assert done["command"]["status"] == "completed"
+    assert notes(done) == [("info", f"Registered “Evil” in conference.localhost: {URL}")]
+
+    _, again = await run_form(admin, to, "register", {"url": URL})
+    assert notes(again) == [("error", "Fill in “Name”.")]
+    assert fields_of(again)["url"]["value"] == URL
+    _, again = await run_form(admin, to, "update", {"name": "Nothing", "url": URL})
+    assert again["command"]["status"] == "executing"
+    assert notes(again)[0][0] == "error"
+    assert [row.action for row in audit_rows(bot)] == ["register"]
 
 
 # --- 1: managers ---------------------------------------------------------------------------
