@@ -277,6 +277,16 @@ class AdhocCommands:
         """A result form (reported columns, one item a row), built directly: it may be long,
         and it is built on the loop."""
         form = ET.Element(f"{{{NS_DATA}}}x", {"type": "result"})
+        # The same rows as text, first: clients that show no multi-item table (profanity and
+        # poezio among them) still show a text-multi field.
+        text = ET.SubElement(
+            form, f"{{{NS_DATA}}}field", {"var": "text", "type": "text-multi", "label": "List"}
+        )
+        for row in table.rows:
+            line = "; ".join(
+                f"{label}: {value}" for (_var, label), value in zip(table.columns, row, strict=True)
+            )
+            ET.SubElement(text, f"{{{NS_DATA}}}value").text = line
         reported = ET.SubElement(form, f"{{{NS_DATA}}}reported")
         for var, label in table.columns:
             ET.SubElement(reported, f"{{{NS_DATA}}}field", {"var": var, "label": label})

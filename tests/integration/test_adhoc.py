@@ -204,6 +204,10 @@ async def test_an_admin_runs_every_operation_through_forms(
     assert [dict(row) for row in table["items"]] == [
         {"name": NAME, "url": URL, "rooms": "0"}
     ]
+    # The same rows as text, for clients that show no table (profanity, poezio).
+    text = table.get_fields()["text"]
+    assert text["type"] == "text-multi"
+    assert text["value"] == [f"Name: {NAME}; URL: {URL}; Rooms using it: 0"]
 
     _, done = await run_form(admin, to, "join", {"room": room})
     assert notes(done) == [("info", f"Joining {room}; the bot will rejoin it after restarts.")]
