@@ -78,6 +78,7 @@ class App:
         self.dispatcher = Dispatcher(
             settings, store, self.rooms, {Place.DIRECT: DIRECT, Place.ROOM: ROOM},
             changed=lambda changes: self.announcer.handed(changes),  # said after the reply
+            exists=transport.room_exists,
         )
         self.announcer = Announcer(
             store, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,

@@ -156,6 +156,10 @@ class LogSettings(_Section):
 
 class MetricsSettings(_Section):
     listen: str | None = None  # "127.0.0.1:9811": serve /metrics and /health there; off if unset
+    # A non-loopback `listen` must be asked for, and then needs a bearer token.
+    allow_remote: bool = False
+    token: SecretStr | None = None  # or token_file; asked as "Authorization: Bearer <token>"
+    token_file: Path | None = None
 
     @field_validator("listen")
     @classmethod
@@ -167,6 +171,38 @@ class MetricsSettings(_Section):
     @property
     def address(self) -> tuple[str, int] | None:
         return listen_address(self.listen) if self.listen else None
+
+    def secret(self) -> str | None:
+        """The bearer token every request must carry; None: none asked (loopback only)."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            return self.token_file.read_text(encoding="utf-8").strip()
+        return None
+
+    def problems(self) -> list[str]:
+        """A metrics endpoint beyond loopback only when asked for, and never without a token."""
+        address = self.address
+        problems: list[str] = []
+        if self.token is not None and self.token_file is not None:
+            problems.append("config: metrics: set token or token_file, not both")
+        if self.token_file is not None and not self.token_file.is_file():
+            problems.append(f"config: metrics.token_file: {self.token_file} is not a readable file")
+        elif self.token is not None and len(self.token.get_secret_value().strip()) < 16:
+            problems.append("config: metrics.token: use at least 16 characters")
+        if address is None or is_loopback_host(address[0]):
+            return problems
+        if not self.allow_remote:
+            problems.append(
+                f"config: metrics.listen: {address[0]} is not a loopback address; set "
+                "metrics.allow_remote = true (with metrics.token or token_file) to serve it"
+            )
+        elif self.token is None and self.token_file is None:
+            problems.append(
+                "config: metrics.listen: a non-loopback address needs metrics.token or "
+                "metrics.token_file (asked as a bearer token)"
+            )
+        return problems
 
 
 def listen_address(value: str) -> tuple[str, int]:
@@ -272,6 +308,7 @@ def _cross_checks(settings: Settings) -> list[str]:
                 f'config: xmpp.tls: "plain" is only allowed for a loopback host, '
                 f"not {xmpp.server_host}"
             )
+    problems.extend(settings.metrics.problems())
     pools = set(settings.pools.names)
     for room in settings.rooms.autojoin:
         if room.split("@", 1)[1] not in pools:

@@ -52,6 +52,8 @@ class Membership:
         self._rejoin_delay: dict[str, float] = {}
         self._nick_tries: dict[str, int] = {}  # nickname conflicts met per room
         self._timers: dict[str, asyncio.TimerHandle] = {}
+        self._asking: set[str] = set()  # rooms asked whether they exist, not yet answered
+        self.absent: set[str] = set()  # rooms found not to exist (tried again later)
 
     async def join_all(self) -> None:
         """The stream is up: join every room the bot serves."""
@@ -77,9 +79,28 @@ class Membership:
                     self.transport.leave(room, nick)
 
     def join(self, room: str) -> None:
+        """Join `room` once it answers that it exists: a join to a missing room would create
+        it, with the bot its owner. A missing room (or no answer) is tried again later."""
         self._timers.pop(room, None)
+        if not self.online or room not in self.wanted or room in self._asking:
+            return
+        self._asking.add(room)
+        self.spawn(self._join_if_there(room))
+
+    async def _join_if_there(self, room: str) -> None:
+        try:
+            exists = await self.transport.room_exists(room)
+        finally:
+            self._asking.discard(room)
         if not self.online or room not in self.wanted:
             return
+        if exists is not True:
+            if exists is False:
+                self.absent.add(room)
+            why = "the room does not exist" if exists is False else "no answer to disco#info"
+            self.gone(room, why, final=False)
+            return
+        self.absent.discard(room)
         tries = self._nick_tries.get(room, 0)
         nick = self.nick if not tries else f"{self.nick}{'_' * tries}"
         self.rooms.joining(room, nick)

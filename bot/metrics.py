@@ -10,12 +10,16 @@ connected to XMPP and the database answers, else 503 with one line per problem. 
 served unless `listen` is set.
 
 The server runs in threads of its own (the standard library's HTTP server): a scrape never
-waits for the event loop, and a slow database check never holds it up.
+waits for the event loop, and a slow database check never holds it up. It serves at most
+MOST_CONNECTIONS connections at once; the rest are closed at once, so a flood of idle
+connections costs the bot no threads. Given a token (`[metrics] token`, required off
+loopback), it answers only requests carrying it as `Authorization: Bearer <token>`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import socket
@@ -41,6 +45,7 @@ ANNOUNCEMENTS = ("room", "joiner")
 
 REQUEST_TIMEOUT_S = 5.0
 HEALTH_DB_TIMEOUT_S = 3.0
+MOST_CONNECTIONS = 8  # served at once; more are closed without a word
 NOT_FOUND = b"not found: try /metrics or /health\n"
 
 
@@ -158,8 +163,9 @@ class MetricsServer:
 
     def __init__(
         self, *, database_problem: Callable[[], str | None], connected: Callable[[], bool],
-        rooms_joined: Callable[[], int], metrics: Metrics = METRICS,
+        rooms_joined: Callable[[], int], metrics: Metrics = METRICS, token: str | None = None,
     ) -> None:
+        self.token = token.encode() if token else None  # every request must carry it
         self.database_problem = database_problem  # None, or what is wrong (blocking)
         self.connected = connected
         self.scrape = Scrape(metrics, connected, rooms_joined)
@@ -195,6 +201,17 @@ class MetricsServer:
     def health(self) -> list[str]:
         """What is wrong, one line each; empty when healthy (blocking, at most a few s)."""
         problems = [] if self.connected() else ["xmpp: not connected"]
+        return self._check(problems)
+
+    def authorised(self, header: str | None) -> bool:
+        """The request carries the token (or none is asked)."""
+        if self.token is None:
+            return True
+        scheme, _, given = (header or "").partition(" ")
+        offered = given.strip().encode()
+        return scheme.lower() == "bearer" and hmac.compare_digest(offered, self.token)
+
+    def _check(self, problems: list[str]) -> list[str]:
         answer: list[str | None] = []
         # A daemon thread: a database that never answers holds neither this request nor
         # the process's exit.
@@ -216,7 +233,24 @@ class _HttpServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     def __init__(self, address: tuple[str, int], owner: MetricsServer) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.owner = owner
+        self.active = 0  # connections being served, each on a thread
+        self.active_lock = threading.Lock()
         super().__init__(address, _Handler)
+
+    def verify_request(self, request: Any, client_address: Any) -> bool:
+        """At most MOST_CONNECTIONS at once: any more is closed now, costing no thread."""
+        with self.active_lock:
+            if self.active >= MOST_CONNECTIONS:
+                return False
+            self.active += 1
+            return True
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self.active_lock:
+                self.active -= 1
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -244,7 +278,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self, *, send_body: bool) -> None:
         owner = self.server.owner  # type: ignore[attr-defined]
         plain = "text/plain; charset=utf-8"
-        if self._path() == "/metrics":
+        if not owner.authorised(self.headers.get("Authorization")):
+            self._send(401, b"a bearer token is required\n", plain, send_body=send_body,
+                       extra={"WWW-Authenticate": 'Bearer realm="addinbot"'})
+        elif self._path() == "/metrics":
             encode, content_type = choose_encoder(self.headers.get("Accept", ""))
             self._send(200, encode(owner.scrape), content_type, send_body=send_body)
         elif self._path() == "/health":
@@ -256,8 +293,13 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, NOT_FOUND, plain, send_body=send_body)
 
-    def _send(self, status: int, body: bytes, content_type: str, *, send_body: bool = True) -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str, *, send_body: bool = True,
+        extra: dict[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         self.send_header("Connection", "close")
@@ -276,13 +318,14 @@ def _url_host(host: str) -> str:
 
 async def start_metrics(
     address: tuple[str, int] | None, *, database_problem: Callable[[], str | None],
-    connected: Callable[[], bool], rooms_joined: Callable[[], int],
+    connected: Callable[[], bool], rooms_joined: Callable[[], int], token: str | None = None,
 ) -> MetricsServer | None:
     """The server for `[metrics] listen`, started; None when metrics are off."""
     if address is None:
         return None
     server = MetricsServer(
-        database_problem=database_problem, connected=connected, rooms_joined=rooms_joined
+        database_problem=database_problem, connected=connected, rooms_joined=rooms_joined,
+        token=token,
     )
     try:
         await server.start(*address)

@@ -165,6 +165,16 @@ def look_refusal(invitation: InvitationCheck) -> str | None:
     return None
 
 
+def missing_room_refusal(room: str, exists: bool | None) -> str | None:
+    """The bot joins only rooms that exist (a join would create a missing one, with the bot
+    its owner): None if `room` was found to exist."""
+    if exists is False:
+        return f"There is no room {room}: the bot joins only rooms that exist."
+    if exists is None:
+        return f"The bot could not check that {room} exists; nothing changed. Try again later."
+    return None
+
+
 def invitation_refusal(room: str, view: RoomView | None, inviter: str) -> str | None:
     """Having joined to look: the invitation stands if the inviter manages the room, by
     the real JID the room reports (the same rule as a manager's direct-message attach)."""

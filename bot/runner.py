@@ -49,6 +49,7 @@ class Service:
         await self.app.start()
         self.metrics = await start_metrics(
             self.settings.metrics.address, database_problem=self.store.problem,
+            token=self.settings.metrics.secret(),
             connected=self.edge.online.is_set,
             # Read on the metrics server's threads: list() copies the rooms in one step.
             rooms_joined=lambda: sum(s.joined for s in list(self.app.rooms.rooms.values())),

@@ -87,6 +87,12 @@ class Transport(Protocol):
 
     def leave(self, room: str, nick: str) -> None: ...
 
+    async def room_exists(self, room: str) -> bool | None:
+        """Whether the room exists (asked of the room itself): True, False, or None when
+        there was no clear answer. A join is sent only after True: joining a room that does
+        not exist would create it."""
+        ...
+
 
 @dataclass(frozen=True)
 class Presence:

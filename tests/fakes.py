@@ -28,6 +28,7 @@ class Sent:
 class FakeEdge:
     def __init__(self, *, refuse: Iterable[str] = ()) -> None:
         self.refuse = set(refuse)
+        self.missing: set[str] = set()  # rooms that do not exist: room_exists says False
         self.sent: list[Sent] = []
         self.joined: list[str] = []
         self.left: list[str] = []
@@ -51,6 +52,9 @@ class FakeEdge:
     def leave(self, room: str, nick: str) -> None:
         self._check(room)
         self.left.append(room)
+
+    async def room_exists(self, room: str) -> bool | None:
+        return room not in self.missing
 
     # --- reading what was sent -------------------------------------------------------------
 

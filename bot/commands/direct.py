@@ -198,7 +198,7 @@ def detach(request: Request) -> Done[Reply]:
 @DIRECT.command(
     "join", "the bot joins the room and remembers it", role=Role.ADMIN,
     signature=Signature(required=(ROOM,)), room_word="room",
-    form=Form("Join a room and serve it"),
+    form=Form("Join a room and serve it"), room_must_exist=True,
 )
 def join(request: Request) -> Done[Reply]:
     room = request.room

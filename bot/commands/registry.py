@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -137,6 +137,8 @@ class Command:
     kept: bool = False
     cli: tuple[str, ...] | None = None  # its words on the command line: ("addin", "register")
     form: Form | None = None  # in the Control Panel
+    # The room it names must exist (asked of the room before anything is recorded): `join`.
+    room_must_exist: bool = False
 
     @property
     def usage(self) -> str:
@@ -177,11 +179,13 @@ class CommandSet:
         signature: Signature = NO_WORDS, usage: str | None = None,
         room_word: str | None = None, kept: bool = False,
         cli: tuple[str, ...] | None = None, form: Form | None = None,
+        room_must_exist: bool = False,
     ) -> Callable[[Handler], Handler]:
         def declare(handler: Handler) -> Handler:
             words = usage if usage is not None else _usage(signature)
             self.commands[name] = Command(
-                name, summary, role, signature, handler, words, room_word, kept, cli, form
+                name, summary, role, signature, handler, words, room_word, kept, cli, form,
+                room_must_exist,
             )
             return handler
 
@@ -203,18 +207,38 @@ def _usage(signature: Signature) -> str:
     return " ".join(parts)
 
 
+RoomExists = Callable[[str], Awaitable["bool | None"]]  # the Transport's room_exists
+
+
+async def check_room_exists(command: Command, room: str | None, exists: RoomExists) -> None:
+    """For a command whose room must exist: ask the room, and raise CommandError (nothing
+    recorded yet) unless it answered that it exists. Runs on the loop, before the handler."""
+    if not command.room_must_exist or room is None:
+        return
+    refusal = policy.missing_room_refusal(room, await exists(room))
+    if refusal is not None:
+        raise CommandError(refusal)
+
+
+async def _not_asked(_room: str) -> bool | None:
+    return None
+
+
 class Dispatcher:
     """Runs one command line for one sender: find, authorise, parse, run off the loop."""
 
     def __init__(
         self, settings: Settings, store: Store, managers: Managers,
         commands: dict[Place, CommandSet], *, changed: Callable[[Sequence[Change]], None],
+        exists: RoomExists | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.managers = managers
         self.commands = commands
         self.changed = changed  # on the loop: the changes a command committed
+        # Asks a room whether it exists (for `join`); without one, no room is joined.
+        self.exists = exists or _not_asked
         self.answers: Answers[Reply] = Answers(size=lambda reply: len(reply.text))
 
     async def run(self, place: Place, sender: Sender, text: str) -> Reply | None:
@@ -253,6 +277,7 @@ class Dispatcher:
 
     async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         call = self._prepare(place, sender, split_words(text))
+        await check_room_exists(call.command, call.request.room, self.exists)
         if call.key is None:
             done = finished(await self.store.run(call.command.handler, call.request))
             if done.changes:  # back on the loop: hand them over before the sender is answered

@@ -28,7 +28,7 @@ from bot import __version__
 from bot.config import XmppSettings
 from bot.metrics import METRICS
 from bot.values import Link
-from bot.xmpp import muc, stanzas
+from bot.xmpp import invites, muc, stanzas
 from bot.xmpp.adhoc import AdhocCommands
 from bot.xmpp.liveness import Liveness
 from bot.xmpp.protocols import Bot
@@ -105,9 +105,10 @@ class XmppEdge(slixmpp.ClientXMPP):
         """XEP-0199 ping; raises IqError (answered with an error) or IqTimeout."""
         await self.plugin["xep_0199"].send_ping(JID(jid), timeout=within_s)
 
-    async def disco_info(self, jid: str, within_s: float) -> None:
-        """XEP-0030 disco#info; raises IqError or IqTimeout."""
-        await self.plugin["xep_0030"].get_info(jid=JID(jid), timeout=within_s)
+    async def disco_info(self, jid: str, within_s: float) -> frozenset[str]:
+        """XEP-0030 disco#info: the features; raises IqError or IqTimeout."""
+        iq = await self.plugin["xep_0030"].get_info(jid=JID(jid), timeout=within_s)
+        return frozenset(str(feature) for feature in iq["disco_info"]["features"])
 
     @property
     def disco(self) -> Any:
@@ -271,6 +272,13 @@ class XmppEdge(slixmpp.ClientXMPP):
 
     def leave(self, room: str, nick: str) -> None:
         self.send_stanza(self.muc.leave_stanza(room, nick))
+
+    async def room_exists(self, room: str) -> bool | None:
+        """Ask the room (disco#info) whether it exists; what it advertises is kept for
+        reading its occupants' presences (bot.xmpp.muc: occupant ids)."""
+        exists, features = await invites.room_exists(self, room)
+        self.muc.room_features(room, features)
+        return exists
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run ``work`` as a task the edge keeps (and cancels when it stops)."""

@@ -109,12 +109,13 @@ def decline(edge: XmppEdge, received: Received) -> Decline:
     return send
 
 
-async def room_exists(edge: XmppEdge, room: str) -> bool | None:
-    """Ask the room (disco#info): True, False (item-not-found), or None (no clear answer)."""
+async def room_exists(edge: XmppEdge, room: str) -> tuple[bool | None, frozenset[str]]:
+    """Ask the room (disco#info): True, False (item-not-found), or None (no clear answer),
+    with the features it advertises (none unless it answered)."""
     try:
-        await edge.disco_info(room, EXISTS_TIMEOUT_S)
+        features = await edge.disco_info(room, EXISTS_TIMEOUT_S)
     except IqError as exc:
-        return False if exc.condition == "item-not-found" else None
+        return (False if exc.condition == "item-not-found" else None), frozenset()
     except IqTimeout:
-        return None
-    return True
+        return None, frozenset()
+    return True, features

@@ -47,6 +47,9 @@ class MucPlugin(BasePlugin):
     edge: XmppEdge  # set by attach(), before the stream connects
 
     def plugin_init(self) -> None:
+        # Rooms whose disco#info advertises XEP-0421: only their occupant ids are the room's
+        # own (elsewhere an occupant writes any id it likes into its presence).
+        self.occupant_id_rooms: set[str] = set()
         self.xmpp.add_filter("in", self._room_presence)
         # Not the "message" event: that is only raised for a message with a body.
         self.xmpp.register_handler(
@@ -103,7 +106,14 @@ class MucPlugin(BasePlugin):
         return None
 
     def to_presence(self, xml: ET.Element) -> Presence | None:
-        return stanzas.to_presence(xml)
+        return stanzas.to_presence(xml, vouches_for_ids=self.occupant_id_rooms.__contains__)
+
+    def room_features(self, room: str, features: frozenset[str]) -> None:
+        """What a room's disco#info advertises (asked before every join)."""
+        if stanzas.NS_OCCUPANT_ID in features:
+            self.occupant_id_rooms.add(room)
+        else:
+            self.occupant_id_rooms.discard(room)
 
     def _presence_error(self, stanza: Any) -> None:
         room = stanza["from"].bare.lower()
@@ -163,7 +173,7 @@ class MucPlugin(BasePlugin):
     async def _checked_invitation(self, invitation: Invitation, decline: Decline) -> None:
         """A direct invitation names any room: ask the room whether it exists at all, so
         that looking at it never creates it."""
-        exists = await invites.room_exists(self.edge, invitation.room)
+        exists = await self.edge.room_exists(invitation.room)
         bot = self.edge.bot
         if bot is not None:
             bot.on_invitation(dataclasses.replace(invitation, room_exists=exists), decline)

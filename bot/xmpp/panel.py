@@ -24,7 +24,9 @@ from bot.commands.registry import (
     Front,
     Managers,
     Outcome,
+    RoomExists,
     Table,
+    check_room_exists,
     finished,
     prepare,
 )
@@ -118,6 +120,12 @@ class Operation:
         asked += [(word, False) for word in (*sig.optional, *sig.options, *sig.flags)]
         return [f for word, needed in asked for f in _fields(word, needed, settings, store,
                                                              requester)]
+
+    async def check_room(self, settings: Settings, values: Values, exists: RoomExists) -> None:
+        """On the loop, before `run`: a room that must exist is asked (CommandError if not)."""
+        if self.command.room_must_exist and self.room_field is not None:
+            room = names.resolve_room(settings.pools.names, values.get(self.room_field, ""))
+            await check_room_exists(self.command, room, exists)
 
     def run(self, settings: Settings, store: Store, actor: Actor, values: Values) -> Outcome:
         """What the submitted form does: the command's handler (blocking)."""

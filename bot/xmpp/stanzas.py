@@ -56,8 +56,12 @@ def is_occupant_presence(xml: ET.Element) -> bool:
     )
 
 
-def to_presence(xml: ET.Element) -> Presence | None:
-    """The plain value for an occupant's presence; None when it names no occupant."""
+def to_presence(xml: ET.Element, *, vouches_for_ids: Callable[[str], bool]) -> Presence | None:
+    """The plain value for an occupant's presence; None when it names no occupant.
+
+    Its occupant id (XEP-0421) is taken only where ``vouches_for_ids(room)`` (the room
+    advertises the feature, so it strips ids occupants write themselves and adds its own),
+    and only when there is exactly one."""
     sender = JID(xml.get("from", ""))
     muc = xml.find(MUC_USER_X)
     if muc is None or not sender.resource:
@@ -65,15 +69,16 @@ def to_presence(xml: ET.Element) -> Presence | None:
     item = muc.find(f"{{{NS_MUC_USER}}}item")
     attrs = item.attrib if item is not None else {}
     real = attrs.get("jid")
-    occupant_id = xml.find(f"{{{NS_OCCUPANT_ID}}}occupant-id")
+    room = sender.bare.lower()
+    ids = xml.findall(f"{{{NS_OCCUPANT_ID}}}occupant-id") if vouches_for_ids(room) else []
     return Presence(
-        room=sender.bare.lower(),
+        room=room,
         nick=sender.resource,
         available=xml.get("type", "available") != "unavailable",
         affiliation=attrs.get("affiliation", "none"),
         role=attrs.get("role", "none"),
         jid=JID(real).bare.lower() if real else None,
-        occupant_id=occupant_id.get("id") if occupant_id is not None else None,
+        occupant_id=(ids[0].get("id") or None) if len(ids) == 1 else None,
         codes=status_codes(muc),
         new_nick=attrs.get("nick"),
         destroyed=muc.find(f"{{{NS_MUC_USER}}}destroy") is not None,

@@ -116,7 +116,7 @@ class Sender(XmppEdge):
 
     def _to_presence(self, xml: ET.Element) -> Presence | None:
         """The edge's reading of a room presence, watched for the edge's own joins."""
-        presence = stanzas.to_presence(xml)
+        presence = stanzas.to_presence(xml, vouches_for_ids=lambda _room: False)
         if presence is not None and presence.available and SELF_PRESENCE in presence.codes:
             joined = self._joining.get(presence.room)
             if joined is not None and not joined.done():

@@ -71,6 +71,19 @@ def room(prosody: Prosody) -> str:
     return f"r{uuid.uuid4().hex[:10]}@{prosody.muc}"
 
 
+async def create_room(server: Prosody | Ejabberd, room: str, owner: str = "carol") -> str:
+    """Make `room` exist (persistent; `owner` owns it) before the bot is told to join it:
+    the bot never joins a room that does not exist. Returns the room."""
+    client = TestClient(jid(server, owner), PASSWORD)
+    await client.start(server.host, server.port)
+    try:
+        await client.join_room(room, owner)
+        await client.leave_room_wait(room, owner)
+    finally:
+        await client.stop()
+    return room
+
+
 # With ADDINBOT_TEST_STORE=postgresql the bots of the integration tests keep their data in a
 # fresh PostgreSQL database each (tests/run.sh runs the suite so a second time); otherwise in
 # a fresh SQLite file. Tests about SQLite itself are marked sqlite_only and deselected there.

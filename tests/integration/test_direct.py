@@ -16,7 +16,14 @@ from bot import addins
 from bot.config import load_settings
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
-from tests.integration.conftest import PASSWORD, BotHandle, jid, new_server, write_config
+from tests.integration.conftest import (
+    PASSWORD,
+    BotHandle,
+    create_room,
+    jid,
+    new_server,
+    write_config,
+)
 
 pytestmark = pytest.mark.xmpp
 
@@ -87,7 +94,7 @@ async def test_private_message_through_a_room_never_proves_an_admin(
 ) -> None:
     assert bot.service is not None
     admin = await people("admin")
-    await admin.ask(jid(prosody, "addinbot"), f"join {room}")
+    await admin.ask(jid(prosody, "addinbot"), f"join {await create_room(prosody, room)}")
     await bot.in_room(room)
     mallory = await people("mallory")
     # The nickname is the admin's own JID and user name: it must prove nothing.

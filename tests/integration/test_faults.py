@@ -34,7 +34,7 @@ from store import Store
 from tests.harness.postgres import Postgres
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
-from tests.integration.conftest import PASSWORD, BotHandle, jid, write_config
+from tests.integration.conftest import PASSWORD, BotHandle, create_room, jid, write_config
 
 pytestmark = [pytest.mark.xmpp, pytest.mark.sqlite_only]
 
@@ -506,6 +506,7 @@ async def test_postgres_stopped_commands_get_a_clear_error_and_the_bot_recovers(
         admin, alice = await people("admin"), await people("alice")
         assert (await admin.ask(bot_jid, "register Before https://before.example.org/")
                 ).startswith("Registered “Before”")
+        await create_room(prosody, room)
         assert (await admin.ask(bot_jid, f"join {room}")).startswith(f"Joining {room}")
         await handle.in_room(room)
         await alice.join_room(room, "alice")

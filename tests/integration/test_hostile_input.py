@@ -32,7 +32,7 @@ from bot.names import name_key
 from bot.urls import validate_url
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
-from tests.integration.conftest import BotHandle, jid
+from tests.integration.conftest import BotHandle, create_room, jid
 from tests.integration.test_spoofing import (
     NICK,
     Scene,
@@ -257,6 +257,7 @@ async def test_a_room_address_is_taken_as_the_server_spells_it_or_not_at_all(
     assert snapshot(bot) == before
 
     folded = f"{local[:3]}\u200b{local[3:].upper()}@{prosody.muc}"  # zero-width, upper case
+    await create_room(prosody, room)
     assert await admin.ask(to, f"join {folded}") == (
         f"Joining {room}; the bot will rejoin it after restarts."
     )

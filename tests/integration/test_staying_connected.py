@@ -184,6 +184,12 @@ async def test_a_stream_that_cannot_be_resumed_rejoins_its_rooms(
     bot: BotHandle, people: People, prosody: Prosody, room: str
 ) -> None:
     alice = await served_room_with_addin(bot, people, prosody, room)
+    # Configured, so Prosody saves it now: a room kept only by default dies with the server,
+    # and the bot does not create it again.
+    muc = alice.plugin["xep_0045"]
+    form = await muc.get_room_config(room)
+    form.get_fields()["muc#roomconfig_persistentroom"]["value"] = True
+    await muc.set_room_config(room, form)
     edge, app = service(bot).edge, service(bot).app
     events = count_events(bot, "session_start", "session_resumed", "session_end")
     await alice.stop()

@@ -24,6 +24,7 @@ SettingsFactory = Callable[..., Settings]  # the `settings` fixture
 POOL = "conference.localhost"
 OTHER = "chat.localhost"
 ROOM = f"dev@{POOL}"
+MISSING = f"typo@{POOL}"
 URL = "https://stocks.example.org/panel"
 URL2 = "https://stocks.example.org/v2"
 
@@ -68,12 +69,19 @@ def room_with_owner_and_member(rooms: Rooms) -> None:
     rooms.update(Presence(ROOM, "AddinBot", True, codes=frozenset({SELF})))
 
 
+async def exists(room: str) -> bool | None:
+    """Every room exists but MISSING."""
+    return room != MISSING
+
+
 def make_bot(store: Store, settings: SettingsFactory, **sections: object) -> Bot:
     rooms = Rooms()
     room_with_owner_and_member(rooms)
     commands = {Place.DIRECT: DIRECT, Place.ROOM: ROOM_COMMANDS}
     handed: list[Change] = []
-    dispatcher = Dispatcher(settings(**sections), store, rooms, commands, changed=handed.extend)
+    dispatcher = Dispatcher(
+        settings(**sections), store, rooms, commands, changed=handed.extend, exists=exists
+    )
     return Bot(dispatcher, rooms, store, handed)
 
 
@@ -239,6 +247,11 @@ async def test_join_leave_and_rooms(bot: Bot) -> None:
         f"Joining {ROOM}; the bot will rejoin it after restarts."
     )
     assert await bot.say(f"join {ROOM}") == f"The bot already serves {ROOM}."
+    # A room that does not exist is not joined (that would create it), nor remembered.
+    assert await bot.say(f"join {MISSING}") == (
+        f"There is no room {MISSING}: the bot joins only rooms that exist."
+    )
+    assert MISSING not in await bot.say("rooms")
     assert await bot.say("rooms") == f"• {ROOM}: no add-in"
     assert await bot.say(f"leave {ROOM}") == f"Leaving {ROOM}."
     assert await bot.say(f"leave {ROOM}") == f"The bot does not serve {ROOM}."
