@@ -166,7 +166,7 @@ def local_actor() -> Actor:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return Actor(user, "cli")
+    return Actor(names.one_line(user, what="The local user name (LOGNAME, USER)"), "cli")
 
 
 # At a shell: the next page is asked for with --page; an answer may be long.

@@ -6,6 +6,7 @@ CommandError with the sentence the user reads.
 from __future__ import annotations
 
 import functools
+import re
 import stringprep
 import unicodedata
 from collections.abc import Sequence
@@ -15,6 +16,28 @@ from bot.errors import CommandError
 MAX_NAME = 64
 MAX_NAME_KEY = 256  # the name_key column
 MAX_ROOM_LOCAL = 1023  # bytes, as for any JID local part
+
+
+# What XML 1.0 cannot carry at all (its Char production), and besides that what breaks a
+# line: C0/C1 controls, U+2028/U+2029. A stanza holding the first makes the server close the
+# stream; a log or audit line holding the second reads as two.
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+NOT_ONE_LINE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff\U0010fffe\U0010ffff]"
+)
+REPLACEMENT = "\ufffd"
+
+
+def one_line(text: str, *, what: str) -> str:
+    """`text` unchanged when it is one line every XML stream can carry; else refused."""
+    if NOT_ONE_LINE.search(text) or NOT_XML.search(text):
+        raise CommandError(f"{what} must not contain control characters or line breaks.")
+    return text
+
+
+def audit_line(text: str) -> str:
+    """`text` as one audit line: what cannot be one line of XML text replaced by U+FFFD."""
+    return NOT_XML.sub(REPLACEMENT, NOT_ONE_LINE.sub(REPLACEMENT, text))
 
 
 def validate_name(raw: str, *, what: str = "Add-in name") -> str:

@@ -90,6 +90,7 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.add_event_handler("session_end", self._session_end)
         self.add_event_handler("disconnected", self._disconnected)
         self.add_event_handler("failed_auth", self._failed_auth)
+        self.add_filter("out", self._xml_safe)
 
     def _muc_plugin(self) -> muc.MucPlugin:
         plugins: Any = self.plugin  # (typed for slixmpp's own plugin names only)
@@ -232,6 +233,11 @@ class XmppEdge(slixmpp.ClientXMPP):
         log.warning("disconnected (%s); reconnecting in %.0f s", reason, delay)
         METRICS.reconnect()
         self._reconnect = self.loop.call_later(delay, self.start)
+
+    @staticmethod
+    def _xml_safe(stanza: Any) -> Any:
+        stanzas.make_xml_safe(stanza.xml)
+        return stanza
 
     def _failed_auth(self, _event: Any) -> None:
         log.error("the server refused the bot's credentials for %s", self.settings.jid)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from slixmpp import JID
 
+from bot.names import NOT_XML, REPLACEMENT
 from bot.values import Kind, Link, Message, Presence
 
 NS_CLIENT = "jabber:client"
@@ -158,3 +159,17 @@ def add_link(stanza: ET.Element, link: Link | None) -> None:
 def muc_user_element() -> ET.Element:
     """The empty muc#user element that marks a private message through a room."""
     return ET.Element(MUC_USER_X)
+
+
+def make_xml_safe(xml: ET.Element) -> None:
+    """The last defence for every stanza the bot sends: characters XML 1.0 cannot carry (a
+    control character that slipped into the store, say) replaced by U+FFFD, in text, tails
+    and attributes alike; the server would otherwise close the bot's stream."""
+    for element in xml.iter():
+        if element.text and NOT_XML.search(element.text):
+            element.text = NOT_XML.sub(REPLACEMENT, element.text)
+        if element.tail and NOT_XML.search(element.tail):
+            element.tail = NOT_XML.sub(REPLACEMENT, element.tail)
+        for name, value in element.attrib.items():
+            if NOT_XML.search(value):
+                element.set(name, NOT_XML.sub(REPLACEMENT, value))
