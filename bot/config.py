@@ -22,6 +22,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from bot import names
+from bot.errors import CommandError
+
 ENV_PREFIX = "ADDINBOT_"
 DEFAULT_CONFIG = Path("addinbot.toml")
 
@@ -128,7 +131,14 @@ class RoomsSettings(_Section):
     @field_validator("autojoin")
     @classmethod
     def _rooms(cls, values: list[str]) -> list[str]:
-        return [normalise_bare_jid(v) for v in values]
+        """Each in the one form the bot uses for a room (the server's), or refused."""
+        rooms = []
+        for value in values:
+            try:
+                rooms.append(names.room_address(value))
+            except CommandError as exc:
+                raise ValueError(exc.reason) from None
+        return rooms
 
 
 class AnnounceSettings(_Section):

@@ -79,15 +79,31 @@ def resolve_room(served: Sequence[str], raw: str) -> str:
     """A room JID (room@service) in one of the served pools, written as XMPP servers write
     it: the room name in its nodeprep form (case and compatibility forms folded), the service
     in lower case. What cannot be a JID at all is refused here, never stored."""
+    room = room_address(raw, example=f"room@{served[0] if served else 'muc'}")
+    service = pool_of(room)
+    if service not in served:
+        raise CommandError(f"Room {room} is not in a served pool ({', '.join(served)}).")
+    return room
+
+
+def room_address(raw: str, *, example: str = "room@service") -> str:
+    """room@service in the one form the bot uses everywhere: the server's (nodeprep with
+    Unicode 3.2's tables, as Prosody and ejabberd prepare a JID), the service in lower case.
+    A name that newer Unicode tables (slixmpp's, many clients') fold to another room — a
+    letter added after Unicode 3.2, like "ᵃ" for "a" — is refused: the bot would track one
+    room and send to the other."""
     room = raw.strip().lower()
     local, at, service = room.partition("@")
     if not at or not local or not service or "/" in room or any(c.isspace() for c in room):
-        raise CommandError(f"{raw} is not a room address (room@{served[0] if served else 'muc'}).")
-    if service not in served:
-        raise CommandError(f"Room {room} is not in a served pool ({', '.join(served)}).")
+        raise CommandError(f"{raw} is not a room address ({example}).")
     prepped = _nodeprep(local)
     if prepped is None:
-        raise CommandError(f"{raw} is not a room address (room@{served[0]}).")
+        raise CommandError(f"{raw} is not a room address ({example}).")
+    if prepped != _nodeprep_today(local):
+        raise CommandError(
+            f"{raw} is not a room address the bot accepts: XMPP software disagrees on what "
+            "room it names (it uses characters newer than Unicode 3.2)."
+        )
     if len(prepped.encode("utf-8")) > MAX_ROOM_LOCAL:
         raise CommandError(f"A room name may be at most {MAX_ROOM_LOCAL} bytes long.")
     return f"{prepped}@{service}"
@@ -108,10 +124,7 @@ _NODE_PROHIBITED = (
 def _nodeprep(local: str) -> str | None:
     """A JID's local part as servers and clients hold it (RFC 3920 nodeprep, stringprep
     tables B.1, B.2, NFKC, C.*, bidi), or None when it cannot be one."""
-    mapped = "".join(
-        stringprep.map_table_b2(char) for char in local if not stringprep.in_table_b1(char)
-    )
-    prepped = unicodedata.ucd_3_2_0.normalize("NFKC", mapped)
+    prepped = unicodedata.ucd_3_2_0.normalize("NFKC", _mapped(local))
     if not prepped or any(
         char in _NODE_PUNCTUATION or any(prohibited(char) for prohibited in _NODE_PROHIBITED)
         for char in prepped
@@ -124,6 +137,18 @@ def _nodeprep(local: str) -> str | None:
     ):
         return None
     return prepped
+
+
+def _mapped(local: str) -> str:
+    return "".join(
+        stringprep.map_table_b2(char) for char in local if not stringprep.in_table_b1(char)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _nodeprep_today(local: str) -> str:
+    """The same mapping with today's Unicode tables, as newer XMPP libraries apply it."""
+    return unicodedata.normalize("NFKC", _mapped(local))
 
 
 def pool_of(room: str) -> str:

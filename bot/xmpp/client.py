@@ -262,13 +262,13 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.send_stanza(self.make_message(mto=to, mbody=text, mtype="chat"))
 
     def send_private(self, room: str, nick: str, text: str, link: Link | None = None) -> None:
-        stanza = self.make_message(mto=JID(f"{room}/{nick}"), mbody=text, mtype="chat")
+        stanza = self.make_message(mto=stanzas.room_jid(room, nick), mbody=text, mtype="chat")
         stanza.xml.append(stanzas.muc_user_element())
         add_link(stanza.xml, link)
         self.send_stanza(stanza)
 
     def send_room(self, room: str, text: str, link: Link | None = None) -> None:
-        stanza = self.make_message(mto=room, mbody=text, mtype="groupchat")
+        stanza = self.make_message(mto=stanzas.room_jid(room), mbody=text, mtype="groupchat")
         add_link(stanza.xml, link)
         self.send_stanza(stanza)
 

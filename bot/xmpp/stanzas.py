@@ -139,6 +139,17 @@ def room_status(xml: ET.Element) -> tuple[str, frozenset[int]] | None:
     return sender.bare.lower(), status_codes(muc)
 
 
+def room_jid(room: str, nick: str | None = None) -> JID:
+    """The JID a stanza for `room` (or for `nick` in it) goes to. `room` is in the bot's one
+    form (bot.names.room_address, the server's); where slixmpp would read it as another room
+    (newer Unicode tables than the server's), ValueError: nothing is sent rather than a
+    stanza to the wrong room."""
+    jid = JID(room)  # InvalidJID is a ValueError
+    if jid.bare != room:
+        raise ValueError(f"{room!r} would be addressed as {jid.bare!r}")
+    return JID(f"{room}/{nick}") if nick is not None else jid
+
+
 def join_element(maxstanzas: int = 0) -> ET.Element:
     """The MUC element of a join presence (XEP-0045 §7.2), asking for ``maxstanzas`` of the
     room's history (none by default: the bot acts only on what is said while it is there)."""

@@ -268,7 +268,7 @@ red = 1
          "config: xmpp.jid: 'bot@example.org/res' is not a bare JID (user@domain)"),
         ('[xmpp]\npassword = "pw"', "config: xmpp.jid: required"),
         ('[rooms]\nautojoin = ["dev"]',
-         "config: rooms.autojoin: 'dev' is not a bare JID (user@domain)"),
+         "config: rooms.autojoin: dev is not a room address (room@service)."),
         ('[pools]\nnames = ["-conference.example.org"]',
          "config: pools.names: '-conference.example.org' is not a domain name"),
         ('[pools]\nnames = ["conference example.org"]',
@@ -417,3 +417,24 @@ def test_files_holding_the_password_open_to_others_are_warned_of(
     assert exposed_secrets(load_settings(inline), inline) == []
     by_file.chmod(0o644)  # holds no password itself
     assert exposed_secrets(load_settings(by_file), by_file) == []
+
+
+def test_an_autojoin_room_is_kept_in_the_servers_form_and_a_look_alike_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[pools]\nnames = ["conference.localhost"]\n'
+                    '[rooms]\nautojoin = ["Dev@Conference.localhost", "ﬀ@conference.localhost"]\n',
+                    encoding="utf-8")
+    assert load_settings(path).rooms.autojoin == [
+        "dev@conference.localhost", "ff@conference.localhost"
+    ]
+    path.write_text('[pools]\nnames = ["conference.localhost"]\n'
+                    '[rooms]\nautojoin = ["\u1d43lpha@conference.localhost"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert raised.value.problems == [
+        "config: rooms.autojoin: \u1d43lpha@conference.localhost is not a room address the bot "
+        "accepts: XMPP software disagrees on what room it names (it uses characters newer than "
+        "Unicode 3.2)."
+    ]
