@@ -11,6 +11,8 @@ import stringprep
 import unicodedata
 from collections.abc import Sequence
 
+import disarm
+
 from bot.errors import CommandError
 
 MAX_NAME = 64
@@ -50,15 +52,48 @@ def validate_name(raw: str, *, what: str = "Add-in name") -> str:
     for char in name:
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
             raise CommandError(f"{what} must not contain control or invisible characters.")
-    if len(name_key(name)) > MAX_NAME_KEY:  # e.g. U+FDFA spells out as 18 characters
+    scripts = scripts_of(name)
+    if len(scripts) > 1 and not any(scripts <= allowed for allowed in _SCRIPT_MIXES):
+        raise CommandError(
+            f"{what} mixes scripts ({', '.join(sorted(scripts))}); write it in one, so that "
+            "no name can pass for another."
+        )
+    skeleton = name_skeleton(name)
+    if not skeleton.strip():
+        raise CommandError(f"{what} must hold a letter, digit or sign that can be seen.")
+    if max(len(name_key(name)), len(skeleton)) > MAX_NAME_KEY:  # U+FDFA spells out as 18
         raise CommandError(f"{what} is too long once its characters are spelled out.")
     return name
 
 
+# UTS #39 "highly restrictive": one script, or Latin with one of the scripts of Japanese,
+# Chinese or Korean writing (Common and Inherited characters, like digits, go with any).
+_SCRIPT_MIXES = (
+    frozenset({"Latin", "Han", "Hiragana", "Katakana"}),
+    frozenset({"Latin", "Han", "Bopomofo"}),
+    frozenset({"Latin", "Han", "Hangul"}),
+)
+
+
+def scripts_of(name: str) -> frozenset[str]:
+    """The scripts of a name's letters (UCD Script of its compatibility form: a full-width
+    "Ｓ" is Latin), without Common and Inherited."""
+    found = disarm.detect_scripts(unicodedata.normalize("NFKC", name))
+    return frozenset(script.name.title() for script in found)
+
+
 def name_key(name: str) -> str:
-    """How names are compared: case-insensitively, full-width and other compatibility forms
-    folded, so "Stock" and "ＳＴＯＣＫ" cannot both exist in one pool."""
+    """How names are looked up and sorted: case-insensitively, full-width and other
+    compatibility forms folded ("stock" finds "ＳＴＯＣＫ")."""
     return unicodedata.normalize("NFKC", name).casefold()
+
+
+def name_skeleton(name: str) -> str:
+    """What makes two names one in a pool: their UTS #39 confusable skeleton (Unicode's
+    confusables.txt, through disarm), case and compatibility forms folded, "0" and "1" with
+    the letters they pass for — so "Stocks", "ＳＴＯＣＫＳ" and "Ѕтоскѕ" (Cyrillic) cannot
+    all be add-ins of one pool."""
+    return disarm.skeleton_key(name, digit_policy="tr39")
 
 
 def resolve_pool(served: Sequence[str], given: str | None) -> str:
