@@ -84,6 +84,14 @@ class XmppSettings(_Section):
     def _jid(cls, value: str) -> str:
         return normalise_bare_jid(value)
 
+    @field_validator("nick")
+    @classmethod
+    def _nick(cls, value: str) -> str:
+        try:
+            return names.one_line(value, what="The nickname")
+        except CommandError as exc:
+            raise ValueError(exc.reason) from None
+
     @property
     def server_host(self) -> str:
         return self.host or self.jid.split("@", 1)[1]

@@ -267,6 +267,8 @@ red = 1
         ('[xmpp]\njid = "bot@example.org/res"\npassword = "pw"',
          "config: xmpp.jid: 'bot@example.org/res' is not a bare JID (user@domain)"),
         ('[xmpp]\npassword = "pw"', "config: xmpp.jid: required"),
+        ('[xmpp]\njid = "bot@example.org"\nnick = "Addin\\u2028Bot"',
+         "config: xmpp.nick: The nickname must not contain control characters or line breaks."),
         ('[rooms]\nautojoin = ["dev"]',
          "config: rooms.autojoin: dev is not a room address (room@service)."),
         ('[pools]\nnames = ["-conference.example.org"]',
