@@ -14,8 +14,9 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
-from bot.config import ConfigError, Settings, check_runnable
+from bot.config import ConfigError, Settings, check_runnable, exposed_secrets
 from store import Store
 from store.database import missing_sqlite_file, shown
 
@@ -31,7 +32,9 @@ class Finding:
     line: str
 
 
-def check(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_S) -> int:
+def check(
+    settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_S, config_file: Path | None = None
+) -> int:
     problems = check_runnable(settings)
     password = ""
     if settings.xmpp is not None and not problems:
@@ -47,6 +50,8 @@ def check(settings: Settings, *, timeout: float = DEFAULT_TIMEOUT_S) -> int:
             print(problem, file=sys.stderr)
         return EXIT_CONFIG
     print("config: ok")
+    for warning in exposed_secrets(settings, config_file):  # said, but not a failure
+        print(warning, file=sys.stderr)
     _quiet_libraries()
     findings = [database_finding(settings.store.url, timeout)]
     findings.append(asyncio.run(xmpp_finding(settings, password, timeout)))

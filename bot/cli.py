@@ -41,8 +41,9 @@ def main(argv: Sequence[str] | None = None, *, commands: CommandSet = DIRECT) ->
     if not getattr(args, "action", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    args.config_file = config_path(config_arg)
     try:
-        settings = load_settings(config_path(config_arg))
+        settings = load_settings(args.config_file)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -165,7 +166,7 @@ def local_actor() -> Actor:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
-    return Actor(user, "cli")
+    return Actor(names.one_line(user, what="The local user name (LOGNAME, USER)"), "cli")
 
 
 # At a shell: the next page is asked for with --page; an answer may be long.
@@ -230,13 +231,13 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 def _check(args: argparse.Namespace, settings: Settings) -> int:
     from bot.check import check
 
-    return check(settings, timeout=args.timeout)
+    return check(settings, timeout=args.timeout, config_file=args.config_file)
 
 
-def _run(_args: argparse.Namespace, settings: Settings) -> int:
+def _run(args: argparse.Namespace, settings: Settings) -> int:
     from bot.runner import run  # slixmpp is only loaded when the bot runs
 
-    return run(settings)
+    return run(settings, config_file=args.config_file)
 
 
 if __name__ == "__main__":  # pragma: no cover

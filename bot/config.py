@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import stat
 import tomllib
 import unicodedata
 from pathlib import Path
@@ -21,6 +22,9 @@ from pydantic_settings import (
     SettingsConfigDict,
     SettingsError,
 )
+
+from bot import names
+from bot.errors import CommandError
 
 ENV_PREFIX = "ADDINBOT_"
 DEFAULT_CONFIG = Path("addinbot.toml")
@@ -83,6 +87,14 @@ class XmppSettings(_Section):
     def _jid(cls, value: str) -> str:
         return normalise_bare_jid(value)
 
+    @field_validator("nick")
+    @classmethod
+    def _nick(cls, value: str) -> str:
+        try:
+            return names.one_line(value, what="The nickname")
+        except CommandError as exc:
+            raise ValueError(exc.reason) from None
+
     @field_validator("resource")
     @classmethod
     def _resource(cls, value: str) -> str:
@@ -143,7 +155,14 @@ class RoomsSettings(_Section):
     @field_validator("autojoin")
     @classmethod
     def _rooms(cls, values: list[str]) -> list[str]:
-        return [normalise_bare_jid(v) for v in values]
+        """Each in the one form the bot uses for a room (the server's), or refused."""
+        rooms = []
+        for value in values:
+            try:
+                rooms.append(names.room_address(value))
+            except CommandError as exc:
+                raise ValueError(exc.reason) from None
+        return rooms
 
 
 class AnnounceSettings(_Section):
@@ -295,6 +314,41 @@ def check_runnable(settings: Settings) -> list[str]:
     if not settings.pools.names:
         problems.append("config: pools.names: name at least one MUC service the bot serves")
     return problems
+
+
+def exposed_secrets(settings: Settings, config_file: Path | None) -> list[str]:
+    """A warning line for each file holding the bot's password that other users may read
+    (as ssh warns of a private key): the password file, and the configuration file when the
+    password is written in it. Nothing is refused; `run` and `check` say it."""
+    xmpp = settings.xmpp
+    if xmpp is None:
+        return []
+    holding: list[tuple[str, Path]] = []
+    if xmpp.password_file is not None:
+        holding.append(("xmpp.password_file", xmpp.password_file))
+    if config_file is not None and _holds_password(config_file):
+        holding.append(("the configuration, which holds xmpp.password,", config_file))
+    warnings = []
+    for what, path in holding:
+        try:
+            mode = stat.S_IMODE(path.stat().st_mode)
+        except OSError:
+            continue  # missing or unreadable: check_runnable says so
+        if mode & (stat.S_IROTH | stat.S_IWOTH):
+            warnings.append(
+                f"warning: {what} {path} is open to other users (mode {mode:04o}); "
+                f"run: chmod o-rw {path}"
+            )
+    return warnings
+
+
+def _holds_password(config_file: Path) -> bool:
+    try:
+        with config_file.open("rb") as fh:
+            section = tomllib.load(fh).get("xmpp")
+    except (OSError, tomllib.TOMLDecodeError):
+        return False
+    return isinstance(section, dict) and bool(section.get("password"))
 
 
 def _cross_checks(settings: Settings) -> list[str]:

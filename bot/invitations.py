@@ -106,7 +106,12 @@ class Invitations:
         self.looking[room] = _Look(invitation, decline, nick, timer)
         log.info("invited to %s by %s: joining to check", room, invitation.inviter)
         self.rooms.joining(room, nick)
-        self.transport.join(room, nick)
+        try:
+            self.transport.join(room, nick)
+        except ValueError:  # the edge would address another room: nothing was sent
+            self.looking.pop(room).timer.cancel()
+            self.rooms.forget(room)
+            self._decline(invitation, None, decline, "that is not a room address the bot accepts.")
 
     # --- the room's answer to a join made to look -------------------------------------------
 

@@ -116,6 +116,7 @@ class Membership:
         together on connecting: at a thousand rooms, a line each costs the start-up a tenth
         of its time."""
         self._rejoin_delay.pop(room, None)
+        self._nick_tries.pop(room, None)  # the next join starts from the bot's own nickname
         if room not in self._first_joins:
             log.info("joined %s", room)
             return

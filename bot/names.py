@@ -6,15 +6,40 @@ CommandError with the sentence the user reads.
 from __future__ import annotations
 
 import functools
+import re
 import stringprep
 import unicodedata
 from collections.abc import Sequence
+
+import disarm
 
 from bot.errors import CommandError
 
 MAX_NAME = 64
 MAX_NAME_KEY = 256  # the name_key column
 MAX_ROOM_LOCAL = 1023  # bytes, as for any JID local part
+
+
+# What XML 1.0 cannot carry at all (its Char production), and besides that what breaks a
+# line: C0/C1 controls, U+2028/U+2029. A stanza holding the first makes the server close the
+# stream; a log or audit line holding the second reads as two.
+NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+NOT_ONE_LINE = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufffe\uffff\U0010fffe\U0010ffff]"
+)
+REPLACEMENT = "\ufffd"
+
+
+def one_line(text: str, *, what: str) -> str:
+    """`text` unchanged when it is one line every XML stream can carry; else refused."""
+    if NOT_ONE_LINE.search(text) or NOT_XML.search(text):
+        raise CommandError(f"{what} must not contain control characters or line breaks.")
+    return text
+
+
+def audit_line(text: str) -> str:
+    """`text` as one audit line: what cannot be one line of XML text replaced by U+FFFD."""
+    return NOT_XML.sub(REPLACEMENT, NOT_ONE_LINE.sub(REPLACEMENT, text))
 
 
 def validate_name(raw: str, *, what: str = "Add-in name") -> str:
@@ -27,15 +52,48 @@ def validate_name(raw: str, *, what: str = "Add-in name") -> str:
     for char in name:
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
             raise CommandError(f"{what} must not contain control or invisible characters.")
-    if len(name_key(name)) > MAX_NAME_KEY:  # e.g. U+FDFA spells out as 18 characters
+    scripts = scripts_of(name)
+    if len(scripts) > 1 and not any(scripts <= allowed for allowed in _SCRIPT_MIXES):
+        raise CommandError(
+            f"{what} mixes scripts ({', '.join(sorted(scripts))}); write it in one, so that "
+            "no name can pass for another."
+        )
+    skeleton = name_skeleton(name)
+    if not skeleton.strip():
+        raise CommandError(f"{what} must hold a letter, digit or sign that can be seen.")
+    if max(len(name_key(name)), len(skeleton)) > MAX_NAME_KEY:  # U+FDFA spells out as 18
         raise CommandError(f"{what} is too long once its characters are spelled out.")
     return name
 
 
+# UTS #39 "highly restrictive": one script, or Latin with one of the scripts of Japanese,
+# Chinese or Korean writing (Common and Inherited characters, like digits, go with any).
+_SCRIPT_MIXES = (
+    frozenset({"Latin", "Han", "Hiragana", "Katakana"}),
+    frozenset({"Latin", "Han", "Bopomofo"}),
+    frozenset({"Latin", "Han", "Hangul"}),
+)
+
+
+def scripts_of(name: str) -> frozenset[str]:
+    """The scripts of a name's letters (UCD Script of its compatibility form: a full-width
+    "Ｓ" is Latin), without Common and Inherited."""
+    found = disarm.detect_scripts(unicodedata.normalize("NFKC", name))
+    return frozenset(script.name.title() for script in found)
+
+
 def name_key(name: str) -> str:
-    """How names are compared: case-insensitively, full-width and other compatibility forms
-    folded, so "Stock" and "ＳＴＯＣＫ" cannot both exist in one pool."""
+    """How names are looked up and sorted: case-insensitively, full-width and other
+    compatibility forms folded ("stock" finds "ＳＴＯＣＫ")."""
     return unicodedata.normalize("NFKC", name).casefold()
+
+
+def name_skeleton(name: str) -> str:
+    """What makes two names one in a pool: their UTS #39 confusable skeleton (Unicode's
+    confusables.txt, through disarm), case and compatibility forms folded, "0" and "1" with
+    the letters they pass for — so "Stocks", "ＳＴＯＣＫＳ" and "Ѕтоскѕ" (Cyrillic) cannot
+    all be add-ins of one pool."""
+    return disarm.skeleton_key(name, digit_policy="tr39")
 
 
 def resolve_pool(served: Sequence[str], given: str | None) -> str:
@@ -56,15 +114,31 @@ def resolve_room(served: Sequence[str], raw: str) -> str:
     """A room JID (room@service) in one of the served pools, written as XMPP servers write
     it: the room name in its nodeprep form (case and compatibility forms folded), the service
     in lower case. What cannot be a JID at all is refused here, never stored."""
+    room = room_address(raw, example=f"room@{served[0] if served else 'muc'}")
+    service = pool_of(room)
+    if service not in served:
+        raise CommandError(f"Room {room} is not in a served pool ({', '.join(served)}).")
+    return room
+
+
+def room_address(raw: str, *, example: str = "room@service") -> str:
+    """room@service in the one form the bot uses everywhere: the server's (nodeprep with
+    Unicode 3.2's tables, as Prosody and ejabberd prepare a JID), the service in lower case.
+    A name that newer Unicode tables (slixmpp's, many clients') fold to another room — a
+    letter added after Unicode 3.2, like "ᵃ" for "a" — is refused: the bot would track one
+    room and send to the other."""
     room = raw.strip().lower()
     local, at, service = room.partition("@")
     if not at or not local or not service or "/" in room or any(c.isspace() for c in room):
-        raise CommandError(f"{raw} is not a room address (room@{served[0] if served else 'muc'}).")
-    if service not in served:
-        raise CommandError(f"Room {room} is not in a served pool ({', '.join(served)}).")
+        raise CommandError(f"{raw} is not a room address ({example}).")
     prepped = _nodeprep(local)
     if prepped is None:
-        raise CommandError(f"{raw} is not a room address (room@{served[0]}).")
+        raise CommandError(f"{raw} is not a room address ({example}).")
+    if prepped != _nodeprep_today(local):
+        raise CommandError(
+            f"{raw} is not a room address the bot accepts: XMPP software disagrees on what "
+            "room it names (it uses characters newer than Unicode 3.2)."
+        )
     if len(prepped.encode("utf-8")) > MAX_ROOM_LOCAL:
         raise CommandError(f"A room name may be at most {MAX_ROOM_LOCAL} bytes long.")
     return f"{prepped}@{service}"
@@ -85,10 +159,7 @@ _NODE_PROHIBITED = (
 def _nodeprep(local: str) -> str | None:
     """A JID's local part as servers and clients hold it (RFC 3920 nodeprep, stringprep
     tables B.1, B.2, NFKC, C.*, bidi), or None when it cannot be one."""
-    mapped = "".join(
-        stringprep.map_table_b2(char) for char in local if not stringprep.in_table_b1(char)
-    )
-    prepped = unicodedata.ucd_3_2_0.normalize("NFKC", mapped)
+    prepped = unicodedata.ucd_3_2_0.normalize("NFKC", _mapped(local))
     if not prepped or any(
         char in _NODE_PUNCTUATION or any(prohibited(char) for prohibited in _NODE_PROHIBITED)
         for char in prepped
@@ -101,6 +172,18 @@ def _nodeprep(local: str) -> str | None:
     ):
         return None
     return prepped
+
+
+def _mapped(local: str) -> str:
+    return "".join(
+        stringprep.map_table_b2(char) for char in local if not stringprep.in_table_b1(char)
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _nodeprep_today(local: str) -> str:
+    """The same mapping with today's Unicode tables, as newer XMPP libraries apply it."""
+    return unicodedata.normalize("NFKC", _mapped(local))
 
 
 def pool_of(room: str) -> str:

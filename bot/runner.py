@@ -6,9 +6,10 @@ import asyncio
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from bot.app import App
-from bot.config import ConfigError, Settings, check_runnable
+from bot.config import ConfigError, Settings, check_runnable, exposed_secrets
 from bot.logs import configure_logging
 from bot.metrics import MetricsServer, start_metrics
 from bot.xmpp.client import XmppEdge
@@ -17,12 +18,14 @@ from store import Store
 log = logging.getLogger("addinbot")
 
 
-def run(settings: Settings) -> int:
+def run(settings: Settings, *, config_file: Path | None = None) -> int:
     problems = check_runnable(settings)
     if problems:
         for problem in problems:
             print(problem, file=sys.stderr)
         return 2
+    for warning in exposed_secrets(settings, config_file):
+        print(warning, file=sys.stderr)
     configure_logging(settings.log.format)
     try:
         return asyncio.run(serve(settings))

@@ -8,12 +8,14 @@ the input itself are the operations' (bot/addins.py).
 
 from __future__ import annotations
 
+import unicodedata
+
 from sqlalchemy import bindparam, delete, func, update
 from sqlalchemy import select as columns
 from sqlmodel import Session, col, select
 
 from bot.errors import CommandError
-from bot.names import name_key
+from bot.names import name_key, name_skeleton
 from bot.values import Actor, AddinInfo, AddinPage, Done, Removed, RoomInfo
 from store import audit
 from store.handle import Store
@@ -64,19 +66,26 @@ _ROOMS_USING = (
 )
 
 
-def taken(name: str, pool: str) -> str:
+def taken(name: str, pool: str, asked: str | None = None) -> str:
+    if asked is not None and _folded(asked) != _folded(name):  # not just case or width
+        return f"“{asked}” looks like “{name}”, which already exists in {pool}."
     return f"An add-in named “{name}” already exists in {pool}."
+
+
+def _folded(name: str) -> str:
+    return unicodedata.normalize("NFKC", name).casefold()
 
 
 def register(store: Store, actor: Actor, *, pool: str, name: str, url: str) -> Done[AddinInfo]:
     def change(unit: Unit) -> AddinInfo:
         session = unit.session
         pool_row = pool_of(session, pool)
-        existing = _find(session, pool_row, name)
+        existing = _clash(session, pool_row, name)
         if existing is not None:
-            raise CommandError(taken(existing.name, pool))
+            raise CommandError(taken(existing.name, pool, name))
         addin = Addin(
-            pool_id=row_id(pool_row), name=name, name_key=name_key(name), url=url,
+            pool_id=row_id(pool_row), name=name, name_key=name_key(name),
+            name_skeleton=name_skeleton(name), url=url,
             created_by=actor.who,
         )
         session.add(addin)
@@ -116,13 +125,14 @@ def rename(
     def change(unit: Unit) -> AddinInfo:
         session = unit.session
         addin = _get(session, pool, name)
-        clash = _find(session, pool_of(session, pool), new_name)
+        clash = _clash(session, pool_of(session, pool), new_name)
         if clash is not None and clash.id != addin.id:
-            raise CommandError(taken(clash.name, pool))
+            raise CommandError(taken(clash.name, pool, new_name))
         if addin.name == new_name:
             raise CommandError(f"“{addin.name}” already has that name.")
         old = addin.name
         addin.name, addin.name_key = new_name, name_key(new_name)
+        addin.name_skeleton = name_skeleton(new_name)
         addin.revision += 1
         session.add(addin)
         audit.record(unit, actor, "rename", pool=pool, addin=new_name, detail=f"was “{old}”")
@@ -200,9 +210,13 @@ def pool_of(session: Session, name: str) -> Pool:
     return pool
 
 
-def _find(session: Session, pool: Pool, name: str) -> Addin | None:
+def _clash(session: Session, pool: Pool, name: str) -> Addin | None:
+    """The add-in of `pool` that `name` would be taken for: the same name, or a look-alike."""
     return session.exec(
-        select(Addin).where(Addin.pool_id == pool.id, Addin.name_key == name_key(name))
+        select(Addin).where(
+            Addin.pool_id == pool.id,
+            (Addin.name_key == name_key(name)) | (Addin.name_skeleton == name_skeleton(name)),
+        ).order_by(col(Addin.name_key) != name_key(name))  # the same name first
     ).first()
 
 

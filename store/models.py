@@ -23,14 +23,19 @@ class Pool(SQLModel, table=True):
 
 
 class Addin(SQLModel, table=True):
-    """A registered add-in: a name unique per pool (case-insensitively) and its URL."""
+    """A registered add-in: a name unique per pool (case-insensitively, and no look-alike of
+    another: its UTS #39 skeleton is unique too) and its URL."""
 
-    __table_args__ = (UniqueConstraint("pool_id", "name_key", name="uq_addin_pool_name"),)
+    __table_args__ = (
+        UniqueConstraint("pool_id", "name_key", name="uq_addin_pool_name"),
+        UniqueConstraint("pool_id", "name_skeleton", name="uq_addin_pool_skeleton"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     pool_id: int = Field(foreign_key="pool.id", index=True)
     name: str = Field(max_length=64)
     name_key: str = Field(max_length=256)
+    name_skeleton: str = Field(max_length=256)
     url: str = Field(max_length=2048)
     created_by: str = Field(max_length=3071)
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))

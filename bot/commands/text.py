@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from bot import names
 from bot.commands.registry import Request
 from bot.errors import CommandError
 from bot.values import AddinInfo, AddinPage, AuditEntry, Removed, Reply, RoomInfo
@@ -103,7 +104,8 @@ def audit_line(entry: AuditEntry) -> str:
         what += f" in {entry.pool}"
     if entry.detail:
         what += f" — {entry.detail}"
-    return f"{when(entry.at)}  {entry.actor} ({entry.via})  {what}"
+    # One line, whatever an older version or another process stored.
+    return names.audit_line(f"{when(entry.at)}  {entry.actor} ({entry.via})  {what}")
 
 
 def room_lines(rooms: list[RoomInfo]) -> str:

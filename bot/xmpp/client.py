@@ -90,6 +90,7 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.add_event_handler("session_end", self._session_end)
         self.add_event_handler("disconnected", self._disconnected)
         self.add_event_handler("failed_auth", self._failed_auth)
+        self.add_filter("out", self._xml_safe)
 
     def _muc_plugin(self) -> muc.MucPlugin:
         plugins: Any = self.plugin  # (typed for slixmpp's own plugin names only)
@@ -234,6 +235,11 @@ class XmppEdge(slixmpp.ClientXMPP):
         METRICS.reconnect()
         self._reconnect = self.loop.call_later(delay, self.start)
 
+    @staticmethod
+    def _xml_safe(stanza: Any) -> Any:
+        stanzas.make_xml_safe(stanza.xml)
+        return stanza
+
     def _failed_auth(self, _event: Any) -> None:
         log.error("the server refused the bot's credentials for %s", self.settings.jid)
 
@@ -257,13 +263,13 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.send_stanza(self.make_message(mto=to, mbody=text, mtype="chat"))
 
     def send_private(self, room: str, nick: str, text: str, link: Link | None = None) -> None:
-        stanza = self.make_message(mto=JID(f"{room}/{nick}"), mbody=text, mtype="chat")
+        stanza = self.make_message(mto=stanzas.room_jid(room, nick), mbody=text, mtype="chat")
         stanza.xml.append(stanzas.muc_user_element())
         add_link(stanza.xml, link)
         self.send_stanza(stanza)
 
     def send_room(self, room: str, text: str, link: Link | None = None) -> None:
-        stanza = self.make_message(mto=room, mbody=text, mtype="groupchat")
+        stanza = self.make_message(mto=stanzas.room_jid(room), mbody=text, mtype="groupchat")
         add_link(stanza.xml, link)
         self.send_stanza(stanza)
 

@@ -27,6 +27,8 @@ from slixmpp.plugins.base import register_plugin
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
+from bot import names
+from bot.errors import CommandError
 from bot.invitations import Decline, Invitation
 from bot.values import Message, Presence
 from bot.xmpp import invites, stanzas
@@ -75,12 +77,12 @@ class MucPlugin(BasePlugin):
     def join_stanza(self, room: str, nick: str, maxstanzas: int = 0) -> Any:
         """The presence that joins ``room`` as ``nick``, asking for ``maxstanzas`` of its
         history (none unless asked)."""
-        stanza = self.xmpp.make_presence(pto=JID(f"{room}/{nick}"))
+        stanza = self.xmpp.make_presence(pto=stanzas.room_jid(room, nick))
         stanza.xml.append(stanzas.join_element(maxstanzas))
         return stanza
 
     def leave_stanza(self, room: str, nick: str) -> Any:
-        return self.xmpp.make_presence(pto=JID(f"{room}/{nick}"), ptype="unavailable")
+        return self.xmpp.make_presence(pto=stanzas.room_jid(room, nick), ptype="unavailable")
 
     # --- presences -------------------------------------------------------------------------
 
@@ -165,10 +167,21 @@ class MucPlugin(BasePlugin):
         decline = invites.decline(self.edge, received)
         invitation = received.invitation
         service = invitation.room.partition("@")[2].lower()
-        if invitation.mediated or service not in self.edge.services:
+        if invitation.mediated or service not in self.edge.services or not self._same_room(
+            invitation.room
+        ):  # declined (or a mediated one decided) without asking the room anything
             bot.on_invitation(invitation, decline)
             return
         self.edge.spawn(self._checked_invitation(invitation, decline))
+
+    @staticmethod
+    def _same_room(raw: str) -> bool:
+        """The server and slixmpp read `raw` as the same room: safe to ask it."""
+        try:
+            stanzas.room_jid(names.room_address(raw))
+        except (CommandError, ValueError):
+            return False
+        return True
 
     async def _checked_invitation(self, invitation: Invitation, decline: Decline) -> None:
         """A direct invitation names any room: ask the room whether it exists at all, so

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from slixmpp import JID
 
+from bot.names import NOT_XML, REPLACEMENT
 from bot.values import Kind, Link, Message, Presence
 
 NS_CLIENT = "jabber:client"
@@ -143,6 +144,17 @@ def room_status(xml: ET.Element) -> tuple[str, frozenset[int]] | None:
     return sender.bare.lower(), status_codes(muc)
 
 
+def room_jid(room: str, nick: str | None = None) -> JID:
+    """The JID a stanza for `room` (or for `nick` in it) goes to. `room` is in the bot's one
+    form (bot.names.room_address, the server's); where slixmpp would read it as another room
+    (newer Unicode tables than the server's), ValueError: nothing is sent rather than a
+    stanza to the wrong room."""
+    jid = JID(room)  # InvalidJID is a ValueError
+    if jid.bare != room:
+        raise ValueError(f"{room!r} would be addressed as {jid.bare!r}")
+    return JID(f"{room}/{nick}") if nick is not None else jid
+
+
 def join_element(maxstanzas: int = 0) -> ET.Element:
     """The MUC element of a join presence (XEP-0045 §7.2), asking for ``maxstanzas`` of the
     room's history (none by default: the bot acts only on what is said while it is there)."""
@@ -163,3 +175,17 @@ def add_link(stanza: ET.Element, link: Link | None) -> None:
 def muc_user_element() -> ET.Element:
     """The empty muc#user element that marks a private message through a room."""
     return ET.Element(MUC_USER_X)
+
+
+def make_xml_safe(xml: ET.Element) -> None:
+    """The last defence for every stanza the bot sends: characters XML 1.0 cannot carry (a
+    control character that slipped into the store, say) replaced by U+FFFD, in text, tails
+    and attributes alike; the server would otherwise close the bot's stream."""
+    for element in xml.iter():
+        if element.text and NOT_XML.search(element.text):
+            element.text = NOT_XML.sub(REPLACEMENT, element.text)
+        if element.tail and NOT_XML.search(element.tail):
+            element.tail = NOT_XML.sub(REPLACEMENT, element.tail)
+        for name, value in element.attrib.items():
+            if NOT_XML.search(value):
+                element.set(name, NOT_XML.sub(REPLACEMENT, value))

@@ -94,6 +94,7 @@ def populate(engine: Engine, n_addins: int, n_rooms: int) -> float:
         ).inserted_primary_key[0]
         rows = [
             {"pool_id": pool_id, "name": addin_name(i), "name_key": names.name_key(addin_name(i)),
+             "name_skeleton": names.name_skeleton(addin_name(i)),
              "url": f"https://addins.example.org/{i}/panel", "created_by": "admin@example.org",
              "created_at": now, "revision": 1}
             for i in range(n_addins)

@@ -149,6 +149,7 @@ window_s = {extra.get("window_s", "10")}
 """,
         encoding="utf-8",
     )
+    path.chmod(0o600)  # it holds the password: `run` and `check` warn when others may read it
     return path
 
 

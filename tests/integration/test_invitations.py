@@ -5,6 +5,7 @@ audit log keeps."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable
 
@@ -208,3 +209,34 @@ async def test_an_invitation_with_a_body_is_not_taken_for_a_command(
 
 def _conference(room: str) -> ET.Element:
     return ET.Element("{jabber:x:conference}x", {"jid": room})
+
+
+async def test_an_invitation_to_a_look_alike_of_a_served_room_touches_the_real_one_not(
+    bot: BotHandle, people: People, prosody: Prosody
+) -> None:
+    """Issue 12, finding 1: "ᵃ" (U+1D43, added after Unicode 3.2) is no letter to the
+    server's nodeprep but "a" to slixmpp's. An invitation naming ᵃ…@ once made the bot join
+    and, twenty seconds on, leave the real a…@ it serves. Now it is declined at once and
+    nothing at all goes to the real room."""
+    name = f"a{uuid.uuid4().hex[:10]}"
+    room, look_alike = f"{name}@{prosody.muc}", f"\u1d43{name[1:]}@{prosody.muc}"
+    alice = await owner_of(people, room, non_anonymous=False)
+    admin = await people("admin")
+    bot_jid = jid(prosody, "addinbot")
+    assert (await admin.ask(bot_jid, f"join {room}")).startswith(f"Joining {room}")
+    await bot.in_room(room)
+    seen = watch_bot(alice, room)
+    reply = await admin.ask(bot_jid, f"join {look_alike}")
+    assert "is not a room address the bot accepts" in reply
+
+    mallory = await people("mallory")
+    invitation = mallory.make_message(mto=JID(bot_jid))
+    ET.SubElement(invitation.xml, "{jabber:x:conference}x", {"jid": look_alike})
+    invitation.send()
+    declined = await mallory.wait_for(declined_directly(bot_jid), timeout=5)
+    assert "not a room address" in declined["body"]
+    alice.send_groupchat(room, "!addin")  # the bot answers in the room: it is still there
+    said = await alice.wait_for(sent_by(f"{room}/{NICK}", "groupchat"), timeout=10)
+    assert said["body"] == "This room has no add-in."
+    assert seen.empty(), "the bot left the real room, or joined it again"
+    assert [e.room for e in audit_rows(bot) if e.action == "join"] == [room]

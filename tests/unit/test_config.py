@@ -13,6 +13,7 @@ from bot.config import (
     Settings,
     check_runnable,
     config_path,
+    exposed_secrets,
     load_settings,
 )
 
@@ -274,8 +275,10 @@ red = 1
         ('[xmpp]\njid = "bot@example.org/res"\npassword = "pw"',
          "config: xmpp.jid: 'bot@example.org/res' is not a bare JID (user@domain)"),
         ('[xmpp]\npassword = "pw"', "config: xmpp.jid: required"),
+        ('[xmpp]\njid = "bot@example.org"\nnick = "Addin\\u2028Bot"',
+         "config: xmpp.nick: The nickname must not contain control characters or line breaks."),
         ('[rooms]\nautojoin = ["dev"]',
-         "config: rooms.autojoin: 'dev' is not a bare JID (user@domain)"),
+         "config: rooms.autojoin: dev is not a room address (room@service)."),
         ('[pools]\nnames = ["-conference.example.org"]',
          "config: pools.names: '-conference.example.org' is not a domain name"),
         ('[pools]\nnames = ["conference example.org"]',
@@ -379,3 +382,69 @@ def test_config_path_reads_the_process_environment(monkeypatch: pytest.MonkeyPat
     assert config_path("mine.toml") == Path("mine.toml")
     monkeypatch.delenv("ADDINBOT_CONFIG")
     assert config_path(None) == Path("addinbot.toml")
+
+
+def test_files_holding_the_password_open_to_others_are_warned_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As ssh does for a private key: the password file, and a configuration holding the
+    password, readable by other users are named with their mode by `run` and `check`."""
+    from bot import check
+
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n", encoding="utf-8")
+    by_file = tmp_path / "by-file.toml"
+    by_file.write_text(
+        f'[xmpp]\njid = "bot@localhost"\npassword_file = "{secret}"\n'
+        '[pools]\nnames = ["conference.localhost"]\n', encoding="utf-8",
+    )
+    inline = tmp_path / "inline.toml"
+    inline.write_text(
+        '[xmpp]\njid = "bot@localhost"\npassword = "s3cret"\n'
+        '[pools]\nnames = ["conference.localhost"]\n', encoding="utf-8",
+    )
+    for path in (secret, by_file, inline):
+        path.chmod(0o644)
+    assert exposed_secrets(load_settings(by_file), by_file) == [
+        f"warning: xmpp.password_file {secret} is open to other users (mode 0644); "
+        f"run: chmod o-rw {secret}"
+    ]
+    assert exposed_secrets(load_settings(inline), inline) == [
+        f"warning: the configuration, which holds xmpp.password, {inline} is open to other "
+        f"users (mode 0644); run: chmod o-rw {inline}"
+    ]
+    monkeypatch.setattr(check, "database_finding", lambda *a: check.Finding(True, "database: ok"))
+
+    async def reached(*_a: object) -> check.Finding:
+        return check.Finding(True, "xmpp: ok")
+
+    monkeypatch.setattr(check, "xmpp_finding", reached)
+    assert check.check(load_settings(inline), config_file=inline) == check.EXIT_OK
+    assert f"{inline} is open to other users (mode 0644)" in capsys.readouterr().err
+    for path in (secret, by_file, inline):
+        path.chmod(0o640)  # the group only (a service's own group): not warned of
+    assert exposed_secrets(load_settings(by_file), by_file) == []
+    assert exposed_secrets(load_settings(inline), inline) == []
+    by_file.chmod(0o644)  # holds no password itself
+    assert exposed_secrets(load_settings(by_file), by_file) == []
+
+
+def test_an_autojoin_room_is_kept_in_the_servers_form_and_a_look_alike_refused(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[pools]\nnames = ["conference.localhost"]\n'
+                    '[rooms]\nautojoin = ["Dev@Conference.localhost", "ﬀ@conference.localhost"]\n',
+                    encoding="utf-8")
+    assert load_settings(path).rooms.autojoin == [
+        "dev@conference.localhost", "ff@conference.localhost"
+    ]
+    path.write_text('[pools]\nnames = ["conference.localhost"]\n'
+                    '[rooms]\nautojoin = ["\u1d43lpha@conference.localhost"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert raised.value.problems == [
+        "config: rooms.autojoin: \u1d43lpha@conference.localhost is not a room address the bot "
+        "accepts: XMPP software disagrees on what room it names (it uses characters newer than "
+        "Unicode 3.2)."
+    ]

@@ -107,13 +107,13 @@ def test_migrations_create_the_tables_and_running_them_again_changes_nothing(
     store: Store,
 ) -> None:
     assert set(TABLES) | {"alembic_version"} <= set(inspect(store.engine).get_table_names())
-    assert current_revision(store.engine) == "0002"
+    assert current_revision(store.engine) == "0003"
     register(store, "Stock")
     before = snapshot(store)
 
     store.upgrade()
 
-    assert current_revision(store.engine) == "0002"
+    assert current_revision(store.engine) == "0003"
     assert snapshot(store) == before
 
 
@@ -169,7 +169,8 @@ def test_sqlite_hands_out_the_connection_used_last_whose_cache_is_warm(tmp_path:
 
 def test_foreign_keys_are_enforced(store: Store) -> None:
     with Session(store.engine) as session:
-        session.add(Addin(pool_id=999, name="x", name_key="x", url=URL, created_by="t"))
+        session.add(Addin(pool_id=999, name="x", name_key="x", name_skeleton="x", url=URL,
+                          created_by="t"))
         with pytest.raises(IntegrityError, match=r"(?i)foreign key"):
             session.commit()
 
@@ -1002,7 +1003,7 @@ def test_the_upgrade_to_0002_counts_the_add_ins_already_there(store: Store) -> N
                 ), {"pool": pool_id, "name": name, "key": name.lower(),
                     "url": f"https://{name.lower()}.example.org/", "at": datetime.now(UTC)})
     store.upgrade()
-    assert current_revision(store.engine) == "0002"
+    assert current_revision(store.engine) == "0003"
     assert addins.list_addins(store, pool=POOL).total == 3
     assert addins.list_addins(store, pool=OTHER).total == 1
     register(store, "E")
