@@ -267,7 +267,8 @@ class App:
         if sender.room is None:
             assert sender.jid is not None  # noqa: S101 - direct messages come from a real JID
             self.transport.send_direct(sender.jid, reply.text)
-        elif reply.public:
+        elif reply.public and command.message.kind is not Kind.ROOM_PRIVATE:
+            # Asked privately, answered privately: only what was said in the room is public.
             self.transport.send_room(sender.room, reply.text, reply.link)
         else:
             assert sender.nick is not None  # noqa: S101 - room commands come from a nickname

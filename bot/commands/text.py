@@ -135,7 +135,13 @@ def help_reply(request: Request) -> Reply:
 
 
 def attached_sentence(name: str, url: str) -> str:
+    """Said in the room when its add-in changed (attach, a new URL)."""
     return f"This room's add-in is now “{name}”: {url}"
+
+
+def welcome_sentence(name: str, url: str) -> str:
+    """Said to a joiner, and to `show`: what the room's add-in is, with nothing changed."""
+    return f"This room's add-in is “{name}”: {url}"
 
 
 def detached_sentence(name: str | None, *, unregistered: bool = False) -> str:

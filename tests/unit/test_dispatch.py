@@ -297,7 +297,7 @@ async def test_show_in_the_room_says_the_add_in_to_everyone(bot: Bot) -> None:
     await bot.say(f'register "Stock Ticker" {URL}')
     await bot.say(f'attach {ROOM} "Stock Ticker"')
 
-    sentence = f"This room's add-in is now “Stock Ticker”: {URL}"
+    sentence = f"This room's add-in is “Stock Ticker”: {URL}"
     expected = Reply(sentence, public=True, link=Link(URL, "Stock Ticker"))
     assert await bot.reply("", MEMBER_IN_ROOM) == expected
     assert await bot.reply("show", MEMBER_IN_ROOM) == expected

@@ -1,0 +1,63 @@
+"""Right answers in the words people read (issue 13), against a real Prosody with real
+clients: who is answered where, what a joiner is told, what an admin learns from `attach`,
+the rate limit's notice, and the words of the answers themselves."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.announce import attached_sentence
+from tests.harness.prosody import Prosody
+from tests.harness.xmpp_client import MessagePredicate, sent_by
+from tests.integration.conftest import BotHandle
+from tests.integration.test_rooms import NAME, NICK, URL, People, Scene, said_in_room
+
+pytestmark = pytest.mark.xmpp
+
+
+@pytest.fixture
+def scene(bot: BotHandle, people: People, prosody: Prosody) -> Scene:
+    return Scene(bot, people, prosody)
+
+
+def private_from_bot(room: str, body: str | None = None) -> MessagePredicate:
+    return sent_by(f"{room}/{NICK}", "chat", body)
+
+
+def in_room_from_bot(room: str) -> MessagePredicate:
+    return sent_by(f"{room}/{NICK}", "groupchat")
+
+
+async def test_a_question_asked_privately_through_the_room_is_answered_privately(
+    scene: Scene, room: str
+) -> None:
+    await scene.register()
+    alice, bob = await scene.occupy(room, "alice", "bob")
+    alice.send_groupchat(room, f'!addin attach "{NAME}"')
+    for client in (alice, bob):
+        assert (await said_in_room(client, room))["body"] == attached_sentence(NAME, URL)
+
+    for asked in ("show", "!addin show", "SHOW", "!addin"):
+        bob.send_chat(f"{room}/{NICK}", asked)
+        answer = await bob.wait_for(private_from_bot(room))
+        assert answer["body"] == f"This room's add-in is “{NAME}”: {URL}", asked
+        assert answer["oob"]["url"] == URL
+    # Nothing of it was said in the room: alice's own question, answered (privately) after
+    # bob's were, is the barrier.
+    alice.send_groupchat(room, "!addin list")
+    await alice.nothing_before(private_from_bot(room), in_room_from_bot(room))
+
+
+async def test_a_joiner_is_welcomed_not_told_of_a_change(
+    scene: Scene, room: str, people: People
+) -> None:
+    await scene.register()
+    (alice,) = await scene.occupy(room, "alice")
+    alice.send_groupchat(room, f'!addin attach "{NAME}"')
+    assert (await said_in_room(alice, room))["body"] == attached_sentence(NAME, URL)
+
+    bob = await people("bob")
+    await bob.join_room(room, "bob")
+    told = await bob.wait_for(private_from_bot(room))
+    assert told["body"] == f"This room's add-in is “{NAME}”: {URL}"
+    assert told["oob"]["url"] == URL
