@@ -180,7 +180,10 @@ def attach(request: Request) -> Done[Reply]:
     done = addins.attach(
         request.store, request.actor, room=request.room, name=request.args["name"]
     )
-    return done.then(lambda info: Reply(text.attached(info)))
+    autojoin = request.settings.rooms.autojoin
+    return done.then(
+        lambda info: Reply(text.attached(info, served=info.joined or info.jid in autojoin))
+    )
 
 
 @DIRECT.command(

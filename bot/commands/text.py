@@ -30,8 +30,14 @@ def unregistered(removed: Removed) -> str:
     return f"Unregistered “{removed.name}”."
 
 
-def attached(room: RoomInfo) -> str:
-    return f"{room.jid} now has the add-in “{room.addin}”: {room.url}"
+def attached(room: RoomInfo, *, served: bool = True) -> str:
+    said = f"{room.jid} now has the add-in “{room.addin}”: {room.url}"
+    if served:
+        return said
+    return (
+        f"{said}. The bot is not in {room.jid}, so nobody there is told; send the bot "
+        f"`join {room.jid}` to serve the room."
+    )
 
 
 def detached(room: str, name: str) -> str:

@@ -464,7 +464,9 @@ SUCCESSES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], list[str]]]] = 
     (re.compile(r"Unregistered “.*”\."), lambda m: ["unregister"]),
     (re.compile(r"Unregistered “.*”; detached it from (.+) \(each told\)\."),
      lambda m: ["detach"] * len(m.group(1).split(", ")) + ["unregister"]),
-    (re.compile(r"\S+@\S+ now has the add-in “.*”: \S+"), lambda m: ["attach"]),
+    (re.compile(r"\S+@\S+ now has the add-in “.*”: \S+?(\. The bot is not in \S+, so nobody "
+                r"there is told; send the bot `join \S+` to serve the room\.)?"),
+     lambda m: ["attach"]),
     (re.compile(r"\S+@\S+ no longer has the add-in “.*”\."), lambda m: ["detach"]),
     (re.compile(r"Joining \S+; the bot will rejoin it after restarts\."), lambda m: ["join"]),
     (re.compile(r"Leaving \S+\."), lambda m: ["leave"]),

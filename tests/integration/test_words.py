@@ -4,13 +4,25 @@ the rate limit's notice, and the words of the answers themselves."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from bot import cli
 from bot.announce import attached_sentence
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import MessagePredicate, sent_by
-from tests.integration.conftest import BotHandle
-from tests.integration.test_rooms import NAME, NICK, URL, People, Scene, said_in_room
+from tests.integration.conftest import BotHandle, write_config
+from tests.integration.test_rooms import (
+    NAME,
+    NICK,
+    OTHER,
+    OTHER_URL,
+    URL,
+    People,
+    Scene,
+    said_in_room,
+)
 
 pytestmark = pytest.mark.xmpp
 
@@ -61,3 +73,34 @@ async def test_a_joiner_is_welcomed_not_told_of_a_change(
     told = await bob.wait_for(private_from_bot(room))
     assert told["body"] == f"This room's add-in is “{NAME}”: {URL}"
     assert told["oob"]["url"] == URL
+
+
+def not_served(room: str) -> str:
+    return (
+        f"{room} now has the add-in “{NAME}”: {URL}. The bot is not in {room}, so nobody "
+        f"there is told; send the bot `join {room}` to serve the room."
+    )
+
+
+async def test_attach_to_a_room_the_bot_is_not_in_says_so_and_how_to_fix_it(
+    scene: Scene, room: str
+) -> None:
+    await scene.register()
+    assert await scene.admin(f'attach {room} "{NAME}"') == not_served(room)
+    # Still attached (remembered): once the bot serves the room, the answer is plain.
+    assert (await scene.admin(f"join {room}")).startswith(f"Joining {room}")
+    await scene.handle.in_room(room)
+    await scene.register(OTHER, OTHER_URL)
+    assert await scene.admin(f'attach {room} "{OTHER}"') == (
+        f"{room} now has the add-in “{OTHER}”: {OTHER_URL}"
+    )
+
+
+def test_attach_on_the_command_line_to_a_room_the_bot_is_not_in_says_so(
+    prosody: Prosody, tmp_path: Path, room: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = str(write_config(prosody, tmp_path))
+    assert cli.main(["addin", "register", NAME, URL, "--config", config]) == 0
+    capsys.readouterr()
+    assert cli.main(["room", "attach", room, NAME, "--config", config]) == 0
+    assert capsys.readouterr().out.strip() == not_served(room)

@@ -73,6 +73,7 @@ def make_bot(store: Store, settings: SettingsFactory, **sections: object) -> Bot
     room_with_owner_and_member(rooms)
     commands = {Place.DIRECT: DIRECT, Place.ROOM: ROOM_COMMANDS}
     handed: list[Change] = []
+    sections = {"rooms": {"autojoin": [ROOM]}, **sections}  # the bot serves ROOM, and is in it
     dispatcher = Dispatcher(settings(**sections), store, rooms, commands, changed=handed.extend)
     return Bot(dispatcher, rooms, store, handed)
 
