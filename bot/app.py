@@ -204,18 +204,21 @@ class App:
         return _Command(message, Place.ROOM, sender, said, person)
 
     def _within_limits(self, command: _Command) -> bool:
-        checks = [(self.sender_limit, self._order_key(command))]
+        checks = []
+        if policy.held_to_sender_limit(self.settings.roles.admins, command.sender):
+            checks.append((self.sender_limit, self._order_key(command), "from you"))
         if command.sender.room is not None:
-            checks.append((self.room_limit, command.sender.room))
-        for limit, key in checks:
+            checks.append((self.room_limit, command.sender.room, "in this room"))
+        for limit, key, whose in checks:
             verdict = limit.check(key)
             if verdict is Verdict.ALLOW:
                 continue
             if verdict is Verdict.NOTICE:
                 wait = max(1, math.ceil(limit.retry_after(key)))
                 self._reply(command, Reply(
-                    f"Too many commands: at most {limit.count} every {limit.window_s:g} s. "
-                    f"Try again in {wait} s; until then the bot stays silent."
+                    f"Too many commands {whose}: at most {limit.count} every "
+                    f"{limit.window_s:g} s. This one was not run, nor will any sent in the "
+                    f"next {wait} s be; the bot says nothing more until then."
                 ))
             return False
         return True

@@ -4,15 +4,17 @@ the rate limit's notice, and the words of the answers themselves."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from bot import cli
 from bot.announce import attached_sentence
+from bot.config import load_settings
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import MessagePredicate, sent_by
-from tests.integration.conftest import BotHandle, write_config
+from tests.integration.conftest import BotHandle, jid, write_config
 from tests.integration.test_rooms import (
     NAME,
     NICK,
@@ -104,3 +106,35 @@ def test_attach_on_the_command_line_to_a_room_the_bot_is_not_in_says_so(
     capsys.readouterr()
     assert cli.main(["room", "attach", room, NAME, "--config", config]) == 0
     assert capsys.readouterr().out.strip() == not_served(room)
+
+
+async def test_an_admin_pasting_many_commands_is_not_silenced_a_stranger_is_told_the_truth(
+    prosody: Prosody, tmp_path: Path, people: People
+) -> None:
+    settings = load_settings(write_config(prosody, tmp_path, sender_limit="3", window_s="30"))
+    handle = BotHandle(settings)
+    await handle.start()
+    try:
+        admin, mallory = await people("admin"), await people("mallory")
+        to = jid(prosody, "addinbot")
+        for number in range(13):
+            admin.send_chat(to, f"register Tool{number} https://t{number}.example.org/")
+        for number in range(13):
+            said = await admin.wait_for(sent_by(to), timeout=10)
+            assert said["body"] == (
+                f"Registered “Tool{number}” in {prosody.muc}: https://t{number}.example.org/"
+            )
+        for _ in range(5):
+            mallory.send_chat(to, "help")
+        answers = [str((await mallory.wait_for(sent_by(to)))["body"]) for _ in range(4)]
+        notices = [a for a in answers if a.startswith("Too many")]
+        assert len(notices) == 1, answers  # said at once: it may come before the answers
+        helps = [a for a in answers if a not in notices]
+        assert [a.partition(" — ")[0] for a in helps] == ["help [<command>]"] * 3, helps
+        assert re.fullmatch(
+            r"Too many commands from you: at most 3 every 30 s\. This one was not run, nor "
+            r"will any sent in the next (29|30) s be; the bot says nothing more until then\.",
+            notices[0],
+        ), notices[0]
+    finally:
+        await handle.stop()
