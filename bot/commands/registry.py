@@ -21,11 +21,12 @@ from bot import policy
 from bot.commands.answers import Answers
 from bot.commands.grammar import Arguments, Signature, match, split_words
 from bot.config import Settings
-from bot.errors import CommandError
+from bot.errors import BadWords, CommandError
 from bot.metrics import METRICS
 from bot.names import resolve_pool, resolve_room
 from bot.policy import RoomView
 from bot.values import Actor, Change, Done, Place, Reply, Role, Sender
+from bot.wording import did_you_mean
 from store import Store
 
 log = logging.getLogger(__name__)
@@ -253,6 +254,12 @@ class Dispatcher:
 
     async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         call = self._prepare(place, sender, split_words(text))
+        try:
+            return await self._call(call)
+        except BadWords as exc:
+            raise CommandError(exc.reason, usage=self.commands[place].usage(call.command)) from None
+
+    async def _call(self, call: _Call) -> Reply | None:
         if call.key is None:
             done = finished(await self.store.run(call.command.handler, call.request))
             if done.changes:  # back on the loop: hand them over before the sender is answered
@@ -302,8 +309,11 @@ class Dispatcher:
         name = words[0].lower() if words else ("show" if place is Place.ROOM else "help")
         command = self.commands[place].commands.get(name)
         if command is None:
-            allowed = ", ".join(c.name for c in self.allowed(place, sender)) if sender else ""
-            raise CommandError(f"Unknown command “{name[:40]}”. Commands: {allowed}.")
+            names = [c.name for c in self.allowed(place, sender)] if sender else []
+            raise CommandError(
+                f"Unknown command “{name[:40]}”.{did_you_mean(name, names)} "
+                f"Commands: {', '.join(names)}."
+            )
         return command
 
     def is_admin(self, sender: Sender) -> bool:

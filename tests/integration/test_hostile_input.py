@@ -458,12 +458,14 @@ def generate(rooms: Rooms, muc: str) -> list[tuple[str, str]]:
 # What a successful direct-message command says, and the audit actions it stands for.
 SUCCESSES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], list[str]]]] = [
     (re.compile(r"Registered “.*” in \S+: \S+"), lambda m: ["register"]),
-    (re.compile(r"“.*” now points to \S+( — the \d+ room\(s\) using it are told)?"),
+    (re.compile(r"“.*” now points to \S+"
+                r"( — the (1 room using it is|\d+ rooms using it are) told)?"),
      lambda m: ["update-url"]),
     (re.compile(r"Renamed “.*” to “.*”\."), lambda m: ["rename"]),
     (re.compile(r"Unregistered “.*”\."), lambda m: ["unregister"]),
-    (re.compile(r"Unregistered “.*”; detached it from (.+) \(each told\)\."),
-     lambda m: ["detach"] * len(m.group(1).split(", ")) + ["unregister"]),
+    (re.compile(r"Unregistered “.*” and detached it from (\d+) rooms?, which (was|were) "
+                r"told: .+\."),
+     lambda m: ["detach"] * int(m.group(1)) + ["unregister"]),
     (re.compile(r"\S+@\S+ now has the add-in “.*”: \S+?(\. The bot is not in \S+, so nobody "
                 r"there is told; send the bot `join \S+` to serve the room\.)?"),
      lambda m: ["attach"]),

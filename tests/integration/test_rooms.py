@@ -426,9 +426,10 @@ async def test_forced_unregister_tells_every_room_using_it(
         assert_link(await said_in_room(client, where), NAME, URL)
 
     reply = await scene.admin(f'unregister "{NAME}"')
-    assert reply.startswith(f"“{NAME}” is used by 2 room(s)"), reply
+    assert reply.startswith(f"“{NAME}” is used by 2 rooms"), reply
     reply = await scene.admin(f'unregister "{NAME}" force')
-    assert reply.startswith(f"Unregistered “{NAME}”; detached it from"), reply
+    told = f"Unregistered “{NAME}” and detached it from 2 rooms, which were told: "
+    assert reply.startswith(told), reply
 
     gone = f"This room no longer has an add-in: “{NAME}” was unregistered."
     for where, client in ((room, alice), (second, bob)):

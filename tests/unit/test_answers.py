@@ -113,7 +113,7 @@ async def test_refusals_are_not_kept(bot: Bot, monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(bot.store, "run", counting)
     for _ in range(2):
-        assert await bot.say("list page 2") == "There are only 1 page(s)."
+        assert await bot.say("list page 2") == "There is only 1 page."
     assert len(went) == 2  # each time from the store
 
 
