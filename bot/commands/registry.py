@@ -285,6 +285,7 @@ class Dispatcher:
         refusal = policy.role_refusal(command.role, admin=is_admin, command=command.name)
         if refusal is not None:
             raise NotAllowed("not_admin", refusal)
+        self._room_left_out(place, command, words)
         try:
             args = match(command.signature, words[1:])
             request = prepare(
@@ -304,10 +305,32 @@ class Dispatcher:
         key = (place, command.name, room, tuple(words[1:])) if command.kept else None
         return _Call(command, request, key)
 
+    def _room_left_out(self, place: Place, command: Command, words: list[str]) -> None:
+        """`attach Wiki` by direct message: the words a room command takes, without the room
+        a direct message must name. Say what was meant, and where to type it."""
+        room_words = self.commands.get(Place.ROOM)
+        if command.room_word is None or place is not Place.DIRECT or room_words is None:
+            return
+        if command.name not in room_words.commands or len(words) < 2 or "@" in words[1]:
+            return
+        if len(words) - 1 == len(command.signature.required) - 1:
+            said = " ".join(f'"{word}"' if " " in word else word for word in words[1:])
+            raise CommandError(
+                f"“{words[1][:40]}” is not a room address; in a room, type "
+                f"`{room_words.prefix}{command.name} {said}`, or here "
+                f"`{self.commands[place].usage(command)}`."
+            )
+
     def _find(self, place: Place, words: list[str], sender: Sender | None = None) -> Command:
         """The command the words name; CommandError (listing what `sender` may run) if none."""
         name = words[0].lower() if words else ("show" if place is Place.ROOM else "help")
         command = self.commands[place].commands.get(name)
+        direct = self.commands.get(Place.DIRECT)
+        if command is None and place is Place.ROOM and direct and name in direct.commands:
+            assert self.settings.xmpp is not None  # noqa: S101 - a running bot has its JID
+            raise CommandError(
+                f"{name} works only in a direct message to {self.settings.xmpp.jid}."
+            )
         if command is None:
             names = [c.name for c in self.allowed(place, sender)] if sender else []
             raise CommandError(

@@ -9,6 +9,7 @@ from bot.wording import did_you_mean, plural, some_of
 from store import Store
 from tests.unit.test_dispatch import (
     OTHER,
+    OWNER_IN_ROOM,
     POOL,
     ROOM,
     URL,
@@ -87,3 +88,16 @@ async def test_list_without_a_pool_groups_every_served_pools_add_ins(
     ])
     assert await bot.say("list page 2") == "There is only 1 page."
     assert (await bot.say(f"list pool {OTHER}")).startswith(f"Add-ins in {OTHER} (2; page 1")
+
+
+async def test_a_room_command_by_direct_message_and_a_direct_one_in_a_room_say_where(
+    bot: Bot,
+) -> None:
+    await bot.say(f"register Wiki {URL}")
+    assert await bot.say("attach Wiki") == (
+        "“Wiki” is not a room address; in a room, type `!addin attach Wiki`, or here "
+        "`attach <room> <name>`."
+    )
+    assert await bot.say(f"register Wiki {URL}", OWNER_IN_ROOM) == (
+        "register works only in a direct message to addinbot@localhost."
+    )
