@@ -10,7 +10,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import policy
@@ -46,6 +46,7 @@ from bot.values import (
     Sender,
     Transport,
 )
+from bot.wording import cut
 from store import Store
 
 log = logging.getLogger(__name__)
@@ -267,6 +268,7 @@ class App:
 
     def _reply(self, command: _Command, reply: Reply) -> None:
         sender = command.sender
+        reply = replace(reply, text=cut(reply.text, self.settings.limits.reply_chars))
         if sender.room is None:
             assert sender.jid is not None  # noqa: S101 - direct messages come from a real JID
             self.transport.send_direct(sender.jid, reply.text)

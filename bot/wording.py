@@ -16,6 +16,26 @@ def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count} {word if count == 1 else many or word + 's'}"
 
 
+def cut(text: str, most: int) -> str:
+    """`text` if it holds at most `most` characters; else its first whole lines that fit,
+    and a last line saying how many more there were."""
+    if len(text) <= most:
+        return text
+    lines = text.split("\n")
+    kept: list[str] = []
+    size = 0
+    room = most - 40  # for the last line
+    for line in lines:
+        if size + len(line) + 1 > room:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    if not kept:  # one line longer than the whole budget: cut inside it
+        return text[: most - 1] + "…"
+    more = len(lines) - len(kept)
+    return "\n".join([*kept, f"… and {plural(more, 'more line', 'more lines')}."])
+
+
 def only_pages(pages: int) -> str:
     """The refusal of a page past the last."""
     return "There is only 1 page." if pages == 1 else f"There are only {pages} pages."

@@ -138,7 +138,16 @@ def list_form(request: Request) -> Outcome:
     if not rows:
         return Outcome(f"No add-ins are registered in {pool}.")
     columns = (("name", "Name"), ("url", "URL"), ("rooms", "Rooms using it"))
-    return Outcome(f"Add-ins in {pool}: {len(rows)}.", table=Table(columns, tuple(rows)))
+    shown, size = 0, 0
+    for row in rows:  # within the answer's budget, with room for the form's own markup
+        size += sum(map(len, row)) + 200
+        if size > request.settings.limits.reply_chars:
+            break
+        shown += 1
+    said = f"Add-ins in {pool}: {len(rows)}."
+    if shown < len(rows):
+        said += f" The first {shown} are shown, and {len(rows) - shown} more are not."
+    return Outcome(said, table=Table(columns, tuple(rows[:shown])))
 
 
 @DIRECT.command(

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
+from bot import addins, cli
 from bot.announce import attached_sentence
 from bot.config import load_settings
+from bot.values import Actor
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import MessagePredicate, sent_by
 from tests.integration.conftest import BotHandle, jid, write_config
@@ -138,3 +139,20 @@ async def test_an_admin_pasting_many_commands_is_not_silenced_a_stranger_is_told
         ), notices[0]
     finally:
         await handle.stop()
+
+
+async def test_a_long_answer_stays_within_the_budget_with_and_n_more(
+    scene: Scene, bot: BotHandle, prosody: Prosody
+) -> None:
+    assert bot.service is not None
+    store = bot.service.store
+    for number in range(20):  # one page of long URLs: ~40,000 characters
+        url = f"https://t{number}.example.org/{'x' * 1900}"
+        addins.register(store, Actor("ops", "cli"), pool=prosody.muc, name=f"T{number}", url=url)
+    said = await scene.admin("list")
+    budget = bot.settings.limits.reply_chars
+    assert len(said) <= budget, len(said)
+    head, *items, last = said.split("\n")
+    assert head == f"Add-ins in {prosody.muc} (20; page 1 of 1):"
+    assert len(items) == 8, len(items)  # whole lines only
+    assert last == "… and 12 more lines."
