@@ -226,9 +226,13 @@ async def test_digits_that_int_cannot_read_are_refused_not_an_internal_error(
     """The digit "²" passes str.isdigit() but not int(): it once cost an internal error."""
     admin = await people("admin")
     to = jid(prosody, "addinbot")
-    for body, most in (("audit ²", 200), ("list page ³", 1_000_000), ("audit ①", 200)):
+    for body, most, usage in (("audit ²", 200, "audit [<n>]"),
+                              ("list page ³", 1_000_000, "list [pool <pool>] [page <page>]"),
+                              ("audit ①", 200, "audit [<n>]")):
         first = body.split()[-1]
-        assert await admin.ask(to, body) == f"Give a number from 1 to {most}, not “{first}”."
+        assert await admin.ask(to, body) == (
+            f"Give a number from 1 to {most}, not “{first}”. Usage: {usage}"
+        )
     assert (await admin.ask(to, "audit ٣")).startswith("No changes")  # Arabic-Indic 3: a number
 
 
