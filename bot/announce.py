@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 
 from bot import addins
-from bot.commands.text import attached_sentence, detached_sentence
+from bot.commands.text import attached_sentence, detached_sentence, welcome_sentence
 from bot.errors import CommandError
 from bot.metrics import METRICS
 from bot.rooms import Arrival, Occupant, Rooms
@@ -212,7 +212,7 @@ class Announcer:
         info, due = claimed.result
         if info is None or info.addin is None or info.url is None:
             return
-        sentence, link = attached_sentence(info.addin, info.url), Link(info.url, info.addin)
+        sentence, link = welcome_sentence(info.addin, info.url), Link(info.url, info.addin)
         untold = set(due)
         for occupant in joiners:
             if occupant.person in untold:  # once per person, whichever of their nicks

@@ -10,7 +10,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Coroutine, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import policy
@@ -46,6 +46,7 @@ from bot.values import (
     Sender,
     Transport,
 )
+from bot.wording import cut
 from store import Store
 
 log = logging.getLogger(__name__)
@@ -205,18 +206,21 @@ class App:
         return _Command(message, Place.ROOM, sender, said, person)
 
     def _within_limits(self, command: _Command) -> bool:
-        checks = [(self.sender_limit, self._order_key(command))]
+        checks = []
+        if policy.held_to_sender_limit(self.settings.roles.admins, command.sender):
+            checks.append((self.sender_limit, self._order_key(command), "from you"))
         if command.sender.room is not None:
-            checks.append((self.room_limit, command.sender.room))
-        for limit, key in checks:
+            checks.append((self.room_limit, command.sender.room, "in this room"))
+        for limit, key, whose in checks:
             verdict = limit.check(key)
             if verdict is Verdict.ALLOW:
                 continue
             if verdict is Verdict.NOTICE:
                 wait = max(1, math.ceil(limit.retry_after(key)))
                 self._reply(command, Reply(
-                    f"Too many commands: at most {limit.count} every {limit.window_s:g} s. "
-                    f"Try again in {wait} s; until then the bot stays silent."
+                    f"Too many commands {whose}: at most {limit.count} every "
+                    f"{limit.window_s:g} s. This one was not run, nor will any sent in the "
+                    f"next {wait} s be; the bot says nothing more until then."
                 ))
             return False
         return True
@@ -265,10 +269,12 @@ class App:
 
     def _reply(self, command: _Command, reply: Reply) -> None:
         sender = command.sender
+        reply = replace(reply, text=cut(reply.text, self.settings.limits.reply_chars))
         if sender.room is None:
             assert sender.jid is not None  # noqa: S101 - direct messages come from a real JID
             self.transport.send_direct(sender.jid, reply.text)
-        elif reply.public:
+        elif reply.public and command.message.kind is not Kind.ROOM_PRIVATE:
+            # Asked privately, answered privately: only what was said in the room is public.
             self.transport.send_room(sender.room, reply.text, reply.link)
         else:
             assert sender.nick is not None  # noqa: S101 - room commands come from a nickname

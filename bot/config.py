@@ -237,6 +237,9 @@ class LimitsSettings(_Section):
     sender: int = Field(default=10, ge=0)  # commands per window from one sender; 0: no limit
     room: int = Field(default=30, ge=0)  # commands per window in one room; 0: no limit
     window_s: float = Field(default=10.0, gt=0)
+    # The most characters one answer (chat or form) holds; longer ones are cut at a line with
+    # "and N more". Well under any server's stanza limit (Prosody's is 256 KiB).
+    reply_chars: int = Field(default=16_000, ge=1_000, le=60_000)
 
 
 class Settings(BaseSettings):

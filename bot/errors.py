@@ -20,6 +20,11 @@ class CommandError(Exception):
         return self.reason
 
 
+class BadWords(CommandError):
+    """The command's words are wrong in a way only its handler sees (a number out of range):
+    chat adds the command's usage, as for any other mistake in its words."""
+
+
 class StoreBusy(CommandError):
     """The database could not be reached or stayed locked; the user may simply try again."""
 

@@ -52,6 +52,13 @@ def is_admin(admins: Collection[str], jid: str | None) -> bool:
     return jid is not None and jid.lower() in admins
 
 
+def held_to_sender_limit(admins: Collection[str], sender: Sender) -> bool:
+    """The per-sender rate limit holds everyone but an admin writing directly (recognised
+    by the real JID the server vouches for): an admin pasting a batch of commands is not
+    silenced. (A room's limit, which protects the room, holds everyone in it.)"""
+    return sender.room is not None or not is_admin(admins, sender.jid)
+
+
 # --- room managers -------------------------------------------------------------------------
 
 

@@ -134,6 +134,7 @@ class AddinInfo:
     created_by: str
     created_at: datetime
     rooms: tuple[str, ...]
+    was: str | None = None  # after a rename: the name it had, as it was stored
 
 
 @dataclass(frozen=True)

@@ -9,14 +9,16 @@ the input itself are the operations' (bot/addins.py).
 from __future__ import annotations
 
 import unicodedata
+from dataclasses import replace
 
-from sqlalchemy import bindparam, delete, func, update
+from sqlalchemy import Connection, bindparam, delete, func, update
 from sqlalchemy import select as columns
 from sqlmodel import Session, col, select
 
 from bot.errors import CommandError
 from bot.names import name_key, name_skeleton
 from bot.values import Actor, AddinInfo, AddinPage, Done, Removed, RoomInfo
+from bot.wording import did_you_mean, only_pages, plural, some_of
 from store import audit
 from store.handle import Store
 from store.models import Addin, Announcement, Pool, Room
@@ -136,7 +138,7 @@ def rename(
         addin.revision += 1
         session.add(addin)
         audit.record(unit, actor, "rename", pool=pool, addin=new_name, detail=f"was “{old}”")
-        return _info(session, addin, pool)
+        return replace(_info(session, addin, pool), was=old)
 
     return store.write(change, conflict=taken(new_name, pool))
 
@@ -149,9 +151,9 @@ def unregister(
         addin = _get(session, pool, name)
         rooms = _rooms_using(session, addin)
         if rooms and not force:
-            listed = ", ".join(room.jid for room in rooms)
+            listed = some_of([room.jid for room in rooms])
             raise CommandError(
-                f"“{addin.name}” is used by {len(rooms)} room(s): {listed}. "
+                f"“{addin.name}” is used by {plural(len(rooms), 'room')}: {listed}. "
                 f"Detach it first, or add force to detach it from them."
             )
         for room in rooms:
@@ -174,7 +176,7 @@ def page(store: Store, *, pool: str, number: int) -> AddinPage:
         total = rows.execute(_ADDIN_COUNT, {"pool": pool}).scalar() or 0
         pages = max(1, -(-total // PAGE_SIZE))
         if number > pages:
-            raise CommandError(f"There are only {pages} page(s).")
+            raise CommandError(only_pages(pages))
         found = rows.execute(
             _ADDIN_PAGE, {"pool": pool, "skip": (number - 1) * PAGE_SIZE}
         ).all()
@@ -186,7 +188,7 @@ def show(store: Store, *, pool: str, name: str) -> AddinInfo:
     with store.reading() as rows:
         found = rows.execute(_ADDIN, {"pool": pool, "key": name_key(name)}).first()
         if found is None:
-            raise CommandError(f"No add-in named “{name}” in {pool}.")
+            raise no_such_addin(rows, pool, name)
         addin_id, addin_name, url, created_by, created_at = found
         used_by = rows.execute(_ROOMS_USING, {"addin_id": addin_id}).scalars().all()
     return AddinInfo(addin_name, url, pool, created_by, audit.utc(created_at), tuple(used_by))
@@ -225,8 +227,19 @@ def _get(session: Session, pool: str, name: str) -> Addin:
         select(Addin).join(Pool).where(Pool.name == pool, Addin.name_key == name_key(name))
     ).first()
     if addin is None:
-        raise CommandError(f"No add-in named “{name}” in {pool}.")
+        raise no_such_addin(session.connection(), pool, name)
     return addin
+
+
+_POOL_NAMES = (
+    columns(col(Addin.name)).join(Pool).where(col(Pool.name) == bindparam("pool"))
+)
+
+
+def no_such_addin(rows: Connection, pool: str, name: str) -> CommandError:
+    """The refusal of a name no add-in of `pool` has, with the nearest one if any is close."""
+    names = rows.execute(_POOL_NAMES, {"pool": pool}).scalars()
+    return CommandError(f"No add-in named “{name}” in {pool}.{did_you_mean(name, names)}")
 
 
 def _rooms_using(session: Session, addin: Addin) -> list[Room]:

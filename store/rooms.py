@@ -11,8 +11,8 @@ from bot.errors import CommandError
 from bot.names import name_key, pool_of
 from bot.values import Actor, Done, RoomInfo
 from store import audit
+from store.addins import no_such_addin, row_id
 from store.addins import pool_of as pool_row
-from store.addins import row_id
 from store.handle import Store
 from store.models import Addin, Pool, Room, utcnow
 from store.unit import Unit
@@ -45,7 +45,7 @@ def attach(store: Store, actor: Actor, *, room: str, name: str) -> Done[RoomInfo
             _ATTACH_TARGET, {"pool": pool, "key": name_key(name), "room": room}
         ).first()
         if found is None:
-            raise CommandError(f"No add-in named “{name}” in {pool}.")
+            raise no_such_addin(unit.rows, pool, name)
         addin_id, addin_name, url, room_id, current, joined, reason = found
         if room_id is None:  # a room attached before the bot ever served it
             row = _room(unit.session, room, create=True)

@@ -22,6 +22,7 @@ from bot.commands.grammar import (
 from bot.commands.registry import CommandSet, Form, Outcome, Request, Table
 from bot.errors import CommandError
 from bot.values import Change, Done, Place, Reply, Role
+from bot.wording import only_pages
 from store import Store
 
 DIRECT = CommandSet(Place.DIRECT)
@@ -59,7 +60,7 @@ def update_form(request: Request) -> Outcome:
     # change was recorded under, so that row must carry the name it keeps.
     if new_name:
         renamed = addins.rename(store, actor, pool=pool, name=name, new_name=new_name)
-        said.append(text.renamed(name, renamed.result))
+        said.append(text.renamed(renamed.result))
         name, changes = renamed.result.name, renamed.changes
     if url:
         try:
@@ -100,7 +101,7 @@ def update(request: Request) -> Done[Reply]:
         return done.then(lambda info: Reply(text.url_updated(info)))
     if field == "name":
         done = addins.rename(store, actor, pool=request.pool(), name=name, new_name=value)
-        return done.then(lambda info: Reply(text.renamed(name, info)))
+        return done.then(lambda info: Reply(text.renamed(info)))
     raise CommandError(f"Say “url” or “name” after the add-in's name, not “{field[:20]}”.")
 
 
@@ -137,7 +138,16 @@ def list_form(request: Request) -> Outcome:
     if not rows:
         return Outcome(f"No add-ins are registered in {pool}.")
     columns = (("name", "Name"), ("url", "URL"), ("rooms", "Rooms using it"))
-    return Outcome(f"Add-ins in {pool}: {len(rows)}.", table=Table(columns, tuple(rows)))
+    shown, size = 0, 0
+    for row in rows:  # within the answer's budget, with room for the form's own markup
+        size += sum(map(len, row)) + 200
+        if size > request.settings.limits.reply_chars:
+            break
+        shown += 1
+    said = f"Add-ins in {pool}: {len(rows)}."
+    if shown < len(rows):
+        said += f" The first {shown} are shown, and {len(rows) - shown} more are not."
+    return Outcome(said, table=Table(columns, tuple(rows[:shown])))
 
 
 @DIRECT.command(
@@ -147,8 +157,20 @@ def list_form(request: Request) -> Outcome:
 )
 def list_(request: Request) -> Reply:
     page = text.page_number(request.args.options.get("page"))
-    result = addins.list_addins(request.store, pool=request.pool(), page=page)
-    return Reply(text.addin_page(result, more=request.more(result.page + 1)))
+    pools = request.settings.pools.names
+    if "pool" in request.args.options or len(pools) == 1:
+        result = addins.list_addins(request.store, pool=request.pool(), page=page)
+        return Reply(text.addin_page(result, more=request.more(result.page + 1)))
+    # Every served pool's, grouped by pool: this page of each (Get-CsPersistentChatAddin).
+    first = [addins.list_addins(request.store, pool=pool, page=1) for pool in pools]
+    pages = max(each.pages for each in first)
+    if page > pages:
+        raise CommandError(only_pages(pages))
+    found = first if page == 1 else [
+        addins.list_addins(request.store, pool=each.pool, page=page)
+        for each in first if each.pages >= page
+    ]
+    return Reply(text.pools_pages(found, page, pages, more=request.more(page + 1)))
 
 
 @DIRECT.command(
@@ -180,7 +202,10 @@ def attach(request: Request) -> Done[Reply]:
     done = addins.attach(
         request.store, request.actor, room=request.room, name=request.args["name"]
     )
-    return done.then(lambda info: Reply(text.attached(info)))
+    autojoin = request.settings.rooms.autojoin
+    return done.then(
+        lambda info: Reply(text.attached(info, served=info.joined or info.jid in autojoin))
+    )
 
 
 @DIRECT.command(

@@ -31,7 +31,7 @@ def strip_room_prefix(text: str, nick: str) -> str | None:
     if rest is not None:
         return rest
     for mark in (":", ","):
-        if nick and stripped.startswith(nick + mark):
+        if nick and stripped[: len(nick) + 1].casefold() == (nick + mark).casefold():
             said = stripped[len(nick) + 1 :].strip()
             after = _after_prefix(said)  # "AddinBot: !addin show" means "show" too
             return said if after is None else after
@@ -135,6 +135,11 @@ def match(signature: Signature, words: list[str]) -> Arguments:
         missing = signature.required[len(words)].name
         raise CommandError(f"Missing <{missing}>.")
     given = {word.name: said for word, said in zip(signature.required, words, strict=False)}
+    for wanted in signature.required:
+        said = given[wanted.name]
+        if wanted.choices and said.lower() not in wanted.choices:
+            choices = " or ".join(f"“{choice}”" for choice in wanted.choices)
+            raise CommandError(f"Say {choices}, not “{_short(said, 20)}”.")
     rest = words[len(signature.required) :]
     options: dict[str, str] = {}
     flags: set[str] = set()

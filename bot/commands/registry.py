@@ -21,11 +21,12 @@ from bot import policy
 from bot.commands.answers import Answers
 from bot.commands.grammar import Arguments, Signature, match, split_words
 from bot.config import Settings
-from bot.errors import CommandError
+from bot.errors import BadWords, CommandError
 from bot.metrics import METRICS
 from bot.names import resolve_pool, resolve_room
 from bot.policy import RoomView
 from bot.values import Actor, Change, Done, Place, Reply, Role, Sender
+from bot.wording import did_you_mean
 from store import Store
 
 log = logging.getLogger(__name__)
@@ -278,6 +279,12 @@ class Dispatcher:
     async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         call = self._prepare(place, sender, split_words(text))
         await check_room_exists(call.command, call.request.room, self.exists)
+        try:
+            return await self._call(call)
+        except BadWords as exc:
+            raise CommandError(exc.reason, usage=self.commands[place].usage(call.command)) from None
+
+    async def _call(self, call: _Call) -> Reply | None:
         if call.key is None:
             done = finished(await self.store.run(call.command.handler, call.request))
             if done.changes:  # back on the loop: hand them over before the sender is answered
@@ -303,6 +310,7 @@ class Dispatcher:
         refusal = policy.role_refusal(command.role, admin=is_admin, command=command.name)
         if refusal is not None:
             raise NotAllowed("not_admin", refusal)
+        self._room_left_out(place, command, words)
         try:
             args = match(command.signature, words[1:])
             request = prepare(
@@ -322,13 +330,38 @@ class Dispatcher:
         key = (place, command.name, room, tuple(words[1:])) if command.kept else None
         return _Call(command, request, key)
 
+    def _room_left_out(self, place: Place, command: Command, words: list[str]) -> None:
+        """`attach Wiki` by direct message: the words a room command takes, without the room
+        a direct message must name. Say what was meant, and where to type it."""
+        room_words = self.commands.get(Place.ROOM)
+        if command.room_word is None or place is not Place.DIRECT or room_words is None:
+            return
+        if command.name not in room_words.commands or len(words) < 2 or "@" in words[1]:
+            return
+        if len(words) - 1 == len(command.signature.required) - 1:
+            said = " ".join(f'"{word}"' if " " in word else word for word in words[1:])
+            raise CommandError(
+                f"“{words[1][:40]}” is not a room address; in a room, type "
+                f"`{room_words.prefix}{command.name} {said}`, or here "
+                f"`{self.commands[place].usage(command)}`."
+            )
+
     def _find(self, place: Place, words: list[str], sender: Sender | None = None) -> Command:
         """The command the words name; CommandError (listing what `sender` may run) if none."""
         name = words[0].lower() if words else ("show" if place is Place.ROOM else "help")
         command = self.commands[place].commands.get(name)
+        direct = self.commands.get(Place.DIRECT)
+        if command is None and place is Place.ROOM and direct and name in direct.commands:
+            assert self.settings.xmpp is not None  # noqa: S101 - a running bot has its JID
+            raise CommandError(
+                f"{name} works only in a direct message to {self.settings.xmpp.jid}."
+            )
         if command is None:
-            allowed = ", ".join(c.name for c in self.allowed(place, sender)) if sender else ""
-            raise CommandError(f"Unknown command “{name[:40]}”. Commands: {allowed}.")
+            names = [c.name for c in self.allowed(place, sender)] if sender else []
+            raise CommandError(
+                f"Unknown command “{name[:40]}”.{did_you_mean(name, names)} "
+                f"Commands: {', '.join(names)}."
+            )
         return command
 
     def is_admin(self, sender: Sender) -> bool:

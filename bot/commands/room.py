@@ -21,7 +21,7 @@ def show(request: Request) -> Reply:
     info = addins.room_info(request.store, _room(request))
     if info.addin is None or info.url is None:
         return Reply("This room has no add-in.", public=True)
-    sentence = text.attached_sentence(info.addin, info.url)
+    sentence = text.welcome_sentence(info.addin, info.url)
     return Reply(sentence, public=True, link=Link(info.url, info.addin))
 
 

@@ -7,8 +7,9 @@ from datetime import datetime
 
 from bot import names
 from bot.commands.registry import Request
-from bot.errors import CommandError
+from bot.errors import BadWords, CommandError
 from bot.values import AddinInfo, AddinPage, AuditEntry, Removed, Reply, RoomInfo
+from bot.wording import did_you_mean, plural, some_of
 
 
 def registered(info: AddinInfo) -> str:
@@ -16,23 +17,34 @@ def registered(info: AddinInfo) -> str:
 
 
 def url_updated(info: AddinInfo) -> str:
-    told = f" — the {len(info.rooms)} room(s) using it are told" if info.rooms else ""
-    return f"“{info.name}” now points to {info.url}{told}"
+    using = len(info.rooms)
+    told = f" — the {plural(using, 'room')} using it {'is' if using == 1 else 'are'} told"
+    return f"“{info.name}” now points to {info.url}{told if using else ''}"
 
 
-def renamed(old: str, info: AddinInfo) -> str:
-    return f"Renamed “{old}” to “{info.name}”."
+def renamed(info: AddinInfo) -> str:
+    return f"Renamed “{info.was}” to “{info.name}”."
 
 
 def unregistered(removed: Removed) -> str:
-    if removed.rooms:
-        rooms = ", ".join(removed.rooms)
-        return f"Unregistered “{removed.name}”; detached it from {rooms} (each told)."
+    count = len(removed.rooms)
+    if count:
+        which = "which was told" if count == 1 else "which were told"
+        return (
+            f"Unregistered “{removed.name}” and detached it from {plural(count, 'room')}, "
+            f"{which}: {some_of(removed.rooms)}."
+        )
     return f"Unregistered “{removed.name}”."
 
 
-def attached(room: RoomInfo) -> str:
-    return f"{room.jid} now has the add-in “{room.addin}”: {room.url}"
+def attached(room: RoomInfo, *, served: bool = True) -> str:
+    said = f"{room.jid} now has the add-in “{room.addin}”: {room.url}"
+    if served:
+        return said
+    return (
+        f"{said}. The bot is not in {room.jid}, so nobody there is told; send the bot "
+        f"`join {room.jid}` to serve the room."
+    )
 
 
 def detached(room: str, name: str) -> str:
@@ -57,7 +69,7 @@ def count(raw: str | None, *, default: int, most: int) -> int:
     if raw is None:
         return default
     if not raw.isdecimal() or not 1 <= int(raw) <= most:  # "²".isdigit(), but int() refuses it
-        raise CommandError(f"Give a number from 1 to {most}, not “{raw[:20]}”.")
+        raise BadWords(f"Give a number from 1 to {most}, not “{raw[:20]}”.")
     return int(raw)
 
 
@@ -78,8 +90,24 @@ def addin_page(page: AddinPage, *, more: str) -> str:
     return "\n".join(lines)
 
 
+def pools_pages(found: list[AddinPage], page: int, pages: int, *, more: str) -> str:
+    """One page of every served pool's add-ins, grouped by pool."""
+    lines = [f"Add-ins of every served pool (page {page} of {pages}):"] if pages > 1 else []
+    for each in found:
+        if not each.total:
+            lines.append(f"No add-ins are registered in {each.pool}.")
+            continue
+        lines.append(f"{each.pool} ({plural(each.total, 'add-in')}):")
+        lines += [
+            f"• {name} — {url} ({plural(uses, 'room')})" for name, url, uses in each.items
+        ]
+    if page < pages:
+        lines.append(f"More: {more}")
+    return "\n".join(lines)
+
+
 def addin_details(info: AddinInfo) -> str:
-    rooms = ", ".join(info.rooms) if info.rooms else "none"
+    rooms = some_of(info.rooms) if info.rooms else "none"
     return "\n".join([
         f"“{info.name}”",
         f"URL: {info.url}",
@@ -128,8 +156,11 @@ def help_reply(request: Request) -> Reply:
         for command in request.allowed:
             if command.name == wanted.lower():
                 return Reply(f"Usage: {prefix}{command.usage} — {command.summary}")
-        names = ", ".join(c.name for c in request.allowed)
-        raise CommandError(f"No command “{wanted[:40]}” that you may run. Commands: {names}.")
+        names = [c.name for c in request.allowed]
+        raise CommandError(
+            f"No command “{wanted[:40]}” that you may run.{did_you_mean(wanted, names)} "
+            f"Commands: {', '.join(names)}."
+        )
     return Reply("\n".join(f"{prefix}{c.usage} — {c.summary}" for c in request.allowed))
 
 
@@ -137,7 +168,13 @@ def help_reply(request: Request) -> Reply:
 
 
 def attached_sentence(name: str, url: str) -> str:
+    """Said in the room when its add-in changed (attach, a new URL)."""
     return f"This room's add-in is now “{name}”: {url}"
+
+
+def welcome_sentence(name: str, url: str) -> str:
+    """Said to a joiner, and to `show`: what the room's add-in is, with nothing changed."""
+    return f"This room's add-in is “{name}”: {url}"
 
 
 def detached_sentence(name: str | None, *, unregistered: bool = False) -> str:

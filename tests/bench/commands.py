@@ -60,7 +60,7 @@ KINDS = (
     Kind("room_show", "room `!addin`", "echo_room", _room(scene.CMD_ROOM, lambda i: "!addin"),
          lambda s: body_from(s, f"{scene.CMD_ROOM}/{scene.BOT_NICK}", bare=False,
                              kind="groupchat"),
-         lambda text: text.startswith("This room's add-in is now")),
+         lambda text: text.startswith("This room's add-in is “")),
     Kind("attach", "direct `attach`", "echo_dm", _dm(BOT_JID, _attach_body),
          lambda s: body_from(s, BOT_JID, bare=True, kind="chat"),
          lambda text: "now has the add-in" in text),

@@ -227,7 +227,7 @@ async def test_an_admin_runs_every_operation_through_forms(
     assert notes(done) == [(
         "info",
         f"Renamed “{NAME}” to “Ticker”.\n"
-        f"“Ticker” now points to {NEW_URL} — the 1 room(s) using it are told",
+        f"“Ticker” now points to {NEW_URL} — the 1 room using it is told",
     )]
     told = await bob.next_message(10, said_in(room))
     assert NEW_URL in told["body"]

@@ -26,7 +26,7 @@ from slixmpp import JID, Message
 from slixmpp.stanza import Presence
 
 from bot import addins
-from bot.announce import attached_sentence
+from bot.announce import attached_sentence, welcome_sentence
 from bot.config import Settings, load_settings
 from bot.errors import StoreBusy
 from bot.values import Actor
@@ -230,7 +230,7 @@ async def test_prosody_killed_the_bot_rejoins_each_room_once(tmp_path: Path) -> 
             await handle.in_room(room)
             reply = await admin.ask(bot_jid, f"attach {room} Ticker")
             assert reply.startswith(f"{room} now has the add-in")
-        sentence = attached_sentence("Ticker", "https://t.example.org/")
+        sentence = welcome_sentence("Ticker", "https://t.example.org/")
         for user in ("bob", "carol"):  # joiners: each told once in each room
             person = await connect(user)
             for room in rooms:

@@ -226,9 +226,13 @@ async def test_digits_that_int_cannot_read_are_refused_not_an_internal_error(
     """The digit "²" passes str.isdigit() but not int(): it once cost an internal error."""
     admin = await people("admin")
     to = jid(prosody, "addinbot")
-    for body, most in (("audit ²", 200), ("list page ³", 1_000_000), ("audit ①", 200)):
+    for body, most, usage in (("audit ²", 200, "audit [<n>]"),
+                              ("list page ³", 1_000_000, "list [pool <pool>] [page <page>]"),
+                              ("audit ①", 200, "audit [<n>]")):
         first = body.split()[-1]
-        assert await admin.ask(to, body) == f"Give a number from 1 to {most}, not “{first}”."
+        assert await admin.ask(to, body) == (
+            f"Give a number from 1 to {most}, not “{first}”. Usage: {usage}"
+        )
     assert (await admin.ask(to, "audit ٣")).startswith("No changes")  # Arabic-Indic 3: a number
 
 
@@ -459,13 +463,17 @@ def generate(rooms: Rooms, muc: str) -> list[tuple[str, str]]:
 # What a successful direct-message command says, and the audit actions it stands for.
 SUCCESSES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], list[str]]]] = [
     (re.compile(r"Registered “.*” in \S+: \S+"), lambda m: ["register"]),
-    (re.compile(r"“.*” now points to \S+( — the \d+ room\(s\) using it are told)?"),
+    (re.compile(r"“.*” now points to \S+"
+                r"( — the (1 room using it is|\d+ rooms using it are) told)?"),
      lambda m: ["update-url"]),
     (re.compile(r"Renamed “.*” to “.*”\."), lambda m: ["rename"]),
     (re.compile(r"Unregistered “.*”\."), lambda m: ["unregister"]),
-    (re.compile(r"Unregistered “.*”; detached it from (.+) \(each told\)\."),
-     lambda m: ["detach"] * len(m.group(1).split(", ")) + ["unregister"]),
-    (re.compile(r"\S+@\S+ now has the add-in “.*”: \S+"), lambda m: ["attach"]),
+    (re.compile(r"Unregistered “.*” and detached it from (\d+) rooms?, which (was|were) "
+                r"told: .+\."),
+     lambda m: ["detach"] * int(m.group(1)) + ["unregister"]),
+    (re.compile(r"\S+@\S+ now has the add-in “.*”: \S+?(\. The bot is not in \S+, so nobody "
+                r"there is told; send the bot `join \S+` to serve the room\.)?"),
+     lambda m: ["attach"]),
     (re.compile(r"\S+@\S+ no longer has the add-in “.*”\."), lambda m: ["detach"]),
     (re.compile(r"Joining \S+; the bot will rejoin it after restarts\."), lambda m: ["join"]),
     (re.compile(r"Leaving \S+\."), lambda m: ["leave"]),

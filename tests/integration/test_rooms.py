@@ -12,7 +12,7 @@ import pytest
 from slixmpp import JID, Message, Presence
 
 from bot import addins, membership
-from bot.announce import attached_sentence
+from bot.announce import attached_sentence, welcome_sentence
 from bot.config import load_settings
 from bot.runner import Service
 from tests.harness.prosody import Prosody
@@ -68,7 +68,15 @@ async def refused_as_not_manager(sender: TestClient, watcher: TestClient, room: 
 
 
 def assert_link(msg: Message, name: str, url: str) -> None:
+    """The room is told its add-in changed."""
     assert msg["body"] == attached_sentence(name, url)
+    assert msg["oob"]["url"] == url
+    assert msg["oob"]["desc"] == name
+
+
+def assert_welcome(msg: Message, name: str, url: str) -> None:
+    """A joiner, or someone asking, is told the room's add-in: nothing changed."""
+    assert msg["body"] == welcome_sentence(name, url)
     assert msg["oob"]["url"] == url
     assert msg["oob"]["desc"] == name
 
@@ -226,7 +234,7 @@ async def test_anyone_asks_for_the_add_in_and_the_room_is_answered(
     for command in ("!addin", "!addin show", f"{NICK}: show", f"{NICK}, show"):
         bob.send_groupchat(room, command)
         for client in (alice, bob):
-            assert_link(await said_in_room(client, room), NAME, URL)
+            assert_welcome(await said_in_room(client, room), NAME, URL)
     # Conversation that merely mentions the bot or the prefix is not a command.
     bob.send_groupchat(room, "what does !addin do? ask AddinBot")
     await alice.expect_no_message(QUIET_S, anything_from_bot(room))
@@ -267,7 +275,7 @@ async def test_a_joiner_is_told_once_and_again_after_a_url_update(
 
     bob = await people("bob")
     await bob.join_room(room, "bob")
-    assert_link(await told_privately(bob, room), NAME, URL)
+    assert_welcome(await told_privately(bob, room), NAME, URL)
     await alice.expect_no_message(0.2, anything_from_bot(room))  # nothing said to the room
 
     joiners = joiners_seen_to(bot)
@@ -281,12 +289,12 @@ async def test_a_joiner_is_told_once_and_again_after_a_url_update(
 
     carol = await people("carol")
     await carol.join_room(room, "carol")
-    assert_link(await told_privately(carol, room), NAME, NEW_URL)
+    assert_welcome(await told_privately(carol, room), NAME, NEW_URL)
 
     # bob was told the old URL on his first join: the change is news to him.
     await bob.leave_room_wait(room, "bob")
     await bob.join_room(room, "bob")
-    assert_link(await told_privately(bob, room), NAME, NEW_URL)
+    assert_welcome(await told_privately(bob, room), NAME, NEW_URL)
     await alice.expect_no_message(0, from_bot(room, "chat"))
 
 
@@ -320,7 +328,7 @@ async def test_after_a_restart_rooms_are_rejoined_and_no_one_present_is_told(
     )
     assert attached(bot, room) == NAME
     bob.send_groupchat(room, "!addin")
-    assert_link(await said_in_room(bob, room), NAME, URL)
+    assert_welcome(await said_in_room(bob, room), NAME, URL)
 
 
 async def test_a_command_in_the_room_history_is_not_executed(
@@ -418,9 +426,10 @@ async def test_forced_unregister_tells_every_room_using_it(
         assert_link(await said_in_room(client, where), NAME, URL)
 
     reply = await scene.admin(f'unregister "{NAME}"')
-    assert reply.startswith(f"“{NAME}” is used by 2 room(s)"), reply
+    assert reply.startswith(f"“{NAME}” is used by 2 rooms"), reply
     reply = await scene.admin(f'unregister "{NAME}" force')
-    assert reply.startswith(f"Unregistered “{NAME}”; detached it from"), reply
+    told = f"Unregistered “{NAME}” and detached it from 2 rooms, which were told: "
+    assert reply.startswith(told), reply
 
     gone = f"This room no longer has an add-in: “{NAME}” was unregistered."
     for where, client in ((room, alice), (second, bob)):
@@ -476,7 +485,7 @@ async def test_no_answer_kept_from_before_a_command_line_change_is_given_after_i
 
     assert "(1 room)" in await scene.admin("list")
     alice.send_groupchat(room, "!addin")
-    assert_link(await said_in_room(alice, room), NAME, URL)
+    assert_welcome(await said_in_room(alice, room), NAME, URL)
 
 
 # --- 9: pools ------------------------------------------------------------------------------

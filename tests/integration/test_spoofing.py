@@ -25,7 +25,7 @@ from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import StanzaPath
 
 from bot import addins
-from bot.announce import attached_sentence
+from bot.announce import attached_sentence, welcome_sentence
 from bot.config import load_settings
 from bot.rooms import NICK_FIXED, SELF
 from bot.values import Message as Inbound
@@ -462,7 +462,7 @@ async def test_a_delay_stamp_in_the_room_is_never_acted_on(
         assert has_delay(xml)
         assert value is None
     else:
-        assert await said_in_room(bob, room) == attached_sentence(NAME, URL)
+        assert await said_in_room(bob, room) == welcome_sentence(NAME, URL)
         ((xml, value),) = witness.by_id(claimed)
         assert not has_delay(xml)
         assert value is not None
@@ -746,7 +746,7 @@ async def test_under_a_nickname_the_server_assigned_the_bot_ignores_its_own_word
         # Each private message is waited for by what it says, so neither is taken for the
         # other whichever comes first.
         helper = f"{room}/Helper"
-        await mallory.wait_for(sent_by(helper, "chat", attached_sentence(NAME, URL)))
+        await mallory.wait_for(sent_by(helper, "chat", welcome_sentence(NAME, URL)))
         mallory.send_groupchat(room, "!addin detach")
         refusal = f"Only the owners and admins of {room} may do that."
         await mallory.wait_for(sent_by(helper, "chat", refusal))
@@ -754,7 +754,7 @@ async def test_under_a_nickname_the_server_assigned_the_bot_ignores_its_own_word
         mallory.send_groupchat(room, "Helper: show")
         # mallory's commands are answered in order: nothing before the answer to the second
         # means nothing was made of the first.
-        shown = sent_by(helper, "groupchat", attached_sentence(NAME, URL))
+        shown = sent_by(helper, "groupchat", welcome_sentence(NAME, URL))
         for client in (mallory, alice):
             await client.nothing_before(shown, anything_from_bot(room, "Helper"))
         await alice.expect_no_message(QUIET_S, anything_from_bot(room, "Helper"))

@@ -19,7 +19,7 @@ import pytest
 from slixmpp import JID, Message
 
 from bot import addins, membership
-from bot.announce import attached_sentence
+from bot.announce import attached_sentence, welcome_sentence
 from bot.xmpp.liveness import SelfPing, self_ping_verdict
 from tests.harness.prosody import PROSODYCTL_BIN, Prosody
 from tests.harness.xmpp_client import TestClient
@@ -169,7 +169,7 @@ async def test_a_dropped_connection_is_resumed_without_rejoining_or_announcing(
     assert edge.plugin["xep_0198"].sm_id == sm_id
     # bob, who joined while the stream was away, is told once, as any joiner.
     told = await bob.next_message(10, from_bot(room))
-    assert (told["type"], told["body"]) == ("chat", attached_sentence(NAME, URL))
+    assert (told["type"], told["body"]) == ("chat", welcome_sentence(NAME, URL))
     await asyncio.sleep(QUIET_S)
     assert seen.empty(), "the bot left or rejoined the room"
     await alice.expect_no_message(0, from_bot(room))  # nobody present is re-announced
@@ -208,7 +208,7 @@ async def test_a_stream_that_cannot_be_resumed_rejoins_its_rooms(
     carol = await people("carol")
     await carol.join_room(room, "carol")
     told = await carol.next_message(10, from_bot(room))
-    assert told["body"] == attached_sentence(NAME, URL)
+    assert told["body"] == welcome_sentence(NAME, URL)
 
 
 @xmpp

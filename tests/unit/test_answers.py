@@ -75,17 +75,17 @@ async def test_the_rooms_add_in_is_answered_without_the_database(
     assert await bot.reply("", OWNER_IN_ROOM) == first  # kept for the room, not the person
     assert await bot.reply("show", MEMBER_IN_ROOM) == first
     assert calls == []
-    assert first.text == f"This room's add-in is now “Stock”: {URL}"
+    assert first.text == f"This room's add-in is “Stock”: {URL}"
 
 
 async def test_this_processs_own_change_is_seen_at_once(bot: Bot) -> None:
     await bot.say(f"register Stock {URL}")
     await bot.say(f"attach {ROOM} Stock")
     assert "(1 room)" in await bot.say("list")
-    assert await bot.say("", MEMBER_IN_ROOM) == f"This room's add-in is now “Stock”: {URL}"
+    assert await bot.say("", MEMBER_IN_ROOM) == f"This room's add-in is “Stock”: {URL}"
     await bot.say(f"update Stock url {URL2}")
     assert URL2 in await bot.say("list")
-    assert await bot.say("", MEMBER_IN_ROOM) == f"This room's add-in is now “Stock”: {URL2}"
+    assert await bot.say("", MEMBER_IN_ROOM) == f"This room's add-in is “Stock”: {URL2}"
     await bot.say(f"detach {ROOM}")
     assert "(0 rooms)" in await bot.say("list")
     assert await bot.say("", MEMBER_IN_ROOM) == "This room has no add-in."
@@ -113,7 +113,7 @@ async def test_refusals_are_not_kept(bot: Bot, monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(bot.store, "run", counting)
     for _ in range(2):
-        assert await bot.say("list page 2") == "There are only 1 page(s)."
+        assert await bot.say("list page 2") == "There is only 1 page."
     assert len(went) == 2  # each time from the store
 
 

@@ -79,6 +79,7 @@ def make_bot(store: Store, settings: SettingsFactory, **sections: object) -> Bot
     room_with_owner_and_member(rooms)
     commands = {Place.DIRECT: DIRECT, Place.ROOM: ROOM_COMMANDS}
     handed: list[Change] = []
+    sections = {"rooms": {"autojoin": [ROOM]}, **sections}  # the bot serves ROOM, and is in it
     dispatcher = Dispatcher(
         settings(**sections), store, rooms, commands, changed=handed.extend, exists=exists
     )
@@ -193,17 +194,17 @@ async def test_an_admin_manages_an_add_in_from_start_to_end(bot: Bot) -> None:
         f"{ROOM} now has the add-in “Stock Ticker”: {URL2}"
     )
     assert await bot.say(f'update "Stock Ticker" URL {URL}') == (
-        f"“Stock Ticker” now points to {URL} — the 1 room(s) using it are told"
+        f"“Stock Ticker” now points to {URL} — the 1 room using it is told"
     )
     assert await bot.say('update "Stock Ticker" name Ticker') == (
         "Renamed “Stock Ticker” to “Ticker”."
     )
     assert await bot.say("unregister Ticker") == (
-        f"“Ticker” is used by 1 room(s): {ROOM}. "
+        f"“Ticker” is used by 1 room: {ROOM}. "
         f"Detach it first, or add force to detach it from them."
     )
     assert await bot.say("unregister Ticker force") == (
-        f"Unregistered “Ticker”; detached it from {ROOM} (each told)."
+        f"Unregistered “Ticker” and detached it from 1 room, which was told: {ROOM}."
     )
     assert await bot.say("list") == f"No add-ins are registered in {POOL}."
 
@@ -224,14 +225,18 @@ async def test_an_admin_manages_an_add_in_from_start_to_end(bot: Bot) -> None:
 async def test_update_needs_url_or_name(bot: Bot) -> None:
     await bot.say(f"register Stock {URL}")
     assert await bot.say("update Stock colour red") == (
-        "Say “url” or “name” after the add-in's name, not “colour”."
+        "Say “url” or “name”, not “colour”. Usage: update <name> url <url> [pool <pool>] | "
+        "update <name> name <new-name> [pool <pool>]"
     )
 
 
 async def test_audit_counts_are_checked(bot: Bot) -> None:
     assert await bot.say("audit") == "No changes have been recorded yet."
-    assert await bot.say("audit 0") == "Give a number from 1 to 200, not “0”."
-    assert await bot.say("audit lots") == "Give a number from 1 to 200, not “lots”."
+    usage = " Usage: audit [<n>]"
+    assert await bot.say("audit 0") == "Give a number from 1 to 200, not “0”." + usage
+    assert await bot.say("audit lots") == "Give a number from 1 to 200, not “lots”." + usage
+    page = " Usage: list [pool <pool>] [page <page>]"
+    assert await bot.say("list page 0") == "Give a number from 1 to 1000000, not “0”." + page
 
 
 async def test_a_refused_url_is_the_reason_and_nothing_is_stored(bot: Bot) -> None:
@@ -310,7 +315,7 @@ async def test_show_in_the_room_says_the_add_in_to_everyone(bot: Bot) -> None:
     await bot.say(f'register "Stock Ticker" {URL}')
     await bot.say(f'attach {ROOM} "Stock Ticker"')
 
-    sentence = f"This room's add-in is now “Stock Ticker”: {URL}"
+    sentence = f"This room's add-in is “Stock Ticker”: {URL}"
     expected = Reply(sentence, public=True, link=Link(URL, "Stock Ticker"))
     assert await bot.reply("", MEMBER_IN_ROOM) == expected
     assert await bot.reply("show", MEMBER_IN_ROOM) == expected
@@ -412,7 +417,9 @@ async def test_with_several_pools_the_pool_must_be_named(
     assert await bot.say(f"register Stock {URL}") == (
         f"Name the pool: this bot serves {POOL}, {OTHER}."
     )
-    assert await bot.say("list") == f"Name the pool: this bot serves {POOL}, {OTHER}."
+    assert await bot.say("list") == (  # every pool's, grouped by pool
+        f"No add-ins are registered in {POOL}.\nNo add-ins are registered in {OTHER}."
+    )
     assert await bot.say(f"register Stock {URL} pool nope.localhost") == (
         f"Pool nope.localhost is not served here; served: {POOL}, {OTHER}."
     )

@@ -139,13 +139,17 @@ def test_a_room_message_addressed_to_the_bot_is_a_command(text: str, command: st
         "please !addin show",
         "AddinBot show",  # the nick needs ":" or ","
         "AddinBot2: show",
-        "addinbot: show",  # nicknames are matched exactly
         "AddinBot\u200b: show",  # a look-alike of the nick
         "Addin: show",
     ],
 )
 def test_other_room_messages_are_ignored(text: str) -> None:
     assert strip_room_prefix(text, NICK) is None
+
+
+@pytest.mark.parametrize("text", ["addinbot: show", "addinbot, show", "ADDINBOT: show"])
+def test_the_nick_is_recognised_whatever_its_case(text: str) -> None:
+    assert strip_room_prefix(text, NICK) == "show"
 
 
 def test_the_nick_prefix_follows_the_nick_the_bot_has() -> None:

@@ -51,6 +51,19 @@ def test_an_admin_is_a_configured_jid_the_server_vouches_for(jid: str | None, ad
     assert policy.is_admin(ADMINS, jid) is admin
 
 
+@pytest.mark.parametrize(
+    ("sender", "held"),
+    [(Sender("admin@localhost"), False),  # an admin by direct message: never silenced
+     (Sender("mallory@localhost"), True),
+     (Sender("admin@localhost", ROOM, "admin"), True),  # in a room: its limits hold
+     (Sender(None, ROOM, "admin"), True)],
+)
+def test_the_per_sender_limit_holds_everyone_but_an_admin_writing_directly(
+    sender: Sender, held: bool
+) -> None:
+    assert policy.held_to_sender_limit(ADMINS, sender) is held
+
+
 # --- room managers -------------------------------------------------------------------------
 
 

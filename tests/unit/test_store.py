@@ -357,7 +357,7 @@ def test_unregister_is_refused_with_the_rooms_that_use_it(store: Store) -> None:
         addins.unregister(store, ADMIN, pool=POOL, name="Stock", force=False)
 
     assert caught.value.reason == (
-        f"“Stock” is used by 2 room(s): {ROOM_A}, {ROOM_B}. "
+        f"“Stock” is used by 2 rooms: {ROOM_A}, {ROOM_B}. "
         f"Detach it first, or add force to detach it from them."
     )
     assert snapshot(store) == before
@@ -402,7 +402,7 @@ def test_list_pages_through_45_add_ins_in_case_insensitive_order(store: Store) -
         (1, 3, 45, POOL), (2, 3, 45, POOL), (3, 3, 45, POOL),
     }
     assert [name for p in pages for name, _url, _n in p.items] == names
-    with pytest.raises(CommandError, match=r"^There are only 3 page\(s\)\.$"):
+    with pytest.raises(CommandError, match=r"^There are only 3 pages\.$"):
         addins.list_addins(store, pool=POOL, page=4)
     with pytest.raises(CommandError, match="Page numbers start at 1"):
         addins.list_addins(store, pool=POOL, page=0)
@@ -768,7 +768,7 @@ REFUSALS: list[tuple[str, Attempt, str]] = [
     ("rename unknown", lambda e: addins.rename(e, ADMIN, pool=POOL, name="Nope", new_name="N"),
      "No add-in named"),
     ("unregister used", lambda e: addins.unregister(e, ADMIN, pool=POOL, name="Stock",
-                                                    force=False), "is used by 1 room(s)"),
+                                                    force=False), "is used by 1 room:"),
     ("unregister unknown", lambda e: addins.unregister(e, ADMIN, pool=POOL, name="Nope",
                                                        force=True), "No add-in named"),
     ("attach unknown", lambda e: addins.attach(e, ADMIN, room=ROOM_B, name="Nope"),
