@@ -15,7 +15,7 @@ from bot.config import load_settings
 from bot.values import Actor
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import MessagePredicate, sent_by
-from tests.integration.conftest import BotHandle, jid, write_config
+from tests.integration.conftest import BotHandle, create_room, jid, write_config
 from tests.integration.test_rooms import (
     NAME,
     NICK,
@@ -86,11 +86,13 @@ def not_served(room: str) -> str:
 
 
 async def test_attach_to_a_room_the_bot_is_not_in_says_so_and_how_to_fix_it(
-    scene: Scene, room: str
+    scene: Scene, room: str, prosody: Prosody
 ) -> None:
     await scene.register()
     assert await scene.admin(f'attach {room} "{NAME}"') == not_served(room)
-    # Still attached (remembered): once the bot serves the room, the answer is plain.
+    # Still attached (remembered): once the bot serves the room, the answer is plain. (The
+    # bot joins only a room that exists.)
+    await create_room(prosody, room)
     assert (await scene.admin(f"join {room}")).startswith(f"Joining {room}")
     await scene.handle.in_room(room)
     await scene.register(OTHER, OTHER_URL)
