@@ -67,24 +67,9 @@ run_pytest() {  # with $py, the venv's Python
   esac
 }
 
-step "pytest: unit tests, and the integration tests with their bots on SQLite"
-run_pytest "$@"
-[ $# -eq 0 ] || exit 0  # pytest arguments given: that one pass only
-
-step "pytest: the integration suite again, its bots on PostgreSQL"
-ADDINBOT_TEST_STORE=postgresql run_pytest tests/integration -m "not sqlite_only"
-
-# The same bots against ejabberd (Debian's 23.01, a private node: tests/harness/ejabberd.py):
-# the core, rooms and spoofing integration tests, their bots on SQLite. The few scenarios
-# that only a Prosody can stage (marked prosody_only, each saying why) are left out of this
-# pass rather than counted as skipped; they ran in the passes above.
-step "pytest: core, rooms and spoofing integration tests against ejabberd"
-ADDINBOT_TEST_XMPP=ejabberd ADDINBOT_TEST_STORE=sqlite run_pytest -m "not prosody_only" \
-  tests/integration/test_direct.py tests/integration/test_join.py \
-  tests/integration/test_rooms.py tests/integration/test_spoofing.py
-
 # The oldest versions pyproject.toml allows are tested too, in a venv of their own: each
-# lower bound there (">=X") of these packages is installed as "==X".
+# lower bound there (">=X") of these packages is installed as "==X". That venv is made
+# while the first pass runs.
 oldest=$("$py" - <<'PY'
 import re, tomllib
 wanted = ("slixmpp", "sqlalchemy", "sqlmodel", "prometheus_client")
@@ -98,18 +83,52 @@ PY
 ) || fail "reading the lower bounds in pyproject.toml"
 [ "$(wc -w <<<"$oldest")" -eq 4 ] \
   || fail "pyproject.toml: slixmpp, sqlalchemy, sqlmodel and prometheus_client need a >= each"
-if ! .venv-oldest/bin/python -c pass 2>/dev/null; then
-  step "creating .venv-oldest"
-  python3 -m venv --clear .venv-oldest || fail "python3 -m venv .venv-oldest"
+prepare_oldest() {
+  if ! .venv-oldest/bin/python -c pass 2>/dev/null; then
+    python3 -m venv --clear .venv-oldest || fail "python3 -m venv .venv-oldest"
+  fi
+  local stamp=.venv-oldest/.installed-by-run-sh
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" != "$oldest" ]; then
+    # shellcheck disable=SC2086 # one word per pin
+    .venv-oldest/bin/python -m pip install -q -e '.[test]' $oldest \
+      || fail "pip install into .venv-oldest"
+    printf '%s\n' "$oldest" >"$stamp"
+  fi
+}
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+if [ $# -eq 0 ]; then
+  step "preparing .venv-oldest with $oldest (in the background)"
+  prepare_oldest >"$logs/oldest-venv" 2>&1 &
+  oldest_venv=$!
 fi
-stamp=.venv-oldest/.installed-by-run-sh
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ "$(cat "$stamp")" != "$oldest" ]; then
-  step "pip install -e '.[test]' into .venv-oldest with" $oldest
-  # shellcheck disable=SC2086 # one word per pin
-  .venv-oldest/bin/python -m pip install -q -e '.[test]' $oldest \
-    || fail "pip install into .venv-oldest"
-  printf '%s\n' "$oldest" >"$stamp"
-fi
+
+step "pytest: unit tests, and the integration tests with their bots on SQLite"
+run_pytest "$@"
+[ $# -eq 0 ] || exit 0  # pytest arguments given: that one pass only
+
+# Two passes side by side (their servers, databases and ports are their own): the
+# integration suite again with its bots on PostgreSQL, and the core, rooms and spoofing
+# integration tests against ejabberd (Debian's 23.01, a private node:
+# tests/harness/ejabberd.py), their bots on SQLite. The few scenarios only a Prosody can
+# stage (marked prosody_only, each saying why) are left out of the ejabberd pass rather than
+# counted as skipped; they ran in the passes above.
+step "pytest: the integration suite again, its bots on PostgreSQL; and against ejabberd"
+(ADDINBOT_TEST_STORE=postgresql run_pytest tests/integration -m "not sqlite_only") \
+  >"$logs/postgresql" 2>&1 &
+postgresql=$!
+(ADDINBOT_TEST_XMPP=ejabberd ADDINBOT_TEST_STORE=sqlite run_pytest -m "not prosody_only" \
+  tests/integration/test_direct.py tests/integration/test_join.py \
+  tests/integration/test_rooms.py tests/integration/test_spoofing.py) >"$logs/ejabberd" 2>&1 &
+ejabberd=$!
+failed=""
+wait "$postgresql" || failed="$failed PostgreSQL"
+wait "$ejabberd" || failed="$failed ejabberd"
+step "the PostgreSQL pass said:"; cat "$logs/postgresql"
+step "the ejabberd pass said:"; cat "$logs/ejabberd"
+[ -z "$failed" ] || fail "the pass(es) of:$failed"
+
 step "pytest with the oldest versions allowed:" $oldest
+wait "$oldest_venv" || { cat "$logs/oldest-venv"; fail "preparing .venv-oldest"; }
 # The unit tests and one scenario against a real Prosody, the bot on SQLite.
 py=.venv-oldest/bin/python run_pytest tests/unit tests/integration/test_direct.py
