@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.errors import CommandError
+from bot.i18n import msg
 from bot.names import validate_name
 from bot.urls import validate_url
 from bot.values import Actor, AddinInfo, AddinPage, AuditEntry, Change, Done, Removed, RoomInfo
@@ -48,7 +49,7 @@ def update_url(store: Store, actor: Actor, *, pool: str, name: str, url: str) ->
 def rename(
     store: Store, actor: Actor, *, pool: str, name: str, new_name: str
 ) -> Done[AddinInfo]:
-    new_name = validate_name(new_name, what="New name")
+    new_name = validate_name(new_name, what=msg("New name"))
     return stored.rename(store, actor, pool=pool, name=name, new_name=new_name)
 
 
@@ -121,7 +122,7 @@ def list_rooms(
 
 def list_addins(store: Store, *, pool: str, page: int = 1) -> AddinPage:
     if page < 1:
-        raise CommandError("Page numbers start at 1.")
+        raise CommandError(msg("Page numbers start at 1."))
     return stored.page(store, pool=pool, number=page)
 
 

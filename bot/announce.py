@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from bot import addins
 from bot.commands.text import attached_sentence, detached_sentence, welcome_sentence
 from bot.errors import CommandError
+from bot.i18n import ENGLISH, Tr
 from bot.metrics import METRICS
 from bot.rooms import Arrival, Occupant, Rooms
 from bot.values import AuditEntry, Change, Link, RoomInfo, Transport
@@ -45,8 +46,10 @@ class Announcer:
     def __init__(
         self, store: Store, transport: Transport, rooms: Rooms, *, cooldown_s: int,
         on_membership: Callable[[AuditEntry], None], on_changes: Callable[[], None],
+        tr: Tr = ENGLISH,
     ) -> None:
         self.store = store
+        self.tr = tr  # the rooms' language (rooms.lang): room messages and joiners' links
         self.transport = transport
         self.rooms = rooms
         self.cooldown_s = cooldown_s
@@ -167,14 +170,15 @@ class Announcer:
         elif entry.action == "detach" and entry.room and self.rooms.is_live(entry.room):
             unregistered = entry.detail == addins.FORCED_DETACH
             self.transport.send_room(
-                entry.room, detached_sentence(entry.addin, unregistered=unregistered)
+                entry.room, detached_sentence(entry.addin, self.tr, unregistered=unregistered)
             )
             METRICS.announcement("room")
 
     def _say_attached(self, info: RoomInfo) -> None:
         if info.addin is not None and info.url is not None:
             self.transport.send_room(
-                info.jid, attached_sentence(info.addin, info.url), Link(info.url, info.addin)
+                info.jid, attached_sentence(info.addin, info.url, self.tr),
+                Link(info.url, info.addin),
             )
             METRICS.announcement("room")
 
@@ -212,7 +216,8 @@ class Announcer:
         info, due = claimed.result
         if info is None or info.addin is None or info.url is None:
             return
-        sentence, link = welcome_sentence(info.addin, info.url), Link(info.url, info.addin)
+        sentence = welcome_sentence(info.addin, info.url, self.tr)
+        link = Link(info.url, info.addin)
         untold = set(due)
         for occupant in joiners:
             if occupant.person in untold:  # once per person, whichever of their nicks

@@ -13,7 +13,7 @@ from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot import policy
+from bot import i18n, policy
 from bot.announce import Announcer
 from bot.commands.direct import DIRECT
 from bot.commands.grammar import split_words, strip_direct_prefix, strip_room_prefix
@@ -66,6 +66,7 @@ class _Command:
     sender: Sender
     text: str
     person: str  # who, for limits and ordering: a real JID, an occupant id, or a nickname
+    tr: i18n.Tr  # the language of the answer
 
 
 class App:
@@ -81,8 +82,11 @@ class App:
             changed=lambda changes: self.announcer.handed(changes),  # said after the reply
             exists=transport.room_exists,
         )
+        # Room messages and joiners' links: the rooms' language (rooms.lang).
+        self.room_tr = i18n.tr(settings.rooms.lang)
         self.announcer = Announcer(
             store, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,
+            tr=self.room_tr,
             on_membership=lambda change: self.membership.follow(change),
             on_changes=self.dispatcher.answers.changed,
         )
@@ -188,7 +192,9 @@ class App:
         if message.kind is Kind.DIRECT:
             assert message.jid is not None  # noqa: S101 - the edge sets it for direct messages
             text = strip_direct_prefix(message.body)
-            return _Command(message, Place.DIRECT, Sender(message.jid), text, message.jid)
+            # A direct message is answered in its sender's language (xml:lang), else English.
+            tr = i18n.tr(message.lang)
+            return _Command(message, Place.DIRECT, Sender(message.jid), text, message.jid, tr)
         room, nick = message.room, message.nick
         if room is None or nick is None or not self.rooms.is_live(room):
             return None  # not before our own join has completed
@@ -197,31 +203,35 @@ class App:
         if message.kind is Kind.ROOM_PRIVATE:
             # A private message through a room proves only a nickname.
             text = strip_direct_prefix(message.body)
-            return _Command(message, Place.ROOM, Sender(None, room, nick), text, person)
+            tr = i18n.tr(message.lang) if message.lang else self.room_tr
+            return _Command(message, Place.ROOM, Sender(None, room, nick), text, person, tr)
         said = strip_room_prefix(message.body, self.rooms.nick_in(room) or self.nick)
         if said is None:
             return None  # ordinary conversation
         # A room vouches for an occupant's real JID only where it shows it to the bot.
         sender = Sender(occupant.jid if occupant else None, room, nick)
-        return _Command(message, Place.ROOM, sender, said, person)
+        return _Command(message, Place.ROOM, sender, said, person, self.room_tr)
 
     def _within_limits(self, command: _Command) -> bool:
         checks = []
         if policy.held_to_sender_limit(self.settings.roles.admins, command.sender):
-            checks.append((self.sender_limit, self._order_key(command), "from you"))
+            checks.append((self.sender_limit, self._order_key(command),
+                           command.tr.gettext("from you")))
         if command.sender.room is not None:
-            checks.append((self.room_limit, command.sender.room, "in this room"))
+            checks.append((self.room_limit, command.sender.room,
+                           command.tr.gettext("in this room")))
         for limit, key, whose in checks:
             verdict = limit.check(key)
             if verdict is Verdict.ALLOW:
                 continue
             if verdict is Verdict.NOTICE:
                 wait = max(1, math.ceil(limit.retry_after(key)))
-                self._reply(command, Reply(
-                    f"Too many commands {whose}: at most {limit.count} every "
-                    f"{limit.window_s:g} s. This one was not run, nor will any sent in the "
-                    f"next {wait} s be; the bot says nothing more until then."
-                ))
+                self._reply(command, Reply(command.tr.gettext(
+                    "Too many commands {whose}: at most {count} every {window} s. This one "
+                    "was not run, nor will any sent in the next {wait} s be; the bot says "
+                    "nothing more until then.",
+                    whose=whose, count=limit.count, window=f"{limit.window_s:g}", wait=wait,
+                )))
             return False
         return True
 
@@ -231,7 +241,7 @@ class App:
         first."""
         if command.message.kind is Kind.ROOM_PRIVATE or self._order_key(command) in self._senders:
             return False
-        reply = self.dispatcher.kept(command.place, command.sender, command.text)
+        reply = self.dispatcher.kept(command.place, command.sender, command.text, command.tr)
         if reply is None:
             return False
         self._reply(command, reply)
@@ -264,12 +274,14 @@ class App:
             refusal = self._direct_only(command.text)
             if refusal is not None:
                 METRICS.refused(command.place.name, "direct_only")
-                return Reply(refusal)
-        return await self.dispatcher.run(command.place, command.sender, command.text)
+                return Reply(command.tr.say(refusal))
+        return await self.dispatcher.run(
+            command.place, command.sender, command.text, command.tr
+        )
 
     def _reply(self, command: _Command, reply: Reply) -> None:
         sender = command.sender
-        reply = replace(reply, text=cut(reply.text, self.settings.limits.reply_chars))
+        reply = replace(reply, text=cut(reply.text, self.settings.limits.reply_chars, command.tr))
         if sender.room is None:
             assert sender.jid is not None  # noqa: S101 - direct messages come from a real JID
             self.transport.send_direct(sender.jid, reply.text)

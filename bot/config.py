@@ -23,7 +23,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from bot import names
+from bot import i18n, names
 from bot.errors import CommandError
 
 ENV_PREFIX = "ADDINBOT_"
@@ -151,6 +151,20 @@ class PoolsSettings(_Section):
 
 class RoomsSettings(_Section):
     autojoin: list[str] = []
+    lang: str = i18n.ENGLISH_TAG  # the language of room messages and joiners' links
+
+    @field_validator("lang")
+    @classmethod
+    def _lang(cls, value: str) -> str:
+        """A language the bot has a catalog for (bot/locale), or English."""
+        known = i18n.languages()
+        lang = value.strip().replace("_", "-").lower()
+        if lang not in known:
+            raise ValueError(
+                f"no translation for {value!r}; the bot speaks {', '.join(sorted(known))} "
+                "(README: Languages, to add one)"
+            )
+        return lang
 
     @field_validator("autojoin")
     @classmethod

@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+from bot.i18n import ENGLISH, Tr, msg
+
 
 class CommandError(Exception):
     """An expected refusal: bad input, unknown add-in, not allowed.
 
-    `reason` is the one line the user reads; nothing has changed when it is raised.
+    `message` is the one line the user reads (a Msg, said in the reader's language by
+    `said`); `reason` is its English. Nothing has changed when it is raised.
     """
 
     def __init__(self, reason: str, *, usage: str | None = None) -> None:
         super().__init__(reason)
-        self.reason = reason
+        self.message = reason
         self.usage = usage
 
-    def __str__(self) -> str:
+    @property
+    def reason(self) -> str:
+        return str.__str__(self.message)
+
+    def said(self, tr: Tr) -> str:
+        reason = tr.say(self.message)
         if self.usage:
-            return f"{self.reason} Usage: {self.usage}"
-        return self.reason
+            return tr.gettext("{reason} Usage: {usage}", reason=reason, usage=self.usage)
+        return reason
+
+    def __str__(self) -> str:
+        return self.said(ENGLISH)
 
 
 class BadWords(CommandError):
@@ -29,4 +40,6 @@ class StoreBusy(CommandError):
     """The database could not be reached or stayed locked; the user may simply try again."""
 
     def __init__(self) -> None:
-        super().__init__("The database is busy or unreachable; nothing was changed. Try again.")
+        super().__init__(
+            msg("The database is busy or unreachable; nothing was changed. Try again.")
+        )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import disarm
 
 from bot.errors import CommandError
+from bot.i18n import msg
 
 MAX_NAME = 64
 MAX_NAME_KEY = 256  # the name_key column
@@ -33,7 +34,9 @@ REPLACEMENT = "\ufffd"
 def one_line(text: str, *, what: str) -> str:
     """`text` unchanged when it is one line every XML stream can carry; else refused."""
     if NOT_ONE_LINE.search(text) or NOT_XML.search(text):
-        raise CommandError(f"{what} must not contain control characters or line breaks.")
+        raise CommandError(
+            msg("{what} must not contain control characters or line breaks.", what=what)
+        )
     return text
 
 
@@ -42,27 +45,36 @@ def audit_line(text: str) -> str:
     return NOT_XML.sub(REPLACEMENT, NOT_ONE_LINE.sub(REPLACEMENT, text))
 
 
-def validate_name(raw: str, *, what: str = "Add-in name") -> str:
+def validate_name(raw: str, *, what: str | None = None) -> str:
     """1–64 characters, no control, format (bidi, zero-width) or line-break characters."""
+    what = what or msg("Add-in name")
     name = unicodedata.normalize("NFC", raw)
     if not name or len(name) > MAX_NAME:
-        raise CommandError(f"{what} must be 1 to {MAX_NAME} characters long.")
+        raise CommandError(
+            msg("{what} must be 1 to {most} characters long.", what=what, most=MAX_NAME)
+        )
     if name != name.strip():
-        raise CommandError(f"{what} must not start or end with white space.")
+        raise CommandError(msg("{what} must not start or end with white space.", what=what))
     for char in name:
         if unicodedata.category(char) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"):
-            raise CommandError(f"{what} must not contain control or invisible characters.")
+            raise CommandError(
+                msg("{what} must not contain control or invisible characters.", what=what)
+            )
     scripts = scripts_of(name)
     if len(scripts) > 1 and not any(scripts <= allowed for allowed in _SCRIPT_MIXES):
-        raise CommandError(
-            f"{what} mixes scripts ({', '.join(sorted(scripts))}); write it in one, so that "
-            "no name can pass for another."
-        )
+        raise CommandError(msg(
+            "{what} mixes scripts ({scripts}); write it in one, so that no name can pass "
+            "for another.", what=what, scripts=", ".join(sorted(scripts)),
+        ))
     skeleton = name_skeleton(name)
     if not skeleton.strip():
-        raise CommandError(f"{what} must hold a letter, digit or sign that can be seen.")
+        raise CommandError(
+            msg("{what} must hold a letter, digit or sign that can be seen.", what=what)
+        )
     if max(len(name_key(name)), len(skeleton)) > MAX_NAME_KEY:  # U+FDFA spells out as 18
-        raise CommandError(f"{what} is too long once its characters are spelled out.")
+        raise CommandError(
+            msg("{what} is too long once its characters are spelled out.", what=what)
+        )
     return name
 
 
@@ -101,13 +113,16 @@ def resolve_pool(served: Sequence[str], given: str | None) -> str:
     if given is not None:
         pool = given.strip().lower()
         if pool not in served:
-            raise CommandError(f"Pool {given} is not served here; served: {', '.join(served)}.")
+            raise CommandError(msg(
+                "Pool {pool} is not served here; served: {served}.",
+                pool=given, served=", ".join(served),
+            ))
         return pool
     if len(served) == 1:
         return served[0]
     if not served:
-        raise CommandError("No pool is configured (pools.names).")
-    raise CommandError(f"Name the pool: this bot serves {', '.join(served)}.")
+        raise CommandError(msg("No pool is configured (pools.names)."))
+    raise CommandError(msg("Name the pool: this bot serves {served}.", served=", ".join(served)))
 
 
 def resolve_room(served: Sequence[str], raw: str) -> str:
@@ -117,7 +132,9 @@ def resolve_room(served: Sequence[str], raw: str) -> str:
     room = room_address(raw, example=f"room@{served[0] if served else 'muc'}")
     service = pool_of(room)
     if service not in served:
-        raise CommandError(f"Room {room} is not in a served pool ({', '.join(served)}).")
+        raise CommandError(msg(
+            "Room {room} is not in a served pool ({served}).", room=room, served=", ".join(served)
+        ))
     return room
 
 
@@ -128,19 +145,22 @@ def room_address(raw: str, *, example: str = "room@service") -> str:
     letter added after Unicode 3.2, like "ᵃ" for "a" — is refused: the bot would track one
     room and send to the other."""
     room = raw.strip().lower()
+    not_room = msg("{raw} is not a room address ({example}).", raw=raw, example=example)
     local, at, service = room.partition("@")
     if not at or not local or not service or "/" in room or any(c.isspace() for c in room):
-        raise CommandError(f"{raw} is not a room address ({example}).")
+        raise CommandError(not_room)
     prepped = _nodeprep(local)
     if prepped is None:
-        raise CommandError(f"{raw} is not a room address ({example}).")
+        raise CommandError(not_room)
     if prepped != _nodeprep_today(local):
-        raise CommandError(
-            f"{raw} is not a room address the bot accepts: XMPP software disagrees on what "
-            "room it names (it uses characters newer than Unicode 3.2)."
-        )
+        raise CommandError(msg(
+            "{raw} is not a room address the bot accepts: XMPP software disagrees on what "
+            "room it names (it uses characters newer than Unicode 3.2).", raw=raw,
+        ))
     if len(prepped.encode("utf-8")) > MAX_ROOM_LOCAL:
-        raise CommandError(f"A room name may be at most {MAX_ROOM_LOCAL} bytes long.")
+        raise CommandError(
+            msg("A room name may be at most {most} bytes long.", most=MAX_ROOM_LOCAL)
+        )
     return f"{prepped}@{service}"
 
 

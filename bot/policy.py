@@ -13,6 +13,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from bot.i18n import msg
 from bot.values import Role, Sender
 
 # The affiliations that make an occupant a manager of the room (XEP-0045 owner, admin).
@@ -69,8 +70,8 @@ def manager_refusal(room: str, view: RoomView | None, sender: Sender) -> str | N
     must be seen among the room's occupants, which the room shows only if it is not
     anonymous to the bot."""
     if view is None or not view.joined:
-        return f"The bot is not in {room}, so it cannot see who manages it."
-    not_manager = f"Only the owners and admins of {room} may do that."
+        return msg("The bot is not in {room}, so it cannot see who manages it.", room=room)
+    not_manager = msg("Only the owners and admins of {room} may do that.", room=room)
     if sender.room == room and sender.nick is not None:
         occupant = view.occupants.get(sender.nick)
         return None if occupant is not None and occupant.affiliation in MANAGING else not_manager
@@ -80,13 +81,14 @@ def manager_refusal(room: str, view: RoomView | None, sender: Sender) -> str | N
     if any(o.affiliation in MANAGING for o in found):
         return None
     if not view.shows_jids:
-        return (
-            f"{room} does not show the bot its occupants' real addresses, so it cannot "
-            f"tell that you manage it. Run the command in the room, or ask its owner to "
-            f"make the room non-anonymous or give the bot the moderator role."
+        return msg(
+            "{room} does not show the bot its occupants' real addresses, so it cannot "
+            "tell that you manage it. Run the command in the room, or ask its owner to "
+            "make the room non-anonymous or give the bot the moderator role.", room=room,
         )
     if not found:
-        return f"You must be in {room} as one of its owners or admins to do that."
+        return msg("You must be in {room} as one of its owners or admins to do that.",
+                   room=room)
     return not_manager
 
 
@@ -117,7 +119,7 @@ def role_refusal(needed: Role, *, admin: bool, command: str) -> str | None:
     admin's command to a non-admin. (A manager's command is decided by manager_refusal,
     once its room is known.)"""
     if needed is Role.ADMIN and not admin:
-        return f"Only an addinbot admin may run {command}."
+        return msg("Only an addinbot admin may run {command}.", command=command)
     return None
 
 
@@ -132,9 +134,9 @@ def direct_only_refusal(
     """A private message sent through a room proves only a nickname: the commands that
     exist only by direct message (where the sender's real JID is known) are refused there."""
     if name in direct and name not in room:
-        return (
-            f"Send “{name}” to the bot directly, not through a room: a private message "
-            f"from a room proves only a nickname, not who you are."
+        return msg(
+            "Send “{command}” to the bot directly, not through a room: a private message "
+            "from a room proves only a nickname, not who you are.", command=name,
         )
     return None
 
@@ -161,14 +163,15 @@ def look_refusal(invitation: InvitationCheck) -> str | None:
     """Anyone else's invitation is accepted only once the bot, in the room, sees the
     inviter as one of its managers (manager_refusal): None if the bot may join to look."""
     if invitation.inviter is None:
-        return (
+        return msg(
             "the invitation does not show who sent it (only a room nickname), so the bot "
             "cannot check that an owner or admin of the room invited it."
         )
     if invitation.room_exists is False:
-        return f"there is no room {invitation.room}."
+        return msg("there is no room {room}.", room=invitation.room)
     if invitation.room_exists is None and not invitation.mediated:
-        return f"the bot could not check that {invitation.room} exists; try again later."
+        return msg("the bot could not check that {room} exists; try again later.",
+                   room=invitation.room)
     return None
 
 
@@ -176,9 +179,10 @@ def missing_room_refusal(room: str, exists: bool | None) -> str | None:
     """The bot joins only rooms that exist (a join would create a missing one, with the bot
     its owner): None if `room` was found to exist."""
     if exists is False:
-        return f"There is no room {room}: the bot joins only rooms that exist."
+        return msg("There is no room {room}: the bot joins only rooms that exist.", room=room)
     if exists is None:
-        return f"The bot could not check that {room} exists; nothing changed. Try again later."
+        return msg("The bot could not check that {room} exists; nothing changed. "
+                   "Try again later.", room=room)
     return None
 
 

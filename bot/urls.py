@@ -17,6 +17,7 @@ import re
 import unicodedata
 
 from bot.errors import CommandError
+from bot.i18n import Msg, msg
 
 __all__ = ["validate_url"]
 
@@ -49,44 +50,46 @@ def validate_url(raw: str) -> str:
     _check_characters(raw)
     scheme, authority, rest = _split(raw)
     if "@" in authority:
-        raise _refused("a user name or password part is not allowed")
+        raise _refused(msg("a user name or password part is not allowed"))
     if not all("!" <= ch <= "~" for ch in rest):
-        raise _refused("it contains non-ASCII characters outside the host name")
+        raise _refused(msg("it contains non-ASCII characters outside the host name"))
     host, port = _split_authority(authority)
     url = f"{scheme}://{host}{'' if port is None else ':' + port}{rest}"
     if len(url) > _MAX_LENGTH:  # an encoded international host is longer than its raw form
-        raise _refused(f"it is longer than {_MAX_LENGTH} characters once its host is encoded")
+        raise _refused(msg(
+            "it is longer than {most} characters once its host is encoded", most=_MAX_LENGTH
+        ))
     return url
 
 
-def _refused(why: str) -> CommandError:
-    return CommandError(f"URL refused: {why}.")
+def _refused(why: Msg) -> CommandError:
+    return CommandError(msg("URL refused: {why}.", why=why))
 
 
 def _check_characters(raw: str) -> None:
     if len(raw) > _MAX_LENGTH:
-        raise _refused(f"it is longer than {_MAX_LENGTH} characters")
+        raise _refused(msg("it is longer than {most} characters", most=_MAX_LENGTH))
     if any(ch.isspace() or unicodedata.category(ch) in _SPACE_CATEGORIES for ch in raw):
-        raise _refused("it contains white space")
+        raise _refused(msg("it contains white space"))
     if any(unicodedata.category(ch) in _CONTROL_CATEGORIES or ord(ch) in _INVISIBLE for ch in raw):
-        raise _refused("it contains a control, bidirectional or zero-width character")
+        raise _refused(msg("it contains a control, bidirectional or zero-width character"))
     if "\\" in raw:
-        raise _refused("it contains a backslash")
+        raise _refused(msg("it contains a backslash"))
     if any(unicodedata.normalize("NFKC", ch) != ch for ch in raw):
-        raise _refused("it contains look-alike characters")
+        raise _refused(msg("it contains look-alike characters"))
 
 
 def _split(raw: str) -> tuple[str, str, str]:
     """Split into lowercased scheme, authority, and the rest (path, query, fragment)."""
     match = _SCHEME.match(raw)
     if match is None:
-        raise _refused("it must start with http:// or https://")
+        raise _refused(msg("it must start with http:// or https://"))
     scheme = match.group(1).lower()
     if scheme not in ("http", "https"):
-        raise _refused("only http and https are allowed")
+        raise _refused(msg("only http and https are allowed"))
     after = raw[match.end() :]
     if not after.startswith("//"):
-        raise _refused("it must start with http:// or https://")
+        raise _refused(msg("it must start with http:// or https://"))
     authority = re.split(r"[/?#]", after[2:], maxsplit=1)[0]
     return scheme, authority, after[2 + len(authority) :]
 
@@ -95,40 +98,40 @@ def _split_authority(authority: str) -> tuple[str, str | None]:
     if authority.startswith("["):
         inner, bracket, after = authority[1:].partition("]")
         if not bracket or after[:1] not in ("", ":"):
-            raise _refused("the IPv6 address is malformed")
+            raise _refused(msg("the IPv6 address is malformed"))
         host, port = _ipv6_host(inner), (after[1:] if after else None)
     else:
         name, colon, port_text = authority.partition(":")
         host, port = _name_host(name), (port_text if colon else None)
     if port is not None and (_PORT.fullmatch(port) is None or not 1 <= int(port) <= 65535):
-        raise _refused("the port must be a number from 1 to 65535")
+        raise _refused(msg("the port must be a number from 1 to 65535"))
     return host, None if port is None else str(int(port))
 
 
 def _ipv6_host(inner: str) -> str:
     if "%" in inner:
-        raise _refused("an IPv6 zone id is not allowed")
+        raise _refused(msg("an IPv6 zone id is not allowed"))
     try:
         address = ipaddress.IPv6Address(inner)
     except ValueError:
-        raise _refused("the IPv6 address is malformed") from None
+        raise _refused(msg("the IPv6 address is malformed")) from None
     return f"[{address.compressed}]"
 
 
 def _name_host(name: str) -> str:
     """A DNS name (international labels in punycode) or a strict dotted-quad IPv4 address."""
     if not name:
-        raise _refused("it has no host")
+        raise _refused(msg("it has no host"))
     labels = name.split(".")
     if "" in labels:
-        raise _refused("the host name has an empty label or a trailing dot")
+        raise _refused(msg("the host name has an empty label or a trailing dot"))
     latin_tld = labels[-1].isascii() and not labels[-1].lower().startswith("xn--")
     host_labels = [_ascii_label(label, latin_tld) for label in labels]
     if _NUMERIC_LABEL.fullmatch(host_labels[-1]) and not _is_dotted_quad(host_labels):
-        raise _refused("the host looks like an IP address but is not a plain dotted quad")
+        raise _refused(msg("the host looks like an IP address but is not a plain dotted quad"))
     host = ".".join(host_labels)
     if len(host) > _MAX_HOST:
-        raise _refused(f"the host name is longer than {_MAX_HOST} characters")
+        raise _refused(msg("the host name is longer than {most} characters", most=_MAX_HOST))
     return host
 
 
@@ -143,7 +146,7 @@ def _ascii_label(label: str, latin_tld: bool) -> str:
         return _encode_label(label, latin_tld)
     label = label.lower()
     if _LDH.fullmatch(label) is None:
-        raise _refused("the host name contains a character that is not allowed")
+        raise _refused(msg("the host name contains a character that is not allowed"))
     if label.startswith("xn--"):
         return _check_encoded_label(label, latin_tld)
     _check_label_shape(label, label)
@@ -155,9 +158,9 @@ def _check_encoded_label(label: str, latin_tld: bool) -> str:
     try:
         decoded = label[4:].encode("ascii").decode("punycode")
     except UnicodeError:
-        raise _refused("the host name has a malformed xn-- label") from None
+        raise _refused(msg("the host name has a malformed xn-- label")) from None
     if decoded.isascii() or _encode_label(decoded, latin_tld) != label:
-        raise _refused("the host name has a malformed xn-- label")
+        raise _refused(msg("the host name has a malformed xn-- label"))
     return label
 
 
@@ -165,11 +168,11 @@ def _encode_label(label: str, latin_tld: bool) -> str:
     """NFC, lowercase, check characters and scripts, then punycode: 'bücher' -> 'xn--bcher-kva'."""
     text = unicodedata.normalize("NFC", unicodedata.normalize("NFC", label).lower())
     if text.isascii() or unicodedata.normalize("NFKC", text) != text:
-        raise _refused("it contains look-alike characters")
+        raise _refused(msg("it contains look-alike characters"))
     if unicodedata.category(text[0]).startswith("M") or not all(
         _LDH.fullmatch(ch) if ch.isascii() else unicodedata.category(ch)[0] in "LM" for ch in text
     ):
-        raise _refused("the host name contains a character that is not allowed")
+        raise _refused(msg("the host name contains a character that is not allowed"))
     _check_scripts(text, latin_tld)
     encoded = "xn--" + text.encode("punycode").decode("ascii")
     _check_label_shape(text, encoded)
@@ -178,19 +181,19 @@ def _encode_label(label: str, latin_tld: bool) -> str:
 
 def _check_label_shape(text: str, encoded: str) -> None:
     if text.startswith("-") or text.endswith("-"):
-        raise _refused("a host name label starts or ends with a hyphen")
+        raise _refused(msg("a host name label starts or ends with a hyphen"))
     if len(encoded) > _MAX_LABEL:
-        raise _refused(f"a host name label is longer than {_MAX_LABEL} characters")
+        raise _refused(msg("a host name label is longer than {most} characters", most=_MAX_LABEL))
 
 
 def _check_scripts(text: str, latin_tld: bool) -> None:
     """One script per label (Han may join Kana or Hangul); no Latin look-alikes if the TLD is."""
     scripts = {script for ch in text if (script := _script(ch))}
     if len(scripts) > 1 and not any(scripts <= mix for mix in _SCRIPT_MIXES):
-        raise _refused("a host name label mixes scripts")
+        raise _refused(msg("a host name label mixes scripts"))
     lookalikes = _LATIN_LOOKALIKES.get(scripts.pop(), frozenset()) if len(scripts) == 1 else None
     if latin_tld and lookalikes and all(ch in lookalikes for ch in text if _script(ch)):
-        raise _refused("a host name label imitates Latin letters with another script")
+        raise _refused(msg("a host name label imitates Latin letters with another script"))
 
 
 def _script(ch: str) -> str | None:

@@ -72,6 +72,7 @@ class Message:
     jid: str | None = None  # DIRECT only: the sender's real bare JID
     room: str | None = None
     nick: str | None = None
+    lang: str | None = None  # the stanza's xml:lang, as the sender wrote it (if at all)
 
 
 class Transport(Protocol):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 
+from bot.i18n import Msg, Tr, msg, msg_n
+
 # A list in one sentence (the rooms using an add-in) names at most this many.
 MOST_LISTED = 20
 
@@ -16,7 +18,7 @@ def plural(count: int, word: str, many: str | None = None) -> str:
     return f"{count} {word if count == 1 else many or word + 's'}"
 
 
-def cut(text: str, most: int) -> str:
+def cut(text: str, most: int, tr: Tr) -> str:
     """`text` if it holds at most `most` characters; else its first whole lines that fit,
     and a last line saying how many more there were."""
     if len(text) <= most:
@@ -33,19 +35,19 @@ def cut(text: str, most: int) -> str:
     if not kept:  # one line longer than the whole budget: cut inside it
         return text[: most - 1] + "…"
     more = len(lines) - len(kept)
-    return "\n".join([*kept, f"… and {plural(more, 'more line', 'more lines')}."])
+    return "\n".join([*kept, tr.ngettext("… and {n} more line.", "… and {n} more lines.", more)])
 
 
-def only_pages(pages: int) -> str:
+def only_pages(pages: int) -> Msg:
     """The refusal of a page past the last."""
-    return "There is only 1 page." if pages == 1 else f"There are only {pages} pages."
+    return msg_n("There is only {n} page.", "There are only {n} pages.", pages)
 
 
-def some_of(items: Sequence[str], most: int = MOST_LISTED) -> str:
+def some_of(items: Sequence[str], most: int = MOST_LISTED) -> Msg:
     """The items, comma-separated: all of them, or the first `most` and “and N more”."""
     if len(items) <= most:
-        return ", ".join(items)
-    return f"{', '.join(items[:most])} and {len(items) - most} more"
+        return Msg("{items}", (("items", ", ".join(items)),))  # not a sentence: not extracted
+    return msg("{items} and {more} more", items=", ".join(items[:most]), more=len(items) - most)
 
 
 def nearest(word: str, choices: Iterable[str]) -> str | None:
@@ -55,7 +57,7 @@ def nearest(word: str, choices: Iterable[str]) -> str | None:
     return by_key[found[0]] if found else None
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
+def did_you_mean(word: str, choices: Iterable[str]) -> Msg | str:
     """“ Did you mean “attach”?”, or nothing when no choice is close."""
     found = nearest(word, choices)
-    return f" Did you mean “{found}”?" if found is not None else ""
+    return msg(" Did you mean “{word}”?", word=found) if found is not None else ""

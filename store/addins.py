@@ -16,9 +16,10 @@ from sqlalchemy import select as columns
 from sqlmodel import Session, col, select
 
 from bot.errors import CommandError
+from bot.i18n import msg, msg_n
 from bot.names import name_key, name_skeleton
 from bot.values import Actor, AddinInfo, AddinPage, Done, Removed, RoomInfo
-from bot.wording import did_you_mean, only_pages, plural, some_of
+from bot.wording import did_you_mean, only_pages, some_of
 from store import audit
 from store.handle import Store
 from store.models import Addin, Announcement, Pool, Room
@@ -70,8 +71,9 @@ _ROOMS_USING = (
 
 def taken(name: str, pool: str, asked: str | None = None) -> str:
     if asked is not None and _folded(asked) != _folded(name):  # not just case or width
-        return f"“{asked}” looks like “{name}”, which already exists in {pool}."
-    return f"An add-in named “{name}” already exists in {pool}."
+        return msg("“{asked}” looks like “{name}”, which already exists in {pool}.",
+                   asked=asked, name=name, pool=pool)
+    return msg("An add-in named “{name}” already exists in {pool}.", name=name, pool=pool)
 
 
 def _folded(name: str) -> str:
@@ -106,7 +108,7 @@ def update_url(
         session = unit.session
         addin = _get(session, pool, name)
         if addin.url == url:
-            raise CommandError(f"“{addin.name}” already has that URL.")
+            raise CommandError(msg("“{name}” already has that URL.", name=addin.name))
         addin.url = url
         addin.revision += 1
         session.add(addin)
@@ -131,7 +133,7 @@ def rename(
         if clash is not None and clash.id != addin.id:
             raise CommandError(taken(clash.name, pool, new_name))
         if addin.name == new_name:
-            raise CommandError(f"“{addin.name}” already has that name.")
+            raise CommandError(msg("“{name}” already has that name.", name=addin.name))
         old = addin.name
         addin.name, addin.name_key = new_name, name_key(new_name)
         addin.name_skeleton = name_skeleton(new_name)
@@ -152,10 +154,13 @@ def unregister(
         rooms = _rooms_using(session, addin)
         if rooms and not force:
             listed = some_of([room.jid for room in rooms])
-            raise CommandError(
-                f"“{addin.name}” is used by {plural(len(rooms), 'room')}: {listed}. "
-                f"Detach it first, or add force to detach it from them."
-            )
+            raise CommandError(msg_n(
+                "“{name}” is used by {n} room: {rooms}. "
+                "Detach it first, or add force to detach it from them.",
+                "“{name}” is used by {n} rooms: {rooms}. "
+                "Detach it first, or add force to detach it from them.",
+                len(rooms), name=addin.name, rooms=listed,
+            ))
         for room in rooms:
             room.addin_id, room.attached_at = None, None
             session.add(room)
@@ -239,7 +244,10 @@ _POOL_NAMES = (
 def no_such_addin(rows: Connection, pool: str, name: str) -> CommandError:
     """The refusal of a name no add-in of `pool` has, with the nearest one if any is close."""
     names = rows.execute(_POOL_NAMES, {"pool": pool}).scalars()
-    return CommandError(f"No add-in named “{name}” in {pool}.{did_you_mean(name, names)}")
+    return CommandError(msg(
+        "No add-in named “{name}” in {pool}.{did_you_mean}",
+        name=name, pool=pool, did_you_mean=did_you_mean(name, names),
+    ))
 
 
 def _rooms_using(session: Session, addin: Addin) -> list[Room]:

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, bindparam, func, insert
 from sqlalchemy import select as columns
 from sqlmodel import col
 
+from bot.i18n import msg
 from bot.names import audit_line, one_line
 from bot.values import Actor, AuditEntry, Change, RoomInfo
 from store.handle import Store
@@ -55,10 +56,10 @@ def record(
     Whatever path a value came by, what is stored is text every XML stream can carry, on
     one line: who and what are refused otherwise (CommandError), the detail (which may
     quote what someone sent) has such characters replaced."""
-    actor = Actor(one_line(actor.who, what="Who made the change"), actor.via)
+    actor = Actor(one_line(actor.who, what=msg("Who made the change")), actor.via)
     for value in (pool, addin, room):
         if value is not None:
-            one_line(value, what="A pool, add-in or room name")
+            one_line(value, what=msg("A pool, add-in or room name"))
     detail = audit_line(detail)
     at = utcnow()
     key = unit.rows.execute(_NEW, {

@@ -8,6 +8,7 @@ from sqlalchemy import select as columns
 from sqlmodel import Session, col, select
 
 from bot.errors import CommandError
+from bot.i18n import msg
 from bot.names import name_key, pool_of
 from bot.values import Actor, Done, RoomInfo
 from store import audit
@@ -51,7 +52,9 @@ def attach(store: Store, actor: Actor, *, room: str, name: str) -> Done[RoomInfo
             row = _room(unit.session, room, create=True)
             room_id, current, joined, reason = row.id, row.addin_id, row.joined, row.stopped_reason
         if current == addin_id:
-            raise CommandError(f"{room} already has the add-in “{addin_name}”.")
+            raise CommandError(
+                msg("{room} already has the add-in “{name}”.", room=room, name=addin_name)
+            )
         unit.rows.execute(_SET_ADDIN, {"room_id": room_id, "addin": addin_id, "at": utcnow()})
         info = RoomInfo(room, addin_name, url, bool(joined), reason)
         audit.record(unit, actor, "attach", pool=pool, addin=addin_name, room=room, detail=url,
@@ -67,7 +70,7 @@ def detach(store: Store, actor: Actor, *, room: str) -> Done[str]:
         row = _room(session, room, create=False)
         addin = session.get(Addin, row.addin_id) if row and row.addin_id else None
         if row is None or addin is None:
-            raise CommandError(f"{room} has no add-in.")
+            raise CommandError(msg("{room} has no add-in.", room=room))
         row.addin_id, row.attached_at = None, None
         session.add(row)
         audit.record(unit, actor, "detach", pool=pool_of(room), addin=addin.name, room=room)

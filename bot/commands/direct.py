@@ -21,6 +21,7 @@ from bot.commands.grammar import (
 )
 from bot.commands.registry import CommandSet, Form, Outcome, Request, Table
 from bot.errors import CommandError
+from bot.i18n import msg
 from bot.values import Change, Done, Place, Reply, Role
 from bot.wording import only_pages
 from store import Store
@@ -45,7 +46,7 @@ def register(request: Request) -> Done[Reply]:
         request.store, request.actor, pool=request.pool(),
         name=request.args["name"], url=request.args["url"],
     )
-    return done.then(lambda info: Reply(text.registered(info)))
+    return done.then(lambda info: Reply(text.registered(info, request.tr)))
 
 
 def update_form(request: Request) -> Outcome:
@@ -53,14 +54,14 @@ def update_form(request: Request) -> Outcome:
     store, actor, pool, name = request.store, request.actor, request.pool(), request.args["name"]
     url, new_name = request.args.get("url"), request.args.get("new_name")
     if not url and not new_name:
-        raise CommandError("Fill in a new URL, a new name, or both.")
+        raise CommandError(msg("Fill in a new URL, a new name, or both."))
     said: list[str] = []
     changes: tuple[Change, ...] = ()
     # The new name first: the change follower looks the add-in up by the name its URL
     # change was recorded under, so that row must carry the name it keeps.
     if new_name:
         renamed = addins.rename(store, actor, pool=pool, name=name, new_name=new_name)
-        said.append(text.renamed(renamed.result))
+        said.append(text.renamed(renamed.result, request.tr))
         name, changes = renamed.result.name, renamed.changes
     if url:
         try:
@@ -68,9 +69,11 @@ def update_form(request: Request) -> Outcome:
         except CommandError as exc:
             if not said:
                 raise
-            return Outcome(f"{said[0]}\nThe URL was not changed: {exc.reason}", error=True,
-                           changes=changes)
-        said.append(text.url_updated(updated.result))
+            not_changed = request.tr.gettext(
+                "The URL was not changed: {reason}", reason=request.tr.say(exc.message)
+            )
+            return Outcome(f"{said[0]}\n{not_changed}", error=True, changes=changes)
+        said.append(text.url_updated(updated.result, request.tr))
         changes += updated.changes
     return Outcome("\n".join(said), changes=changes)
 
@@ -98,11 +101,13 @@ def update(request: Request) -> Done[Reply]:
     store, actor = request.store, request.actor
     if field == "url":
         done = addins.update_url(store, actor, pool=request.pool(), name=name, url=value)
-        return done.then(lambda info: Reply(text.url_updated(info)))
+        return done.then(lambda info: Reply(text.url_updated(info, request.tr)))
     if field == "name":
         done = addins.rename(store, actor, pool=request.pool(), name=name, new_name=value)
-        return done.then(lambda info: Reply(text.renamed(info)))
-    raise CommandError(f"Say “url” or “name” after the add-in's name, not “{field[:20]}”.")
+        return done.then(lambda info: Reply(text.renamed(info, request.tr)))
+    raise CommandError(
+        msg("Say “url” or “name” after the add-in's name, not “{said}”.", said=field[:20])
+    )
 
 
 @DIRECT.command(
@@ -115,7 +120,7 @@ def unregister(request: Request) -> Done[Reply]:
         request.store, request.actor, pool=request.pool(), name=request.args["name"],
         force="force" in request.args.flags,
     )
-    return done.then(lambda removed: Reply(text.unregistered(removed)))
+    return done.then(lambda removed: Reply(text.unregistered(removed, request.tr)))
 
 
 def every_addin(store: Store, pool: str, most: int | None = None) -> list[tuple[str, str, int]]:
@@ -133,20 +138,24 @@ def every_addin(store: Store, pool: str, most: int | None = None) -> list[tuple[
 
 def list_form(request: Request) -> Outcome:
     """The form shows every add-in, as a table."""
-    pool = request.pool()
+    pool, tr = request.pool(), request.tr
     rows = [(name, url, str(uses)) for name, url, uses in every_addin(request.store, pool)]
     if not rows:
-        return Outcome(f"No add-ins are registered in {pool}.")
-    columns = (("name", "Name"), ("url", "URL"), ("rooms", "Rooms using it"))
+        return Outcome(text.no_addins(pool, tr))
+    columns = (
+        ("name", tr.gettext("Name")), ("url", tr.gettext("URL")),
+        ("rooms", tr.gettext("Rooms using it")),
+    )
     shown, size = 0, 0
     for row in rows:  # within the answer's budget, with room for the form's own markup
         size += sum(map(len, row)) + 200
         if size > request.settings.limits.reply_chars:
             break
         shown += 1
-    said = f"Add-ins in {pool}: {len(rows)}."
+    said = tr.gettext("Add-ins in {pool}: {count}.", pool=pool, count=len(rows))
     if shown < len(rows):
-        said += f" The first {shown} are shown, and {len(rows) - shown} more are not."
+        said += tr.gettext(" The first {shown} are shown, and {more} more are not.",
+                           shown=shown, more=len(rows) - shown)
     return Outcome(said, table=Table(columns, tuple(rows[:shown])))
 
 
@@ -160,7 +169,7 @@ def list_(request: Request) -> Reply:
     pools = request.settings.pools.names
     if "pool" in request.args.options or len(pools) == 1:
         result = addins.list_addins(request.store, pool=request.pool(), page=page)
-        return Reply(text.addin_page(result, more=request.more(result.page + 1)))
+        return Reply(text.addin_page(result, request.tr, more=request.more(result.page + 1)))
     # Every served pool's, grouped by pool: this page of each (Get-CsPersistentChatAddin).
     first = [addins.list_addins(request.store, pool=pool, page=1) for pool in pools]
     pages = max(each.pages for each in first)
@@ -170,7 +179,7 @@ def list_(request: Request) -> Reply:
         addins.list_addins(request.store, pool=each.pool, page=page)
         for each in first if each.pages >= page
     ]
-    return Reply(text.pools_pages(found, page, pages, more=request.more(page + 1)))
+    return Reply(text.pools_pages(found, page, pages, request.tr, more=request.more(page + 1)))
 
 
 @DIRECT.command(
@@ -180,7 +189,7 @@ def list_(request: Request) -> Reply:
 )
 def show(request: Request) -> Reply:
     info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
-    return Reply(text.addin_details(info))
+    return Reply(text.addin_details(info, request.tr))
 
 
 @DIRECT.command(
@@ -189,7 +198,7 @@ def show(request: Request) -> Reply:
 )
 def audit(request: Request) -> Reply:
     count = text.count(request.args.get("n"), default=20, most=request.front.most_lines)
-    return Reply(text.audit_lines(addins.audit(request.store, limit=count)))
+    return Reply(text.audit_lines(addins.audit(request.store, limit=count), request.tr))
 
 
 @DIRECT.command(
@@ -203,9 +212,9 @@ def attach(request: Request) -> Done[Reply]:
         request.store, request.actor, room=request.room, name=request.args["name"]
     )
     autojoin = request.settings.rooms.autojoin
-    return done.then(
-        lambda info: Reply(text.attached(info, served=info.joined or info.jid in autojoin))
-    )
+    return done.then(lambda info: Reply(
+        text.attached(info, request.tr, served=info.joined or info.jid in autojoin)
+    ))
 
 
 @DIRECT.command(
@@ -217,7 +226,7 @@ def detach(request: Request) -> Done[Reply]:
     room = request.room
     assert room is not None  # noqa: S101 - the request resolved it
     done = addins.detach(request.store, request.actor, room=room)
-    return done.then(lambda name: Reply(text.detached(room, name)))
+    return done.then(lambda name: Reply(text.detached(room, name, request.tr)))
 
 
 @DIRECT.command(
@@ -229,7 +238,7 @@ def join(request: Request) -> Done[Reply]:
     room = request.room
     assert room is not None  # noqa: S101 - the request resolved it
     done = addins.set_joined(request.store, request.actor, room=room, joined=True)
-    return done.then(lambda changed: Reply(text.joined(room, changed=changed)))
+    return done.then(lambda changed: Reply(text.joined(room, request.tr, changed=changed)))
 
 
 @DIRECT.command(
@@ -241,7 +250,7 @@ def leave(request: Request) -> Done[Reply]:
     room = request.room
     assert room is not None  # noqa: S101 - the request resolved it
     done = addins.set_joined(request.store, request.actor, room=room, joined=False)
-    return done.then(lambda changed: Reply(text.left(room, changed=changed)))
+    return done.then(lambda changed: Reply(text.left(room, request.tr, changed=changed)))
 
 
 @DIRECT.command(
@@ -251,4 +260,4 @@ def leave(request: Request) -> Done[Reply]:
 def rooms(request: Request) -> Reply:
     pool = request.args.options.get("pool")
     chosen = request.pool() if pool is not None else None
-    return Reply(text.room_lines(addins.list_rooms(request.store, pool=chosen)))
+    return Reply(text.room_lines(addins.list_rooms(request.store, pool=chosen), request.tr))

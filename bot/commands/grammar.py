@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass, field
 
 from bot.errors import CommandError
+from bot.i18n import msg
 
 PREFIX = "!addin"
 MAX_COMMAND_CHARS = 4096
@@ -50,15 +51,19 @@ def _after_prefix(text: str) -> str | None:
 def split_words(text: str) -> list[str]:
     """Split like a shell: white space separates, double (or single) quotes group."""
     if len(text) > MAX_COMMAND_CHARS:
-        raise CommandError(f"That command is too long (at most {MAX_COMMAND_CHARS} characters).")
+        raise CommandError(msg(
+            "That command is too long (at most {most} characters).", most=MAX_COMMAND_CHARS
+        ))
     if "\x00" in text:
-        raise CommandError("Commands must not contain NUL characters.")
+        raise CommandError(msg("Commands must not contain NUL characters."))
     try:
         words = shlex.split(text, posix=True)
     except ValueError:
-        raise CommandError("Unbalanced quotes: close every \" you open.") from None
+        raise CommandError(msg("Unbalanced quotes: close every \" you open.")) from None
     if len(words) > MAX_WORDS:
-        raise CommandError(f"That command has too many words (at most {MAX_WORDS}).")
+        raise CommandError(
+            msg("That command has too many words (at most {most}).", most=MAX_WORDS)
+        )
     return words
 
 
@@ -133,13 +138,18 @@ def match(signature: Signature, words: list[str]) -> Arguments:
     """Match the words after the command name; raises CommandError (the caller adds usage)."""
     if len(words) < len(signature.required):
         missing = signature.required[len(words)].name
-        raise CommandError(f"Missing <{missing}>.")
+        raise CommandError(msg("Missing <{word}>.", word=missing))
     given = {word.name: said for word, said in zip(signature.required, words, strict=False)}
     for wanted in signature.required:
         said = given[wanted.name]
         if wanted.choices and said.lower() not in wanted.choices:
-            choices = " or ".join(f"“{choice}”" for choice in wanted.choices)
-            raise CommandError(f"Say {choices}, not “{_short(said, 20)}”.")
+            quoted = [f"“{choice}”" for choice in wanted.choices]
+            choices = quoted[0] if len(quoted) == 1 else msg(
+                "{some} or {last}", some=", ".join(quoted[:-1]), last=quoted[-1]
+            )
+            raise CommandError(
+                msg("Say {choices}, not “{said}”.", choices=choices, said=_short(said, 20))
+            )
     rest = words[len(signature.required) :]
     options: dict[str, str] = {}
     flags: set[str] = set()
@@ -151,9 +161,9 @@ def match(signature: Signature, words: list[str]) -> Arguments:
         word, lower = rest[index], rest[index].lower()
         if lower in keywords:
             if lower in options:
-                raise CommandError(f"“{lower}” is given twice.")
+                raise CommandError(msg("“{word}” is given twice.", word=lower))
             if index + 1 >= len(rest):
-                raise CommandError(f"“{lower}” needs a value.")
+                raise CommandError(msg("“{word}” needs a value.", word=lower))
             options[lower] = rest[index + 1]
             index += 2
             continue
@@ -162,7 +172,7 @@ def match(signature: Signature, words: list[str]) -> Arguments:
         elif optional:
             given[optional.pop(0)] = word
         else:
-            raise CommandError(f"Unexpected “{_short(word)}”.")
+            raise CommandError(msg("Unexpected “{word}”.", word=_short(word)))
         index += 1
     return Arguments(given, options, frozenset(flags))
 

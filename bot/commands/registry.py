@@ -22,6 +22,7 @@ from bot.commands.answers import Answers
 from bot.commands.grammar import Arguments, Signature, match, split_words
 from bot.config import Settings
 from bot.errors import BadWords, CommandError
+from bot.i18n import ENGLISH, Tr, msg
 from bot.metrics import METRICS
 from bot.names import resolve_pool, resolve_room
 from bot.policy import RoomView
@@ -65,6 +66,7 @@ class Request:
     command: Command
     front: Front
     allowed: tuple[Command, ...] = ()  # filled for help: what this sender may run here
+    tr: Tr = ENGLISH  # the language of the answer (bot.i18n)
 
     def pool(self) -> str:
         return resolve_pool(self.settings.pools.names, self.args.options.get("pool"))
@@ -76,13 +78,14 @@ class Request:
 
 def prepare(
     command: Command, settings: Settings, store: Store, actor: Actor, args: Arguments,
-    front: Front, *, room: str | None = None,
+    front: Front, *, room: str | None = None, tr: Tr = ENGLISH,
 ) -> Request:
     """The request for `command`, with the room its words name checked to be one (in a served
-    pool); raises CommandError if not. `room`: where a room command was said."""
+    pool); raises CommandError if not. `room`: where a room command was said; `tr`: the
+    language of the answer."""
     if command.room_word is not None:
         room = resolve_room(settings.pools.names, args[command.room_word])
-    return Request(settings, store, actor, args, room, command, front)
+    return Request(settings, store, actor, args, room, command, front, tr=tr)
 
 
 # A handler that changes the store returns Done: its reply and the changes it committed.
@@ -242,23 +245,30 @@ class Dispatcher:
         self.exists = exists or _not_asked
         self.answers: Answers[Reply] = Answers(size=lambda reply: len(reply.text))
 
-    async def run(self, place: Place, sender: Sender, text: str) -> Reply | None:
+    async def run(
+        self, place: Place, sender: Sender, text: str, tr: Tr = ENGLISH
+    ) -> Reply | None:
+        """Run one command line; the answer (and any refusal) in `tr`'s language."""
         try:
-            reply = await self._run(place, sender, text)
+            reply = await self._run(place, sender, text, tr)
         except CommandError as exc:
             if isinstance(exc, NotAllowed):
                 METRICS.refusal(exc.why)
             METRICS.command(place.name, "refused")
-            return Reply(str(exc))
+            return Reply(exc.said(tr))
         except Exception:
             METRICS.command(place.name, "error")
             ref = secrets.token_hex(4)
             log.exception("command failed (ref %s): %r from %s", ref, text[:200], sender)
-            return Reply(f"Sorry, something went wrong (ref: {ref}). The operator's log has it.")
+            return Reply(tr.gettext(
+                "Sorry, something went wrong (ref: {ref}). The operator's log has it.", ref=ref
+            ))
         METRICS.command(place.name, "ok")
         return reply
 
-    def kept(self, place: Place, sender: Sender, text: str) -> Reply | None:
+    def kept(
+        self, place: Place, sender: Sender, text: str, tr: Tr = ENGLISH
+    ) -> Reply | None:
         """The answer to this command line, if one is kept and `sender` may have it: given at
         once, on the loop. None otherwise (run it with `run`)."""
         if not self.answers:
@@ -267,7 +277,7 @@ class Dispatcher:
             words = split_words(text)
             if not self._find(place, words).kept:
                 return None
-            call = self._prepare(place, sender, words)
+            call = self._prepare(place, sender, words, tr)
         except CommandError:
             return None  # `run` gives (and counts) the refusal
         assert call.key is not None  # noqa: S101 - a kept command's call has its key
@@ -276,13 +286,14 @@ class Dispatcher:
             METRICS.command(place.name, "ok")
         return reply
 
-    async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
-        call = self._prepare(place, sender, split_words(text))
+    async def _run(self, place: Place, sender: Sender, text: str, tr: Tr) -> Reply | None:
+        call = self._prepare(place, sender, split_words(text), tr)
         await check_room_exists(call.command, call.request.room, self.exists)
         try:
             return await self._call(call)
         except BadWords as exc:
-            raise CommandError(exc.reason, usage=self.commands[place].usage(call.command)) from None
+            usage = self.commands[place].usage(call.command)
+            raise CommandError(exc.message, usage=usage) from None
 
     async def _call(self, call: _Call) -> Reply | None:
         if call.key is None:
@@ -301,7 +312,7 @@ class Dispatcher:
             self.answers.keep(call.key, reply, read_at=read_at)
         return reply
 
-    def _prepare(self, place: Place, sender: Sender, words: list[str]) -> _Call:
+    def _prepare(self, place: Place, sender: Sender, words: list[str], tr: Tr) -> _Call:
         """Find the command, check the sender's role and the words: everything but running
         it. Raises CommandError with the sentence the sender reads."""
         commands = self.commands[place]
@@ -315,10 +326,10 @@ class Dispatcher:
             args = match(command.signature, words[1:])
             request = prepare(
                 command, self.settings, self.store, _actor(place, sender), args,
-                commands.front, room=sender.room,
+                commands.front, room=sender.room, tr=tr,
             )
         except CommandError as exc:
-            raise CommandError(exc.reason, usage=commands.usage(command)) from None
+            raise CommandError(exc.message, usage=commands.usage(command)) from None
         room = request.room
         if command.role is Role.MANAGER and not is_admin:
             assert room is not None  # noqa: S101 - manager commands always name a room
@@ -327,7 +338,7 @@ class Dispatcher:
                 raise NotAllowed("not_manager", refusal)
         if command.name == "help":
             request = replace(request, allowed=tuple(self.allowed(place, sender)))
-        key = (place, command.name, room, tuple(words[1:])) if command.kept else None
+        key = (place, command.name, room, tuple(words[1:]), tr.lang) if command.kept else None
         return _Call(command, request, key)
 
     def _room_left_out(self, place: Place, command: Command, words: list[str]) -> None:
@@ -340,11 +351,12 @@ class Dispatcher:
             return
         if len(words) - 1 == len(command.signature.required) - 1:
             said = " ".join(f'"{word}"' if " " in word else word for word in words[1:])
-            raise CommandError(
-                f"“{words[1][:40]}” is not a room address; in a room, type "
-                f"`{room_words.prefix}{command.name} {said}`, or here "
-                f"`{self.commands[place].usage(command)}`."
-            )
+            raise CommandError(msg(
+                "“{word}” is not a room address; in a room, type `{room_usage}`, "
+                "or here `{usage}`.", word=words[1][:40],
+                room_usage=f"{room_words.prefix}{command.name} {said}",
+                usage=self.commands[place].usage(command),
+            ))
 
     def _find(self, place: Place, words: list[str], sender: Sender | None = None) -> Command:
         """The command the words name; CommandError (listing what `sender` may run) if none."""
@@ -353,15 +365,17 @@ class Dispatcher:
         direct = self.commands.get(Place.DIRECT)
         if command is None and place is Place.ROOM and direct and name in direct.commands:
             assert self.settings.xmpp is not None  # noqa: S101 - a running bot has its JID
-            raise CommandError(
-                f"{name} works only in a direct message to {self.settings.xmpp.jid}."
-            )
+            raise CommandError(msg(
+                "{command} works only in a direct message to {jid}.",
+                command=name, jid=self.settings.xmpp.jid,
+            ))
         if command is None:
             names = [c.name for c in self.allowed(place, sender)] if sender else []
-            raise CommandError(
-                f"Unknown command “{name[:40]}”.{did_you_mean(name, names)} "
-                f"Commands: {', '.join(names)}."
-            )
+            raise CommandError(msg(
+                "Unknown command “{name}”.{did_you_mean} Commands: {commands}.",
+                name=name[:40], did_you_mean=did_you_mean(name, names),
+                commands=", ".join(names),
+            ))
         return command
 
     def is_admin(self, sender: Sender) -> bool:

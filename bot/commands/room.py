@@ -20,8 +20,8 @@ def _room(request: Request) -> str:
 def show(request: Request) -> Reply:
     info = addins.room_info(request.store, _room(request))
     if info.addin is None or info.url is None:
-        return Reply("This room has no add-in.", public=True)
-    sentence = text.welcome_sentence(info.addin, info.url)
+        return Reply(text.no_addin_sentence(request.tr), public=True)
+    sentence = text.welcome_sentence(info.addin, info.url, request.tr)
     return Reply(sentence, public=True, link=Link(info.url, info.addin))
 
 
@@ -31,7 +31,7 @@ def show(request: Request) -> Reply:
 def list_(request: Request) -> Reply:
     page = text.page_number(request.args.options.get("page"))
     result = addins.list_addins(request.store, pool=names.pool_of(_room(request)), page=page)
-    return Reply(text.addin_page(result, more=request.more(result.page + 1)))
+    return Reply(text.addin_page(result, request.tr, more=request.more(result.page + 1)))
 
 
 @ROOM.command(

@@ -1,4 +1,5 @@
-"""How results read in chat and on the command line."""
+"""How results read in chat and on the command line, in the reader's language (`tr`:
+bot.i18n; each msgid is the English sentence, with named placeholders)."""
 
 from __future__ import annotations
 
@@ -8,57 +9,67 @@ from datetime import datetime
 from bot import names
 from bot.commands.registry import Request
 from bot.errors import BadWords, CommandError
+from bot.i18n import ENGLISH, Tr, msg
 from bot.values import AddinInfo, AddinPage, AuditEntry, Removed, Reply, RoomInfo
-from bot.wording import did_you_mean, plural, some_of
+from bot.wording import did_you_mean, some_of
 
 
-def registered(info: AddinInfo) -> str:
-    return f"Registered “{info.name}” in {info.pool}: {info.url}"
+def registered(info: AddinInfo, tr: Tr) -> str:
+    return tr.gettext("Registered “{name}” in {pool}: {url}",
+                      name=info.name, pool=info.pool, url=info.url)
 
 
-def url_updated(info: AddinInfo) -> str:
+def url_updated(info: AddinInfo, tr: Tr) -> str:
     using = len(info.rooms)
-    told = f" — the {plural(using, 'room')} using it {'is' if using == 1 else 'are'} told"
-    return f"“{info.name}” now points to {info.url}{told if using else ''}"
-
-
-def renamed(info: AddinInfo) -> str:
-    return f"Renamed “{info.was}” to “{info.name}”."
-
-
-def unregistered(removed: Removed) -> str:
-    count = len(removed.rooms)
-    if count:
-        which = "which was told" if count == 1 else "which were told"
-        return (
-            f"Unregistered “{removed.name}” and detached it from {plural(count, 'room')}, "
-            f"{which}: {some_of(removed.rooms)}."
-        )
-    return f"Unregistered “{removed.name}”."
-
-
-def attached(room: RoomInfo, *, served: bool = True) -> str:
-    said = f"{room.jid} now has the add-in “{room.addin}”: {room.url}"
-    if served:
-        return said
-    return (
-        f"{said}. The bot is not in {room.jid}, so nobody there is told; send the bot "
-        f"`join {room.jid}` to serve the room."
+    if not using:
+        return tr.gettext("“{name}” now points to {url}", name=info.name, url=info.url)
+    return tr.ngettext(
+        "“{name}” now points to {url} — the {n} room using it is told",
+        "“{name}” now points to {url} — the {n} rooms using it are told",
+        using, name=info.name, url=info.url,
     )
 
 
-def detached(room: str, name: str) -> str:
-    return f"{room} no longer has the add-in “{name}”."
+def renamed(info: AddinInfo, tr: Tr) -> str:
+    return tr.gettext("Renamed “{was}” to “{name}”.", was=info.was, name=info.name)
 
 
-def joined(room: str, *, changed: bool) -> str:
+def unregistered(removed: Removed, tr: Tr) -> str:
+    count = len(removed.rooms)
+    if count:
+        return tr.ngettext(
+            "Unregistered “{name}” and detached it from {n} room, which was told: {rooms}.",
+            "Unregistered “{name}” and detached it from {n} rooms, which were told: {rooms}.",
+            count, name=removed.name, rooms=some_of(removed.rooms),
+        )
+    return tr.gettext("Unregistered “{name}”.", name=removed.name)
+
+
+def attached(room: RoomInfo, tr: Tr, *, served: bool = True) -> str:
+    said = tr.gettext("{room} now has the add-in “{name}”: {url}",
+                      room=room.jid, name=room.addin, url=room.url)
+    if served:
+        return said
+    return tr.gettext(
+        "{said}. The bot is not in {room}, so nobody there is told; send the bot "
+        "`join {room}` to serve the room.", said=said, room=room.jid,
+    )
+
+
+def detached(room: str, name: str, tr: Tr) -> str:
+    return tr.gettext("{room} no longer has the add-in “{name}”.", room=room, name=name)
+
+
+def joined(room: str, tr: Tr, *, changed: bool) -> str:
     if not changed:
-        return f"The bot already serves {room}."
-    return f"Joining {room}; the bot will rejoin it after restarts."
+        return tr.gettext("The bot already serves {room}.", room=room)
+    return tr.gettext("Joining {room}; the bot will rejoin it after restarts.", room=room)
 
 
-def left(room: str, *, changed: bool) -> str:
-    return f"Leaving {room}." if changed else f"The bot does not serve {room}."
+def left(room: str, tr: Tr, *, changed: bool) -> str:
+    if changed:
+        return tr.gettext("Leaving {room}.", room=room)
+    return tr.gettext("The bot does not serve {room}.", room=room)
 
 
 def when(moment: datetime) -> str:
@@ -69,7 +80,8 @@ def count(raw: str | None, *, default: int, most: int) -> int:
     if raw is None:
         return default
     if not raw.isdecimal() or not 1 <= int(raw) <= most:  # "²".isdigit(), but int() refuses it
-        raise BadWords(f"Give a number from 1 to {most}, not “{raw[:20]}”.")
+        raise BadWords(msg("Give a number from 1 to {most}, not “{raw}”.",
+                           most=most, raw=raw[:20]))
     return int(raw)
 
 
@@ -77,52 +89,62 @@ def page_number(raw: str | None) -> int:
     return count(raw, default=1, most=1_000_000)
 
 
-def addin_page(page: AddinPage, *, more: str) -> str:
+def no_addins(pool: str, tr: Tr) -> str:
+    return tr.gettext("No add-ins are registered in {pool}.", pool=pool)
+
+
+def uses(count: int, tr: Tr) -> str:
+    return tr.ngettext("{n} room", "{n} rooms", count)
+
+
+def addin_page(page: AddinPage, tr: Tr, *, more: str) -> str:
     if not page.total:
-        return f"No add-ins are registered in {page.pool}."
-    head = f"Add-ins in {page.pool} ({page.total}; page {page.page} of {page.pages}):"
-    lines = [head] + [
-        f"• {name} — {url} ({uses} room{'' if uses == 1 else 's'})"
-        for name, url, uses in page.items
-    ]
+        return no_addins(page.pool, tr)
+    head = tr.gettext("Add-ins in {pool} ({total}; page {page} of {pages}):",
+                      pool=page.pool, total=page.total, page=page.page, pages=page.pages)
+    lines = [head] + [f"• {name} — {url} ({uses(n, tr)})" for name, url, n in page.items]
     if page.page < page.pages:
-        lines.append(f"More: {more}")
+        lines.append(tr.gettext("More: {more}", more=more))
     return "\n".join(lines)
 
 
-def pools_pages(found: list[AddinPage], page: int, pages: int, *, more: str) -> str:
+def pools_pages(found: list[AddinPage], page: int, pages: int, tr: Tr, *, more: str) -> str:
     """One page of every served pool's add-ins, grouped by pool."""
-    lines = [f"Add-ins of every served pool (page {page} of {pages}):"] if pages > 1 else []
+    lines = [
+        tr.gettext("Add-ins of every served pool (page {page} of {pages}):",
+                   page=page, pages=pages)
+    ] if pages > 1 else []
     for each in found:
         if not each.total:
-            lines.append(f"No add-ins are registered in {each.pool}.")
+            lines.append(no_addins(each.pool, tr))
             continue
-        lines.append(f"{each.pool} ({plural(each.total, 'add-in')}):")
-        lines += [
-            f"• {name} — {url} ({plural(uses, 'room')})" for name, url, uses in each.items
-        ]
+        lines.append(tr.ngettext("{pool} ({n} add-in):", "{pool} ({n} add-ins):",
+                                 each.total, pool=each.pool))
+        lines += [f"• {name} — {url} ({uses(n, tr)})" for name, url, n in each.items]
     if page < pages:
-        lines.append(f"More: {more}")
+        lines.append(tr.gettext("More: {more}", more=more))
     return "\n".join(lines)
 
 
-def addin_details(info: AddinInfo) -> str:
-    rooms = some_of(info.rooms) if info.rooms else "none"
+def addin_details(info: AddinInfo, tr: Tr) -> str:
+    rooms = tr.say(some_of(info.rooms)) if info.rooms else tr.gettext("none")
     return "\n".join([
         f"“{info.name}”",
-        f"URL: {info.url}",
-        f"Pool: {info.pool}",
-        f"Registered by {info.created_by} on {when(info.created_at)}",
-        f"Rooms ({len(info.rooms)}): {rooms}",
+        tr.gettext("URL: {url}", url=info.url),
+        tr.gettext("Pool: {pool}", pool=info.pool),
+        tr.gettext("Registered by {who} on {when}",
+                   who=info.created_by, when=when(info.created_at)),
+        tr.gettext("Rooms ({count}): {rooms}", count=len(info.rooms), rooms=rooms),
     ])
 
 
-def audit_lines(entries: Iterable[AuditEntry]) -> str:
+def audit_lines(entries: Iterable[AuditEntry], tr: Tr) -> str:
     lines = [audit_line(entry) for entry in entries]
-    return "\n".join(lines) if lines else "No changes have been recorded yet."
+    return "\n".join(lines) if lines else tr.gettext("No changes have been recorded yet.")
 
 
 def audit_line(entry: AuditEntry) -> str:
+    """One line of the audit log: a record, kept in the words it was recorded in."""
     what = entry.action
     if entry.addin:
         what += f" “{entry.addin}”"
@@ -136,48 +158,65 @@ def audit_line(entry: AuditEntry) -> str:
     return names.audit_line(f"{when(entry.at)}  {entry.actor} ({entry.via})  {what}")
 
 
-def room_lines(rooms: list[RoomInfo]) -> str:
+def room_lines(rooms: list[RoomInfo], tr: Tr) -> str:
     if not rooms:
-        return "The bot serves no rooms."
+        return tr.gettext("The bot serves no rooms.")
     lines = []
     for room in rooms:
-        why = f": {room.stopped_reason}" if room.stopped_reason else ""
-        state = "" if room.joined else f" (not joined{why})"
-        addin = f"“{room.addin}” — {room.url}" if room.addin else "no add-in"
+        if room.joined:
+            state = ""
+        elif room.stopped_reason:
+            state = tr.gettext(" (not joined: {why})", why=room.stopped_reason)
+        else:
+            state = tr.gettext(" (not joined)")
+        addin = f"“{room.addin}” — {room.url}" if room.addin else tr.gettext("no add-in")
         lines.append(f"• {room.jid}{state}: {addin}")
     return "\n".join(lines)
 
 
 def help_reply(request: Request) -> Reply:
     """Only the commands the sender may run; or one command's usage."""
-    prefix = request.front.prefix
+    prefix, tr = request.front.prefix, request.tr
     wanted = request.args.get("command")
     if wanted is not None:
         for command in request.allowed:
             if command.name == wanted.lower():
-                return Reply(f"Usage: {prefix}{command.usage} — {command.summary}")
+                return Reply(tr.gettext("Usage: {usage} — {summary}",
+                                        usage=f"{prefix}{command.usage}",
+                                        summary=tr.gettext(command.summary)))
         names = [c.name for c in request.allowed]
-        raise CommandError(
-            f"No command “{wanted[:40]}” that you may run.{did_you_mean(wanted, names)} "
-            f"Commands: {', '.join(names)}."
-        )
-    return Reply("\n".join(f"{prefix}{c.usage} — {c.summary}" for c in request.allowed))
+        raise CommandError(msg(
+            "No command “{name}” that you may run.{did_you_mean} Commands: {commands}.",
+            name=wanted[:40], did_you_mean=did_you_mean(wanted, names),
+            commands=", ".join(names),
+        ))
+    return Reply("\n".join(
+        f"{prefix}{c.usage} — {tr.gettext(c.summary)}" for c in request.allowed
+    ))
 
 
 # --- what rooms and joiners are told (bot.announce) ------------------------------------------
+# In the rooms' language (rooms.lang); English by default, as tests and scripts quote them.
 
 
-def attached_sentence(name: str, url: str) -> str:
+def attached_sentence(name: str, url: str, tr: Tr = ENGLISH) -> str:
     """Said in the room when its add-in changed (attach, a new URL)."""
-    return f"This room's add-in is now “{name}”: {url}"
+    return tr.gettext("This room's add-in is now “{name}”: {url}", name=name, url=url)
 
 
-def welcome_sentence(name: str, url: str) -> str:
+def welcome_sentence(name: str, url: str, tr: Tr = ENGLISH) -> str:
     """Said to a joiner, and to `show`: what the room's add-in is, with nothing changed."""
-    return f"This room's add-in is “{name}”: {url}"
+    return tr.gettext("This room's add-in is “{name}”: {url}", name=name, url=url)
 
 
-def detached_sentence(name: str | None, *, unregistered: bool = False) -> str:
+def no_addin_sentence(tr: Tr) -> str:
+    return tr.gettext("This room has no add-in.")
+
+
+def detached_sentence(
+    name: str | None, tr: Tr = ENGLISH, *, unregistered: bool = False
+) -> str:
     if unregistered and name:
-        return f"This room no longer has an add-in: “{name}” was unregistered."
-    return "This room no longer has an add-in."
+        return tr.gettext("This room no longer has an add-in: “{name}” was unregistered.",
+                          name=name)
+    return tr.gettext("This room no longer has an add-in.")

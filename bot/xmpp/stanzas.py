@@ -25,6 +25,7 @@ NS_CARBONS = "urn:xmpp:carbons:2"
 NS_FORWARD = "urn:xmpp:forward:0"
 NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
 NS_OOB = "jabber:x:oob"
+XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"  # the stanza's xml:lang attribute
 MESSAGE_TAG = f"{{{NS_CLIENT}}}message"
 BODY_TAG = f"{{{NS_CLIENT}}}body"
 PRESENCE_TAG = f"{{{NS_CLIENT}}}presence"
@@ -118,16 +119,17 @@ def to_message(
     if not sender.user or bare == own_jid:
         return None  # the server itself, or our own account
     room, nick = bare, sender.resource
+    lang = xml.get(XML_LANG) or None
     if kind_attr == "groupchat":
         own = own_nick(room)
         if own is None or not nick or nick == own:
             return None  # a room we are not in, the room itself, or our own reflection
-        return Message(Kind.ROOM, body, room=room, nick=nick)
+        return Message(Kind.ROOM, body, room=room, nick=nick, lang=lang)
     if is_room(room, xml):
         if not nick:
             return None
-        return Message(Kind.ROOM_PRIVATE, body, room=room, nick=nick)
-    return Message(Kind.DIRECT, body, jid=bare)
+        return Message(Kind.ROOM_PRIVATE, body, room=room, nick=nick, lang=lang)
+    return Message(Kind.DIRECT, body, jid=bare, lang=lang)
 
 
 def room_status(xml: ET.Element) -> tuple[str, frozenset[int]] | None:
