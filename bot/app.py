@@ -226,11 +226,12 @@ class App:
                 continue
             if verdict is Verdict.NOTICE:
                 wait = max(1, math.ceil(limit.retry_after(key)))
+                window = f"{limit.window_s:g}"
                 self._reply(command, Reply(command.tr.gettext(
                     "Too many commands {whose}: at most {count} every {window} s. This one "
                     "was not run, nor will any sent in the next {wait} s be; the bot says "
                     "nothing more until then.",
-                    whose=whose, count=limit.count, window=f"{limit.window_s:g}", wait=wait,
+                    whose=whose, count=limit.count, window=window, wait=wait,
                 )))
             return False
         return True

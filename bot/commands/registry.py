@@ -351,10 +351,10 @@ class Dispatcher:
             return
         if len(words) - 1 == len(command.signature.required) - 1:
             said = " ".join(f'"{word}"' if " " in word else word for word in words[1:])
+            in_room = f"{room_words.prefix}{command.name} {said}"
             raise CommandError(msg(
                 "“{word}” is not a room address; in a room, type `{room_usage}`, "
-                "or here `{usage}`.", word=words[1][:40],
-                room_usage=f"{room_words.prefix}{command.name} {said}",
+                "or here `{usage}`.", word=words[1][:40], room_usage=in_room,
                 usage=self.commands[place].usage(command),
             ))
 

@@ -181,9 +181,9 @@ def help_reply(request: Request) -> Reply:
     if wanted is not None:
         for command in request.allowed:
             if command.name == wanted.lower():
+                usage = prefix + command.usage
                 return Reply(tr.gettext("Usage: {usage} — {summary}",
-                                        usage=f"{prefix}{command.usage}",
-                                        summary=tr.gettext(command.summary)))
+                                        usage=usage, summary=tr.gettext(command.summary)))
         names = [c.name for c in request.allowed]
         raise CommandError(msg(
             "No command “{name}” that you may run.{did_you_mean} Commands: {commands}.",

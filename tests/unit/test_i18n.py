@@ -1,0 +1,205 @@
+"""Translations (issue 14, item 5): every sentence the code says is in every catalog, with the
+same placeholders; the language is chosen per message (xml:lang) and per room (rooms.lang);
+English stays the msgids, byte for byte."""
+
+from __future__ import annotations
+
+import gettext
+import shutil
+from pathlib import Path
+
+import pytest
+from babel.messages.catalog import Catalog, Message
+from babel.messages.pofile import read_po
+
+from bot import addins, i18n
+from bot.app import App
+from bot.errors import CommandError
+from bot.i18n import ENGLISH, Msg, Tr, msg, msg_n, placeholders
+from bot.locale import msgids
+from bot.urls import validate_url
+from bot.values import Actor, Kind, Presence
+from bot.values import Message as Said
+from store import Store
+from tests.fakes import FakeEdge
+
+POOL = "conference.localhost"
+ROOM = f"dev@{POOL}"
+LANGS = sorted(i18n.languages() - {i18n.ENGLISH_TAG})
+
+
+def catalog(lang: str) -> Catalog:
+    with i18n.catalog_path(lang).open("rb") as po:
+        return read_po(po, locale=lang, domain=i18n.DOMAIN)
+
+
+def forms(message: Message) -> tuple[str, ...]:
+    string = message.string
+    return string if isinstance(string, tuple) else (string,)
+
+
+def english_forms(message: Message) -> tuple[str, ...]:
+    return message.id if isinstance(message.id, tuple) else (message.id,)
+
+
+def test_german_is_a_catalog() -> None:
+    assert "de" in LANGS
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_sentence_of_the_code_is_translated(lang: str) -> None:
+    """A sentence added anywhere (`tr.gettext`, `msg`, a command's help line or form label)
+    fails here until `python -m bot.locale update` brings it in and it is translated."""
+    found = catalog(lang)
+    untranslated = sorted(
+        msgid for msgid in msgids()
+        if (entry := found.get(msgid)) is None or entry.fuzzy or not all(forms(entry))
+    )
+    assert untranslated == [], f"{lang}: run `python -m bot.locale update` and translate"
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_translations_keep_the_placeholders_and_the_edges(lang: str) -> None:
+    for entry in catalog(lang):
+        if not entry.id or not all(forms(entry)):
+            continue
+        english = english_forms(entry)
+        wanted = frozenset().union(*(placeholders(text) for text in english))
+        for text in forms(entry):
+            assert placeholders(text) == wanted, (entry.id, text)
+            # A leading space (" Did you mean …") or none, as in English: sentences are
+            # joined with the text around them.
+            assert text[:1].isspace() == english[0][:1].isspace(), (entry.id, text)
+            assert text.format(**dict.fromkeys(wanted, "x"))  # no stray brace
+
+
+def test_the_catalogs_msgids_are_the_codes() -> None:
+    """No translation waits for a sentence the code no longer says (update drops them)."""
+    for lang in LANGS:
+        stale = sorted(str(entry.id) for entry in catalog(lang)
+                       if entry.id and (entry.id if isinstance(entry.id, str) else entry.id[0])
+                       not in msgids())
+        assert stale == [], f"{lang}: run `python -m bot.locale update`"
+
+
+def test_the_language_nearest_a_tag() -> None:
+    assert [i18n.best(tag) for tag in ("de", "de-AT", "DE_ch", "fr", "", None, "en-GB")] == [
+        "de", "de", "de", "en", "en", "en", "en",
+    ]
+    assert i18n.tr("de-DE").lang == "de"
+    assert i18n.tr("de") is i18n.tr("de-AT")  # read once
+
+
+def test_a_refusal_raised_deep_is_said_in_the_readers_language() -> None:
+    with pytest.raises(CommandError) as caught:
+        validate_url("ftp://example.org/")
+    german = i18n.tr("de")
+    assert caught.value.said(german) == "URL abgelehnt: nur http und https sind erlaubt."
+    assert str(caught.value) == "URL refused: only http and https are allowed."
+    assert caught.value.reason == "URL refused: only http and https are allowed."
+
+
+def test_a_msg_is_its_english_and_nests() -> None:
+    said = msg("URL refused: {why}.", why=msg("it has no host"))
+    assert said == "URL refused: it has no host."
+    assert isinstance(said, Msg)
+    assert said.text == "URL refused: {why}."
+    assert i18n.tr("de").say(said) == "URL abgelehnt: sie hat keinen Host."
+    pages = msg_n("There is only {n} page.", "There are only {n} pages.", 2)
+    assert pages == "There are only 2 pages."
+    assert i18n.tr("de").say(pages) == "Es gibt nur 2 Seiten."
+    assert ENGLISH.say("a name, not a sentence") == "a name, not a sentence"
+
+
+def test_a_broken_translation_falls_back_to_english() -> None:
+    class Broken(gettext.NullTranslations):
+        def gettext(self, message: str) -> str:
+            return "Verlasse {raum}."
+
+    assert Tr("xx", Broken()).gettext("Leaving {room}.", room="r@x") == "Leaving r@x."
+
+
+def test_a_language_is_one_catalog_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding a language: one .po file where the others are; nothing else changes."""
+    locales = tmp_path / "locale"
+    shutil.copytree(i18n.LOCALES / "de", locales / "fr")
+    po = locales / "fr" / "LC_MESSAGES" / "addinbot.po"
+    po.write_text(po.read_text(encoding="utf-8").replace(
+        'msgstr "Verlasse {room}."', 'msgstr "Je quitte {room}."'
+    ), encoding="utf-8")
+    monkeypatch.setattr(i18n, "LOCALES", locales)
+    assert i18n.languages() == {"en", "fr"}
+    assert i18n.tr("fr-CA").gettext("Leaving {room}.", room="r@x") == "Je quitte r@x."
+
+
+def test_rooms_lang_is_checked_at_start(settings) -> None:
+    assert settings().rooms.lang == "en"
+    assert settings(rooms={"lang": "DE"}).rooms.lang == "de"
+    with pytest.raises(ValueError, match="no translation for 'xx'; the bot speaks de, en"):
+        settings(rooms={"lang": "xx"})
+
+
+# --- through the app, with the fake edge ----------------------------------------------------
+
+
+async def ask(app: App, edge: FakeEdge, text: str, lang: str | None) -> str:
+    app.on_message(Said(Kind.DIRECT, text, jid="someone@localhost", lang=lang))
+    return (await edge.take("direct")).text
+
+
+async def test_a_direct_message_is_answered_in_its_xml_lang(store: Store, settings) -> None:
+    edge = FakeEdge()
+    app = App(settings(), store, edge)
+    await app.start()
+    try:
+        assert (await ask(app, edge, "help", "de")).startswith(
+            "help [<command>] — listet die Befehle, die Sie ausführen dürfen"
+        )
+        assert await ask(app, edge, "lsit", "de-AT") == (
+            "Unbekannter Befehl „lsit“. Meinten Sie „list“? Befehle: help, list."
+        )
+        assert await ask(app, edge, "register x https://a.example.org/", "de") == (
+            "Nur ein addinbot-Admin darf register ausführen."
+        )
+        assert await ask(app, edge, "list page 0", "de") == (
+            "Bitte eine Zahl von 1 bis 1000000 angeben, nicht „0“. "
+            "Aufruf: list [pool <pool>] [page <page>]"
+        )
+        # The same command, English or no xml:lang: the English of PRODUCT.md, unchanged.
+        for lang in (None, "en", "fr"):
+            assert await ask(app, edge, "lsit", lang) == (
+                "Unknown command “lsit”. Did you mean “list”? Commands: help, list."
+            )
+        # A kept answer is kept per language.
+        assert await ask(app, edge, "list", "de") == "In conference.localhost sind keine " \
+            "Add-ins registriert."
+        assert await ask(app, edge, "list", None) == (
+            "No add-ins are registered in conference.localhost."
+        )
+    finally:
+        await app.stop()
+
+
+async def test_a_room_speaks_its_configured_language(store: Store, settings) -> None:
+    edge = FakeEdge()
+    app = App(settings(rooms={"lang": "de", "autojoin": [ROOM]}), store, edge)
+    admin = Actor("admin@localhost", "dm")
+
+    addins.register(store, admin, pool=POOL, name="Wiki", url="https://wiki.example.org/")
+    await app.start()
+    try:
+        app.rooms.joining(ROOM, "AddinBot")
+        app.on_presence(Presence(ROOM, "AddinBot", True, codes=frozenset({110})))
+        app.on_message(Said(Kind.DIRECT, f"attach {ROOM} Wiki", jid="admin@localhost"))
+        assert (await edge.take("direct")).text == (
+            f"{ROOM} now has the add-in “Wiki”: https://wiki.example.org/"
+        )  # the admin wrote without xml:lang: English
+        said = await edge.take("room")
+        assert said.text == "Das Add-in dieses Raums ist jetzt „Wiki“: https://wiki.example.org/"
+        app.on_presence(Presence(ROOM, "carol", True, jid="carol@localhost"))
+        told = await edge.take("private")
+        assert told.text == "Das Add-in dieses Raums ist „Wiki“: https://wiki.example.org/"
+        app.on_message(Said(Kind.ROOM, "!addin", room=ROOM, nick="carol"))
+        assert (await edge.take("room")).text == told.text
+    finally:
+        await app.stop()
