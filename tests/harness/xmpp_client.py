@@ -222,10 +222,16 @@ class TestClient(slixmpp.ClientXMPP):
 
     # -- messages out -----------------------------------------------------------------------
 
-    def send_chat(self, to: str, body: str) -> None:
-        self.send_message(mto=JID(to), mbody=body, mtype="chat")
+    def send_chat(self, to: str, body: str, lang: str | None = None) -> None:
+        """A chat message; with `lang`, its xml:lang (the sender's language)."""
+        msg = self.make_message(mto=JID(to), mbody=body, mtype="chat")
+        if lang is not None:
+            msg["lang"] = lang
+        msg.send()
 
-    async def ask(self, to: str, body: str, timeout: float = 5.0) -> str:
+    async def ask(
+        self, to: str, body: str, timeout: float = 5.0, lang: str | None = None
+    ) -> str:
         """Send a chat message and return the body of the next reply from ``to``'s bare JID.
 
         An error reply raises AssertionError."""
@@ -238,7 +244,7 @@ class TestClient(slixmpp.ClientXMPP):
                 msg["type"] in ("chat", "normal") and bool(msg["body"])
             )
 
-        self.send_chat(to, body)
+        self.send_chat(to, body, lang)
         reply = await self.next_message(timeout, is_reply)
         assert reply["type"] != "error", f"{to} answered {body!r} with an error: {reply}"
         return str(reply["body"])

@@ -139,6 +139,9 @@ admins = ["admin@{server.domain}"]
 [pools]
 names = ["{server.muc}"]
 
+[rooms]
+lang = "{extra.get("rooms_lang", "en")}"
+
 [announce]
 cooldown_s = {extra.get("cooldown_s", "86400")}
 

@@ -1,0 +1,123 @@
+"""The bot in its users' languages (issue 14, item 5), against a real Prosody with real
+clients: a direct message is answered in its xml:lang, a room speaks its rooms.lang."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from slixmpp import Message
+
+from bot.config import load_settings
+from tests.harness.prosody import Prosody
+from tests.harness.xmpp_client import TestClient, sent_by
+from tests.integration.conftest import BotHandle, jid, write_config
+
+pytestmark = pytest.mark.xmpp
+
+NICK = "AddinBot"
+URL = "https://wiki.example.org/"
+People = Callable[[str], Awaitable[TestClient]]
+
+
+async def test_a_german_xml_lang_gets_german_help_and_errors(
+    bot: BotHandle, people: People, prosody: Prosody
+) -> None:
+    bob = await people("bob")
+    to = jid(prosody, "addinbot")
+
+    helped = await bob.ask(to, "help", lang="de")
+    assert helped.splitlines() == [
+        "help [<command>] — listet die Befehle, die Sie ausführen dürfen",
+        "list [pool <pool>] [page <page>] — listet die Add-ins mit ihren URLs und wie viele "
+        "Räume jedes nutzen",
+    ]
+    assert await bob.ask(to, "help list", lang="de-DE") == (
+        "Aufruf: list [pool <pool>] [page <page>] — listet die Add-ins mit ihren URLs und "
+        "wie viele Räume jedes nutzen"
+    )
+    assert await bob.ask(to, "lsit", lang="de") == (
+        "Unbekannter Befehl „lsit“. Meinten Sie „list“? Befehle: help, list."
+    )
+    assert await bob.ask(to, f"register Wiki {URL}", lang="de") == (
+        "Nur ein addinbot-Admin darf register ausführen."
+    )
+
+    admin = await people("admin")
+    assert await admin.ask(to, "register Wiki ftp://wiki.example.org/", lang="de") == (
+        "URL abgelehnt: nur http und https sind erlaubt."
+    )
+    assert await admin.ask(to, f"register Wiki {URL}", lang="de") == (
+        f"„Wiki“ in {prosody.muc} registriert: {URL}"
+    )
+    assert await admin.ask(to, "list page 2", lang="de") == "Es gibt nur 1 Seite."
+
+
+async def test_an_english_or_unmarked_message_gets_english(
+    bot: BotHandle, people: People, prosody: Prosody
+) -> None:
+    bob = await people("bob")
+    to = jid(prosody, "addinbot")
+    for lang in (None, "en", "en-GB", "fr"):  # no catalog for fr: English
+        assert await bob.ask(to, "help", lang=lang) == (
+            "help [<command>] — lists the commands you may run\n"
+            "list [pool <pool>] [page <page>] — lists the add-ins, with their URLs and how "
+            "many rooms use each"
+        )
+        assert await bob.ask(to, "lsit", lang=lang) == (
+            "Unknown command “lsit”. Did you mean “list”? Commands: help, list."
+        )
+
+
+@pytest.fixture
+async def german_rooms_bot(prosody: Prosody, tmp_path: Path) -> AsyncIterator[BotHandle]:
+    handle = BotHandle(load_settings(write_config(prosody, tmp_path, rooms_lang="de")))
+    await handle.start()
+    yield handle
+    await handle.stop()
+
+
+def from_bot(room: str, kind: str) -> Callable[[Message], bool]:
+    return lambda msg: (
+        msg["from"].bare == room and msg["from"].resource == NICK and msg["type"] == kind
+        and bool(msg["body"])
+    )
+
+
+async def test_a_room_with_rooms_lang_de_hears_german(
+    german_rooms_bot: BotHandle, people: People, prosody: Prosody, room: str
+) -> None:
+    to = jid(prosody, "addinbot")
+    admin, alice = await people("admin"), await people("alice")
+    await alice.join_room(room, "alice")  # alice makes (and owns) the room
+    # The admin writes without xml:lang: the admin's answers are English.
+    assert await admin.ask(to, f"register Wiki {URL}") == (
+        f"Registered “Wiki” in {prosody.muc}: {URL}"
+    )
+    assert (await admin.ask(to, f"join {room}")).startswith(f"Joining {room}")
+    await german_rooms_bot.in_room(room)
+
+    # The owner attaches in the room: the room is told in German, with the link.
+    alice.send_groupchat(room, "!addin attach Wiki")
+    told = await alice.next_message(5, from_bot(room, "groupchat"))
+    assert told["body"] == f"Das Add-in dieses Raums ist jetzt „Wiki“: {URL}"
+    assert told["oob"]["url"] == URL
+
+    # A joiner's private link: German too.
+    carol = await people("carol")
+    await carol.join_room(room, "carol")
+    link = await carol.next_message(5, from_bot(room, "chat"))
+    assert link["body"] == f"Das Add-in dieses Raums ist „Wiki“: {URL}"
+    assert link["oob"]["url"] == URL
+
+    # A refusal to a participant, privately: the room's language.
+    carol.send_groupchat(room, "!addin detach")
+    refused = await carol.next_message(5, from_bot(room, "chat"))
+    assert refused["body"] == f"Nur die Besitzer und Admins von {room} dürfen das."
+
+    # Detached by the admin (English answer), announced in German.
+    assert await admin.ask(to, f"detach {room}") == f"{room} no longer has the add-in “Wiki”."
+    gone = await alice.wait_for(sent_by(f"{room}/{NICK}", "groupchat",
+                                        "Dieser Raum hat kein Add-in mehr."))
+    assert gone["body"] == "Dieser Raum hat kein Add-in mehr."
