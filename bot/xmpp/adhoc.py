@@ -28,8 +28,9 @@ from slixmpp.xmlstream import register_stanza_plugin
 from slixmpp.xmlstream.handler import CoroutineCallback
 from slixmpp.xmlstream.matcher import StanzaPath
 
-from bot import policy
+from bot import i18n, policy
 from bot.errors import CommandError
+from bot.i18n import Tr, msg
 from bot.values import Actor
 from bot.xmpp.panel import (
     PANEL,
@@ -55,7 +56,12 @@ NS_COMMANDS = "http://jabber.org/protocol/commands"
 NS_DATA = "jabber:x:data"
 SESSION_TTL_S = 600.0
 MOST_SESSIONS = 200
-PANEL_TITLE = "addinbot Control Panel"
+PANEL_TITLE = msg("addinbot Control Panel")
+
+
+def _tr(stanza: Any) -> Tr:
+    """The requester's language: the IQ's xml:lang (English without one)."""
+    return i18n.tr(stanza["lang"] if isinstance(stanza, Iq) else None)
 
 
 @dataclass(frozen=True)
@@ -105,15 +111,16 @@ class AdhocCommands:
         items = DiscoItems()
         items["node"] = NS_COMMANDS
         requester = self.requester(JID(ifrom)) if ifrom else None
+        tr = _tr(data)
         if requester is not None:
             for operation in self.panel.offered(requester):
-                items.add_item(self.edge.boundjid, operation.node, operation.name)
+                items.add_item(self.edge.boundjid, operation.node, tr.gettext(operation.name))
         return items
 
     def _info(self, jid: Any, node: str | None, ifrom: Any, data: Any) -> Any:
         if node == NS_COMMANDS:
             info = DiscoInfo()
-            info.add_identity("automation", "command-list", name=PANEL_TITLE)
+            info.add_identity("automation", "command-list", name=_tr(data).gettext(PANEL_TITLE))
             return info
         operation = self.panel.operations.get(node or "")
         if operation is None:
@@ -122,7 +129,7 @@ class AdhocCommands:
         if requester is None or not may_offer(operation, requester):
             raise XMPPError("item-not-found")
         info = DiscoInfo()
-        info.add_identity("automation", "command-node", name=operation.name)
+        info.add_identity("automation", "command-node", name=_tr(data).gettext(operation.name))
         info.add_feature(NS_COMMANDS)
         info.add_feature(NS_DATA)
         return info
@@ -138,7 +145,8 @@ class AdhocCommands:
         requester = self.requester(iq["from"])
         if requester is None or not may_offer(operation, requester):
             log.info("ad-hoc %s refused to %s", node, iq["from"])
-            raise XMPPError("forbidden", "You may not run this command.", etype="auth")
+            refused = _tr(iq).gettext("You may not run this command.")
+            raise XMPPError("forbidden", refused, etype="auth")
         if not sid:
             if action != "execute":
                 raise _command_error("bad-request", "malformed-action")
@@ -149,16 +157,18 @@ class AdhocCommands:
     async def _start(self, iq: Any, operation: Operation, requester: Requester) -> None:
         bot = self.edge.bot
         assert bot is not None  # noqa: S101 - requester() saw it
+        tr = _tr(iq)
         try:
             fields = await bot.store.run(operation.fields, bot.settings, bot.store, requester)
         except CommandError as exc:
-            self._reply(iq, _new_id(), "completed", Outcome(exc.reason, error=True))
+            self._reply(iq, _new_id(), "completed", Outcome(tr.say(exc.message), error=True))
             return
         if not fields:  # nothing to ask: run at once
-            self._reply(iq, _new_id(), "completed", await self._run(operation, requester, {}))
+            outcome = await self._run(operation, requester, {}, tr)
+            self._reply(iq, _new_id(), "completed", outcome)
             return
         sid = self._open(operation, iq["from"].full, fields)
-        self._reply(iq, sid, "executing", form=self._form(operation, fields))
+        self._reply(iq, sid, "executing", form=self._form(operation, fields, tr))
 
     async def _go_on(
         self, iq: Any, operation: Operation, requester: Requester, sid: str, action: str
@@ -177,28 +187,31 @@ class AdhocCommands:
         if asyncio.get_running_loop().time() - session.started > SESSION_TTL_S:
             raise _command_error("not-allowed", "session-expired")
         given = _given(iq["command"].xml, session.fields)
+        tr = _tr(iq)
         try:
             _check_required(session.fields, given)
-            outcome = await self._attempt(operation, requester, given)
+            outcome = await self._attempt(operation, requester, given, tr)
         except CommandError as exc:
             # Bad input or a refusal: the same form again, with what was typed in and why it
             # was refused, so nothing typed is lost; the session goes on.
             fields = [replace(f, value=given.get(f.var, f.value)) for f in session.fields]
             self.sessions[sid] = replace(session, fields=tuple(fields))
-            self._reply(iq, sid, "executing", Outcome(exc.reason, error=True),
-                        form=self._form(operation, fields))
+            self._reply(iq, sid, "executing", Outcome(tr.say(exc.message), error=True),
+                        form=self._form(operation, fields, tr))
             return
         self._reply(iq, sid, "completed", outcome)
 
-    async def _run(self, operation: Operation, requester: Requester, values: Values) -> Outcome:
+    async def _run(
+        self, operation: Operation, requester: Requester, values: Values, tr: Tr
+    ) -> Outcome:
         """A command that needs no form: its outcome, a refusal as an error note."""
         try:
-            return await self._attempt(operation, requester, values)
+            return await self._attempt(operation, requester, values, tr)
         except CommandError as exc:
-            return Outcome(exc.reason, error=True)
+            return Outcome(tr.say(exc.message), error=True)
 
     async def _attempt(
-        self, operation: Operation, requester: Requester, values: Values
+        self, operation: Operation, requester: Requester, values: Values, tr: Tr
     ) -> Outcome:
         """The same rules as chat: the role (checked by the caller), the manager's room,
         then bot.addins off the loop. A refusal raises CommandError."""
@@ -207,21 +220,20 @@ class AdhocCommands:
         try:
             refusal = manager_refusal(operation, requester, bot.settings, bot.rooms, values)
             if refusal is not None:
-                raise XMPPError("forbidden", refusal, etype="auth")
+                raise XMPPError("forbidden", tr.say(refusal), etype="auth")
             await operation.check_room(bot.settings, values, self.edge.room_exists)
             actor = Actor(requester.jid, "adhoc")
             outcome = await bot.store.run(
-                operation.run, bot.settings, bot.store, actor, values
+                operation.run, bot.settings, bot.store, actor, values, tr
             )
         except (CommandError, XMPPError):
             raise
         except Exception:
             ref = secrets.token_hex(4)
             log.exception("ad-hoc %s failed (ref %s) for %s", operation.node, ref, requester.jid)
-            return Outcome(
-                f"Sorry, something went wrong (ref: {ref}). The operator's log has it.",
-                error=True,
-            )
+            return Outcome(tr.gettext(
+                "Sorry, something went wrong (ref: {ref}). The operator's log has it.", ref=ref
+            ), error=True)
         bot.changed(outcome.changes)
         return outcome
 
@@ -254,35 +266,34 @@ class AdhocCommands:
         if outcome is not None:
             command.add_note(outcome.note, "error" if outcome.error else "info")
             if outcome.table is not None:
-                command.xml.append(self._table(outcome.table))
+                command.xml.append(self._table(outcome.table, _tr(iq)))
         if form is not None:
             command.append(form)
         self.edge.send_stanza(reply)
 
-    def _form(self, operation: Operation, fields: list[Field]) -> Any:
+    def _form(self, operation: Operation, fields: list[Field], tr: Tr) -> Any:
         forms: Any = self.edge.forms
-        form = forms.make_form("form", operation.name)
+        form = forms.make_form("form", tr.gettext(operation.name))
         if operation.instructions:
-            form["instructions"] = operation.instructions
+            form["instructions"] = tr.gettext(operation.instructions)
         for spec in fields:
             options = [{"label": o, "value": o} for o in spec.options] if spec.options else None
             added = form.add_field(
-                var=spec.var, ftype=spec.kind, label=spec.label, required=spec.required,
+                var=spec.var, ftype=spec.kind, label=tr.say(spec.label), required=spec.required,
                 options=options,
             )
             if spec.value:
                 added["value"] = spec.value
         return form
 
-    def _table(self, table: Table) -> ET.Element:
+    def _table(self, table: Table, tr: Tr) -> ET.Element:
         """A result form (reported columns, one item a row), built directly: it may be long,
         and it is built on the loop."""
         form = ET.Element(f"{{{NS_DATA}}}x", {"type": "result"})
         # The same rows as text, first: clients that show no multi-item table (profanity and
         # poezio among them) still show a text-multi field.
-        text = ET.SubElement(
-            form, f"{{{NS_DATA}}}field", {"var": "text", "type": "text-multi", "label": "List"}
-        )
+        text = ET.SubElement(form, f"{{{NS_DATA}}}field",
+                             {"var": "text", "type": "text-multi", "label": tr.gettext("List")})
         for row in table.rows:
             line = "; ".join(
                 f"{label}: {value}" for (_var, label), value in zip(table.columns, row, strict=True)
@@ -330,4 +341,4 @@ def _given(command: ET.Element, fields: tuple[Field, ...]) -> Values:
 def _check_required(fields: tuple[Field, ...], values: Values) -> None:
     for spec in fields:
         if spec.required and not values.get(spec.var):
-            raise CommandError(f"Fill in “{spec.label}”.")
+            raise CommandError(msg("Fill in “{label}”.", label=spec.label))

@@ -32,6 +32,7 @@ from bot.commands.registry import (
 )
 from bot.config import Settings
 from bot.errors import CommandError
+from bot.i18n import ENGLISH, Msg, Tr, msg
 from bot.values import Actor, Change, Role, Sender
 from store import Store
 
@@ -62,7 +63,7 @@ class Field:
     """One XEP-0004 form field, as a plain value."""
 
     var: str
-    label: str
+    label: str  # a Msg: said in the requester's language by bot.xmpp.adhoc
     kind: str = "text-single"  # text-single, jid-single, list-single, boolean
     required: bool = False
     options: tuple[str, ...] = ()
@@ -127,15 +128,21 @@ class Operation:
             room = names.resolve_room(settings.pools.names, values.get(self.room_field, ""))
             await check_room_exists(self.command, room, exists)
 
-    def run(self, settings: Settings, store: Store, actor: Actor, values: Values) -> Outcome:
-        """What the submitted form does: the command's handler (blocking)."""
+    def run(
+        self, settings: Settings, store: Store, actor: Actor, values: Values,
+        tr: Tr = ENGLISH,
+    ) -> Outcome:
+        """What the submitted form does: the command's handler (blocking); its answer in
+        `tr`'s language."""
         request = prepare(
-            self.command, settings, store, actor, _arguments(self.signature, values), FORMS
+            self.command, settings, store, actor, _arguments(self.signature, values), FORMS,
+            tr=tr,
         )
         if self.form.handler is not None:
             return self.form.handler(request)
         done = finished(self.command.handler(request))
-        return Outcome(done.result.text if done.result else "Done.", changes=done.changes)
+        said = done.result.text if done.result else tr.gettext("Done.")
+        return Outcome(said, changes=done.changes)
 
 
 class Panel:
@@ -187,29 +194,31 @@ def _fields(
     word: Word, required: bool, settings: Settings, store: Store, requester: Requester
 ) -> list[Field]:
     kind = word.kind
+    asked = Msg(word.asked)  # a declared label: in the catalogs (bot.locale.declared)
     if kind is WordKind.POOL:
         served = tuple(settings.pools.names)
         if len(served) < 2:
             return []  # the only pool is meant
-        return [Field(word.name, word.asked, "list-single", True, served, served[0])]
+        return [Field(word.name, asked, "list-single", True, served, served[0])]
     if kind is WordKind.PAGE:
         return []  # a form shows every page
     if kind is WordKind.FLAG:
-        return [Field(word.name, word.asked, "boolean", value="0")]
+        return [Field(word.name, asked, "boolean", value="0")]
     if kind is WordKind.ROOM and requester.is_admin:
-        return [Field(word.name, f"{word.asked} (room@service)", "jid-single", required)]
+        label = msg("{label} (room@service)", label=asked)
+        return [Field(word.name, label, "jid-single", required)]
     if kind is WordKind.ROOM:
-        return [Field(word.name, word.asked, "list-single", required, requester.managed)]
+        return [Field(word.name, asked, "list-single", required, requester.managed)]
     if kind is WordKind.SERVED_ROOM:
-        return [Field(word.name, word.asked, "list-single", required, _served(settings, store))]
+        return [Field(word.name, asked, "list-single", required, _served(settings, store))]
     if kind is WordKind.ADDIN and len(settings.pools.names) == 1:
         choices = every_addin(store, settings.pools.names[0], most=MOST_CHOICES)
         if choices and len(choices) <= MOST_CHOICES:
             names_ = tuple(name for name, _url, _uses in choices)
-            return [Field(word.name, word.asked, "list-single", required, names_)]
+            return [Field(word.name, asked, "list-single", required, names_)]
     if word.choices:
-        return [Field(word.name, word.asked, "list-single", required, word.choices)]
-    return [Field(word.name, word.asked, required=required)]
+        return [Field(word.name, asked, "list-single", required, word.choices)]
+    return [Field(word.name, asked, required=required)]
 
 
 def _served(settings: Settings, store: Store) -> tuple[str, ...]:
@@ -219,7 +228,7 @@ def _served(settings: Settings, store: Store) -> tuple[str, ...]:
         if names.pool_of(info.jid) in served
     )
     if not rooms:
-        raise CommandError("The bot serves no rooms.")
+        raise CommandError(msg("The bot serves no rooms."))
     return rooms
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
-from slixmpp import Message
+from slixmpp import JID, Message
 
 from bot.config import load_settings
 from tests.harness.prosody import Prosody
@@ -121,3 +122,59 @@ async def test_a_room_with_rooms_lang_de_hears_german(
     gone = await alice.wait_for(sent_by(f"{room}/{NICK}", "groupchat",
                                         "Dieser Raum hat kein Add-in mehr."))
     assert gone["body"] == "Dieser Raum hat kein Add-in mehr."
+
+
+# --- forms (XEP-0050): the IQ's xml:lang -------------------------------------------------
+
+
+async def command_step(
+    client: TestClient, to: JID, node: str, lang: str | None, *, sessionid: str = "",
+    values: dict[str, str] | None = None,
+) -> Any:
+    """One step of an ad-hoc command, the IQ carrying `lang` as its xml:lang."""
+    iq = client.make_iq_set(ito=to)
+    if lang is not None:
+        iq["lang"] = lang
+    iq["command"]["node"] = node
+    if sessionid:
+        iq["command"]["sessionid"] = sessionid
+        iq["command"]["action"] = "complete"
+        form = client.plugin["xep_0004"].make_form("submit")
+        for var, value in (values or {}).items():
+            form.add_field(var=var, value=value)
+        iq["command"].append(form)
+    else:
+        iq["command"]["action"] = "execute"
+    return await iq.send(timeout=10)
+
+
+async def test_a_form_is_in_the_requesters_xml_lang(
+    bot: BotHandle, people: People, prosody: Prosody
+) -> None:
+    admin = await people("admin")
+    admin.register_plugin("xep_0050")  # also loads xep_0004, for forms
+    assert bot.service is not None
+    to = JID(bot.service.edge.boundjid.full)
+
+    first = await command_step(admin, to, "register", "de")
+    form = first["command"]["form"]
+    assert form["title"] == "Ein Add-in registrieren"
+    labels = {var: field["label"] for var, field in form.get_fields().items()}
+    assert labels == {"name": "Name", "url": "URL (http oder https)"}
+    sid = first["command"]["sessionid"]
+
+    refused = await command_step(admin, to, "register", "de", sessionid=sid,
+                                 values={"name": "Wiki", "url": "ftp://wiki.example.org/"})
+    assert list(refused["command"]["notes"]) == [
+        ("error", "URL abgelehnt: nur http und https sind erlaubt.")
+    ]
+    done = await command_step(admin, to, "register", "de", sessionid=sid,
+                              values={"name": "Wiki", "url": URL})
+    assert list(done["command"]["notes"]) == [
+        ("info", f"„Wiki“ in {prosody.muc} registriert: {URL}")
+    ]
+
+    english = await command_step(admin, to, "register", None)
+    assert english["command"]["form"]["title"] == "Register an add-in"
+    labels = {v: f["label"] for v, f in english["command"]["form"].get_fields().items()}
+    assert labels == {"name": "Name", "url": "URL (http or https)"}
