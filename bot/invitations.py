@@ -22,6 +22,7 @@ from typing import Any
 from bot import addins, names, policy
 from bot.config import Settings
 from bot.errors import CommandError
+from bot.i18n import msg
 from bot.rooms import Rooms
 from bot.values import Actor, Change, Transport
 from store import Store
@@ -43,7 +44,8 @@ class Invitation:
     reason: str = ""
 
 
-Decline = Callable[[str], None]  # tells the inviter why, the way the invitation came
+# Tells the inviter why, the way the invitation came (a Msg: in the inviter's language).
+Decline = Callable[[str], None]
 
 
 @dataclass
@@ -78,7 +80,7 @@ class Invitations:
         try:
             room = names.resolve_room(self.settings.pools.names, invitation.room)
         except CommandError as exc:
-            self._decline(invitation, None, decline, exc.reason)
+            self._decline(invitation, None, decline, exc.message)
             return
         if self.serving(room):
             log.info("invitation to %s from %s: already there", room, invitation.sender)
@@ -97,7 +99,7 @@ class Invitations:
             return  # already looking at it
         refusal = policy.look_refusal(check)
         if refusal is None and len(self.looking) >= MAX_LOOKS:
-            refusal = "the bot is busy checking other invitations; try again in a minute."
+            refusal = msg("the bot is busy checking other invitations; try again in a minute.")
         if refusal is not None:
             self._decline(invitation, room, decline, refusal)
             return
@@ -111,7 +113,8 @@ class Invitations:
         except ValueError:  # the edge would address another room: nothing was sent
             self.looking.pop(room).timer.cancel()
             self.rooms.forget(room)
-            self._decline(invitation, None, decline, "that is not a room address the bot accepts.")
+            self._decline(invitation, None, decline,
+                          msg("that is not a room address the bot accepts."))
 
     # --- the room's answer to a join made to look -------------------------------------------
 
@@ -134,21 +137,24 @@ class Invitations:
         look = self.looking.pop(room, None)
         if look is not None:
             look.timer.cancel()
-            self._decline(look.invitation, room, look.decline, f"the bot could not stay: {why}.")
+            self._decline(look.invitation, room, look.decline,
+                          msg("the bot could not stay: {why}.", why=why))
 
     def join_failed(self, room: str, condition: str) -> None:
         look = self.looking.pop(room, None)
         if look is not None:
             look.timer.cancel()
             self._decline(
-                look.invitation, room, look.decline, f"the room refused the bot ({condition})."
+                look.invitation, room, look.decline,
+                msg("the room refused the bot ({condition}).", condition=condition),
             )
 
     def _timed_out(self, room: str) -> None:
         look = self.looking.pop(room, None)
         if look is not None:
             self._leave(room, look.nick)
-            self._decline(look.invitation, room, look.decline, "the room did not let the bot in.")
+            self._decline(look.invitation, room, look.decline,
+                          msg("the room did not let the bot in."))
 
     def stop(self) -> None:
         for look in self.looking.values():
@@ -170,7 +176,7 @@ class Invitations:
             if looked:
                 self.keep(room, False)
                 self._leave(room, self.rooms.nick_in(room))
-            decline(exc.reason)
+            decline(exc.message)
             return
         log.info("invited to %s by %s: accepted", room, invitation.inviter)
         self.changed(done.changes)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from slixmpp import JID
 from slixmpp.exceptions import IqError, IqTimeout
 
+from bot import i18n
 from bot.invitations import Decline, Invitation
 from bot.xmpp import stanzas
 
@@ -32,6 +33,7 @@ class Received:
     invitation: Invitation
     reply_to: str  # the full JID a decline goes to: the inviter (direct) or the room (mediated)
     decline_to: str | None  # mediated: the inviter's JID the room forwards the decline to
+    lang: str | None = None  # the invitation's xml:lang: the language of a decline
 
 
 def is_invitation(xml: ET.Element) -> bool:
@@ -59,7 +61,8 @@ def parse(
     muc = xml.find(f"{{{NS_MUC_USER}}}x")
     invite = muc.find(f"{{{NS_MUC_USER}}}invite") if muc is not None else None
     if invite is not None:
-        return _mediated(sender, bare, invite, sender.domain.lower() in services)
+        received = _mediated(sender, bare, invite, sender.domain.lower() in services)
+        return replace(received, lang=xml.get(stanzas.XML_LANG))
     direct = xml.find(f"{{{NS_CONFERENCE}}}x")
     if direct is None or not direct.get("jid"):
         return None
@@ -69,7 +72,8 @@ def parse(
         room=str(direct.get("jid")), inviter=bare if vouched else None, sender=str(sender),
         mediated=False, reason=(direct.get("reason") or "")[:MAX_REASON],
     )
-    return Received(invitation, reply_to=str(sender), decline_to=None)
+    return Received(invitation, reply_to=str(sender), decline_to=None,
+                    lang=xml.get(stanzas.XML_LANG))
 
 
 def _mediated(sender: JID, bare: str, invite: ET.Element, served: bool) -> Received:
@@ -93,8 +97,10 @@ def _mediated(sender: JID, bare: str, invite: ET.Element, served: bool) -> Recei
 def decline(edge: XmppEdge, received: Received) -> Decline:
     """A Decline that answers `received` the way it came."""
 
-    def send(reason: str) -> None:
+    def send(refusal: str) -> None:
         room = received.invitation.room
+        tr = i18n.tr(received.lang)
+        reason = tr.say(refusal)
         if received.decline_to is not None:
             stanza = edge.make_message(mto=JID(received.reply_to))
             x = ET.SubElement(stanza.xml, f"{{{NS_MUC_USER}}}x")
@@ -102,7 +108,8 @@ def decline(edge: XmppEdge, received: Received) -> Decline:
             ET.SubElement(no, f"{{{NS_MUC_USER}}}reason").text = reason
             edge.send_stanza(stanza)
         elif not received.invitation.mediated:
-            text = f"The bot did not accept the invitation to {room[:200]}: {reason}"
+            text = tr.gettext("The bot did not accept the invitation to {room}: {reason}",
+                              room=room[:200], reason=reason)
             to = JID(received.reply_to)
             edge.send_stanza(edge.make_message(mto=to, mbody=text, mtype="chat"))
 

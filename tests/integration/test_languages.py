@@ -3,6 +3,8 @@ clients: a direct message is answered in its xml:lang, a room speaks its rooms.l
 
 from __future__ import annotations
 
+import asyncio
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import pytest
 from slixmpp import JID, Message
 
+from bot import addins
 from bot.config import load_settings
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient, sent_by
@@ -178,3 +181,30 @@ async def test_a_form_is_in_the_requesters_xml_lang(
     assert english["command"]["form"]["title"] == "Register an add-in"
     labels = {v: f["label"] for v, f in english["command"]["form"].get_fields().items()}
     assert labels == {"name": "Name", "url": "URL (http or https)"}
+
+
+# --- invitations (XEP-0249): the decline in the invitation's xml:lang -----------------------
+
+
+async def test_a_german_invitation_is_declined_in_german(
+    bot: BotHandle, people: People, prosody: Prosody, room: str
+) -> None:
+    mallory = await people("mallory")
+    to = jid(prosody, "addinbot")
+    invitation = mallory.make_message(mto=JID(to))
+    invitation["lang"] = "de"
+    ET.SubElement(invitation.xml, "{jabber:x:conference}x", {"jid": room})
+    invitation.send()
+    answer = await mallory.wait_for(sent_by(to, "chat"))
+    assert answer["body"] == (
+        f"Der Bot hat die Einladung nach {room} nicht angenommen: es gibt keinen Raum {room}."
+    )
+    # The audit log keeps its record in English, whoever reads it later.
+    assert bot.service is not None
+    store = bot.service.store
+    for _ in range(500):
+        rows = addins.audit(store, limit=5)
+        if rows:
+            break
+        await asyncio.sleep(0.01)
+    assert [row.detail for row in rows] == [f"there is no room {room}."]
