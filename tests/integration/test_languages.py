@@ -16,7 +16,7 @@ from bot import addins
 from bot.config import load_settings
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient, sent_by
-from tests.integration.conftest import BotHandle, jid, write_config
+from tests.integration.conftest import PASSWORD, BotHandle, jid, write_config
 
 pytestmark = pytest.mark.xmpp
 
@@ -56,6 +56,22 @@ async def test_a_german_xml_lang_gets_german_help_and_errors(
         f"„Wiki“ in {prosody.muc} registriert: {URL}"
     )
     assert await admin.ask(to, "list page 2", lang="de") == "Es gibt nur 1 Seite."
+
+
+async def test_a_client_whose_stream_is_german_gets_german(
+    bot: BotHandle, prosody: Prosody
+) -> None:
+    """A client that sets its language once, on its stream (slixmpp's, poezio's `lang`
+    option), and not on each message: Prosody delivers the message with it."""
+    client = TestClient(jid(prosody, "bob"), PASSWORD)
+    client.default_lang = "de"
+    await client.start(prosody.host, prosody.port)
+    try:
+        assert await client.ask(jid(prosody, "addinbot"), "lsit") == (
+            "Unbekannter Befehl „lsit“. Meinten Sie „list“? Befehle: help, list."
+        )
+    finally:
+        await client.stop()
 
 
 async def test_an_english_or_unmarked_message_gets_english(
