@@ -83,6 +83,7 @@ class App:
             exists=transport.room_exists,
         )
         # Room messages and joiners' links: the rooms' language (rooms.lang).
+        i18n.load_all()
         self.room_tr = i18n.tr(settings.rooms.lang)
         self.announcer = Announcer(
             store, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,
