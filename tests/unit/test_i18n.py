@@ -201,5 +201,12 @@ async def test_a_room_speaks_its_configured_language(store: Store, settings) -> 
         assert told.text == "Das Add-in dieses Raums ist „Wiki“: https://wiki.example.org/"
         app.on_message(Said(Kind.ROOM, "!addin", room=ROOM, nick="carol"))
         assert (await edge.take("room")).text == told.text
+        # Privately through the room: the message's xml:lang, else the room's language.
+        app.on_message(Said(Kind.ROOM_PRIVATE, "detach", room=ROOM, nick="carol", lang="en"))
+        refused = (await edge.take("private")).text
+        assert refused == f"Only the owners and admins of {ROOM} may do that."
+        app.on_message(Said(Kind.ROOM_PRIVATE, "detach", room=ROOM, nick="carol"))
+        refused = (await edge.take("private")).text
+        assert refused == f"Nur die Besitzer und Admins von {ROOM} dürfen das."
     finally:
         await app.stop()
