@@ -159,6 +159,7 @@ class RoomsSettings(_Section):
         """A language the bot has a catalog for (bot/locale), or English."""
         known = i18n.languages()
         lang = value.strip().replace("_", "-").lower()
+        lang = lang if lang in known else lang.split("-")[0]  # de-AT: de
         if lang not in known:
             raise ValueError(
                 f"no translation for {value!r}; the bot speaks {', '.join(sorted(known))} "

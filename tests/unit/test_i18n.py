@@ -135,6 +135,7 @@ def test_a_language_is_one_catalog_file(tmp_path: Path, monkeypatch: pytest.Monk
 def test_rooms_lang_is_checked_at_start(settings) -> None:
     assert settings().rooms.lang == "en"
     assert settings(rooms={"lang": "DE"}).rooms.lang == "de"
+    assert settings(rooms={"lang": "de_AT"}).rooms.lang == "de"
     with pytest.raises(ValueError, match="no translation for 'xx'; the bot speaks de, en"):
         settings(rooms={"lang": "xx"})
 
