@@ -4,8 +4,9 @@ Every sentence is written in English in the code, with named placeholders
 (`"Leaving {room}."`), and is its own gettext msgid: English needs no catalog. Another
 language is one catalog file, bot/locale/<lang>/LC_MESSAGES/addinbot.po, read (and
 compiled in memory, with Babel's public API) once: at start (`load_all`), or the first time
-that language is asked for; README "Languages" says how to add one. Which language a message gets is decided where it
-arrives (the sender's `xml:lang`, or the room's `rooms.lang`) and handed down as a `Tr`.
+that language is asked for; README "Languages" says how to add one. Which language a
+message gets is decided where it arrives (the sender's `xml:lang`, or the room's
+`rooms.lang`) and handed down as a `Tr`.
 
 Two ways to write a sentence:
 - where the language is known (bot.commands.text and the forms): `tr.gettext(...)`,
