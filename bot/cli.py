@@ -24,6 +24,7 @@ from bot.commands.grammar import Arguments, Word, WordKind
 from bot.commands.registry import Command, CommandSet, Front, finished, prepare
 from bot.config import ConfigError, Settings, config_path, load_settings
 from bot.errors import CommandError
+from bot.i18n import msg
 from bot.values import Actor
 from store import Store
 
@@ -219,7 +220,7 @@ def _demo(args: argparse.Namespace, settings: Settings) -> int:
 
     password = os.environ.get("ADDINBOT_DEMO_PASSWORD")
     if settings.xmpp is None or not password:
-        raise CommandError("The demo needs the [xmpp] section and $ADDINBOT_DEMO_PASSWORD.")
+        raise CommandError(msg("The demo needs the [xmpp] section and $ADDINBOT_DEMO_PASSWORD."))
     room = names.resolve_room(settings.pools.names, args.room)
     asyncio.run(demo(
         settings.xmpp, admin=args.admin, manager=args.manager, participant=args.participant,

@@ -72,7 +72,7 @@ def update_form(request: Request) -> Outcome:
             not_changed = request.tr.gettext(
                 "The URL was not changed: {reason}", reason=request.tr.say(exc.message)
             )
-            return Outcome(f"{said[0]}\n{not_changed}", error=True, changes=changes)
+            return Outcome("\n".join([said[0], not_changed]), error=True, changes=changes)
         said.append(text.url_updated(updated.result, request.tr))
         changes += updated.changes
     return Outcome("\n".join(said), changes=changes)

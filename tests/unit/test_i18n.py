@@ -4,6 +4,7 @@ English stays the msgids, byte for byte."""
 
 from __future__ import annotations
 
+import ast
 import gettext
 import shutil
 from pathlib import Path
@@ -26,6 +27,7 @@ from tests.fakes import FakeEdge
 POOL = "conference.localhost"
 ROOM = f"dev@{POOL}"
 LANGS = sorted(i18n.languages() - {i18n.ENGLISH_TAG})
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 
 def catalog(lang: str) -> Catalog:
@@ -211,3 +213,48 @@ async def test_a_room_speaks_its_configured_language(store: Store, settings) -> 
         assert refused == f"Nur die Besitzer und Admins von {ROOM} dürfen das."
     finally:
         await app.stop()
+
+
+# --- a guard for sentences written past the catalogs ---------------------------------------
+
+# What carries a sentence to a reader: its first argument must come from a catalog (tr.…,
+# msg(…), a text function), never a literal written in place.
+CARRIERS = frozenset({
+    "CommandError", "BadWords", "NotAllowed", "Reply", "Outcome", "XMPPError",
+    "send_direct", "send_private", "send_room",
+})
+
+
+def _literal_sentences(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+        if name not in CARRIERS:
+            continue
+        if name.startswith("send_"):
+            args = node.args  # (to[, nick], text[, link])
+        elif name in ("XMPPError", "NotAllowed"):
+            args = node.args[1:2]  # (condition or metric label, text)
+        else:
+            args = node.args[:1]
+        for arg in args:
+            if isinstance(arg, ast.JoinedStr) or (
+                isinstance(arg, ast.Constant) and isinstance(arg.value, str)
+                and any(ch.isalpha() for ch in arg.value)
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    return found
+
+
+def test_no_sentence_is_written_past_the_catalogs() -> None:
+    """`Reply(f"…")`, `CommandError("…")`: a sentence no catalog has. Write
+    `tr.gettext("…", name=…)` or `msg("…", name=…)` (README "Languages")."""
+    written = [
+        where for folder in ("bot", "store") for path in sorted((ROOT / folder).rglob("*.py"))
+        if "migrations" not in path.parts for where in _literal_sentences(path)
+    ]
+    assert written == [], "sentences not from a catalog (README: Languages)"
