@@ -56,6 +56,16 @@ def chat_front(prefix: str) -> Front:
 
 
 @dataclass(frozen=True)
+class InRooms:
+    """For a manager's help by direct message: the rooms she manages, and the room commands
+    she may run there (typed after `prefix`, in the room)."""
+
+    rooms: tuple[str, ...]
+    commands: tuple[Command, ...]
+    prefix: str
+
+
+@dataclass(frozen=True)
 class Request:
     settings: Settings
     store: Store
@@ -65,6 +75,7 @@ class Request:
     command: Command
     front: Front
     allowed: tuple[Command, ...] = ()  # filled for help: what this sender may run here
+    in_rooms: InRooms | None = None  # filled for a manager's help by direct message
 
     def pool(self) -> str:
         return resolve_pool(self.settings.pools.names, self.args.options.get("pool"))
@@ -326,7 +337,10 @@ class Dispatcher:
             if refusal is not None:
                 raise NotAllowed("not_manager", refusal)
         if command.name == "help":
-            request = replace(request, allowed=tuple(self.allowed(place, sender)))
+            request = replace(
+                request, allowed=tuple(self.allowed(place, sender)),
+                in_rooms=self._in_rooms(place, sender, admin=is_admin),
+            )
         key = (place, command.name, room, tuple(words[1:])) if command.kept else None
         return _Call(command, request, key)
 
@@ -363,6 +377,17 @@ class Dispatcher:
                 f"Commands: {', '.join(names)}."
             )
         return command
+
+    def _in_rooms(self, place: Place, sender: Sender, *, admin: bool) -> InRooms | None:
+        """A manager (not an admin) asking by direct message: the rooms she manages and the
+        room commands she may type there."""
+        room_words = self.commands.get(Place.ROOM)
+        if place is not Place.DIRECT or admin or sender.jid is None or room_words is None:
+            return None
+        managed = policy.managed_rooms(self.managers.rooms, sender.jid)
+        if not managed:
+            return None
+        return InRooms(tuple(managed), tuple(room_words.offered(Role.MANAGER)), room_words.prefix)
 
     def is_admin(self, sender: Sender) -> bool:
         return policy.is_admin(self.settings.roles.admins, sender.jid)

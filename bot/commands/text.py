@@ -161,7 +161,15 @@ def help_reply(request: Request) -> Reply:
             f"No command “{wanted[:40]}” that you may run.{did_you_mean(wanted, names)} "
             f"Commands: {', '.join(names)}."
         )
-    return Reply("\n".join(f"{prefix}{c.usage} — {c.summary}" for c in request.allowed))
+    lines = [f"{prefix}{c.usage} — {c.summary}" for c in request.allowed]
+    elsewhere = request.in_rooms
+    if elsewhere is not None:
+        lines.append(
+            f"In your {'room' if len(elsewhere.rooms) == 1 else 'rooms'} "
+            f"({some_of(elsewhere.rooms)}), type:"
+        )
+        lines += [f"{elsewhere.prefix}{c.usage} — {c.summary}" for c in elsewhere.commands]
+    return Reply("\n".join(lines))
 
 
 # --- what rooms and joiners are told (bot.announce) ------------------------------------------
