@@ -115,12 +115,45 @@ class Table:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a submitted form says, and the changes it committed (for the announcer)."""
+    """What a submitted form says, and the changes it committed (for the announcer).
+
+    `text`: the answer as lines, shown in a text field (clients that show no table, or drop
+    the note, as profanity and poezio do, still show it); `table`, the same rows as a table
+    for clients that show one."""
 
     note: str
     error: bool = False
     table: Table | None = None
     changes: tuple[Change, ...] = ()
+    text: tuple[str, ...] = ()
+    text_label: str = "List"
+
+
+FORM_MARKUP = 60  # characters a result form spends around one value (field, value, var)
+
+
+def fitted(
+    note: str, lines: Sequence[str], budget: int, *,
+    columns: tuple[tuple[str, str], ...] = (), rows: Sequence[tuple[str, ...]] = (),
+    label: str = "List",
+) -> Outcome:
+    """A form's answer of many lines (and, with `columns`, the same as rows of a table, one
+    a line): as many as fit within `budget` characters, the note saying how many more."""
+    size, shown = len(note) + 10 * FORM_MARKUP, 0
+    for index, line in enumerate(lines):
+        size += len(line) + FORM_MARKUP
+        if columns:
+            size += sum(len(value) + FORM_MARKUP for value in rows[index])
+        if size > budget:
+            break
+        shown += 1
+    left = len(lines) - shown
+    if left:
+        note += (
+            f" The first {shown} are shown, and {left} more {'is' if left == 1 else 'are'} not."
+        )
+    table = Table(columns, tuple(rows[:shown])) if columns else None
+    return Outcome(note, table=table, text=tuple(lines[:shown]), text_label=label)
 
 
 @dataclass(frozen=True)

@@ -123,6 +123,12 @@ def audit_lines(entries: Iterable[AuditEntry]) -> str:
 
 
 def audit_line(entry: AuditEntry) -> str:
+    # One line, whatever an older version or another process stored.
+    return names.audit_line(f"{when(entry.at)}  {entry.actor} ({entry.via})  {audit_what(entry)}")
+
+
+def audit_what(entry: AuditEntry) -> str:
+    """What changed, in one audit line's words: “attach “Wiki” in dev@…  — https://…”."""
     what = entry.action
     if entry.addin:
         what += f" “{entry.addin}”"
@@ -132,20 +138,24 @@ def audit_line(entry: AuditEntry) -> str:
         what += f" in {entry.pool}"
     if entry.detail:
         what += f" — {entry.detail}"
-    # One line, whatever an older version or another process stored.
-    return names.audit_line(f"{when(entry.at)}  {entry.actor} ({entry.via})  {what}")
+    return names.audit_line(what)
 
 
 def room_lines(rooms: list[RoomInfo]) -> str:
     if not rooms:
         return "The bot serves no rooms."
-    lines = []
-    for room in rooms:
-        why = f": {room.stopped_reason}" if room.stopped_reason else ""
-        state = "" if room.joined else f" (not joined{why})"
-        addin = f"“{room.addin}” — {room.url}" if room.addin else "no add-in"
-        lines.append(f"• {room.jid}{state}: {addin}")
-    return "\n".join(lines)
+    return "\n".join(f"• {room_line(room)}" for room in rooms)
+
+
+def room_line(room: RoomInfo) -> str:
+    addin = f"“{room.addin}” — {room.url}" if room.addin else "no add-in"
+    return f"{room.jid}{room_state(room)}: {addin}"
+
+
+def room_state(room: RoomInfo) -> str:
+    """“ (not joined: why)” for a room the bot does not serve now; nothing for one it does."""
+    why = f": {room.stopped_reason}" if room.stopped_reason else ""
+    return "" if room.joined else f" (not joined{why})"
 
 
 def help_reply(request: Request) -> Reply:

@@ -38,7 +38,6 @@ from bot.xmpp.panel import (
     Outcome,
     Panel,
     Requester,
-    Table,
     Values,
     manager_refusal,
     may_offer,
@@ -253,8 +252,8 @@ class AdhocCommands:
                 actions.set("execute", "complete")
         if outcome is not None:
             command.add_note(outcome.note, "error" if outcome.error else "info")
-            if outcome.table is not None:
-                command.xml.append(self._table(outcome.table))
+            if outcome.text or outcome.table is not None:
+                command.xml.append(_result(outcome))
         if form is not None:
             command.append(form)
         self.edge.send_stanza(reply)
@@ -274,20 +273,21 @@ class AdhocCommands:
                 added["value"] = spec.value
         return form
 
-    def _table(self, table: Table) -> ET.Element:
-        """A result form (reported columns, one item a row), built directly: it may be long,
-        and it is built on the loop."""
-        form = ET.Element(f"{{{NS_DATA}}}x", {"type": "result"})
-        # The same rows as text, first: clients that show no multi-item table (profanity and
-        # poezio among them) still show a text-multi field.
-        text = ET.SubElement(
-            form, f"{{{NS_DATA}}}field", {"var": "text", "type": "text-multi", "label": "List"}
-        )
-        for row in table.rows:
-            line = "; ".join(
-                f"{label}: {value}" for (_var, label), value in zip(table.columns, row, strict=True)
-            )
+
+def _result(outcome: Outcome) -> ET.Element:
+    """A result form: the answer's lines as a text field, then its table (reported columns,
+    one item a row) if it has one. Built directly: it may be long, and it is built on the
+    loop."""
+    form = ET.Element(f"{{{NS_DATA}}}x", {"type": "result"})
+    # The text first: clients that show no multi-item table (profanity and poezio among
+    # them) still show a text-multi field.
+    if outcome.text:
+        attributes = {"var": "text", "type": "text-multi", "label": outcome.text_label}
+        text = ET.SubElement(form, f"{{{NS_DATA}}}field", attributes)
+        for line in outcome.text:
             ET.SubElement(text, f"{{{NS_DATA}}}value").text = line
+    table = outcome.table
+    if table is not None:
         reported = ET.SubElement(form, f"{{{NS_DATA}}}reported")
         for var, label in table.columns:
             ET.SubElement(reported, f"{{{NS_DATA}}}field", {"var": var, "label": label})
@@ -296,7 +296,7 @@ class AdhocCommands:
             for (var, _label), value in zip(table.columns, row, strict=True):
                 field = ET.SubElement(item, f"{{{NS_DATA}}}field", {"var": var})
                 ET.SubElement(field, f"{{{NS_DATA}}}value").text = value
-        return form
+    return form
 
 
 def _new_id() -> str:

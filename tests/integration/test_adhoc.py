@@ -13,6 +13,7 @@ from slixmpp.exceptions import IqError
 
 from bot import __version__, addins
 from bot.announce import attached_sentence
+from bot.values import Actor
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import BotHandle, jid
@@ -23,9 +24,10 @@ NS_COMMANDS = "http://jabber.org/protocol/commands"
 NAME = "Stock Ticker"
 URL = "https://stocks.example.org/panel"
 NEW_URL = "https://stocks.example.org/v2"
-ADMIN_NODES = sorted(
-    ["register", "update", "unregister", "list", "join", "leave", "attach", "detach"]
-)
+ADMIN_NODES = sorted([
+    "register", "update", "unregister", "list", "show", "audit", "join", "leave", "attach",
+    "detach", "rooms",
+])
 
 People = Callable[[str], Awaitable[TestClient]]
 
@@ -251,6 +253,80 @@ async def test_an_admin_runs_every_operation_through_forms(
     ]
 
 
+async def test_an_admin_reads_an_add_in_the_audit_log_and_the_rooms_through_forms(
+    bot: BotHandle, people: People, prosody: Prosody, room: str
+) -> None:
+    """show, audit and rooms as forms: the chat answer's lines as text (which profanity and
+    poezio show), and audit and rooms as a table too."""
+    to, direct = bot_jid(bot), jid(prosody, "addinbot")
+    admin = await panel_user(people, "admin")
+    assert (await admin.ask(direct, f'register "{NAME}" {URL}')).startswith("Registered")
+    assert (await admin.ask(direct, f'attach {room} "{NAME}"')).startswith(room)
+
+    first, shown = await run_form(admin, to, "show", {"name": NAME})
+    assert [o["value"] for o in fields_of(first)["name"]["options"]] == [NAME]
+    assert shown["command"]["status"] == "completed"
+    assert notes(shown) == [("info", f"“{NAME}” in {prosody.muc}.")]
+    details = fields_of(shown)["text"]
+    assert (details["type"], details["label"]) == ("text-multi", "Add-in")
+    assert details["value"] == (await admin.ask(direct, f'show "{NAME}"')).splitlines()[1:]
+    assert details["value"][0] == f"URL: {URL}"
+
+    _, again = await run_form(admin, to, "show", {"name": "Nothing"})  # back, with the reason
+    assert notes(again) == [("error", f"No add-in named “Nothing” in {prosody.muc}.")]
+
+    first, changes = await run_form(admin, to, "audit", {"n": "1"})
+    assert fields_of(first)["n"]["label"] == "How many (empty: 20)"
+    assert notes(changes) == [("info", "The last 1 change, newest first.")]
+    table = changes["command"]["form"]
+    assert [dict(row) for row in table["items"]] == [{
+        "when": table["items"][0]["when"], "who": jid(prosody, "admin"), "via": "dm",
+        "what": f"attach “{NAME}” in {room} — {URL}",
+    }]
+    assert fields_of(changes)["text"]["value"] == [await admin.ask(direct, "audit 1")]
+    _, again = await run_form(admin, to, "audit", {"n": "0"})
+    assert notes(again) == [("error", "Give a number from 1 to 200, not “0”.")]
+    assert fields_of(again)["n"]["value"] == "0"
+    _, changes = await run_form(admin, to, "audit", {})  # empty: the last 20
+    assert notes(changes) == [("info", "The last 2 changes, newest first.")]
+
+    listed = await execute(admin, to, "rooms")  # one pool: nothing to ask
+    assert listed["command"]["status"] == "completed"
+    assert notes(listed) == [("info", "The bot serves 0 rooms and knows 1 more.")]
+    assert [dict(row) for row in listed["command"]["form"]["items"]] == [
+        {"room": room, "addin": NAME, "url": URL, "served": "no (not joined)"}
+    ]
+    chat = await admin.ask(direct, "rooms")
+    assert fields_of(listed)["text"]["value"] == [chat.removeprefix("• ")]
+
+
+async def test_a_long_form_answer_stays_within_the_budget_with_how_many_more(
+    bot: BotHandle, people: People, prosody: Prosody
+) -> None:
+    """20 add-ins with URLs of ~1,900 characters, each attached to a room: list, audit and
+    rooms hold the rows that fit within limits.reply_chars and say how many more."""
+    assert bot.service is not None
+    store, ops = bot.service.store, Actor("ops", "cli")
+    for number in range(20):
+        url = f"https://t{number}.example.org/{'x' * 1900}"
+        addins.register(store, ops, pool=prosody.muc, name=f"T{number}", url=url)
+        addins.attach(store, ops, room=f"r{number}@{prosody.muc}", name=f"T{number}")
+    to = bot_jid(bot)
+    admin = await panel_user(people, "admin")
+    budget = bot.settings.limits.reply_chars
+    _, audit = await run_form(admin, to, "audit", {"n": "40"})
+    for result in (await execute(admin, to, "list"), audit, await execute(admin, to, "rooms")):
+        assert result["command"]["status"] == "completed"
+        assert len(str(result)) <= budget, len(str(result))
+        shown = fields_of(result)["text"]["value"]
+        assert 3 <= len(shown) < 20, len(shown)
+        assert len(result["command"]["form"]["items"]) == len(shown)
+        ((_kind, note),) = notes(result)
+        total = 40 if result is audit else 20
+        assert note.endswith(f" The first {len(shown)} are shown, and {total - len(shown)} more "
+                             "are not."), note
+
+
 # --- 1: refusals ---------------------------------------------------------------------------
 
 
@@ -259,7 +335,7 @@ async def test_others_are_forbidden_and_a_session_is_its_starters_alone(
 ) -> None:
     to = bot_jid(bot)
     mallory = await panel_user(people, "mallory")
-    for node in ("register", "join", "attach"):
+    for node in ("register", "join", "attach", "show", "audit", "rooms"):
         with pytest.raises(IqError) as refused:
             await execute(mallory, to, node)
         assert refused.value.condition == "forbidden"
