@@ -21,7 +21,7 @@ from bot.commands.grammar import (
     Signature,
     Word,
 )
-from bot.commands.registry import CommandSet, Form, Outcome, Request, fitted
+from bot.commands.registry import CommandSet, Form, Outcome, Request, table_outcome
 from bot.errors import CommandError
 from bot.values import Change, Done, Place, Reply, Role, RoomInfo
 from bot.wording import only_pages, plural
@@ -141,14 +141,9 @@ def list_form(request: Request) -> Outcome:
     if not rows:
         return Outcome(f"No add-ins are registered in {pool}.")
     columns = (("name", "Name"), ("url", "URL"), ("rooms", "Rooms using it"))
-    return fitted(
-        f"Add-ins in {pool}: {len(rows)}.", [_as_line(columns, row) for row in rows],
-        request.settings.limits.reply_chars, columns=columns, rows=rows,
+    return table_outcome(
+        f"Add-ins in {pool}: {len(rows)}.", columns, rows, request.settings.limits.reply_chars
     )
-
-
-def _as_line(columns: tuple[tuple[str, str], ...], row: tuple[str, ...]) -> str:
-    return "; ".join(f"{label}: {value}" for (_var, label), value in zip(columns, row, strict=True))
 
 
 @DIRECT.command(
@@ -201,10 +196,9 @@ def audit_form(request: Request) -> Outcome:
     rows = [
         (text.when(e.at), names.audit_line(e.actor), e.via, text.audit_what(e)) for e in entries
     ]
-    return fitted(
-        f"The last {plural(len(entries), 'change')}, newest first.",
-        [text.audit_line(e) for e in entries], request.settings.limits.reply_chars,
-        columns=columns, rows=rows, label="Changes",
+    return table_outcome(
+        f"The last {plural(len(entries), 'change')}, newest first.", columns, rows,
+        request.settings.limits.reply_chars, label="Changes",
     )
 
 
@@ -283,11 +277,10 @@ def rooms_form(request: Request) -> Outcome:
         for r in found
     ]
     served = sum(room.joined for room in found)
-    return fitted(
+    return table_outcome(
         f"The bot serves {plural(served, 'room')}"
         + (f" and knows {len(found) - served} more." if served < len(found) else "."),
-        [text.room_line(r) for r in found], request.settings.limits.reply_chars,
-        columns=columns, rows=rows, label="Rooms",
+        columns, rows, request.settings.limits.reply_chars, label="Rooms",
     )
 
 

@@ -117,9 +117,9 @@ class Table:
 class Outcome:
     """What a submitted form says, and the changes it committed (for the announcer).
 
-    `text`: the answer as lines, shown in a text field (clients that show no table, or drop
-    the note, as profanity and poezio do, still show it); `table`, the same rows as a table
-    for clients that show one."""
+    `text`: the answer as short lines, shown in a text field (for clients that show no
+    table: profanity and poezio show a text-multi field, a line a value); `table`, the same
+    as a table for clients that show one."""
 
     note: str
     error: bool = False
@@ -132,28 +132,31 @@ class Outcome:
 FORM_MARKUP = 60  # characters a result form spends around one value (field, value, var)
 
 
-def fitted(
-    note: str, lines: Sequence[str], budget: int, *,
-    columns: tuple[tuple[str, str], ...] = (), rows: Sequence[tuple[str, ...]] = (),
-    label: str = "List",
+def table_outcome(
+    note: str, columns: tuple[tuple[str, str], ...], rows: Sequence[tuple[str, ...]],
+    budget: int, *, label: str = "List",
 ) -> Outcome:
-    """A form's answer of many lines (and, with `columns`, the same as rows of a table, one
-    a line): as many as fit within `budget` characters, the note saying how many more."""
-    size, shown = len(note) + 10 * FORM_MARKUP, 0
-    for index, line in enumerate(lines):
-        size += len(line) + FORM_MARKUP
-        if columns:
-            size += sum(len(value) + FORM_MARKUP for value in rows[index])
+    """A form's answer as a table, and as text: a line a cell (“URL: https://…”, short
+    enough for a terminal client's form field), a blank line between rows. As many rows as
+    fit within `budget` characters; the note says how many more there are."""
+    size, shown, lines = len(note) * 2 + 10 * FORM_MARKUP, 0, []
+    for row in rows:
+        cells = [f"{label}: {value}" for (_var, label), value in zip(columns, row, strict=True)
+                 if value]
+        size += sum(len(cell) + FORM_MARKUP for cell in cells)  # as text
+        size += sum(len(value) + FORM_MARKUP for value in row)  # in the table
         if size > budget:
             break
+        lines += [*([""] if shown else []), *cells]
         shown += 1
-    left = len(lines) - shown
+    left = len(rows) - shown
     if left:
         note += (
             f" The first {shown} are shown, and {left} more {'is' if left == 1 else 'are'} not."
         )
-    table = Table(columns, tuple(rows[:shown])) if columns else None
-    return Outcome(note, table=table, text=tuple(lines[:shown]), text_label=label)
+    return Outcome(
+        note, table=Table(columns, tuple(rows[:shown])), text=tuple(lines), text_label=label
+    )
 
 
 @dataclass(frozen=True)

@@ -144,12 +144,11 @@ def audit_what(entry: AuditEntry) -> str:
 def room_lines(rooms: list[RoomInfo]) -> str:
     if not rooms:
         return "The bot serves no rooms."
-    return "\n".join(f"• {room_line(room)}" for room in rooms)
-
-
-def room_line(room: RoomInfo) -> str:
-    addin = f"“{room.addin}” — {room.url}" if room.addin else "no add-in"
-    return f"{room.jid}{room_state(room)}: {addin}"
+    lines = []
+    for room in rooms:
+        addin = f"“{room.addin}” — {room.url}" if room.addin else "no add-in"
+        lines.append(f"• {room.jid}{room_state(room)}: {addin}")
+    return "\n".join(lines)
 
 
 def room_state(room: RoomInfo) -> str:

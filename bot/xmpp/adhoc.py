@@ -185,7 +185,7 @@ class AdhocCommands:
             fields = [replace(f, value=given.get(f.var, f.value)) for f in session.fields]
             self.sessions[sid] = replace(session, fields=tuple(fields))
             self._reply(iq, sid, "executing", Outcome(exc.reason, error=True),
-                        form=self._form(operation, fields))
+                        form=self._form(operation, fields, refused=exc.reason))
             return
         self._reply(iq, sid, "completed", outcome)
 
@@ -258,9 +258,12 @@ class AdhocCommands:
             command.append(form)
         self.edge.send_stanza(reply)
 
-    def _form(self, operation: Operation, fields: list[Field]) -> Any:
+    def _form(self, operation: Operation, fields: list[Field], refused: str = "") -> Any:
+        """The form to fill in; given back after a refusal, its title also says why (some
+        clients show a form's title but not the note beside it: profanity, poezio)."""
         forms: Any = self.edge.forms
-        form = forms.make_form("form", operation.name)
+        form = forms.make_form("form", f"{operation.name} — {refused}" if refused else
+                               operation.name)
         if operation.instructions:
             form["instructions"] = operation.instructions
         for spec in fields:
@@ -275,10 +278,13 @@ class AdhocCommands:
 
 
 def _result(outcome: Outcome) -> ET.Element:
-    """A result form: the answer's lines as a text field, then its table (reported columns,
-    one item a row) if it has one. Built directly: it may be long, and it is built on the
-    loop."""
+    """A result form: the note as its title, the answer's lines as a text field, then its
+    table (reported columns, one item a row) if it has one. Built directly: it may be long,
+    and it is built on the loop."""
     form = ET.Element(f"{{{NS_DATA}}}x", {"type": "result"})
+    # The note as the title too: profanity and poezio show a result form's title, but not
+    # the note beside it (or not in the same window).
+    ET.SubElement(form, f"{{{NS_DATA}}}title").text = outcome.note
     # The text first: clients that show no multi-item table (profanity and poezio among
     # them) still show a text-multi field.
     if outcome.text:

@@ -206,10 +206,12 @@ async def test_an_admin_runs_every_operation_through_forms(
     assert [dict(row) for row in table["items"]] == [
         {"name": NAME, "url": URL, "rooms": "0"}
     ]
-    # The same rows as text, for clients that show no table (profanity, poezio).
+    # The same rows as text, a line a cell, for clients that show no table (profanity,
+    # poezio); the note also as the title, which they show.
     text = table.get_fields()["text"]
     assert text["type"] == "text-multi"
-    assert text["value"] == [f"Name: {NAME}; URL: {URL}; Rooms using it: 0"]
+    assert text["value"] == [f"Name: {NAME}", f"URL: {URL}", "Rooms using it: 0"]
+    assert table["title"] == notes(listed)[0][1] == f"Add-ins in {prosody.muc}: 1."
 
     _, done = await run_form(admin, to, "join", {"room": room})
     assert notes(done) == [("info", f"Joining {room}; the bot will rejoin it after restarts.")]
@@ -283,7 +285,10 @@ async def test_an_admin_reads_an_add_in_the_audit_log_and_the_rooms_through_form
         "when": table["items"][0]["when"], "who": jid(prosody, "admin"), "via": "dm",
         "what": f"attach “{NAME}” in {room} — {URL}",
     }]
-    assert fields_of(changes)["text"]["value"] == [await admin.ask(direct, "audit 1")]
+    when, who, what = (await admin.ask(direct, "audit 1")).split("  ")
+    assert fields_of(changes)["text"]["value"] == [
+        f"When: {when}", f"Who: {who.removesuffix(' (dm)')}", "Via: dm", f"What: {what}"
+    ]
     _, again = await run_form(admin, to, "audit", {"n": "0"})
     assert notes(again) == [("error", "Give a number from 1 to 200, not “0”.")]
     assert fields_of(again)["n"]["value"] == "0"
@@ -296,8 +301,10 @@ async def test_an_admin_reads_an_add_in_the_audit_log_and_the_rooms_through_form
     assert [dict(row) for row in listed["command"]["form"]["items"]] == [
         {"room": room, "addin": NAME, "url": URL, "served": "no (not joined)"}
     ]
-    chat = await admin.ask(direct, "rooms")
-    assert fields_of(listed)["text"]["value"] == [chat.removeprefix("• ")]
+    assert await admin.ask(direct, "rooms") == f"• {room} (not joined): “{NAME}” — {URL}"
+    assert fields_of(listed)["text"]["value"] == [
+        f"Room: {room}", f"Add-in: {NAME}", f"URL: {URL}", "Served: no (not joined)"
+    ]
 
 
 async def test_a_long_form_answer_stays_within_the_budget_with_how_many_more(
@@ -318,13 +325,13 @@ async def test_a_long_form_answer_stays_within_the_budget_with_how_many_more(
     for result in (await execute(admin, to, "list"), audit, await execute(admin, to, "rooms")):
         assert result["command"]["status"] == "completed"
         assert len(str(result)) <= budget, len(str(result))
-        shown = fields_of(result)["text"]["value"]
-        assert 3 <= len(shown) < 20, len(shown)
-        assert len(result["command"]["form"]["items"]) == len(shown)
+        shown = len(result["command"]["form"]["items"])
+        assert 3 <= shown < 20, shown
+        text = fields_of(result)["text"]["value"]  # the same rows, a blank line between
+        assert text.count("") == shown - 1, text
         ((_kind, note),) = notes(result)
         total = 40 if result is audit else 20
-        assert note.endswith(f" The first {len(shown)} are shown, and {total - len(shown)} more "
-                             "are not."), note
+        assert note.endswith(f" The first {shown} are shown, and {total - shown} more are not.")
 
 
 # --- 1: refusals ---------------------------------------------------------------------------
@@ -378,6 +385,8 @@ async def test_bad_input_is_refused_with_the_reason_and_nothing_is_stored(
     assert text.startswith("URL refused: ")
     kept = fields_of(again)
     assert (kept["name"]["value"], kept["url"]["value"]) == ("Evil", "javascript:x")
+    # The reason also in the form's title: profanity and poezio show no note with a form.
+    assert again["command"]["form"]["title"] == f"Register an add-in — {text}"
     assert audit_rows(bot) == []
     # ... and the same session takes the corrected form.
     done = await submit(admin, to, again, {"name": "Evil", "url": URL})
