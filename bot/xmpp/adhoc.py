@@ -170,7 +170,9 @@ class AdhocCommands:
             del self.sessions[sid]
             self._reply(iq, sid, "canceled")
             return
-        if action not in ("execute", "complete"):
+        # Every form is one stage, so "next" submits it too: poezio (slixmpp's
+        # continue_command) sends "next" whatever actions the form offers.
+        if action not in ("execute", "complete", "next"):
             raise _command_error("bad-request", "bad-action")
         del self.sessions[sid]
         if asyncio.get_running_loop().time() - session.started > SESSION_TTL_S:

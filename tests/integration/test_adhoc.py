@@ -393,13 +393,18 @@ async def test_bad_input_is_refused_with_the_reason_and_nothing_is_stored(
     assert done["command"]["status"] == "completed"
     assert notes(done) == [("info", f"Registered “Evil” in conference.localhost: {URL}")]
 
+    # poezio submits with "next" (slixmpp's continue_command), whatever the form offers.
+    first = await execute(admin, to, "register")
+    done = await submit(admin, to, first, {"name": "Rain", "url": URL}, action="next")
+    assert notes(done) == [("info", f"Registered “Rain” in conference.localhost: {URL}")]
+
     _, again = await run_form(admin, to, "register", {"url": URL})
     assert notes(again) == [("error", "Fill in “Name”.")]
     assert fields_of(again)["url"]["value"] == URL
     _, again = await run_form(admin, to, "update", {"name": "Nothing", "url": URL})
     assert again["command"]["status"] == "executing"
     assert notes(again)[0][0] == "error"
-    assert [row.action for row in audit_rows(bot)] == ["register"]
+    assert [row.action for row in audit_rows(bot)] == ["register", "register"]
 
 
 # --- 1: managers ---------------------------------------------------------------------------
