@@ -21,7 +21,7 @@ from bot.commands.grammar import (
     Signature,
     Word,
 )
-from bot.commands.registry import CommandSet, Form, Outcome, Request, table_outcome
+from bot.commands.registry import CommandSet, Form, Outcome, Request, table_outcome, text_lines
 from bot.errors import CommandError
 from bot.values import Change, Done, Place, Reply, Role, RoomInfo
 from bot.wording import only_pages, plural
@@ -172,8 +172,8 @@ def list_(request: Request) -> Reply:
 def show_form(request: Request) -> Outcome:
     """The add-in's details, as lines of text (the chat answer's)."""
     info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
-    lines = text.addin_details(info).splitlines()
-    return Outcome(f"“{info.name}” in {info.pool}.", text=tuple(lines[1:]), text_label="Add-in")
+    lines = text_lines(text.addin_details(info).splitlines()[1:])
+    return Outcome(f"“{info.name}” in {info.pool}.", text=tuple(lines), text_label="Add-in")
 
 
 @DIRECT.command(

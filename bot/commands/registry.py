@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import textwrap
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -129,21 +130,36 @@ class Outcome:
     text_label: str = "List"
 
 
-FORM_MARKUP = 60  # characters a result form spends around one value (field, value, var)
+FORM_MARKUP = 60  # characters a result form spends around one table cell (field, value)
+LINE_MARKUP = 20  # and around one line of its text (a value)
+# The widest line of a form's text: poezio shows a text-multi value only if it fits in half
+# of its form's width (so in a terminal of about 140 columns); longer lines are wrapped.
+TEXT_WIDTH = 60
+
+
+def text_lines(lines: Iterable[str]) -> list[str]:
+    """`lines` as a form's text: each wrapped at TEXT_WIDTH, at spaces where it can be."""
+    wrapped: list[str] = []
+    for line in lines:
+        wrapped += textwrap.wrap(
+            line, TEXT_WIDTH, subsequent_indent="  ", break_on_hyphens=False
+        ) or [""]
+    return wrapped
 
 
 def table_outcome(
     note: str, columns: tuple[tuple[str, str], ...], rows: Sequence[tuple[str, ...]],
     budget: int, *, label: str = "List",
 ) -> Outcome:
-    """A form's answer as a table, and as text: a line a cell (“URL: https://…”, short
-    enough for a terminal client's form field), a blank line between rows. As many rows as
+    """A form's answer as a table, and as text: a line a cell (“URL: https://…”, wrapped
+    to TEXT_WIDTH for a terminal client's form field), a blank line between rows. As many rows as
     fit within `budget` characters; the note says how many more there are."""
     size, shown, lines = len(note) * 2 + 10 * FORM_MARKUP, 0, []
     for row in rows:
-        cells = [f"{label}: {value}" for (_var, label), value in zip(columns, row, strict=True)
-                 if value]
-        size += sum(len(cell) + FORM_MARKUP for cell in cells)  # as text
+        cells = text_lines(
+            f"{label}: {value}" for (_var, label), value in zip(columns, row, strict=True) if value
+        )
+        size += sum(len(cell) + LINE_MARKUP for cell in cells)  # as text
         size += sum(len(value) + FORM_MARKUP for value in row)  # in the table
         if size > budget:
             break

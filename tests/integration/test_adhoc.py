@@ -286,9 +286,11 @@ async def test_an_admin_reads_an_add_in_the_audit_log_and_the_rooms_through_form
         "what": f"attach “{NAME}” in {room} — {URL}",
     }]
     when, who, what = (await admin.ask(direct, "audit 1")).split("  ")
-    assert fields_of(changes)["text"]["value"] == [
-        f"When: {when}", f"Who: {who.removesuffix(' (dm)')}", "Via: dm", f"What: {what}"
-    ]
+    assert what == f"attach “{NAME}” in {room} — {URL}"  # chat's words, as the table's
+    text = fields_of(changes)["text"]["value"]
+    assert text[:3] == [f"When: {when}", f"Who: {who.removesuffix(' (dm)')}", "Via: dm"]
+    # Wrapped (poezio shows no value wider than half its form), at a space where it can be.
+    assert [line.strip() for line in text[3:]] == [f"What: attach “{NAME}” in", f"{room} —", URL]
     _, again = await run_form(admin, to, "audit", {"n": "0"})
     assert notes(again) == [("error", "Give a number from 1 to 200, not “0”.")]
     assert fields_of(again)["n"]["value"] == "0"
@@ -329,6 +331,7 @@ async def test_a_long_form_answer_stays_within_the_budget_with_how_many_more(
         assert 3 <= shown < 20, shown
         text = fields_of(result)["text"]["value"]  # the same rows, a blank line between
         assert text.count("") == shown - 1, text
+        assert max(map(len, text)) == 60  # the long URLs wrapped
         ((_kind, note),) = notes(result)
         total = 40 if result is audit else 20
         assert note.endswith(f" The first {shown} are shown, and {total - shown} more are not.")
