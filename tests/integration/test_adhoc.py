@@ -407,6 +407,10 @@ async def test_bad_input_is_refused_with_the_reason_and_nothing_is_stored(
     _, again = await run_form(admin, to, "update", {"name": "Nothing", "url": URL})
     assert again["command"]["status"] == "executing"
     assert notes(again)[0][0] == "error"
+    _, again = await run_form(admin, to, "update", {"name": "Evil"})  # both left empty
+    assert again["command"]["status"] == "executing"
+    assert notes(again) == [("error", "Fill in a new URL, a new name, or both.")]
+    assert fields_of(again)["name"]["value"] == "Evil"
     assert [row.action for row in audit_rows(bot)] == ["register", "register"]
 
 

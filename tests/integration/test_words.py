@@ -182,3 +182,15 @@ async def test_a_managers_help_by_direct_message_points_to_her_room_commands(
     ]
     bob = await people("bob")  # manages nothing: told of no room
     assert "In your" not in await bob.ask(scene.bot_jid, "help")
+
+
+async def test_the_bot_is_addressed_by_its_nickname_whatever_its_case(
+    scene: Scene, room: str
+) -> None:
+    await scene.register()
+    (alice,) = await scene.occupy(room, "alice")
+    alice.send_groupchat(room, f'{NICK.lower()}, attach "{NAME}"')
+    assert (await said_in_room(alice, room))["body"] == attached_sentence(NAME, URL)
+    alice.send_groupchat(room, f"{NICK.upper()}: show")
+    said = await alice.wait_for(in_room_from_bot(room))
+    assert said["body"] == f"This room's add-in is “{NAME}”: {URL}"
