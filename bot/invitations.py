@@ -146,6 +146,7 @@ class Invitations:
             return
         if self.serving(room):
             log.info("invitation to %s from %s: already there", room, invitation.sender)
+            METRICS.invitation("dropped")
             return
         admin = policy.accept_outright(self.settings.roles.admins, self._check(room, invitation))
         if not admin:
@@ -184,6 +185,7 @@ class Invitations:
 
     def _decide(self, room: str, invitation: Invitation, decline: Decline) -> None:
         if self.serving(room):
+            METRICS.invitation("dropped")
             return
         check = self._check(room, invitation)
         if policy.accept_outright(self.settings.roles.admins, check):
@@ -311,6 +313,7 @@ class Invitations:
                 self.keep(room, False)
                 self._leave(room, self.rooms.nick_in(room))
             decline(exc.reason)
+            METRICS.invitation("declined")
             return
         log.info("invited to %s by %s: accepted", room, invitation.inviter)
         METRICS.invitation("accepted")
