@@ -21,6 +21,7 @@ from slixmpp import JID, Message
 from bot import addins
 from bot.config import Settings
 from bot.invitations import DECLINED
+from bot.metrics import INVITATIONS, METRICS
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import BotHandle, create_room, jid
@@ -148,6 +149,7 @@ async def test_sixty_rooms_of_a_strangers_own_do_not_all_become_the_bots(
     for room in rooms:
         await own_room(mallory, room, "mallory")
     presences = bot_joins(mallory, set(rooms))
+    counts_before = {o: METRICS.invitations_seen(o) for o in INVITATIONS}
     started = time.perf_counter()
     for number, room in enumerate(rooms, 1):
         mallory.plugin["xep_0045"].invite(room, jid(prosody, "addinbot"))
@@ -163,7 +165,13 @@ async def test_sixty_rooms_of_a_strangers_own_do_not_all_become_the_bots(
     assert len(accepted) == per_inviter
     assert joins == per_inviter
     # The rest were declined: one notice, then silence (a decline each is a flood too).
-    assert len([r for r in rooms if r not in accepted]) == 60 - per_inviter
+    told = await mallory.wait_for(lambda m: declined_through(m["from"].bare)(m), timeout=10)
+    assert told.xml.findtext(f".//{{{NS_MUC_USER}}}reason", "").startswith(
+        "Too many invitations from you: the bot looks at 5 rooms every 24 h for one person."
+    )
+    counts = {o: METRICS.invitations_seen(o) - counts_before[o] for o in INVITATIONS}
+    assert counts == {"accepted": per_inviter, "declined_after_look": 0, "declined": 1,
+                      "dropped": 60 - per_inviter - 1}
     remembered = {info.jid for info in addins.list_rooms(counted.service.store, joined_only=True)}
     assert remembered == accepted
 

@@ -142,3 +142,14 @@ async def test_declines_without_a_look_are_logged_once_per_burst(
         "lobby0@elsewhere.localhost from mallory@localhost: Room lobby0@elsewhere.localhost "
         "is not in a served pool"
     )
+
+
+async def test_a_members_only_room_that_refuses_the_look_says_what_its_owner_can_do(
+    scene: Scene,
+) -> None:
+    await scene.invite(room(1), "carol@localhost")
+    scene.invitations.join_failed(room(1), "registration-required")
+    assert scene.declined == [(room(1), (
+        f"{room(1)} is members-only and the bot is not a member. Give the bot the member "
+        f"affiliation in {room(1)} and invite it again."
+    ))]
