@@ -80,6 +80,7 @@ def declined_through(room: str) -> Callable[[Message], bool]:
 
 
 def declined_directly(bot_bare: str) -> Callable[[Message], bool]:
+    """A chat message from the bot (a decline, or the thanks for an accepted invitation)."""
     return lambda m: m["from"].bare == bot_bare and m["type"] == "chat" and bool(m["body"])
 
 
@@ -94,6 +95,8 @@ async def test_an_admins_direct_invitation_is_accepted_at_once(
         JID(jid(prosody, "addinbot")), JID(room), reason="serve us"
     )
     await bot.in_room(room)
+    thanks = await admin.wait_for(declined_directly(jid(prosody, "addinbot")), timeout=10)
+    assert thanks["body"].startswith(f"Thanks for the invitation: the bot now serves {room}")
     assert addins.room_info(engine(bot), room).joined
     (row,) = [e for e in audit_rows(bot) if e.room == room]
     assert (row.action, row.actor, row.via) == ("join", jid(prosody, "admin"), "invite")
