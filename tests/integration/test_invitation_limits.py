@@ -16,7 +16,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
-from slixmpp import JID, Message
+from slixmpp import JID
 
 from bot import addins
 from bot.config import Settings
@@ -25,6 +25,8 @@ from bot.metrics import INVITATIONS, METRICS
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import BotHandle, create_room, jid
+from tests.integration.test_invitations import declined_directly as from_bot
+from tests.integration.test_invitations import declined_through
 
 pytestmark = pytest.mark.xmpp
 
@@ -103,20 +105,6 @@ def bot_joins(client: TestClient, rooms: set[str]) -> list[tuple[str, str]]:
 
     client.add_event_handler("groupchat_presence", on_presence)
     return seen
-
-
-def from_bot(bot_bare: str) -> Callable[[Message], bool]:
-    return lambda m: m["from"].bare == bot_bare and m["type"] == "chat" and bool(m["body"])
-
-
-def declined_through(room: str) -> Callable[[Message], bool]:
-    def match(msg: Message) -> bool:
-        x = msg.xml.find(f"{{{NS_MUC_USER}}}x")
-        return msg["from"].bare == room and x is not None and (
-            x.find(f"{{{NS_MUC_USER}}}decline") is not None
-        )
-
-    return match
 
 
 async def own_room(client: TestClient, room: str, nick: str, *, whois: str = "anyone") -> None:
