@@ -80,7 +80,7 @@ class App:
         self.dispatcher = Dispatcher(
             settings, store, self.rooms, {Place.DIRECT: DIRECT, Place.ROOM: ROOM},
             changed=lambda changes: self.announcer.handed(changes),  # said after the reply
-            exists=self._room_exists,
+            exists=self.room_exists,
         )
         self.announcer = Announcer(
             store, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,
@@ -98,7 +98,7 @@ class App:
         self.invitations = Invitations(
             settings, store, self.rooms, transport, nick=lambda: self.nick,
             serving=lambda room: room in self.membership.wanted, keep=self.membership.keep,
-            spawn=self._spawn, changed=self.changed, exists=self._room_exists,
+            spawn=self._spawn, changed=self.changed, exists=self.room_exists,
         )
 
     async def start(self) -> None:
@@ -179,7 +179,7 @@ class App:
         commands do (one window for both): over it, the sender is told once, then nothing."""
         if policy.held_to_invitation_limits(self.settings.roles.admins, invitation.inviter):
             who = (invitation.inviter or invitation.sender.partition("/")[0]).lower()
-            key = f"{None}|{who}"  # the key of the same sender's direct commands
+            key = f"None|{who}"  # the key of the same sender's direct commands (_order_key)
             verdict = self.sender_limit.check(key)
             if verdict is Verdict.NOTICE:
                 limit = self.sender_limit
@@ -193,9 +193,10 @@ class App:
                 return
         self.invitations.receive(invitation, decline)
 
-    async def _room_exists(self, room: str) -> bool | None:
-        """Ask the room whether it exists; a yes is kept a moment, so that the join which
-        follows an admin's `join` or an invitation does not ask again."""
+    async def room_exists(self, room: str) -> bool | None:
+        """Ask the room whether it exists (for chat, forms and invitations); a yes is kept a
+        moment, so that the join which follows an admin's `join` or an invitation does not
+        ask again."""
         exists = await self.transport.room_exists(room)
         if exists is True:
             self.membership.found(room)

@@ -211,7 +211,7 @@ class AdhocCommands:
             refusal = manager_refusal(operation, requester, bot.settings, bot.rooms, values)
             if refusal is not None:
                 raise XMPPError("forbidden", refusal, etype="auth")
-            await operation.check_room(bot.settings, values, self.edge.room_exists)
+            await operation.check_room(bot.settings, values, bot.room_exists)
             actor = Actor(requester.jid, "adhoc")
             outcome = await bot.store.run(
                 operation.run, bot.settings, bot.store, actor, values
