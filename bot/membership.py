@@ -105,7 +105,6 @@ class Membership:
             else:
                 exists = await self.transport.room_exists(room)
         except ValueError:  # an address the edge would send to another room: never joined
-            self._asking.discard(room)
             self.gone(room, "cannot join: not a valid room address", final=True)
             return
         finally:
