@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -198,3 +199,83 @@ def detached_sentence(name: str | None, *, unregistered: bool = False) -> str:
     if unregistered and name:
         return f"This room no longer has an add-in: “{name}” was unregistered."
     return "This room no longer has an add-in."
+
+
+# --- invitations (bot.invitations): what the inviter is told -----------------------------------
+
+
+def duration(seconds: float) -> str:
+    """“45 s”, “10 min”, “23 h”: a wait or a period, rounded up to its unit."""
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{math.ceil(seconds / 60)} min"
+    return f"{math.ceil(seconds / 3600)} h"
+
+
+def invitation_accepted(room: str) -> str:
+    """To the inviter, by direct message, once the room is remembered."""
+    return (
+        f"Thanks for the invitation: the bot now serves {room} and will rejoin it after "
+        f"restarts. Attach an add-in there with “!addin attach <name>” (“!addin list” shows "
+        f"them)."
+    )
+
+
+def invitation_hidden_jids(room: str) -> str:
+    """Declined after a look: the room hides its occupants' real JIDs from the bot."""
+    return (
+        f"{room} does not show the bot its occupants' real addresses, so it cannot tell "
+        f"that you own or administer it. Give the bot the admin affiliation in {room} (it "
+        f"then sees them), or make the room's real JIDs visible to everyone, and invite it "
+        f"again."
+    )
+
+
+def invitation_room_refused(room: str, condition: str) -> str:
+    """Declined: the room would not let the bot in to look."""
+    if condition == "registration-required":
+        return (
+            f"{room} is members-only and the bot is not a member. Give the bot the member "
+            f"affiliation in {room} and invite it again."
+        )
+    if condition == "forbidden":
+        return f"{room} has banned the bot. Lift the ban and invite it again."
+    return f"the room refused the bot ({condition})."
+
+
+def invitations_too_fast(most: int, window_s: float, wait_s: float) -> str:
+    """The sender's rate limit (commands and invitations together) is reached."""
+    return (
+        f"Too many invitations from you: at most {most} commands and invitations every "
+        f"{window_s:g} s. This one was not looked at, nor will any sent in the next "
+        f"{duration(wait_s)} be; the bot says nothing more until then."
+    )
+
+
+def invitations_too_many(most: int, window_s: float, wait_s: float) -> str:
+    """One inviter has had the bot look at as many rooms as it will in a window."""
+    return (
+        f"Too many invitations from you: the bot looks at {plural(most, 'room')} every "
+        f"{duration(window_s)} for one person. Ask an addinbot admin to invite it, or try "
+        f"again in {duration(wait_s)}; the bot says nothing more until then."
+    )
+
+
+def invitations_all_busy(most: int, window_s: float, wait_s: float) -> str:
+    """Everyone's invitations together have had the bot look at as many rooms as it will."""
+    return (
+        f"the bot has looked at {plural(most, 'room')} for invitations in the last "
+        f"{duration(window_s)}, as many as it will. Ask an addinbot admin to invite it, or "
+        f"try again in {duration(wait_s)}."
+    )
+
+
+def invitation_cooling(room: str, ago_s: float, cooldown_s: float) -> str:
+    """The room was looked at a moment ago (declined): not again so soon."""
+    return (
+        f"the bot looked at {room} {duration(ago_s)} ago and looks at a room at most once "
+        f"every {duration(cooldown_s)}. Try again in {duration(cooldown_s - ago_s)}, or ask "
+        f"an addinbot admin to invite it."
+    )

@@ -53,7 +53,8 @@ log = logging.getLogger(__name__)
 NS_COMMANDS = "http://jabber.org/protocol/commands"
 NS_DATA = "jabber:x:data"
 SESSION_TTL_S = 600.0
-MOST_SESSIONS = 200
+MOST_SESSIONS = 200  # open forms in all
+MOST_PER_REQUESTER = 5  # open forms of one account (bare JID): its oldest goes first
 PANEL_TITLE = "addinbot Control Panel"
 
 
@@ -63,6 +64,8 @@ class _Session:
     requester: str  # the full JID that started it: only it may go on
     fields: tuple[Field, ...]
     started: float
+    account: str = ""  # its bare JID, for the cap per requester
+    admin: bool = False  # an admin's form is never evicted for anyone else's
 
 
 class AdhocCommands:
@@ -156,7 +159,7 @@ class AdhocCommands:
         if not fields:  # nothing to ask: run at once
             self._reply(iq, _new_id(), "completed", await self._run(operation, requester, {}))
             return
-        sid = self._open(operation, iq["from"].full, fields)
+        sid = self._open(operation, requester, iq["from"].full, fields)
         self._reply(iq, sid, "executing", form=self._form(operation, fields))
 
     async def _go_on(
@@ -209,7 +212,7 @@ class AdhocCommands:
             refusal = manager_refusal(operation, requester, bot.settings, bot.rooms, values)
             if refusal is not None:
                 raise XMPPError("forbidden", refusal, etype="auth")
-            await operation.check_room(bot.settings, values, self.edge.room_exists)
+            await operation.check_room(bot.settings, values, bot.room_exists)
             actor = Actor(requester.jid, "adhoc")
             outcome = await bot.store.run(
                 operation.run, bot.settings, bot.store, actor, values
@@ -226,15 +229,34 @@ class AdhocCommands:
         bot.changed(outcome.changes)
         return outcome
 
-    def _open(self, operation: Operation, requester: str, fields: list[Field]) -> str:
+    def _open(
+        self, operation: Operation, requester: Requester, full: str, fields: list[Field]
+    ) -> str:
+        """A new session. One account holds at most MOST_PER_REQUESTER (its own oldest goes);
+        all together at most MOST_SESSIONS, and when they are full the oldest of anyone
+        but an admin goes — an admin's form only for another admin's. Nothing to evict:
+        `resource-constraint`, and the requester tries again later."""
         now = asyncio.get_running_loop().time()
         for sid, session in list(self.sessions.items()):
             if now - session.started > SESSION_TTL_S:
                 del self.sessions[sid]
-        while len(self.sessions) >= MOST_SESSIONS:
-            del self.sessions[next(iter(self.sessions))]  # the oldest
+        mine = [sid for sid, s in self.sessions.items() if s.account == requester.jid]
+        while len(mine) >= MOST_PER_REQUESTER:
+            del self.sessions[mine.pop(0)]  # (sessions keep the order they were opened in)
+        if len(self.sessions) >= MOST_SESSIONS:
+            evictable = [sid for sid, s in self.sessions.items() if not s.admin]
+            if not evictable and not requester.is_admin:
+                log.warning("ad-hoc %s refused to %s: %d forms open, all admins'",
+                            operation.node, full, len(self.sessions))
+                raise XMPPError(
+                    "resource-constraint", "Too many forms are open; try again in a few minutes.",
+                    etype="wait",
+                )
+            del self.sessions[(evictable or list(self.sessions))[0]]  # the oldest
         sid = _new_id()
-        self.sessions[sid] = _Session(operation.node, requester, tuple(fields), now)
+        self.sessions[sid] = _Session(
+            operation.node, full, tuple(fields), now, requester.jid, requester.is_admin
+        )
         return sid
 
     def _reply(
