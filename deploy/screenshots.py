@@ -2,7 +2,7 @@
 
 Runs on demand (not part of the test command)::
 
-    bash deploy/screenshots.sh            # writes deploy/screenshots/*.png
+    bash deploy/screenshots.sh            # writes docs/screenshots/*.png
 
 It starts the quick start's private Prosody (deploy/localprosody.py) with XMPP over WebSocket
 (Prosody's mod_websocket) and a folder served over HTTP on loopback, runs addinbot on a fresh
@@ -108,11 +108,14 @@ def write_page(web: Path, http_port: int, user: str) -> str:
 
 
 def write_bot_config(work: Path, port: int) -> Path:
+    secret = work / "password"
+    secret.write_text(PASSWORD, encoding="utf-8")
+    secret.chmod(0o600)
     path = work / "addinbot.toml"
     path.write_text(
         f"""[xmpp]
 jid = "addinbot@localhost"
-password = "{PASSWORD}"
+password_file = "{secret}"
 host = "127.0.0.1"
 port = {port}
 tls = "plain"
@@ -216,7 +219,7 @@ def take(url: str, out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="deploy/screenshots.py", description=__doc__)
-    parser.add_argument("--out", type=Path, default=ROOT / "deploy" / "screenshots")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "screenshots")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # What participants see, in a real web client (run on demand; not part of the tests):
 # Converse.js from the npm registry, in Debian's headless Chromium, against the quick
-# start's Prosody over WebSocket. Writes deploy/screenshots/room.png and private-link.png.
+# start's Prosody over WebSocket. Writes docs/screenshots/room.png and private-link.png.
 #
 #   bash deploy/screenshots.sh
 set -euo pipefail
