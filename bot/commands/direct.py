@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from bot import addins
+from datetime import UTC, datetime
+
+from bot import addins, bulk
 from bot.commands import text
 from bot.commands.grammar import (
     ADDIN,
@@ -21,7 +23,8 @@ from bot.commands.grammar import (
 )
 from bot.commands.registry import CommandSet, Form, Outcome, Request, Table
 from bot.errors import CommandError
-from bot.values import Change, Done, Place, Reply, Role
+from bot.names import pool_of
+from bot.values import AddinPage, AuditEntry, Change, Done, Listed, Place, Reply, Role, RoomInfo
 from bot.wording import only_pages
 from store import Store
 
@@ -113,7 +116,7 @@ def update(request: Request) -> Done[Reply]:
 def unregister(request: Request) -> Done[Reply]:
     done = addins.unregister(
         request.store, request.actor, pool=request.pool(), name=request.args["name"],
-        force="force" in request.args.flags,
+        force="force" in request.args.flags, spelled=request.front.spelled(FORCE),
     )
     return done.then(lambda removed: Reply(text.unregistered(removed)))
 
@@ -150,14 +153,40 @@ def list_form(request: Request) -> Outcome:
     return Outcome(said, table=Table(columns, tuple(rows[:shown])))
 
 
+def _chosen_pools(request: Request) -> list[str]:
+    """The pool asked for, or every served pool."""
+    return [request.pool()] if "pool" in request.args.options else request.settings.pools.names
+
+
+def _listed(request: Request) -> list[Listed]:
+    """Every add-in of the pool asked for, or of every served pool: for a shell."""
+    return addins.all_addins(request.store, pools=_chosen_pools(request))
+
+
+def _every_at_a_shell(request: Request) -> Reply:
+    """All of them, grouped by pool, on no pages."""
+    listed = _listed(request)
+    groups = []
+    for pool in _chosen_pools(request):
+        items = tuple((each.name, each.url, each.rooms) for each in listed if each.pool == pool)
+        groups.append(AddinPage(pool, items, 1, 1, len(items)))
+    return Reply(text.pools_pages(groups, 1, 1, more=""))
+
+
+def list_data(request: Request) -> object:
+    return bulk.as_data(_listed(request), rooms=True)
+
+
 @DIRECT.command(
     "list", "lists the add-ins, with their URLs and how many rooms use each",
     signature=Signature(options=(POOL, PAGE)), kept=True,
-    cli=("addin", "list"), form=Form("List the add-ins", handler=list_form),
+    cli=("addin", "list"), form=Form("List the add-ins", handler=list_form), data=list_data,
 )
 def list_(request: Request) -> Reply:
-    page = text.page_number(request.args.options.get("page"))
+    if not request.front.paged:
+        return _every_at_a_shell(request)
     pools = request.settings.pools.names
+    page = text.page_number(request.args.options.get("page"))
     if "pool" in request.args.options or len(pools) == 1:
         result = addins.list_addins(request.store, pool=request.pool(), page=page)
         return Reply(text.addin_page(result, more=request.more(result.page + 1)))
@@ -173,23 +202,47 @@ def list_(request: Request) -> Reply:
     return Reply(text.pools_pages(found, page, pages, more=request.more(page + 1)))
 
 
+def show_data(request: Request) -> object:
+    info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
+    return {
+        "pool": info.pool, "name": info.name, "url": info.url,
+        "registered_by": info.created_by, "registered_at": iso_time(info.created_at),
+        "rooms": list(info.rooms),
+    }
+
+
 @DIRECT.command(
     "show", "an add-in's URL, pool, who registered it and when, and its rooms",
     role=Role.ADMIN, signature=Signature(required=(ADDIN,), options=(POOL,)),
-    cli=("addin", "show"),
+    cli=("addin", "show"), data=show_data,
 )
 def show(request: Request) -> Reply:
     info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
     return Reply(text.addin_details(info))
 
 
+def _audited(request: Request) -> list[AuditEntry]:
+    count = text.count(request.args.get("n"), default=20, most=request.front.most_lines)
+    return addins.audit(request.store, limit=count)
+
+
+def audit_data(request: Request) -> object:
+    return [
+        {
+            "id": entry.id, "at": iso_time(entry.at), "actor": entry.actor, "via": entry.via,
+            "action": entry.action, "pool": entry.pool, "addin": entry.addin,
+            "room": entry.room, "detail": entry.detail,
+        }
+        for entry in _audited(request)
+    ]
+
+
 @DIRECT.command(
     "audit", "the last n changes (default 20)", role=Role.ADMIN,
-    signature=Signature(optional=(COUNT,)), cli=("audit",),
+    signature=Signature(optional=(COUNT,)), cli=("audit",), data=audit_data,
 )
 def audit(request: Request) -> Reply:
-    count = text.count(request.args.get("n"), default=20, most=request.front.most_lines)
-    return Reply(text.audit_lines(addins.audit(request.store, limit=count)))
+    return Reply(text.audit_lines(_audited(request)))
 
 
 @DIRECT.command(
@@ -244,11 +297,29 @@ def leave(request: Request) -> Done[Reply]:
     return done.then(lambda changed: Reply(text.left(room, changed=changed)))
 
 
+def _rooms(request: Request) -> list[RoomInfo]:
+    chosen = request.pool() if "pool" in request.args.options else None
+    return addins.list_rooms(request.store, pool=chosen)
+
+
+def rooms_data(request: Request) -> object:
+    return [
+        {
+            "room": room.jid, "pool": pool_of(room.jid), "joined": room.joined,
+            "stopped_reason": room.stopped_reason, "addin": room.addin, "url": room.url,
+        }
+        for room in _rooms(request)
+    ]
+
+
 @DIRECT.command(
     "rooms", "the rooms the bot serves, each with its add-in", role=Role.ADMIN,
-    signature=Signature(options=(POOL,)), cli=("room", "list"),
+    signature=Signature(options=(POOL,)), cli=("room", "list"), data=rooms_data,
 )
 def rooms(request: Request) -> Reply:
-    pool = request.args.options.get("pool")
-    chosen = request.pool() if pool is not None else None
-    return Reply(text.room_lines(addins.list_rooms(request.store, pool=chosen)))
+    return Reply(text.room_lines(_rooms(request)))
+
+
+def iso_time(moment: datetime) -> str:
+    """A time as the JSON of reads gives it: ISO 8601 in UTC, to the second, with a Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
