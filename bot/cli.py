@@ -10,8 +10,10 @@ nothing comes in pages. `addin export` and `addin import` (bot.bulk) move add-in
 `--config FILE` may stand anywhere; without it $ADDINBOT_CONFIG, then ./addinbot.toml.
 Success exits 0; a refusal exits 1 with the same one-line reason chat would give (in the
 command line's words: `--force`, `--pool`); a bad command line or configuration exits 2,
-before anything is opened or created; a reader that stops reading (`| head`) ends the
-output quietly with 141, as a program killed by SIGPIPE does.
+before anything is opened or created. A reader that stops reading (`| head`) ends the
+output quietly, and the status is the command's own (0 for a read): Python cannot always
+tell that the reader left (a large write that the pipe took in part returns no error), so
+the status never depends on it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,6 @@ from store import Store
 
 EXIT_REFUSED = 1
 EXIT_USAGE = 2
-EXIT_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a program a closed pipe stopped
 
 
 def main(argv: Sequence[str] | None = None, *, commands: CommandSet = DIRECT) -> int:
@@ -64,7 +65,9 @@ def main(argv: Sequence[str] | None = None, *, commands: CommandSet = DIRECT) ->
         return EXIT_USAGE
     action: Callable[[argparse.Namespace, Settings], int] = args.action
     try:
-        return action(args, settings)
+        status = action(args, settings)
+        sys.stdout.flush()  # here, where a reader that has left is noticed
+        return status
     except ImportRefused as exc:
         where = getattr(args, "file", "-")
         shown = exc.problems[: bulk.MOST_PROBLEMS]
@@ -78,19 +81,19 @@ def main(argv: Sequence[str] | None = None, *, commands: CommandSet = DIRECT) ->
     except CommandError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_REFUSED
-    except BrokenPipeError:
-        return _pipe_closed()
+    except BrokenPipeError:  # the reader has gone (`| head`): it has what it wanted
+        _pipe_closed()
+        return 0
     except KeyboardInterrupt:
         return 130
 
 
-def _pipe_closed() -> int:
-    """The reader of standard output has gone (`| head`): no traceback, and nothing more
-    written at exit (Python's own flush would fail again); the status of a SIGPIPE."""
+def _pipe_closed() -> None:
+    """Standard output's reader has gone: nothing more is written there, not even what is
+    left in the buffer at exit (Python's own flush would fail again, with a traceback)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-    return EXIT_PIPE
 
 
 def version() -> str:
