@@ -14,11 +14,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import tempfile
+import time
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -523,3 +527,98 @@ def test_no_deploy_file_holds_a_password() -> None:
         if path.is_file() and path.name != "quickstart.sh" and path.suffix != ".pyc":
             text = path.read_text(encoding="utf-8")
             assert not re.search(r"^\s*password\s*=\s*\"", text, re.M), path
+
+
+# --- the quick start, run for real -----------------------------------------------------------
+
+
+class QuickStart:
+    """deploy/quickstart.sh running (with its state in a folder of the test's), read line by
+    line until the bot is up; stopped with SIGTERM as Ctrl-C would."""
+
+    def __init__(self, state: Path, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ADDINBOT_")}
+        env["ADDINBOT_QUICKSTART_STATE"] = str(state)
+        self.state = state
+        self.process = subprocess.Popen(
+            ["bash", str(QUICKSTART), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env=env, cwd=ROOT, start_new_session=True,
+        )
+        self.lines: list[str] = []
+
+    def until(self, wanted: str, within_s: float = 90) -> list[str]:
+        """The lines printed up to the one holding `wanted` (ANSI bold taken out)."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + within_s
+        while not any(wanted in line for line in self.lines):
+            assert time.monotonic() < deadline, "\n".join(self.lines)
+            line = self.process.stdout.readline()
+            assert line, "the quick start ended:\n" + "\n".join(self.lines)
+            self.lines.append(re.sub(r"\x1b\[[0-9;]*m", "", line.rstrip("\n")))
+        return self.lines
+
+    def cli(self, *words: str) -> Any:
+        done = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "addinbot"), "--config",
+             str(self.state / "addinbot.toml"), *words], capture_output=True, text=True,
+            timeout=60, check=True,
+        )
+        return json.loads(done.stdout) if "--json" in words else done.stdout
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.mark.xmpp
+def test_the_quick_start_keeps_its_state_between_runs_and_reset_starts_clean(
+    tmp_path: Path,
+) -> None:
+    if not (ROOT / ".venv" / "bin" / "addinbot").exists():
+        pytest.fail("the quick start uses .venv/bin/addinbot: make .venv first", pytrace=False)
+    state = tmp_path / "quickstart"
+    lobby = "lobby@conference.localhost"
+
+    first = QuickStart(state)
+    try:
+        said = first.until("addinbot is running")
+        assert f"Starting with a new state in {state} (kept for the next run; --reset starts " \
+               "clean)." in said
+        assert any("This room's add-in is “Stock Ticker”" in line for line in said)  # the demo
+        first.cli("addin", "register", "Extra", "https://extra.example.org/")
+    finally:
+        first.stop()
+
+    again = QuickStart(state)
+    try:
+        said = again.until("addinbot is running")
+        assert f"Keeping the state of the last run in {state}: its rooms, add-ins and " \
+               "accounts (bash deploy/quickstart.sh --reset starts clean)." in said
+        assert not any("help" in line and "admin@localhost" in line for line in said)  # no demo
+        assert f"• {lobby}: “Stock Ticker” — https://stocks.example.org/panel" in said
+        assert [a["name"] for a in again.cli("addin", "list", "--json")] == [
+            "Extra", "Stock Ticker",
+        ]
+        # The bot is back in the room it served (the room, persistent, kept by Prosody).
+        log = state / "addinbot.log"
+        deadline = time.monotonic() + 20
+        while "joined 1 of 1 rooms" not in log.read_text(encoding="utf-8"):
+            assert time.monotonic() < deadline, log.read_text(encoding="utf-8")
+            time.sleep(0.1)
+    finally:
+        again.stop()
+
+    clean = QuickStart(state, "--reset")
+    try:
+        said = clean.until("addinbot is running")
+        assert f"Starting clean (--reset): a new state in {state}." in said
+        assert [a["name"] for a in clean.cli("addin", "list", "--json")] == ["Stock Ticker"]
+    finally:
+        clean.stop()
