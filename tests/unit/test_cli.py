@@ -115,9 +115,17 @@ def test_every_read_on_the_command_line_takes_json(
     assert logged[0]["room"] == room
     assert logged[1]["room"] is None
     assert logged[0]["id"] > logged[1]["id"]
-    # The README documents each shape, under the same command.
-    for words in reads:
-        assert f"addinbot {' '.join(words)}" in README and "--json" in README
+    # The README documents each shape, under the same command, with the same fields.
+    documented = README.split("### `--json`: what reads print", 1)[1].split("\n### ", 1)[0]
+    for words, fields in ((("addin", "list"), {"pool", "name", "url", "rooms"}),
+                          (("addin", "show"), set(shown)), (("room", "list"), set(
+                              read("room", "list")[0])), (("audit",), set(logged[0]))):
+        spelled = " ".join(words)
+        part = documented.split(f"`addinbot {spelled}", 1)[1].split("`addinbot ", 1)[0]
+        assert all(f"`{field}`" in part for field in fields), (words, fields)
+        example = part.split("```json\n", 1)[1].split("```", 1)[0]
+        parsed = json.loads(example)
+        assert set(parsed[0] if isinstance(parsed, list) else parsed) == fields, words
 
 
 # --- in bulk -------------------------------------------------------------------------------
