@@ -154,6 +154,18 @@ def _set_url(unit: Unit, actor: Actor, addin: Addin, pool: str, url: str) -> lis
     return using
 
 
+class _PoolAddins:
+    """A pool's add-ins as an import finds them, by name key and by skeleton, read once;
+    kept up to date with those it adds."""
+
+    def __init__(self, session: Session, pool: Pool) -> None:
+        self.pool = pool
+        found = list(session.exec(select(Addin).where(Addin.pool_id == pool.id)))
+        self.by_key = {addin.name_key: addin for addin in found}
+        self.by_skeleton = {addin.name_skeleton: addin for addin in found}
+        self.added = 0
+
+
 class _Rehearsed(Exception):
     """Raised inside an import's transaction to roll it back: a dry run's plan."""
 
@@ -175,22 +187,27 @@ def import_rows(
         session = unit.session
         plan: list[Planned] = []
         problems: list[tuple[int, str]] = []
-        pools: dict[str, Pool] = {}
+        pools: dict[str, _PoolAddins] = {}
         for row in rows:
             if row.pool not in pools:
-                pools[row.pool] = pool_of(session, row.pool)
-            pool_row = pools[row.pool]
-            existing = session.exec(
-                select(Addin).where(
-                    Addin.pool_id == pool_row.id, Addin.name_key == name_key(row.name)
-                )
-            ).first()
+                pools[row.pool] = _PoolAddins(session, pool_of(session, row.pool))
+            known = pools[row.pool]
+            key, skeleton = name_key(row.name), name_skeleton(row.name)
+            existing = known.by_key.get(key)
             if existing is None:
-                clash = _clash(session, pool_row, row.name)
+                clash = known.by_skeleton.get(skeleton)
                 if clash is not None:
                     problems.append((row.line, taken(clash.name, row.pool, row.name)))
                     continue
-                _add(unit, actor, pool_row, row.name, row.url)
+                addin = Addin(
+                    pool_id=row_id(known.pool), name=row.name, name_key=key,
+                    name_skeleton=skeleton, url=row.url, created_by=actor.who,
+                )
+                session.add(addin)
+                known.by_key[key] = known.by_skeleton[skeleton] = addin
+                known.added += 1
+                audit.record(unit, actor, "register", pool=row.pool, addin=row.name,
+                             detail=row.url)
                 plan.append(Planned(row.line, "register", row.pool, row.name, row.url))
             elif existing.url == row.url:
                 plan.append(Planned(row.line, "unchanged", row.pool, existing.name, row.url))
@@ -202,6 +219,10 @@ def import_rows(
                 )
         if problems:
             raise ImportRefused(problems)
+        for known in pools.values():
+            if known.added:
+                unit.rows.execute(_COUNT_ADDINS, {"pool_id": row_id(known.pool),
+                                                  "by": known.added})
         if dry_run:
             raise _Rehearsed(tuple(plan))
         return tuple(plan)
