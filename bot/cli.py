@@ -203,8 +203,8 @@ def _declared(add_parser: Callable[..., argparse.ArgumentParser], command: Comma
 def _bulk(add_parser: Callable[..., argparse.ArgumentParser]) -> None:
     """`addin export` and `addin import`: add-ins in bulk, as JSON or CSV (bot.bulk)."""
     export = add_parser("export", help="write every add-in (of --pool) to standard output")
-    export.add_argument("--pool", metavar="POOL", help=_HELP[WordKind.POOL].replace(
-        "(needed when several are served)", "(default: every served pool)"))
+    export.add_argument("--pool", metavar="POOL",
+                        help="the MUC service (default: every served pool)")
     export.add_argument("--format", choices=bulk.FORMATS, default="json")
     export.set_defaults(action=_export)
     importing = add_parser(

@@ -295,41 +295,25 @@ def test_a_look_alike_of_a_stored_add_in_is_refused_by_line_in_the_transaction(
     assert addins.audit(store, limit=1)[0].addin == "Stock Ticker"  # the attach, still last
 
 
-@pytest.mark.parametrize(("text", "where", "why"), [
-    ("", 1, "array"),
-    ('{"name": "x"}', 1, "array"),
-    ('[\n  {"name": "x", "url": "https://x.org/"},\n  {"name": \n', 4, "Not JSON"),
-    ('[{"name": "A", "url": "https://a.org/"}] trailing', 1, "more after"),
-    ('[\n  "just text"\n]', 2, "object"),
-    ('[\n  {"name": "A"}\n]', 2, "“url” is missing"),
-    ('[\n  {"name": 5, "url": "https://a.org/"}\n]', 2, "must be text"),
+@pytest.mark.parametrize(("form", "text", "where", "why"), [
+    ("json", "", 1, "array"),
+    ("json", '{"name": "x"}', 1, "array"),
+    ("json", '[\n  {"name": "x", "url": "https://x.org/"},\n  {"name": \n', 4, "Not JSON"),
+    ("json", '[{"name": "A", "url": "https://a.org/"}] trailing', 1, "more after"),
+    ("json", '[\n  "just text"\n]', 2, "object"),
+    ("json", '[\n  {"name": "A"}\n]', 2, "“url” is missing"),
+    ("json", '[\n  {"name": 5, "url": "https://a.org/"}\n]', 2, "must be text"),
+    ("csv", "", 1, "empty"),
+    ("csv", "name,link\nA,https://a.org/\n", 1, "Unknown field “link”"),
+    ("csv", "name,url\nA,https://a.org/,extra\n", 2, "3 fields"),
+    ("csv", 'name,url\n"A\nB",https://a.org/\nC,notaurl\n', 2, "control"),  # and line 4
 ])
-def test_a_json_file_that_is_not_a_list_of_add_ins_is_refused_by_line(
-    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: int,
-    why: str,
+def test_a_file_that_is_not_a_list_of_add_ins_is_refused_by_line(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], form: str, text: str,
+    where: int, why: str,
 ) -> None:
     config = config_for(tmp_path, store.url)
-    source = tmp_path / "in.json"
-    source.write_text(text, encoding="utf-8")
-    code, _out, err = run(capsys, "addin", "import", str(source), "--config", config)
-    assert code == cli.EXIT_REFUSED
-    assert err.splitlines()[0].startswith(f"{source}:{where}: "), err
-    assert why in err.splitlines()[0]
-    assert registry(store) == []
-
-
-@pytest.mark.parametrize(("text", "where", "why"), [
-    ("", 1, "empty"),
-    ("name,link\nA,https://a.org/\n", 1, "Unknown field “link”"),
-    ("name,url\nA,https://a.org/,extra\n", 2, "3 fields"),
-    ('name,url\n"A\nB",https://a.org/\nC,notaurl\n', 2, "control"),  # and line 4
-])
-def test_a_csv_file_is_refused_by_line_too(
-    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, where: int,
-    why: str,
-) -> None:
-    config = config_for(tmp_path, store.url)
-    source = tmp_path / "in.csv"
+    source = tmp_path / f"in.{form}"
     source.write_text(text, encoding="utf-8")
     code, _out, err = run(capsys, "addin", "import", str(source), "--config", config)
     assert code == cli.EXIT_REFUSED
