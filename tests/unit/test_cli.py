@@ -217,6 +217,22 @@ def test_an_import_is_audited_one_row_a_change_and_tells_rooms_once(
     assert changes[1].rooms == ()
 
 
+def test_add_ins_given_one_url_by_an_import_tell_each_room_once(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fill(store)
+    addins.attach(store, OPS, room=f"ops@{POOL}", name="Wiki, \"the\" one")
+    before = addins.last_audit_id(store)
+    source = tmp_path / "in.csv"
+    source.write_text('name,url\nStock Ticker,https://one.example.org/\n'
+                      '"Wiki, ""the"" one",https://one.example.org/\n', encoding="utf-8")
+    config = config_for(tmp_path, store.url, (POOL, OTHER))
+    assert run(capsys, "addin", "import", str(source), "--pool", POOL, "--config", config)[0] == 0
+    changes = addins.changes_to_announce(store, before)
+    told = [(room.jid, room.addin) for change in changes for room in change.rooms]
+    assert sorted(told) == [(f"dev@{POOL}", "Stock Ticker"), (f"ops@{POOL}", 'Wiki, "the" one')]
+
+
 def test_a_bad_row_names_its_line_and_nothing_changes(
     store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
