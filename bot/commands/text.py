@@ -123,6 +123,12 @@ def audit_lines(entries: Iterable[AuditEntry]) -> str:
 
 
 def audit_line(entry: AuditEntry) -> str:
+    # One line, whatever an older version or another process stored.
+    return names.audit_line(f"{when(entry.at)}  {entry.actor} ({entry.via})  {audit_what(entry)}")
+
+
+def audit_what(entry: AuditEntry) -> str:
+    """What changed, in one audit line's words: “attach “Wiki” in dev@…  — https://…”."""
     what = entry.action
     if entry.addin:
         what += f" “{entry.addin}”"
@@ -132,8 +138,7 @@ def audit_line(entry: AuditEntry) -> str:
         what += f" in {entry.pool}"
     if entry.detail:
         what += f" — {entry.detail}"
-    # One line, whatever an older version or another process stored.
-    return names.audit_line(f"{when(entry.at)}  {entry.actor} ({entry.via})  {what}")
+    return names.audit_line(what)
 
 
 def room_lines(rooms: list[RoomInfo]) -> str:
@@ -141,11 +146,15 @@ def room_lines(rooms: list[RoomInfo]) -> str:
         return "The bot serves no rooms."
     lines = []
     for room in rooms:
-        why = f": {room.stopped_reason}" if room.stopped_reason else ""
-        state = "" if room.joined else f" (not joined{why})"
         addin = f"“{room.addin}” — {room.url}" if room.addin else "no add-in"
-        lines.append(f"• {room.jid}{state}: {addin}")
+        lines.append(f"• {room.jid}{room_state(room)}: {addin}")
     return "\n".join(lines)
+
+
+def room_state(room: RoomInfo) -> str:
+    """“ (not joined: why)” for a room the bot does not serve now; nothing for one it does."""
+    why = f": {room.stopped_reason}" if room.stopped_reason else ""
+    return "" if room.joined else f" (not joined{why})"
 
 
 def help_reply(request: Request) -> Reply:
@@ -161,7 +170,15 @@ def help_reply(request: Request) -> Reply:
             f"No command “{wanted[:40]}” that you may run.{did_you_mean(wanted, names)} "
             f"Commands: {', '.join(names)}."
         )
-    return Reply("\n".join(f"{prefix}{c.usage} — {c.summary}" for c in request.allowed))
+    lines = [f"{prefix}{c.usage} — {c.summary}" for c in request.allowed]
+    elsewhere = request.in_rooms
+    if elsewhere is not None:
+        lines.append(
+            f"In your {'room' if len(elsewhere.rooms) == 1 else 'rooms'} "
+            f"({some_of(elsewhere.rooms)}), type:"
+        )
+        lines += [f"{elsewhere.prefix}{c.usage} — {c.summary}" for c in elsewhere.commands]
+    return Reply("\n".join(lines))
 
 
 # --- what rooms and joiners are told (bot.announce) ------------------------------------------

@@ -38,7 +38,6 @@ from bot.xmpp.panel import (
     Outcome,
     Panel,
     Requester,
-    Table,
     Values,
     manager_refusal,
     may_offer,
@@ -171,7 +170,9 @@ class AdhocCommands:
             del self.sessions[sid]
             self._reply(iq, sid, "canceled")
             return
-        if action not in ("execute", "complete"):
+        # Every form is one stage, so "next" submits it too: poezio (slixmpp's
+        # continue_command) sends "next" whatever actions the form offers.
+        if action not in ("execute", "complete", "next"):
             raise _command_error("bad-request", "bad-action")
         del self.sessions[sid]
         if asyncio.get_running_loop().time() - session.started > SESSION_TTL_S:
@@ -186,7 +187,7 @@ class AdhocCommands:
             fields = [replace(f, value=given.get(f.var, f.value)) for f in session.fields]
             self.sessions[sid] = replace(session, fields=tuple(fields))
             self._reply(iq, sid, "executing", Outcome(exc.reason, error=True),
-                        form=self._form(operation, fields))
+                        form=self._form(operation, fields, refused=exc.reason))
             return
         self._reply(iq, sid, "completed", outcome)
 
@@ -253,15 +254,18 @@ class AdhocCommands:
                 actions.set("execute", "complete")
         if outcome is not None:
             command.add_note(outcome.note, "error" if outcome.error else "info")
-            if outcome.table is not None:
-                command.xml.append(self._table(outcome.table))
+            if outcome.text or outcome.table is not None:
+                command.xml.append(_result(outcome))
         if form is not None:
             command.append(form)
         self.edge.send_stanza(reply)
 
-    def _form(self, operation: Operation, fields: list[Field]) -> Any:
+    def _form(self, operation: Operation, fields: list[Field], refused: str = "") -> Any:
+        """The form to fill in; given back after a refusal, its title also says why (some
+        clients show a form's title but not the note beside it: profanity, poezio)."""
         forms: Any = self.edge.forms
-        form = forms.make_form("form", operation.name)
+        form = forms.make_form("form", f"{operation.name} — {refused}" if refused else
+                               operation.name)
         if operation.instructions:
             form["instructions"] = operation.instructions
         for spec in fields:
@@ -274,20 +278,24 @@ class AdhocCommands:
                 added["value"] = spec.value
         return form
 
-    def _table(self, table: Table) -> ET.Element:
-        """A result form (reported columns, one item a row), built directly: it may be long,
-        and it is built on the loop."""
-        form = ET.Element(f"{{{NS_DATA}}}x", {"type": "result"})
-        # The same rows as text, first: clients that show no multi-item table (profanity and
-        # poezio among them) still show a text-multi field.
-        text = ET.SubElement(
-            form, f"{{{NS_DATA}}}field", {"var": "text", "type": "text-multi", "label": "List"}
-        )
-        for row in table.rows:
-            line = "; ".join(
-                f"{label}: {value}" for (_var, label), value in zip(table.columns, row, strict=True)
-            )
+
+def _result(outcome: Outcome) -> ET.Element:
+    """A result form: the note as its title, the answer's lines as a text field, then its
+    table (reported columns, one item a row) if it has one. Built directly: it may be long,
+    and it is built on the loop."""
+    form = ET.Element(f"{{{NS_DATA}}}x", {"type": "result"})
+    # The note as the title too: profanity and poezio show a result form's title, but not
+    # the note beside it (or not in the same window).
+    ET.SubElement(form, f"{{{NS_DATA}}}title").text = outcome.note
+    # The text first: clients that show no multi-item table (profanity and poezio among
+    # them) still show a text-multi field.
+    if outcome.text:
+        attributes = {"var": "text", "type": "text-multi", "label": outcome.text_label}
+        text = ET.SubElement(form, f"{{{NS_DATA}}}field", attributes)
+        for line in outcome.text:
             ET.SubElement(text, f"{{{NS_DATA}}}value").text = line
+    table = outcome.table
+    if table is not None:
         reported = ET.SubElement(form, f"{{{NS_DATA}}}reported")
         for var, label in table.columns:
             ET.SubElement(reported, f"{{{NS_DATA}}}field", {"var": var, "label": label})
@@ -296,7 +304,7 @@ class AdhocCommands:
             for (var, _label), value in zip(table.columns, row, strict=True):
                 field = ET.SubElement(item, f"{{{NS_DATA}}}field", {"var": var})
                 ET.SubElement(field, f"{{{NS_DATA}}}value").text = value
-        return form
+    return form
 
 
 def _new_id() -> str:
