@@ -325,9 +325,17 @@ def check_runnable(settings: Settings) -> list[str]:
         problems.append(f"config: xmpp.password_file: {xmpp.password_file} is not a readable file")
     if xmpp.ca_file is not None and not xmpp.ca_file.is_file():
         problems.append(f"config: xmpp.ca_file: {xmpp.ca_file} is not a readable file")
-    if not settings.pools.names:
-        problems.append("config: pools.names: name at least one MUC service the bot serves")
+    no_pools = pools_problem(settings)
+    if no_pools is not None:
+        problems.append(no_pools)
     return problems
+
+
+def pools_problem(settings: Settings) -> str | None:
+    """Every command needs a pool to serve: the line saying so when none is named."""
+    if settings.pools.names:
+        return None
+    return "config: pools.names: name at least one MUC service the bot serves"
 
 
 def exposed_secrets(settings: Settings, config_file: Path | None) -> list[str]:

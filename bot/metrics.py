@@ -34,8 +34,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.registry import Collector
 
-from bot.config import ConfigError
-
 log = logging.getLogger(__name__)
 
 PLACES = ("direct", "room")
@@ -350,8 +348,13 @@ async def start_metrics(
         await server.start(*address)
     except OSError as exc:
         host, port = address
-        raise ConfigError([
-            f"config: metrics.listen: cannot listen on {_url_host(host)}:{port}: "
+        raise MetricsUnavailable(
+            f"metrics: cannot listen on {_url_host(host)}:{port} (metrics.listen): "
             f"{os.strerror(exc.errno) if exc.errno else exc}"
-        ]) from None
+        ) from None
     return server
+
+
+class MetricsUnavailable(Exception):
+    """The metrics address is taken (or otherwise refused) at start: not a fault of the
+    configuration, maybe gone in a moment, so `run` exits 1 and a supervisor tries again."""

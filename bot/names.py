@@ -96,8 +96,9 @@ def name_skeleton(name: str) -> str:
     return disarm.skeleton_key(name, digit_policy="tr39")
 
 
-def resolve_pool(served: Sequence[str], given: str | None) -> str:
-    """The pool a command means: the one named (it must be served), or the only one."""
+def resolve_pool(served: Sequence[str], given: str | None, *, spelled: str = "pool <pool>") -> str:
+    """The pool a command means: the one named (it must be served), or the only one.
+    `spelled`: how the asker names one (chat's `pool <pool>`, the command line's --pool)."""
     if given is not None:
         pool = given.strip().lower()
         if pool not in served:
@@ -107,7 +108,7 @@ def resolve_pool(served: Sequence[str], given: str | None) -> str:
         return served[0]
     if not served:
         raise CommandError("No pool is configured (pools.names).")
-    raise CommandError(f"Name the pool: this bot serves {', '.join(served)}.")
+    raise CommandError(f"Name the pool ({spelled}): this bot serves {', '.join(served)}.")
 
 
 def resolve_room(served: Sequence[str], raw: str) -> str:

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import UTC, datetime
 
-from bot import addins, names
+from bot import addins, bulk, names
 from bot.commands import text
 from bot.commands.grammar import (
     ADDIN,
@@ -23,7 +24,7 @@ from bot.commands.grammar import (
 )
 from bot.commands.registry import CommandSet, Form, Outcome, Request, table_outcome, text_lines
 from bot.errors import CommandError
-from bot.values import Change, Done, Place, Reply, Role, RoomInfo
+from bot.values import AddinPage, AuditEntry, Change, Done, Listed, Place, Reply, Role, RoomInfo
 from bot.wording import only_pages, plural
 from store import Store
 
@@ -116,7 +117,7 @@ def update(request: Request) -> Done[Reply]:
 def unregister(request: Request) -> Done[Reply]:
     done = addins.unregister(
         request.store, request.actor, pool=request.pool(), name=request.args["name"],
-        force="force" in request.args.flags,
+        force="force" in request.args.flags, spelled=request.front.spelled(FORCE),
     )
     return done.then(lambda removed: Reply(text.unregistered(removed)))
 
@@ -146,14 +147,40 @@ def list_form(request: Request) -> Outcome:
     )
 
 
+def _chosen_pools(request: Request) -> list[str]:
+    """The pool asked for, or every served pool."""
+    return [request.pool()] if "pool" in request.args.options else request.settings.pools.names
+
+
+def _listed(request: Request) -> list[Listed]:
+    """Every add-in of the pool asked for, or of every served pool: for a shell."""
+    return addins.all_addins(request.store, pools=_chosen_pools(request))
+
+
+def _every_at_a_shell(request: Request) -> Reply:
+    """All of them, grouped by pool, on no pages."""
+    listed = _listed(request)
+    groups = []
+    for pool in _chosen_pools(request):
+        items = tuple((each.name, each.url, each.rooms) for each in listed if each.pool == pool)
+        groups.append(AddinPage(pool, items, 1, 1, len(items)))
+    return Reply(text.pools_pages(groups, 1, 1, more=""))
+
+
+def list_data(request: Request) -> object:
+    return bulk.as_data(_listed(request), rooms=True)
+
+
 @DIRECT.command(
     "list", "lists the add-ins, with their URLs and how many rooms use each",
     signature=Signature(options=(POOL, PAGE)), kept=True,
-    cli=("addin", "list"), form=Form("List the add-ins", handler=list_form),
+    cli=("addin", "list"), form=Form("List the add-ins", handler=list_form), data=list_data,
 )
 def list_(request: Request) -> Reply:
-    page = text.page_number(request.args.options.get("page"))
+    if not request.front.paged:
+        return _every_at_a_shell(request)
     pools = request.settings.pools.names
+    page = text.page_number(request.args.options.get("page"))
     if "pool" in request.args.options or len(pools) == 1:
         result = addins.list_addins(request.store, pool=request.pool(), page=page)
         return Reply(text.addin_page(result, more=request.more(result.page + 1)))
@@ -169,6 +196,15 @@ def list_(request: Request) -> Reply:
     return Reply(text.pools_pages(found, page, pages, more=request.more(page + 1)))
 
 
+def show_data(request: Request) -> object:
+    info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
+    return {
+        "pool": info.pool, "name": info.name, "url": info.url,
+        "registered_by": info.created_by, "registered_at": iso_time(info.created_at),
+        "rooms": list(info.rooms),
+    }
+
+
 def show_form(request: Request) -> Outcome:
     """The add-in's details, as lines of text (the chat answer's)."""
     info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
@@ -179,17 +215,32 @@ def show_form(request: Request) -> Outcome:
 @DIRECT.command(
     "show", "an add-in's URL, pool, who registered it and when, and its rooms",
     role=Role.ADMIN, signature=Signature(required=(ADDIN,), options=(POOL,)),
-    cli=("addin", "show"), form=Form("Show an add-in", handler=show_form),
+    cli=("addin", "show"), form=Form("Show an add-in", handler=show_form), data=show_data,
 )
 def show(request: Request) -> Reply:
     info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
     return Reply(text.addin_details(info))
 
 
+def _audited(request: Request) -> list[AuditEntry]:
+    count = text.count(request.args.get("n"), default=20, most=request.front.most_lines)
+    return addins.audit(request.store, limit=count)
+
+
+def audit_data(request: Request) -> object:
+    return [
+        {
+            "id": entry.id, "at": iso_time(entry.at), "actor": entry.actor, "via": entry.via,
+            "action": entry.action, "pool": entry.pool, "addin": entry.addin,
+            "room": entry.room, "detail": entry.detail,
+        }
+        for entry in _audited(request)
+    ]
+
+
 def audit_form(request: Request) -> Outcome:
     """The last changes, as a table (and as the chat answer's lines)."""
-    count = text.count(request.args.get("n"), default=20, most=request.front.most_lines)
-    entries = addins.audit(request.store, limit=count)
+    entries = _audited(request)
     if not entries:
         return Outcome(text.audit_lines(entries))
     columns = (("when", "When"), ("who", "Who"), ("via", "Via"), ("what", "What"))
@@ -204,14 +255,13 @@ def audit_form(request: Request) -> Outcome:
 
 @DIRECT.command(
     "audit", "the last n changes (default 20)", role=Role.ADMIN,
-    signature=Signature(optional=(COUNT,)), cli=("audit",),
+    signature=Signature(optional=(COUNT,)), cli=("audit",), data=audit_data,
     form=Form(
         "Read the audit log", signature=Signature(optional=(AUDIT_COUNT,)), handler=audit_form
     ),
 )
 def audit(request: Request) -> Reply:
-    count = text.count(request.args.get("n"), default=20, most=request.front.most_lines)
-    return Reply(text.audit_lines(addins.audit(request.store, limit=count)))
+    return Reply(text.audit_lines(_audited(request)))
 
 
 @DIRECT.command(
@@ -266,6 +316,21 @@ def leave(request: Request) -> Done[Reply]:
     return done.then(lambda changed: Reply(text.left(room, changed=changed)))
 
 
+def _rooms(request: Request) -> list[RoomInfo]:
+    chosen = request.pool() if "pool" in request.args.options else None
+    return addins.list_rooms(request.store, pool=chosen)
+
+
+def rooms_data(request: Request) -> object:
+    return [
+        {
+            "room": room.jid, "pool": names.pool_of(room.jid), "joined": room.joined,
+            "stopped_reason": room.stopped_reason, "addin": room.addin, "url": room.url,
+        }
+        for room in _rooms(request)
+    ]
+
+
 def rooms_form(request: Request) -> Outcome:
     """The rooms the bot knows, as a table (and as the chat answer's lines)."""
     found = _rooms(request)
@@ -286,14 +351,13 @@ def rooms_form(request: Request) -> Outcome:
 
 @DIRECT.command(
     "rooms", "the rooms the bot serves, each with its add-in", role=Role.ADMIN,
-    signature=Signature(options=(POOL,)), cli=("room", "list"),
+    signature=Signature(options=(POOL,)), cli=("room", "list"), data=rooms_data,
     form=Form("List the rooms", handler=rooms_form),
 )
 def rooms(request: Request) -> Reply:
     return Reply(text.room_lines(_rooms(request)))
 
 
-def _rooms(request: Request) -> list[RoomInfo]:
-    pool = request.args.options.get("pool")
-    chosen = request.pool() if pool is not None else None
-    return addins.list_rooms(request.store, pool=chosen)
+def iso_time(moment: datetime) -> str:
+    """A time as the JSON of reads gives it: ISO 8601 in UTC, to the second, with a Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -20,7 +20,15 @@ from typing import Protocol
 
 from bot import policy
 from bot.commands.answers import Answers
-from bot.commands.grammar import Arguments, Signature, match, split_words
+from bot.commands.grammar import (
+    POOL,
+    Arguments,
+    Signature,
+    Word,
+    WordKind,
+    match,
+    split_words,
+)
 from bot.config import Settings
 from bot.errors import BadWords, CommandError
 from bot.metrics import METRICS
@@ -42,14 +50,22 @@ class Managers(Protocol):
     def state(self, room: str) -> RoomView | None: ...
 
 
+def chat_spelling(word: Word) -> str:
+    """A word as chat takes it: `pool <pool>`, `force`."""
+    return word.name if word.kind is WordKind.FLAG else f"{word.name} <{word.name}>"
+
+
 @dataclass(frozen=True)
 class Front:
     """What differs with the front end that asks: how it calls for the next page of an
-    answer, how many lines one answer may hold, and (chat) what commands start with."""
+    answer, how many lines one answer may hold, how its user spells an option or a flag in
+    a hint (`force`, `--force`), and (chat) what commands start with."""
 
     more: Callable[[Command, int], str]  # (the command, the page) -> what to type for it
     most_lines: int = 200
     prefix: str = ""
+    paged: bool = True  # False at a shell: a read answers with everything, on no pages
+    spelled: Callable[[Word], str] = chat_spelling
 
 
 def chat_front(prefix: str) -> Front:
@@ -79,7 +95,10 @@ class Request:
     in_rooms: InRooms | None = None  # filled for a manager's help by direct message
 
     def pool(self) -> str:
-        return resolve_pool(self.settings.pools.names, self.args.options.get("pool"))
+        return resolve_pool(
+            self.settings.pools.names, self.args.options.get("pool"),
+            spelled=self.front.spelled(POOL),
+        )
 
     def more(self, page: int) -> str:
         """What this front end's user types for `page` of this command's answer."""
@@ -203,6 +222,9 @@ class Command:
     form: Form | None = None  # in the Control Panel
     # The room it names must exist (asked of the room before anything is recorded): `join`.
     room_must_exist: bool = False
+    # A read's answer as data (lists, dicts, str, int, bool, None): what `--json` prints on
+    # the command line. Its shape is documented in the README and kept stable.
+    data: Callable[[Request], object] | None = None
 
     @property
     def usage(self) -> str:
@@ -243,13 +265,13 @@ class CommandSet:
         signature: Signature = NO_WORDS, usage: str | None = None,
         room_word: str | None = None, kept: bool = False,
         cli: tuple[str, ...] | None = None, form: Form | None = None,
-        room_must_exist: bool = False,
+        room_must_exist: bool = False, data: Callable[[Request], object] | None = None,
     ) -> Callable[[Handler], Handler]:
         def declare(handler: Handler) -> Handler:
             words = usage if usage is not None else _usage(signature)
             self.commands[name] = Command(
                 name, summary, role, signature, handler, words, room_word, kept, cli, form,
-                room_must_exist,
+                room_must_exist, data,
             )
             return handler
 

@@ -416,7 +416,7 @@ async def test_with_several_pools_the_pool_must_be_named(
     bot = make_bot(store, settings, pools={"names": [POOL, OTHER]})
 
     assert await bot.say(f"register Stock {URL}") == (
-        f"Name the pool: this bot serves {POOL}, {OTHER}."
+        f"Name the pool (pool <pool>): this bot serves {POOL}, {OTHER}."
     )
     assert await bot.say("list") == (  # every pool's, grouped by pool
         f"No add-ins are registered in {POOL}.\nNo add-ins are registered in {OTHER}."
