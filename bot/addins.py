@@ -20,17 +20,29 @@ from bot.errors import CommandError
 from bot.i18n import msg
 from bot.names import validate_name
 from bot.urls import validate_url
-from bot.values import Actor, AddinInfo, AddinPage, AuditEntry, Change, Done, Removed, RoomInfo
+from bot.values import (
+    Actor,
+    AddinInfo,
+    AddinPage,
+    AuditEntry,
+    Change,
+    Done,
+    Listed,
+    Planned,
+    Removed,
+    RoomInfo,
+    Row,
+)
 from store import Store, receipts, rooms
 from store import addins as stored
 from store import audit as log
 from store.addins import FORCED_DETACH, PAGE_SIZE
 
 __all__ = [
-    "FORCED_DETACH", "PAGE_SIZE", "attach", "audit", "changes_since", "changes_to_announce",
-    "claim_announcement", "claim_announcements", "detach", "last_audit_id", "list_addins",
-    "list_rooms", "record", "register", "rename", "room_info", "set_joined", "show",
-    "unregister", "update_url",
+    "FORCED_DETACH", "PAGE_SIZE", "all_addins", "attach", "audit", "changes_since",
+    "changes_to_announce", "claim_announcement", "claim_announcements", "detach",
+    "import_rows", "last_audit_id", "list_addins", "list_rooms", "record", "register",
+    "rename", "room_info", "set_joined", "show", "unregister", "update_url",
 ]
 
 # --- changes to add-ins --------------------------------------------------------------------
@@ -54,10 +66,20 @@ def rename(
 
 
 def unregister(
-    store: Store, actor: Actor, *, pool: str, name: str, force: bool
+    store: Store, actor: Actor, *, pool: str, name: str, force: bool, spelled: str = "force"
 ) -> Done[Removed]:
-    """Remove an add-in; with `force` first detach it from the rooms using it."""
-    return stored.unregister(store, actor, pool=pool, name=name, force=force)
+    """Remove an add-in; with `force` first detach it from the rooms using it. `spelled`:
+    how the asker's front end spells force, for the refusal that names it."""
+    return stored.unregister(store, actor, pool=pool, name=name, force=force, spelled=spelled)
+
+
+def import_rows(
+    store: Store, actor: Actor, rows: Sequence[Row], *, dry_run: bool = False
+) -> Done[tuple[Planned, ...]]:
+    """Register or update many add-ins at once (rows checked by bot.bulk): all of them in
+    one transaction, one audit row per change, or none (ImportRefused, by line). `dry_run`:
+    what would change, and nothing does."""
+    return stored.import_rows(store, actor, rows, dry_run=dry_run)
 
 
 # --- rooms ---------------------------------------------------------------------------------
@@ -124,6 +146,11 @@ def list_addins(store: Store, *, pool: str, page: int = 1) -> AddinPage:
     if page < 1:
         raise CommandError(msg("Page numbers start at 1."))
     return stored.page(store, pool=pool, number=page)
+
+
+def all_addins(store: Store, *, pools: Sequence[str]) -> list[Listed]:
+    """Every add-in of `pools`, by pool and name, with how many rooms use each."""
+    return stored.every(store, pools=pools)
 
 
 def show(store: Store, *, pool: str, name: str) -> AddinInfo:

@@ -257,6 +257,16 @@ class LimitsSettings(_Section):
     reply_chars: int = Field(default=16_000, ge=1_000, le=60_000)
 
 
+class InvitationsSettings(_Section):
+    """What invitations from anyone but an admin may make the bot do (issue 12, finding 3).
+    A "look" is a join made only to see whether the inviter manages the room."""
+
+    per_inviter: int = Field(default=5, ge=0)  # looks for one inviter per window; 0: no limit
+    total: int = Field(default=50, ge=0)  # looks for everyone together per window; 0: no limit
+    window_s: float = Field(default=86_400.0, gt=0)
+    room_cooldown_s: float = Field(default=600.0, ge=0)  # one look at a room within this
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
@@ -271,6 +281,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     limits: LimitsSettings = LimitsSettings()
+    invitations: InvitationsSettings = InvitationsSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -329,9 +340,17 @@ def check_runnable(settings: Settings) -> list[str]:
         problems.append(f"config: xmpp.password_file: {xmpp.password_file} is not a readable file")
     if xmpp.ca_file is not None and not xmpp.ca_file.is_file():
         problems.append(f"config: xmpp.ca_file: {xmpp.ca_file} is not a readable file")
-    if not settings.pools.names:
-        problems.append("config: pools.names: name at least one MUC service the bot serves")
+    no_pools = pools_problem(settings)
+    if no_pools is not None:
+        problems.append(no_pools)
     return problems
+
+
+def pools_problem(settings: Settings) -> str | None:
+    """Every command needs a pool to serve: the line saying so when none is named."""
+    if settings.pools.names:
+        return None
+    return "config: pools.names: name at least one MUC service the bot serves"
 
 
 def exposed_secrets(settings: Settings, config_file: Path | None) -> list[str]:

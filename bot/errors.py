@@ -43,3 +43,13 @@ class StoreBusy(CommandError):
         super().__init__(
             msg("The database is busy or unreachable; nothing was changed. Try again.")
         )
+
+
+class ImportRefused(CommandError):
+    """A bulk import refused as a whole: one line per problem (each naming its line in the
+    file); nothing has changed."""
+
+    def __init__(self, problems: list[tuple[int, str]]) -> None:
+        first = f"line {problems[0][0]}: {problems[0][1]}" if problems else "refused"
+        super().__init__(f"The import was refused, {first}")
+        self.problems = problems  # (line, the reason), in the file's order

@@ -108,8 +108,9 @@ def name_skeleton(name: str) -> str:
     return disarm.skeleton_key(name, digit_policy="tr39")
 
 
-def resolve_pool(served: Sequence[str], given: str | None) -> str:
-    """The pool a command means: the one named (it must be served), or the only one."""
+def resolve_pool(served: Sequence[str], given: str | None, *, spelled: str = "pool <pool>") -> str:
+    """The pool a command means: the one named (it must be served), or the only one.
+    `spelled`: how the asker names one (chat's `pool <pool>`, the command line's --pool)."""
     if given is not None:
         pool = given.strip().lower()
         if pool not in served:
@@ -122,7 +123,10 @@ def resolve_pool(served: Sequence[str], given: str | None) -> str:
         return served[0]
     if not served:
         raise CommandError(msg("No pool is configured (pools.names)."))
-    raise CommandError(msg("Name the pool: this bot serves {served}.", served=", ".join(served)))
+    raise CommandError(msg(
+        "Name the pool ({spelled}): this bot serves {served}.",
+        spelled=spelled, served=", ".join(served),
+    ))
 
 
 def resolve_room(served: Sequence[str], raw: str) -> str:

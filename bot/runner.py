@@ -11,7 +11,7 @@ from pathlib import Path
 from bot.app import App
 from bot.config import ConfigError, Settings, check_runnable, exposed_secrets
 from bot.logs import configure_logging
-from bot.metrics import MetricsServer, start_metrics
+from bot.metrics import MetricsServer, MetricsUnavailable, start_metrics
 from bot.xmpp.client import XmppEdge
 from store import Store
 
@@ -33,6 +33,9 @@ def run(settings: Settings, *, config_file: Path | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 2
+    except MetricsUnavailable as exc:  # a busy port: maybe free in a moment (systemd retries)
+        print(exc, file=sys.stderr)
+        return 1
 
 
 class Service:

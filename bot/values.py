@@ -148,6 +148,40 @@ class AddinPage:
 
 
 @dataclass(frozen=True)
+class Listed:
+    """One add-in as a whole list holds it: its pool, name, URL and how many rooms use it."""
+
+    pool: str
+    name: str
+    url: str
+    rooms: int
+
+
+@dataclass(frozen=True)
+class Row:
+    """One add-in of a bulk import, checked: where it stood in the file, and what it says."""
+
+    line: int
+    pool: str
+    name: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Planned:
+    """What an import does (or, dry, would do) with one row: `register` a new add-in, give
+    an existing one a new URL (`update-url`, `was` the old one), or nothing (`unchanged`).
+    `name` is the stored name where the add-in exists."""
+
+    line: int
+    action: Literal["register", "update-url", "unchanged"]
+    pool: str
+    name: str
+    url: str
+    was: str | None = None
+
+
+@dataclass(frozen=True)
 class RoomInfo:
     jid: str
     addin: str | None

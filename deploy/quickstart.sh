@@ -2,12 +2,23 @@
 # Quick start: a local Prosody on loopback with demo accounts, addinbot on SQLite, and a
 # printed demonstration of the whole loop. The bot keeps running until Ctrl-C.
 #
-#   bash deploy/quickstart.sh            (state lives in ./run/quickstart)
+#   bash deploy/quickstart.sh            keeps the state of the last run: rooms, add-ins,
+#                                        accounts (in ./run/quickstart, or
+#                                        $ADDINBOT_QUICKSTART_STATE)
+#   bash deploy/quickstart.sh --reset    starts clean (and runs the demonstration again)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-state="$root/run/quickstart"
+state="${ADDINBOT_QUICKSTART_STATE:-$root/run/quickstart}"
 password=demo
+reset=no
+for arg in "$@"; do
+  case "$arg" in
+    --reset) reset=yes ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "quickstart.sh: unknown argument $arg (only --reset)" >&2; exit 2 ;;
+  esac
+done
 
 say() { printf '\033[1m%s\033[0m\n' "$*"; }
 
@@ -22,8 +33,19 @@ if [ ! -x .venv/bin/addinbot ]; then
   .venv/bin/pip install -q -e .
 fi
 
+if [ "$reset" = yes ]; then
+  rm -rf "$state"
+  say "Starting clean (--reset): a new state in $state."
+  fresh=yes
+elif [ -f "$state/addinbot.db" ]; then
+  say "Keeping the state of the last run in $state: its rooms, add-ins and accounts" \
+      "(bash deploy/quickstart.sh --reset starts clean)."
+  fresh=no
+else
+  say "Starting with a new state in $state (kept for the next run; --reset starts clean)."
+  fresh=yes
+fi
 mkdir -p "$state"
-rm -f "$state/addinbot.db" "$state/addinbot.db-wal" "$state/addinbot.db-shm"
 pids=()
 cleanup() {
   trap - EXIT INT TERM
@@ -39,7 +61,8 @@ pids+=("$PROSODY_PID")
 read -r -t 30 line <&"${PROSODY[0]}" || { echo "Prosody did not start" >&2; exit 1; }
 port=${line#PORT=}
 
-cat > "$state/addinbot.toml" <<TOML
+rm -f "$state/addinbot.toml"
+(umask 077; cat > "$state/addinbot.toml") <<TOML
 [xmpp]
 jid = "addinbot@localhost"
 password = "$password"
@@ -67,10 +90,16 @@ for _ in $(seq 100); do
 done
 grep -q "connected as" "$state/addinbot.log" || { cat "$state/addinbot.log" >&2; exit 1; }
 
-say "The whole loop, with three real XMPP clients:"
-ADDINBOT_DEMO_PASSWORD=$password .venv/bin/addinbot demo --config "$state/addinbot.toml" \
-  --admin admin@localhost --manager alice@localhost --participant bob@localhost \
-  --room lobby@conference.localhost
+if [ "$fresh" = yes ]; then
+  say "The whole loop, with three real XMPP clients:"
+  ADDINBOT_DEMO_PASSWORD=$password .venv/bin/addinbot demo --config "$state/addinbot.toml" \
+    --admin admin@localhost --manager alice@localhost --participant bob@localhost \
+    --room lobby@conference.localhost
+else
+  say "The bot is back in the rooms it served, with their add-ins (the demonstration ran" \
+      "on the first start):"
+  .venv/bin/addinbot --config "$state/addinbot.toml" room list
+fi
 
 cat <<INFO
 

@@ -9,16 +9,27 @@ the input itself are the operations' (bot/addins.py).
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import replace
 
 from sqlalchemy import Connection, bindparam, delete, func, update
 from sqlalchemy import select as columns
 from sqlmodel import Session, col, select
 
-from bot.errors import CommandError
+from bot.errors import CommandError, ImportRefused
 from bot.i18n import msg, msg_n
 from bot.names import name_key, name_skeleton
-from bot.values import Actor, AddinInfo, AddinPage, Done, Removed, RoomInfo
+from bot.values import (
+    Actor,
+    AddinInfo,
+    AddinPage,
+    Done,
+    Listed,
+    Planned,
+    Removed,
+    RoomInfo,
+    Row,
+)
 from bot.wording import did_you_mean, only_pages, some_of
 from store import audit
 from store.handle import Store
@@ -63,6 +74,18 @@ _ADDIN = (
     .join(Pool, col(Pool.id) == col(Addin.pool_id))
     .where(col(Pool.name) == bindparam("pool"), col(Addin.name_key) == bindparam("key"))
 )
+# Every add-in of some pools, with how many rooms use each, by pool and name: the command
+# line's whole list and the export.
+_EVERY = (
+    columns(
+        col(Pool.name), col(Addin.name), col(Addin.url),
+        columns(func.count()).select_from(Room)
+        .where(col(Room.addin_id) == col(Addin.id)).scalar_subquery(),
+    )
+    .join(Pool, col(Pool.id) == col(Addin.pool_id))
+    .where(col(Pool.name).in_(bindparam("pools", expanding=True)))
+    .order_by(col(Pool.name), col(Addin.name_key))
+)
 _ROOMS_USING = (
     columns(col(Room.jid)).where(col(Room.addin_id) == bindparam("addin_id"))
     .order_by(col(Room.jid))
@@ -82,45 +105,137 @@ def _folded(name: str) -> str:
 
 def register(store: Store, actor: Actor, *, pool: str, name: str, url: str) -> Done[AddinInfo]:
     def change(unit: Unit) -> AddinInfo:
-        session = unit.session
-        pool_row = pool_of(session, pool)
-        existing = _clash(session, pool_row, name)
+        pool_row = pool_of(unit.session, pool)
+        existing = _clash(unit.session, pool_row, name)
         if existing is not None:
             raise CommandError(taken(existing.name, pool, name))
-        addin = Addin(
-            pool_id=row_id(pool_row), name=name, name_key=name_key(name),
-            name_skeleton=name_skeleton(name), url=url,
-            created_by=actor.who,
-        )
-        session.add(addin)
-        unit.rows.execute(_COUNT_ADDINS, {"pool_id": row_id(pool_row), "by": 1})
-        audit.record(unit, actor, "register", pool=pool, addin=name, detail=url)
-        session.flush()
-        return _info(session, addin, pool)
+        addin = _add(unit, actor, pool_row, name, url)
+        return _info(unit.session, addin, pool)
 
     return store.write(change, conflict=taken(name, pool))
+
+
+def _add(unit: Unit, actor: Actor, pool: Pool, name: str, url: str) -> Addin:
+    """A new add-in of `pool`, with its audit row (its name checked free by the caller)."""
+    addin = Addin(
+        pool_id=row_id(pool), name=name, name_key=name_key(name),
+        name_skeleton=name_skeleton(name), url=url, created_by=actor.who,
+    )
+    unit.session.add(addin)
+    unit.rows.execute(_COUNT_ADDINS, {"pool_id": row_id(pool), "by": 1})
+    audit.record(unit, actor, "register", pool=pool.name, addin=name, detail=url)
+    unit.session.flush()
+    return addin
 
 
 def update_url(
     store: Store, actor: Actor, *, pool: str, name: str, url: str
 ) -> Done[AddinInfo]:
     def change(unit: Unit) -> AddinInfo:
-        session = unit.session
-        addin = _get(session, pool, name)
+        addin = _get(unit.session, pool, name)
         if addin.url == url:
             raise CommandError(msg("“{name}” already has that URL.", name=addin.name))
-        addin.url = url
-        addin.revision += 1
-        session.add(addin)
-        using = _rooms_using(session, addin)
-        attached = tuple(
-            RoomInfo(row.jid, addin.name, url, row.joined, row.stopped_reason) for row in using
-        )
-        audit.record(unit, actor, "update-url", pool=pool, addin=addin.name, detail=url,
-                     rooms=attached)
-        return _info(session, addin, pool, using)
+        using = _set_url(unit, actor, addin, pool, url)
+        return _info(unit.session, addin, pool, using)
 
     return store.write(change)
+
+
+def _set_url(unit: Unit, actor: Actor, addin: Addin, pool: str, url: str) -> list[Room]:
+    """Give `addin` a new URL, with its audit row (carrying the rooms to tell); the rooms
+    using it."""
+    addin.url = url
+    addin.revision += 1
+    unit.session.add(addin)
+    using = _rooms_using(unit.session, addin)
+    attached = tuple(
+        RoomInfo(row.jid, addin.name, url, row.joined, row.stopped_reason) for row in using
+    )
+    audit.record(unit, actor, "update-url", pool=pool, addin=addin.name, detail=url,
+                 rooms=attached)
+    return using
+
+
+class _PoolAddins:
+    """A pool's add-ins as an import finds them, by name key and by skeleton, read once;
+    kept up to date with those it adds."""
+
+    def __init__(self, session: Session, pool: Pool) -> None:
+        self.pool = pool
+        found = list(session.exec(select(Addin).where(Addin.pool_id == pool.id)))
+        self.by_key = {addin.name_key: addin for addin in found}
+        self.by_skeleton = {addin.name_skeleton: addin for addin in found}
+        self.added = 0
+
+
+class _Rehearsed(Exception):
+    """Raised inside an import's transaction to roll it back: a dry run's plan."""
+
+    def __init__(self, plan: tuple[Planned, ...]) -> None:
+        super().__init__("dry run")
+        self.plan = plan
+
+
+def import_rows(
+    store: Store, actor: Actor, rows: Sequence[Row], *, dry_run: bool = False
+) -> Done[tuple[Planned, ...]]:
+    """Register each row's add-in, or give an existing one (same pool, same name as
+    compared) the row's URL, all in one transaction with one audit row per change; a row
+    that changes nothing is `unchanged`. A row whose name looks like another add-in's is
+    a problem: every problem found (by line) is raised together as ImportRefused, and
+    nothing changes. `dry_run`: the same, rolled back: what would change."""
+
+    def change(unit: Unit) -> tuple[Planned, ...]:
+        session = unit.session
+        plan: list[Planned] = []
+        problems: list[tuple[int, str]] = []
+        pools: dict[str, _PoolAddins] = {}
+        for row in rows:
+            if row.pool not in pools:
+                pools[row.pool] = _PoolAddins(session, pool_of(session, row.pool))
+            known = pools[row.pool]
+            key, skeleton = name_key(row.name), name_skeleton(row.name)
+            existing = known.by_key.get(key)
+            if existing is None:
+                clash = known.by_skeleton.get(skeleton)
+                if clash is not None:
+                    problems.append((row.line, taken(clash.name, row.pool, row.name)))
+                    continue
+                addin = Addin(
+                    pool_id=row_id(known.pool), name=row.name, name_key=key,
+                    name_skeleton=skeleton, url=row.url, created_by=actor.who,
+                )
+                session.add(addin)
+                known.by_key[key] = known.by_skeleton[skeleton] = addin
+                known.added += 1
+                audit.record(unit, actor, "register", pool=row.pool, addin=row.name,
+                             detail=row.url)
+                plan.append(Planned(row.line, "register", row.pool, row.name, row.url))
+            elif existing.url == row.url:
+                plan.append(Planned(row.line, "unchanged", row.pool, existing.name, row.url))
+            else:
+                was = existing.url
+                _set_url(unit, actor, existing, row.pool, row.url)
+                plan.append(
+                    Planned(row.line, "update-url", row.pool, existing.name, row.url, was)
+                )
+        if problems:
+            raise ImportRefused(problems)
+        for known in pools.values():
+            if known.added:
+                unit.rows.execute(_COUNT_ADDINS, {"pool_id": row_id(known.pool),
+                                                  "by": known.added})
+        if dry_run:
+            raise _Rehearsed(tuple(plan))
+        return tuple(plan)
+
+    try:
+        return store.write(
+            change, conflict="Another change to these add-ins came first; nothing was "
+                             "changed. Try again.",
+        )
+    except _Rehearsed as rehearsed:
+        return Done(rehearsed.plan)
 
 
 def rename(
@@ -146,8 +261,10 @@ def rename(
 
 
 def unregister(
-    store: Store, actor: Actor, *, pool: str, name: str, force: bool
+    store: Store, actor: Actor, *, pool: str, name: str, force: bool, spelled: str = "force"
 ) -> Done[Removed]:
+    """`spelled`: how the asker says force, for the refusal's hint (`--force` at a shell)."""
+
     def change(unit: Unit) -> Removed:
         session = unit.session
         addin = _get(session, pool, name)
@@ -156,10 +273,10 @@ def unregister(
             listed = some_of([room.jid for room in rooms])
             raise CommandError(msg_n(
                 "“{name}” is used by {n} room: {rooms}. "
-                "Detach it first, or add force to detach it from them.",
+                "Detach it first, or add {force} to detach it from them.",
                 "“{name}” is used by {n} rooms: {rooms}. "
-                "Detach it first, or add force to detach it from them.",
-                len(rooms), name=addin.name, rooms=listed,
+                "Detach it first, or add {force} to detach it from them.",
+                len(rooms), name=addin.name, rooms=listed, force=spelled,
             ))
         for room in rooms:
             room.addin_id, room.attached_at = None, None
@@ -187,6 +304,13 @@ def page(store: Store, *, pool: str, number: int) -> AddinPage:
         ).all()
     items = tuple((name, url, uses) for name, url, uses in found)
     return AddinPage(pool, items, number, pages, int(total))
+
+
+def every(store: Store, *, pools: Sequence[str]) -> list[Listed]:
+    """Every add-in of `pools`, by pool and name, each with how many rooms use it."""
+    with store.reading() as rows:
+        found = rows.execute(_EVERY, {"pools": list(pools)}).all()
+    return [Listed(pool, name, url, uses) for pool, name, url, uses in found]
 
 
 def show(store: Store, *, pool: str, name: str) -> AddinInfo:

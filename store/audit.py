@@ -102,18 +102,23 @@ def to_announce(store: Store, after_id: int, limit: int) -> list[Change]:
     are now, in one look at the database: for an attach, the room; for a URL update, the
     rooms whose add-in has that URL."""
     changes = []
+    told: set[tuple[str, str]] = set()  # (room, URL) found for a URL change of this read
     with store.reading() as rows:
         for entry in _entries(rows.execute(_SINCE, {"after": after_id, "limit": limit})):
             found: tuple[RoomInfo, ...] = ()
             if entry.action == "attach" and entry.room:
                 found = (room_info(rows, entry.room),)
             elif entry.action == "update-url" and entry.pool:
+                # Several add-ins given one URL (an import) find each other's rooms: each
+                # room is told once.
                 found = tuple(
                     RoomInfo(jid, name, url, joined, reason)
                     for jid, joined, reason, name, url in rows.execute(
                         _ROOMS_WITH_URL, {"pool": entry.pool, "url": entry.detail}
                     )
+                    if (jid, url) not in told
                 )
+                told.update((info.jid, entry.detail) for info in found)
             changes.append(Change(entry, found))
     return changes
 

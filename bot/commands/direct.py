@@ -3,7 +3,10 @@
 
 from __future__ import annotations
 
-from bot import addins
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from bot import addins, bulk, names
 from bot.commands import text
 from bot.commands.grammar import (
     ADDIN,
@@ -19,14 +22,15 @@ from bot.commands.grammar import (
     Signature,
     Word,
 )
-from bot.commands.registry import CommandSet, Form, Outcome, Request, Table
+from bot.commands.registry import CommandSet, Form, Outcome, Request, table_outcome, text_lines
 from bot.errors import CommandError
 from bot.i18n import msg
-from bot.values import Change, Done, Place, Reply, Role
+from bot.values import AddinPage, AuditEntry, Change, Done, Listed, Place, Reply, Role, RoomInfo
 from bot.wording import only_pages
 from store import Store
 
 DIRECT = CommandSet(Place.DIRECT)
+AUDIT_COUNT = replace(COUNT, label="How many (empty: 20)")
 
 
 @DIRECT.command(
@@ -118,7 +122,7 @@ def update(request: Request) -> Done[Reply]:
 def unregister(request: Request) -> Done[Reply]:
     done = addins.unregister(
         request.store, request.actor, pool=request.pool(), name=request.args["name"],
-        force="force" in request.args.flags,
+        force="force" in request.args.flags, spelled=request.front.spelled(FORCE),
     )
     return done.then(lambda removed: Reply(text.unregistered(removed, request.tr)))
 
@@ -137,7 +141,7 @@ def every_addin(store: Store, pool: str, most: int | None = None) -> list[tuple[
 
 
 def list_form(request: Request) -> Outcome:
-    """The form shows every add-in, as a table."""
+    """The form shows every add-in, as a table (and as lines of text)."""
     pool, tr = request.pool(), request.tr
     rows = [(name, url, str(uses)) for name, url, uses in every_addin(request.store, pool)]
     if not rows:
@@ -146,27 +150,46 @@ def list_form(request: Request) -> Outcome:
         ("name", tr.gettext("Name")), ("url", tr.gettext("URL")),
         ("rooms", tr.gettext("Rooms using it")),
     )
-    shown, size = 0, 0
-    for row in rows:  # within the answer's budget, with room for the form's own markup
-        size += sum(map(len, row)) + 200
-        if size > request.settings.limits.reply_chars:
-            break
-        shown += 1
-    said = tr.gettext("Add-ins in {pool}: {count}.", pool=pool, count=len(rows))
-    if shown < len(rows):
-        said += tr.gettext(" The first {shown} are shown, and {more} more are not.",
-                           shown=shown, more=len(rows) - shown)
-    return Outcome(said, table=Table(columns, tuple(rows[:shown])))
+    return table_outcome(
+        tr.gettext("Add-ins in {pool}: {count}.", pool=pool, count=len(rows)), columns, rows,
+        request.settings.limits.reply_chars, tr,
+    )
+
+
+def _chosen_pools(request: Request) -> list[str]:
+    """The pool asked for, or every served pool."""
+    return [request.pool()] if "pool" in request.args.options else request.settings.pools.names
+
+
+def _listed(request: Request) -> list[Listed]:
+    """Every add-in of the pool asked for, or of every served pool: for a shell."""
+    return addins.all_addins(request.store, pools=_chosen_pools(request))
+
+
+def _every_at_a_shell(request: Request) -> Reply:
+    """All of them, grouped by pool, on no pages."""
+    listed = _listed(request)
+    groups = []
+    for pool in _chosen_pools(request):
+        items = tuple((each.name, each.url, each.rooms) for each in listed if each.pool == pool)
+        groups.append(AddinPage(pool, items, 1, 1, len(items)))
+    return Reply(text.pools_pages(groups, 1, 1, request.tr, more=""))
+
+
+def list_data(request: Request) -> object:
+    return bulk.as_data(_listed(request), rooms=True)
 
 
 @DIRECT.command(
     "list", "lists the add-ins, with their URLs and how many rooms use each",
     signature=Signature(options=(POOL, PAGE)), kept=True,
-    cli=("addin", "list"), form=Form("List the add-ins", handler=list_form),
+    cli=("addin", "list"), form=Form("List the add-ins", handler=list_form), data=list_data,
 )
 def list_(request: Request) -> Reply:
-    page = text.page_number(request.args.options.get("page"))
+    if not request.front.paged:
+        return _every_at_a_shell(request)
     pools = request.settings.pools.names
+    page = text.page_number(request.args.options.get("page"))
     if "pool" in request.args.options or len(pools) == 1:
         result = addins.list_addins(request.store, pool=request.pool(), page=page)
         return Reply(text.addin_page(result, request.tr, more=request.more(result.page + 1)))
@@ -182,23 +205,78 @@ def list_(request: Request) -> Reply:
     return Reply(text.pools_pages(found, page, pages, request.tr, more=request.more(page + 1)))
 
 
+def show_data(request: Request) -> object:
+    info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
+    return {
+        "pool": info.pool, "name": info.name, "url": info.url,
+        "registered_by": info.created_by, "registered_at": iso_time(info.created_at),
+        "rooms": list(info.rooms),
+    }
+
+
+def show_form(request: Request) -> Outcome:
+    """The add-in's details, as lines of text (the chat answer's)."""
+    info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
+    tr = request.tr
+    lines = text_lines(text.addin_details(info, tr).splitlines()[1:])
+    return Outcome(tr.gettext("“{name}” in {pool}.", name=info.name, pool=info.pool),
+                   text=tuple(lines), text_label=tr.gettext("Add-in"))
+
+
 @DIRECT.command(
     "show", "an add-in's URL, pool, who registered it and when, and its rooms",
     role=Role.ADMIN, signature=Signature(required=(ADDIN,), options=(POOL,)),
-    cli=("addin", "show"),
+    cli=("addin", "show"), form=Form("Show an add-in", handler=show_form), data=show_data,
 )
 def show(request: Request) -> Reply:
     info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
     return Reply(text.addin_details(info, request.tr))
 
 
+def _audited(request: Request) -> list[AuditEntry]:
+    count = text.count(request.args.get("n"), default=20, most=request.front.most_lines)
+    return addins.audit(request.store, limit=count)
+
+
+def audit_data(request: Request) -> object:
+    return [
+        {
+            "id": entry.id, "at": iso_time(entry.at), "actor": entry.actor, "via": entry.via,
+            "action": entry.action, "pool": entry.pool, "addin": entry.addin,
+            "room": entry.room, "detail": entry.detail,
+        }
+        for entry in _audited(request)
+    ]
+
+
+def audit_form(request: Request) -> Outcome:
+    """The last changes, as a table (and as the chat answer's lines)."""
+    entries, tr = _audited(request), request.tr
+    if not entries:
+        return Outcome(text.audit_lines(entries, tr))
+    columns = (
+        ("when", tr.gettext("When")), ("who", tr.gettext("Who")), ("via", tr.gettext("Via")),
+        ("what", tr.gettext("What")),
+    )
+    rows = [  # records: in the words they were recorded in
+        (text.when(e.at), names.audit_line(e.actor), e.via, text.audit_what(e)) for e in entries
+    ]
+    return table_outcome(
+        tr.ngettext("The last {n} change, newest first.", "The last {n} changes, newest first.",
+                    len(entries)),
+        columns, rows, request.settings.limits.reply_chars, tr, label=tr.gettext("Changes"),
+    )
+
+
 @DIRECT.command(
     "audit", "the last n changes (default 20)", role=Role.ADMIN,
-    signature=Signature(optional=(COUNT,)), cli=("audit",),
+    signature=Signature(optional=(COUNT,)), cli=("audit",), data=audit_data,
+    form=Form(
+        "Read the audit log", signature=Signature(optional=(AUDIT_COUNT,)), handler=audit_form
+    ),
 )
 def audit(request: Request) -> Reply:
-    count = text.count(request.args.get("n"), default=20, most=request.front.most_lines)
-    return Reply(text.audit_lines(addins.audit(request.store, limit=count), request.tr))
+    return Reply(text.audit_lines(_audited(request), request.tr))
 
 
 @DIRECT.command(
@@ -253,11 +331,57 @@ def leave(request: Request) -> Done[Reply]:
     return done.then(lambda changed: Reply(text.left(room, request.tr, changed=changed)))
 
 
+def _rooms(request: Request) -> list[RoomInfo]:
+    chosen = request.pool() if "pool" in request.args.options else None
+    return addins.list_rooms(request.store, pool=chosen)
+
+
+def rooms_data(request: Request) -> object:
+    return [
+        {
+            "room": room.jid, "pool": names.pool_of(room.jid), "joined": room.joined,
+            "stopped_reason": room.stopped_reason, "addin": room.addin, "url": room.url,
+        }
+        for room in _rooms(request)
+    ]
+
+
+def rooms_form(request: Request) -> Outcome:
+    """The rooms the bot knows, as a table (and as the chat answer's lines)."""
+    found, tr = _rooms(request), request.tr
+    if not found:
+        return Outcome(text.room_lines(found, tr))
+    columns = (
+        ("room", tr.gettext("Room")), ("addin", tr.gettext("Add-in")), ("url", tr.gettext("URL")),
+        ("served", tr.gettext("Served")),
+    )
+    yes, no = tr.gettext("yes"), tr.gettext("no")
+    rows = [
+        (r.jid, r.addin or "", r.url or "", yes if r.joined else no + text.room_state(r, tr))
+        for r in found
+    ]
+    served = sum(room.joined for room in found)
+    if served < len(found):
+        note = tr.ngettext(
+            "The bot serves {n} room and knows {more} more.",
+            "The bot serves {n} rooms and knows {more} more.", served, more=len(found) - served,
+        )
+    else:
+        note = tr.ngettext("The bot serves {n} room.", "The bot serves {n} rooms.", served)
+    return table_outcome(
+        note, columns, rows, request.settings.limits.reply_chars, tr, label=tr.gettext("Rooms"),
+    )
+
+
 @DIRECT.command(
     "rooms", "the rooms the bot serves, each with its add-in", role=Role.ADMIN,
-    signature=Signature(options=(POOL,)), cli=("room", "list"),
+    signature=Signature(options=(POOL,)), cli=("room", "list"), data=rooms_data,
+    form=Form("List the rooms", handler=rooms_form),
 )
 def rooms(request: Request) -> Reply:
-    pool = request.args.options.get("pool")
-    chosen = request.pool() if pool is not None else None
-    return Reply(text.room_lines(addins.list_rooms(request.store, pool=chosen), request.tr))
+    return Reply(text.room_lines(_rooms(request), request.tr))
+
+
+def iso_time(moment: datetime) -> str:
+    """A time as the JSON of reads gives it: ISO 8601 in UTC, to the second, with a Z."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

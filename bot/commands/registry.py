@@ -13,13 +13,22 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import textwrap
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bot import policy
 from bot.commands.answers import Answers
-from bot.commands.grammar import Arguments, Signature, match, split_words
+from bot.commands.grammar import (
+    POOL,
+    Arguments,
+    Signature,
+    Word,
+    WordKind,
+    match,
+    split_words,
+)
 from bot.config import Settings
 from bot.errors import BadWords, CommandError
 from bot.i18n import ENGLISH, Tr, msg
@@ -42,18 +51,36 @@ class Managers(Protocol):
     def state(self, room: str) -> RoomView | None: ...
 
 
+def chat_spelling(word: Word) -> str:
+    """A word as chat takes it: `pool <pool>`, `force`."""
+    return word.name if word.kind is WordKind.FLAG else f"{word.name} <{word.name}>"
+
+
 @dataclass(frozen=True)
 class Front:
     """What differs with the front end that asks: how it calls for the next page of an
-    answer, how many lines one answer may hold, and (chat) what commands start with."""
+    answer, how many lines one answer may hold, how its user spells an option or a flag in
+    a hint (`force`, `--force`), and (chat) what commands start with."""
 
     more: Callable[[Command, int], str]  # (the command, the page) -> what to type for it
     most_lines: int = 200
     prefix: str = ""
+    paged: bool = True  # False at a shell: a read answers with everything, on no pages
+    spelled: Callable[[Word], str] = chat_spelling
 
 
 def chat_front(prefix: str) -> Front:
     return Front(lambda command, page: f"{prefix}{command.name} page {page}", prefix=prefix)
+
+
+@dataclass(frozen=True)
+class InRooms:
+    """For a manager's help by direct message: the rooms she manages, and the room commands
+    she may run there (typed after `prefix`, in the room)."""
+
+    rooms: tuple[str, ...]
+    commands: tuple[Command, ...]
+    prefix: str
 
 
 @dataclass(frozen=True)
@@ -67,9 +94,13 @@ class Request:
     front: Front
     allowed: tuple[Command, ...] = ()  # filled for help: what this sender may run here
     tr: Tr = ENGLISH  # the language of the answer (bot.i18n)
+    in_rooms: InRooms | None = None  # filled for a manager's help by direct message
 
     def pool(self) -> str:
-        return resolve_pool(self.settings.pools.names, self.args.options.get("pool"))
+        return resolve_pool(
+            self.settings.pools.names, self.args.options.get("pool"),
+            spelled=self.front.spelled(POOL),
+        )
 
     def more(self, page: int) -> str:
         """What this front end's user types for `page` of this command's answer."""
@@ -107,12 +138,66 @@ class Table:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a submitted form says, and the changes it committed (for the announcer)."""
+    """What a submitted form says, and the changes it committed (for the announcer).
+
+    `text`: the answer as short lines, shown in a text field (for clients that show no
+    table: profanity and poezio show a text-multi field, a line a value); `table`, the same
+    as a table for clients that show one."""
 
     note: str
     error: bool = False
     table: Table | None = None
     changes: tuple[Change, ...] = ()
+    text: tuple[str, ...] = ()
+    text_label: str = "List"
+
+
+FORM_MARKUP = 60  # characters a result form spends around one table cell (field, value)
+LINE_MARKUP = 20  # and around one line of its text (a value)
+# The widest line of a form's text: poezio shows a text-multi value only if it fits in half
+# of its form's width (so in a terminal of about 140 columns); longer lines are wrapped.
+TEXT_WIDTH = 60
+
+
+def text_lines(lines: Iterable[str]) -> list[str]:
+    """`lines` as a form's text: each wrapped at TEXT_WIDTH, at spaces where it can be."""
+    wrapped: list[str] = []
+    for line in lines:
+        wrapped += textwrap.wrap(
+            line, TEXT_WIDTH, subsequent_indent="  ", break_on_hyphens=False
+        ) or [""]
+    return wrapped
+
+
+def table_outcome(
+    note: str, columns: tuple[tuple[str, str], ...], rows: Sequence[tuple[str, ...]],
+    budget: int, tr: Tr = ENGLISH, *, label: str | None = None,
+) -> Outcome:
+    """A form's answer as a table, and as text: a line a cell (“URL: https://…”, wrapped
+    to TEXT_WIDTH for a terminal client's form field), a blank line between rows. As many rows as
+    fit within `budget` characters; the note says how many more there are. The note, the
+    column labels and `label` (the text's, “List” if none) are in `tr`'s language."""
+    label = label or tr.gettext("List")
+    size, shown, lines = len(note) * 2 + 10 * FORM_MARKUP, 0, []
+    for row in rows:
+        cells = text_lines(
+            f"{label}: {value}" for (_var, label), value in zip(columns, row, strict=True) if value
+        )
+        size += sum(len(cell) + LINE_MARKUP for cell in cells)  # as text
+        size += sum(len(value) + FORM_MARKUP for value in row)  # in the table
+        if size > budget:
+            break
+        lines += [*([""] if shown else []), *cells]
+        shown += 1
+    left = len(rows) - shown
+    if left:
+        note += tr.ngettext(
+            " The first {shown} are shown, and {n} more is not.",
+            " The first {shown} are shown, and {n} more are not.", left, shown=shown,
+        )
+    return Outcome(
+        note, table=Table(columns, tuple(rows[:shown])), text=tuple(lines), text_label=label
+    )
 
 
 @dataclass(frozen=True)
@@ -143,6 +228,9 @@ class Command:
     form: Form | None = None  # in the Control Panel
     # The room it names must exist (asked of the room before anything is recorded): `join`.
     room_must_exist: bool = False
+    # A read's answer as data (lists, dicts, str, int, bool, None): what `--json` prints on
+    # the command line. Its shape is documented in the README and kept stable.
+    data: Callable[[Request], object] | None = None
 
     @property
     def usage(self) -> str:
@@ -183,13 +271,13 @@ class CommandSet:
         signature: Signature = NO_WORDS, usage: str | None = None,
         room_word: str | None = None, kept: bool = False,
         cli: tuple[str, ...] | None = None, form: Form | None = None,
-        room_must_exist: bool = False,
+        room_must_exist: bool = False, data: Callable[[Request], object] | None = None,
     ) -> Callable[[Handler], Handler]:
         def declare(handler: Handler) -> Handler:
             words = usage if usage is not None else _usage(signature)
             self.commands[name] = Command(
                 name, summary, role, signature, handler, words, room_word, kept, cli, form,
-                room_must_exist,
+                room_must_exist, data,
             )
             return handler
 
@@ -337,7 +425,10 @@ class Dispatcher:
             if refusal is not None:
                 raise NotAllowed("not_manager", refusal)
         if command.name == "help":
-            request = replace(request, allowed=tuple(self.allowed(place, sender)))
+            request = replace(
+                request, allowed=tuple(self.allowed(place, sender)),
+                in_rooms=self._in_rooms(place, sender, admin=is_admin),
+            )
         key = (place, command.name, room, tuple(words[1:]), tr.lang) if command.kept else None
         return _Call(command, request, key)
 
@@ -377,6 +468,17 @@ class Dispatcher:
                 commands=", ".join(names),
             ))
         return command
+
+    def _in_rooms(self, place: Place, sender: Sender, *, admin: bool) -> InRooms | None:
+        """A manager (not an admin) asking by direct message: the rooms she manages and the
+        room commands she may type there."""
+        room_words = self.commands.get(Place.ROOM)
+        if place is not Place.DIRECT or admin or sender.jid is None or room_words is None:
+            return None
+        managed = policy.managed_rooms(self.managers.rooms, sender.jid)
+        if not managed:
+            return None
+        return InRooms(tuple(managed), tuple(room_words.offered(Role.MANAGER)), room_words.prefix)
 
     def is_admin(self, sender: Sender) -> bool:
         return policy.is_admin(self.settings.roles.admins, sender.jid)

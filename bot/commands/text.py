@@ -3,13 +3,14 @@ bot.i18n; each msgid is the English sentence, with named placeholders)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from datetime import datetime
 
 from bot import names
 from bot.commands.registry import Request
 from bot.errors import BadWords, CommandError
-from bot.i18n import ENGLISH, Tr, msg
+from bot.i18n import ENGLISH, Msg, Tr, msg, msg_n
 from bot.values import AddinInfo, AddinPage, AuditEntry, Removed, Reply, RoomInfo
 from bot.wording import did_you_mean, some_of
 
@@ -145,6 +146,13 @@ def audit_lines(entries: Iterable[AuditEntry], tr: Tr) -> str:
 
 def audit_line(entry: AuditEntry) -> str:
     """One line of the audit log: a record, kept in the words it was recorded in."""
+    # One line, whatever an older version or another process stored.
+    return names.audit_line(f"{when(entry.at)}  {entry.actor} ({entry.via})  {audit_what(entry)}")
+
+
+def audit_what(entry: AuditEntry) -> str:
+    """What changed, in one audit line's words: “attach “Wiki” in dev@…  — https://…”
+    (a record: kept in the words it was recorded in, English)."""
     what = entry.action
     if entry.addin:
         what += f" “{entry.addin}”"
@@ -154,8 +162,7 @@ def audit_line(entry: AuditEntry) -> str:
         what += f" in {entry.pool}"
     if entry.detail:
         what += f" — {entry.detail}"
-    # One line, whatever an older version or another process stored.
-    return names.audit_line(f"{when(entry.at)}  {entry.actor} ({entry.via})  {what}")
+    return names.audit_line(what)
 
 
 def room_lines(rooms: list[RoomInfo], tr: Tr) -> str:
@@ -163,15 +170,18 @@ def room_lines(rooms: list[RoomInfo], tr: Tr) -> str:
         return tr.gettext("The bot serves no rooms.")
     lines = []
     for room in rooms:
-        if room.joined:
-            state = ""
-        elif room.stopped_reason:
-            state = tr.gettext(" (not joined: {why})", why=room.stopped_reason)
-        else:
-            state = tr.gettext(" (not joined)")
         addin = f"“{room.addin}” — {room.url}" if room.addin else tr.gettext("no add-in")
-        lines.append(f"• {room.jid}{state}: {addin}")
+        lines.append(f"• {room.jid}{room_state(room, tr)}: {addin}")
     return "\n".join(lines)
+
+
+def room_state(room: RoomInfo, tr: Tr) -> str:
+    """“ (not joined: why)” for a room the bot does not serve now; nothing for one it does."""
+    if room.joined:
+        return ""
+    if room.stopped_reason:
+        return tr.gettext(" (not joined: {why})", why=room.stopped_reason)
+    return tr.gettext(" (not joined)")
 
 
 def help_reply(request: Request) -> Reply:
@@ -190,9 +200,17 @@ def help_reply(request: Request) -> Reply:
             name=wanted[:40], did_you_mean=did_you_mean(wanted, names),
             commands=", ".join(names),
         ))
-    return Reply("\n".join(
-        f"{prefix}{c.usage} — {tr.gettext(c.summary)}" for c in request.allowed
-    ))
+    lines = [f"{prefix}{c.usage} — {tr.gettext(c.summary)}" for c in request.allowed]
+    elsewhere = request.in_rooms
+    if elsewhere is not None:
+        lines.append(tr.ngettext(
+            "In your room ({rooms}), type:", "In your rooms ({rooms}), type:",
+            len(elsewhere.rooms), rooms=some_of(elsewhere.rooms),
+        ))
+        lines += [
+            f"{elsewhere.prefix}{c.usage} — {tr.gettext(c.summary)}" for c in elsewhere.commands
+        ]
+    return Reply("\n".join(lines))
 
 
 # --- what rooms and joiners are told (bot.announce) ------------------------------------------
@@ -220,3 +238,98 @@ def detached_sentence(
         return tr.gettext("This room no longer has an add-in: “{name}” was unregistered.",
                           name=name)
     return tr.gettext("This room no longer has an add-in.")
+
+
+# --- invitations (bot.invitations): what the inviter is told -----------------------------------
+# A refusal is a Msg, said in the invitation's xml:lang by the edge that declines it (and
+# recorded in English); the thanks is said in that language here.
+
+
+def duration(seconds: float) -> str:
+    """“45 s”, “10 min”, “23 h”: a wait or a period, rounded up to its unit (unit symbols,
+    the same in every language the bot speaks)."""
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{math.ceil(seconds / 60)} min"
+    return f"{math.ceil(seconds / 3600)} h"
+
+
+def invitation_accepted(room: str, tr: Tr) -> str:
+    """To the inviter, by direct message, once the room is remembered."""
+    return tr.gettext(
+        "Thanks for the invitation: the bot now serves {room} and will rejoin it after "
+        "restarts. Attach an add-in there with “!addin attach <name>” (“!addin list” shows "
+        "them).", room=room,
+    )
+
+
+def invitation_hidden_jids(room: str) -> Msg:
+    """Declined after a look: the room hides its occupants' real JIDs from the bot."""
+    return msg(
+        "{room} does not show the bot its occupants' real addresses, so it cannot tell "
+        "that you own or administer it. Give the bot the admin affiliation in {room} (it "
+        "then sees them), or make the room's real JIDs visible to everyone, and invite it "
+        "again.", room=room,
+    )
+
+
+def invitation_room_refused(room: str, condition: str) -> Msg:
+    """Declined: the room would not let the bot in to look."""
+    if condition == "registration-required":
+        return msg(
+            "{room} is members-only and the bot is not a member. Give the bot the member "
+            "affiliation in {room} and invite it again.", room=room,
+        )
+    if condition == "forbidden":
+        return msg("{room} has banned the bot. Lift the ban and invite it again.", room=room)
+    return msg("the room refused the bot ({condition}).", condition=condition)
+
+
+def invitations_too_fast(most: int, window_s: float, wait_s: float) -> Msg:
+    """The sender's rate limit (commands and invitations together) is reached."""
+    window = f"{window_s:g}"
+    return msg(
+        "Too many invitations from you: at most {most} commands and invitations every "
+        "{window} s. This one was not looked at, nor will any sent in the next "
+        "{wait} be; the bot says nothing more until then.",
+        most=most, window=window, wait=duration(wait_s),
+    )
+
+
+def invitations_too_many(most: int, window_s: float, wait_s: float) -> Msg:
+    """One inviter has had the bot look at as many rooms as it will in a window."""
+    return msg_n(
+        "Too many invitations from you: the bot looks at {n} room every "
+        "{window} for one person. Ask an addinbot admin to invite it, or try "
+        "again in {wait}; the bot says nothing more until then.",
+        "Too many invitations from you: the bot looks at {n} rooms every "
+        "{window} for one person. Ask an addinbot admin to invite it, or try "
+        "again in {wait}; the bot says nothing more until then.",
+        most, window=duration(window_s), wait=duration(wait_s),
+    )
+
+
+def invitations_all_busy(most: int, window_s: float, wait_s: float) -> Msg:
+    """Everyone's invitations together have had the bot look at as many rooms as it will."""
+    return msg_n(
+        "the bot has looked at {n} room for invitations in the last "
+        "{window}, as many as it will. Ask an addinbot admin to invite it, or "
+        "try again in {wait}.",
+        "the bot has looked at {n} rooms for invitations in the last "
+        "{window}, as many as it will. Ask an addinbot admin to invite it, or "
+        "try again in {wait}.",
+        most, window=duration(window_s), wait=duration(wait_s),
+    )
+
+
+def invitation_cooling(room: str, ago_s: float, cooldown_s: float) -> Msg:
+    """The room was looked at a moment ago (declined): not again so soon."""
+    return msg(
+        "the bot looked at {room} {ago} ago and looks at a room at most once "
+        "every {cooldown}. Try again in {wait}, or ask "
+        "an addinbot admin to invite it.",
+        room=room, ago=duration(ago_s), cooldown=duration(cooldown_s),
+        wait=duration(cooldown_s - ago_s),
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from slixmpp import JID
@@ -33,7 +33,6 @@ class Received:
     invitation: Invitation
     reply_to: str  # the full JID a decline goes to: the inviter (direct) or the room (mediated)
     decline_to: str | None  # mediated: the inviter's JID the room forwards the decline to
-    lang: str | None = None  # the invitation's xml:lang: the language of a decline
 
 
 def is_invitation(xml: ET.Element) -> bool:
@@ -60,9 +59,9 @@ def parse(
     bare = sender.bare.lower()
     muc = xml.find(f"{{{NS_MUC_USER}}}x")
     invite = muc.find(f"{{{NS_MUC_USER}}}invite") if muc is not None else None
+    lang = xml.get(stanzas.XML_LANG) or None  # the language the inviter is answered in
     if invite is not None:
-        received = _mediated(sender, bare, invite, sender.domain.lower() in services)
-        return replace(received, lang=xml.get(stanzas.XML_LANG))
+        return _mediated(sender, bare, invite, sender.domain.lower() in services, lang)
     direct = xml.find(f"{{{NS_CONFERENCE}}}x")
     if direct is None or not direct.get("jid"):
         return None
@@ -70,13 +69,14 @@ def parse(
     vouched = bool(sender.user) and not is_room(bare, xml)
     invitation = Invitation(
         room=str(direct.get("jid")), inviter=bare if vouched else None, sender=str(sender),
-        mediated=False, reason=(direct.get("reason") or "")[:MAX_REASON],
+        mediated=False, reason=(direct.get("reason") or "")[:MAX_REASON], lang=lang,
     )
-    return Received(invitation, reply_to=str(sender), decline_to=None,
-                    lang=xml.get(stanzas.XML_LANG))
+    return Received(invitation, reply_to=str(sender), decline_to=None)
 
 
-def _mediated(sender: JID, bare: str, invite: ET.Element, served: bool) -> Received:
+def _mediated(
+    sender: JID, bare: str, invite: ET.Element, served: bool, lang: str | None
+) -> Received:
     claimed = invite.get("from")
     # Only the room itself (a bare JID of a served MUC service) vouches for the inviter it
     # names: anyone else can write any JID there.
@@ -89,7 +89,7 @@ def _mediated(sender: JID, bare: str, invite: ET.Element, served: bool) -> Recei
             inviter = None
     invitation = Invitation(
         room=bare, inviter=inviter, sender=str(sender), mediated=True,
-        reason=(invite.findtext(f"{{{NS_MUC_USER}}}reason") or "")[:MAX_REASON],
+        reason=(invite.findtext(f"{{{NS_MUC_USER}}}reason") or "")[:MAX_REASON], lang=lang,
     )
     return Received(invitation, reply_to=bare, decline_to=claimed if vouched else None)
 
@@ -99,7 +99,7 @@ def decline(edge: XmppEdge, received: Received) -> Decline:
 
     def send(refusal: str) -> None:
         room = received.invitation.room
-        tr = i18n.tr(received.lang)
+        tr = i18n.tr(received.invitation.lang)
         reason = tr.say(refusal)
         if received.decline_to is not None:
             stanza = edge.make_message(mto=JID(received.reply_to))

@@ -1,6 +1,7 @@
 -- Prosody for deploy/compose/compose.yaml: one domain, client connections only, TLS
 -- required, accounts made with prosodyctl. addinbot's part (the MUC service) is
--- deploy/prosody/addinbot.cfg.lua, mounted into conf.d/.
+-- deploy/prosody/addinbot.cfg.lua, which prosody-entrypoint.sh writes into conf.d/ for
+-- XMPP_DOMAIN (the VirtualHost below) at every start.
 
 admins = { }
 modules_enabled = {

@@ -14,12 +14,18 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
+import time
 import tomllib
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -168,26 +174,49 @@ def test_snippet_keeps_its_global_options_above_the_component() -> None:
     assert not any(re.match(r"\s*admins\s*=", line) for line in lines)  # never a server admin
 
 
+def compose_entrypoint(etc: Path, domain: str) -> subprocess.CompletedProcess[str]:
+    """deploy/compose/prosody-entrypoint.sh, run with its Prosody folder at `etc` and
+    prosodyctl and setpriv stubbed out (they would import certificates, register the bot
+    and start Prosody): what it writes into conf.d/."""
+    stubs = etc / "stubs"
+    stubs.mkdir(exist_ok=True)
+    for name in ("prosodyctl", "setpriv"):
+        (stubs / name).write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+        (stubs / name).chmod(0o755)
+    env = {"PATH": f"{stubs}:/usr/bin:/bin", "XMPP_DOMAIN": domain, "PROSODY_ETC": str(etc)}
+    return subprocess.run(["sh", str(COMPOSE_DIR / "prosody-entrypoint.sh")], env=env,
+                          capture_output=True, text=True, timeout=30, check=False)
+
+
 @pytest.mark.xmpp
-def test_compose_prosody_config_with_the_snippet_passes_prosodyctl_check() -> None:
-    """deploy/compose/prosody.cfg.lua includes conf.d/, where compose mounts the snippet."""
+def test_compose_prosody_config_with_the_snippet_for_its_domain_passes_prosodyctl_check() -> None:
+    """Prosody in deploy/compose follows XMPP_DOMAIN: its VirtualHost (prosody.cfg.lua) and
+    addinbot's MUC snippet, which its entrypoint writes into conf.d/ for that domain."""
     # prosodyctl, run as root, reads the config as the prosody user: a folder it may read.
     with tempfile.TemporaryDirectory(prefix="addinbot-compose-") as folder:
         where = Path(folder)
-        (where / "conf.d").mkdir()
         (where / "certs").mkdir()
         shutil.copy(COMPOSE_DIR / "prosody.cfg.lua", where / "prosody.cfg.lua")
-        shutil.copy(SNIPPET, where / "conf.d" / "addinbot.cfg.lua")
+        shutil.copy(SNIPPET, where / "addinbot.cfg.lua.in")  # as compose mounts it
+        done = compose_entrypoint(where, "chat.test")
+        assert done.returncode == 0, done.stderr
+        written = (where / "conf.d" / "addinbot.cfg.lua").read_text(encoding="utf-8")
+        assert written == snippet_for("chat.test")
+        assert 'Component "conference.chat.test" "muc"' in written
+        assert "example.org" not in written
         for path in (where, where / "conf.d", where / "certs"):
             path.chmod(0o755)
         done = subprocess.run(
             ["prosodyctl", "--config", str(where / "prosody.cfg.lua"), "check", "config"],
             capture_output=True, text=True, timeout=30, cwd=where, check=False,
+            env={**os.environ, "XMPP_DOMAIN": "chat.test"},
         )
+        bad = compose_entrypoint(where, "chat.test/../x")
     output = done.stdout + done.stderr
     assert done.returncode == 0, output
     assert "conf.d/addinbot.cfg.lua" in output
     assert "All checks passed" in output
+    assert bad.returncode == 2, bad.stderr  # not a domain: refused, nothing written
 
 
 # --- the Dockerfile --------------------------------------------------------------------------
@@ -328,10 +357,38 @@ def test_compose_mounts_files_that_exist_or_that_the_operator_makes(
         volume.split(":")[1]: (COMPOSE_DIR / volume.split(":")[0]).resolve()
         for volume in compose["services"]["prosody"]["volumes"] if volume.startswith(".")
     }
-    assert mounted["/etc/prosody/conf.d/addinbot.cfg.lua"] == SNIPPET
+    assert mounted["/etc/prosody/addinbot.cfg.lua.in"] == SNIPPET  # written into conf.d/
     for service in compose["services"].values():
         for secret in service.get("secrets", []):
             assert secret in compose["secrets"]
+
+
+def test_compose_header_names_every_file_it_uses(compose: dict[str, Any]) -> None:
+    """An operator copying deploy/compose finds, in its header, every file it mounts or
+    builds from, including those outside deploy/compose."""
+    header = "\n".join(
+        line for line in COMPOSE.read_text(encoding="utf-8").splitlines()
+        if line.startswith("#")
+    )
+    used = [
+        volume.split(":")[0]
+        for service in compose["services"].values()
+        for volume in service.get("volumes", [])
+        if volume.startswith(".")
+    ]
+    used += [secret["file"].removeprefix("./") for secret in compose["secrets"].values()]
+    for service in compose["services"].values():
+        build = service.get("build")
+        if build:
+            used.append(str(Path(build["context"]) / build["dockerfile"]))
+    for path in used:
+        shown = os.path.normpath(path.removeprefix("./"))
+        if shown == "deploy/Dockerfile" or shown.endswith("/deploy/Dockerfile"):
+            shown = "../Dockerfile"
+        elif path.startswith("../.."):
+            shown = os.path.relpath(COMPOSE_DIR.parent.parent / path, COMPOSE_DIR)
+        assert shown.rstrip("/") in header, f"{path} is used but not named in the header"
+    assert "prosody-entrypoint.sh" in header
 
 
 def test_compose_bot_config_is_valid_with_its_environment(
@@ -412,6 +469,27 @@ def test_systemd_unit_password_is_a_credential_read_as_password_file(
     writable = [Path("/var/lib") / d for d in unit["StateDirectory"]]
     writable += [Path(p.lstrip("-")) for p in unit.get("ReadWritePaths", [])]
     assert database.parent in writable
+
+
+def test_systemd_unit_documentation_is_installed_by_pip(tmp_path: Path) -> None:
+    """`Documentation=` names the README as `pip install` puts it in the README's venv
+    (/opt/addinbot): the wheel carries it as data for <venv>/share/doc/addinbot/."""
+    [documentation] = unit_entries(UNIT)["[Unit]Documentation"]
+    command, _path = readme_install()
+    venv = command.split()[3]  # python3 -m venv DIR && ...
+    assert documentation == f"file://{venv}/share/doc/addinbot/README.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    [wheel] = tmp_path.glob("addinbot-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = [name for name in archive.namelist() if name.endswith("/README.md")]
+        assert [name.split(".data/data/", 1)[-1] for name in shipped] == [
+            "share/doc/addinbot/README.md"
+        ]
+        assert archive.read(shipped[0]) == (ROOT / "README.md").read_bytes()
 
 
 def test_systemd_unit_passes_systemd_analyze(tmp_path: Path) -> None:
@@ -523,3 +601,98 @@ def test_no_deploy_file_holds_a_password() -> None:
         if path.is_file() and path.name != "quickstart.sh" and path.suffix != ".pyc":
             text = path.read_text(encoding="utf-8")
             assert not re.search(r"^\s*password\s*=\s*\"", text, re.M), path
+
+
+# --- the quick start, run for real -----------------------------------------------------------
+
+
+class QuickStart:
+    """deploy/quickstart.sh running (with its state in a folder of the test's), read line by
+    line until the bot is up; stopped with SIGTERM as Ctrl-C would."""
+
+    def __init__(self, state: Path, *args: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ADDINBOT_")}
+        env["ADDINBOT_QUICKSTART_STATE"] = str(state)
+        self.state = state
+        self.process = subprocess.Popen(
+            ["bash", str(QUICKSTART), *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            text=True, env=env, cwd=ROOT, start_new_session=True,
+        )
+        self.lines: list[str] = []
+
+    def until(self, wanted: str, within_s: float = 90) -> list[str]:
+        """The lines printed up to the one holding `wanted` (ANSI bold taken out)."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + within_s
+        while not any(wanted in line for line in self.lines):
+            assert time.monotonic() < deadline, "\n".join(self.lines)
+            line = self.process.stdout.readline()
+            assert line, "the quick start ended:\n" + "\n".join(self.lines)
+            self.lines.append(re.sub(r"\x1b\[[0-9;]*m", "", line.rstrip("\n")))
+        return self.lines
+
+    def cli(self, *words: str) -> Any:
+        done = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "addinbot"), "--config",
+             str(self.state / "addinbot.toml"), *words], capture_output=True, text=True,
+            timeout=60, check=True,
+        )
+        return json.loads(done.stdout) if "--json" in words else done.stdout
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.mark.xmpp
+def test_the_quick_start_keeps_its_state_between_runs_and_reset_starts_clean(
+    tmp_path: Path,
+) -> None:
+    if not (ROOT / ".venv" / "bin" / "addinbot").exists():
+        pytest.fail("the quick start uses .venv/bin/addinbot: make .venv first", pytrace=False)
+    state = tmp_path / "quickstart"
+    lobby = "lobby@conference.localhost"
+
+    first = QuickStart(state)
+    try:
+        said = first.until("addinbot is running")
+        assert f"Starting with a new state in {state} (kept for the next run; --reset starts " \
+               "clean)." in said
+        assert any("This room's add-in is “Stock Ticker”" in line for line in said)  # the demo
+        first.cli("addin", "register", "Extra", "https://extra.example.org/")
+    finally:
+        first.stop()
+
+    again = QuickStart(state)
+    try:
+        said = again.until("addinbot is running")
+        assert f"Keeping the state of the last run in {state}: its rooms, add-ins and " \
+               "accounts (bash deploy/quickstart.sh --reset starts clean)." in said
+        assert not any("help" in line and "admin@localhost" in line for line in said)  # no demo
+        assert f"• {lobby}: “Stock Ticker” — https://stocks.example.org/panel" in said
+        assert [a["name"] for a in again.cli("addin", "list", "--json")] == [
+            "Extra", "Stock Ticker",
+        ]
+        # The bot is back in the room it served (the room, persistent, kept by Prosody).
+        log = state / "addinbot.log"
+        deadline = time.monotonic() + 20
+        while "joined 1 of 1 rooms" not in log.read_text(encoding="utf-8"):
+            assert time.monotonic() < deadline, log.read_text(encoding="utf-8")
+            time.sleep(0.1)
+    finally:
+        again.stop()
+
+    clean = QuickStart(state, "--reset")
+    try:
+        said = clean.until("addinbot is running")
+        assert f"Starting clean (--reset): a new state in {state}." in said
+        assert [a["name"] for a in clean.cli("addin", "list", "--json")] == ["Stock Ticker"]
+    finally:
+        clean.stop()

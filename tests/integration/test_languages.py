@@ -16,7 +16,7 @@ from bot import addins
 from bot.config import load_settings
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient, sent_by
-from tests.integration.conftest import PASSWORD, BotHandle, jid, write_config
+from tests.integration.conftest import PASSWORD, BotHandle, create_room, jid, write_config
 
 pytestmark = pytest.mark.xmpp
 
@@ -199,7 +199,14 @@ async def test_a_form_is_in_the_requesters_xml_lang(
     assert labels == {"name": "Name", "url": "URL (http or https)"}
 
 
-# --- invitations (XEP-0249): the decline in the invitation's xml:lang -----------------------
+# --- invitations (XEP-0249): the answers in the invitation's xml:lang -----------------------
+
+
+def german_invitation(client: TestClient, to: str, room: str) -> None:
+    invitation = client.make_message(mto=JID(to))
+    invitation["lang"] = "de"
+    ET.SubElement(invitation.xml, "{jabber:x:conference}x", {"jid": room})
+    invitation.send()
 
 
 async def test_a_german_invitation_is_declined_in_german(
@@ -207,20 +214,53 @@ async def test_a_german_invitation_is_declined_in_german(
 ) -> None:
     mallory = await people("mallory")
     to = jid(prosody, "addinbot")
-    invitation = mallory.make_message(mto=JID(to))
-    invitation["lang"] = "de"
-    ET.SubElement(invitation.xml, "{jabber:x:conference}x", {"jid": room})
-    invitation.send()
+    german_invitation(mallory, to, room)
     answer = await mallory.wait_for(sent_by(to, "chat"))
     assert answer["body"] == (
         f"Der Bot hat die Einladung nach {room} nicht angenommen: es gibt keinen Raum {room}."
     )
-    # The audit log keeps its record in English, whoever reads it later.
+
+
+async def test_a_decline_after_a_look_is_german_and_its_record_english(
+    bot: BotHandle, people: People, prosody: Prosody, room: str
+) -> None:
+    alice = await people("alice")  # creates the room, and owns it
+    await alice.join_room(room, "alice")
+    muc = alice.plugin["xep_0045"]
+    form = await muc.get_room_config(room)
+    form.get_fields()["muc#roomconfig_whois"]["value"] = "anyone"  # the bot sees real JIDs
+    await muc.set_room_config(room, form)
+    bob = await people("bob")
+    await bob.join_room(room, "bob")
+    to = jid(prosody, "addinbot")
+    german_invitation(bob, to, room)  # a participant's: the bot looks, and declines
+    answer = await bob.wait_for(sent_by(to, "chat"), timeout=10)
+    assert answer["body"] == (
+        f"Der Bot hat die Einladung nach {room} nicht angenommen: "
+        f"Nur die Besitzer und Admins von {room} dürfen das."
+    )
+    # The audit log keeps its record in English, whoever reads it later. The decline is
+    # sent, then recorded: wait for the row rather than race it.
     assert bot.service is not None
     store = bot.service.store
     for _ in range(500):
-        rows = addins.audit(store, limit=5)
+        rows = [row for row in addins.audit(store, limit=5) if row.room == room]
         if rows:
             break
         await asyncio.sleep(0.01)
-    assert [row.detail for row in rows] == [f"there is no room {room}."]
+    assert [row.detail for row in rows] == [f"Only the owners and admins of {room} may do that."]
+
+
+async def test_an_admin_is_thanked_in_the_invitations_language(
+    bot: BotHandle, people: People, prosody: Prosody, room: str
+) -> None:
+    await create_room(prosody, room)
+    admin = await people("admin")
+    to = jid(prosody, "addinbot")
+    german_invitation(admin, to, room)
+    thanks = await admin.wait_for(sent_by(to, "chat"), timeout=10)
+    assert thanks["body"] == (
+        f"Danke für die Einladung: Der Bot bedient jetzt {room} und betritt den Raum auch "
+        "nach Neustarts wieder. Weisen Sie dort mit „!addin attach <name>“ ein Add-in zu "
+        "(„!addin list“ zeigt die Add-ins)."
+    )

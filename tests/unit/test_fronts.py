@@ -169,7 +169,8 @@ def test_every_declared_front_end_exists() -> None:
         (["addin", "update", "Wiki", "url", "https://w.example/"],
          {"name": "Wiki", "field": "url", "value": "https://w.example/", "pool": None}),
         (["addin", "unregister", "Wiki", "--force"], {"name": "Wiki", "force": True}),
-        (["addin", "list", "--page", "2"], {"pool": None, "page": 2}),
+        (["addin", "list"], {"pool": None, "json": False}),  # no pages at a shell
+        (["addin", "list", "--pool", "p", "--json"], {"pool": "p", "json": True}),
         (["room", "attach", ROOM, "Wiki"], {"room": ROOM, "name": "Wiki"}),
         (["room", "list"], {"pool": None}),
         (["audit", "100"], {"n": 100}),

@@ -8,7 +8,9 @@ import pytest
 from bot.wording import did_you_mean, plural, some_of
 from store import Store
 from tests.unit.test_dispatch import (
+    MEMBER_DM,
     OTHER,
+    OWNER_DM,
     OWNER_IN_ROOM,
     POOL,
     ROOM,
@@ -101,3 +103,25 @@ async def test_a_room_command_by_direct_message_and_a_direct_one_in_a_room_say_w
     assert await bot.say(f"register Wiki {URL}", OWNER_IN_ROOM) == (
         "register works only in a direct message to addinbot@localhost."
     )
+
+
+async def test_a_managers_help_by_direct_message_points_to_her_room_commands(bot: Bot) -> None:
+    """olivia owns ROOM (the room shows the bot real JIDs): by direct message, help lists
+    what she may run there and where to type it."""
+    assert (await bot.say("help", OWNER_DM)).splitlines() == [
+        "help [<command>] — lists the commands you may run",
+        "list [pool <pool>] [page <page>] — lists the add-ins, with their URLs and how many "
+        "rooms use each",
+        "attach <room> <name> — makes <name> the room's add-in (replaces any earlier one)",
+        "detach <room> — removes the room's add-in",
+        f"In your room ({ROOM}), type:",
+        "!addin show — says this room's add-in and its URL",
+        "!addin list [page <page>] — the add-ins of this room's pool",
+        "!addin attach <name> — makes <name> this room's add-in and tells the room",
+        "!addin detach — removes this room's add-in and tells the room",
+        "!addin help [<command>] — the room commands you may run",
+    ]
+    # Neither a member nor an admin is told of rooms to type in; nor is help in a room.
+    assert "In your" not in await bot.say("help", MEMBER_DM)
+    assert "In your" not in await bot.say("help")
+    assert "In your" not in await bot.say("help", OWNER_IN_ROOM)
