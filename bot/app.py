@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import policy
 from bot.announce import Announcer
+from bot.cluster import Cluster
 from bot.commands.direct import DIRECT
 from bot.commands.grammar import split_words, strip_direct_prefix, strip_room_prefix
 from bot.commands.registry import Dispatcher
@@ -69,7 +70,12 @@ class _Command:
 
 
 class App:
-    def __init__(self, settings: Settings, store: Store, transport: Transport) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, transport: Transport, *, me: str = "",
+        on_desk: Callable[[bool], None] = lambda _desk: None,
+    ) -> None:
+        """`me`: this process's id among several on one database (cluster.enabled);
+        `on_desk`: told whether this process answers what is sent to the bot's bare JID."""
         assert settings.xmpp is not None  # noqa: S101 - checked before the bot is built
         self.settings = settings
         self.store = store
@@ -87,8 +93,16 @@ class App:
             on_changes=self.dispatcher.answers.changed,
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self.cluster: Cluster | None = None
+        if settings.cluster.enabled:
+            self.cluster = Cluster(
+                settings, store, me=me, serve=lambda rooms, fresh: self.membership.serve(
+                    rooms, fresh), on_desk=on_desk,
+            )
         self.membership = Membership(
-            settings, store, self.rooms, transport, spawn=self._spawn, changed=self.changed
+            settings, store, self.rooms, transport, spawn=self._spawn, changed=self.changed,
+            leased=self.cluster is not None,
+            poke_leases=self.cluster.poke if self.cluster is not None else lambda: None,
         )
         self._senders: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, commands waiting
         limits = settings.limits
@@ -103,10 +117,14 @@ class App:
 
     async def start(self) -> None:
         await self.announcer.start()
+        if self.cluster is not None:
+            await self.cluster.start()
 
     async def stop(self) -> None:
         self.invitations.stop()
         self.membership.leave_all()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.announcer.stop()
         for task in list(self._tasks):
             task.cancel()
@@ -131,7 +149,8 @@ class App:
             if isinstance(change, Arrival):
                 self._spawn(self.announcer.arrival(change))
             elif isinstance(change, Joined):
-                self.membership.joined(change.room)
+                if self.membership.joined(change.room):
+                    self._tell_present(change.room, presence.nick)
                 self.invitations.joined(change.room)
             elif isinstance(change, Gone):
                 self.invitations.gone(change.room, change.why.value)
@@ -139,6 +158,24 @@ class App:
                 self.membership.gone(change.room, why, final=final)
             elif isinstance(change, Promoted):  # ask for the occupants again, JIDs and all
                 self.transport.join(change.room, presence.nick)
+
+    def _tell_present(self, room: str, own_nick: str) -> None:
+        """A room taken over from another process: those present who were not told its
+        add-in (they joined while no process served it) are told now; the receipts in the
+        database keep everyone told before from being told again."""
+        state = self.rooms.state(room)
+        if state is None:
+            return
+        own_jid = self.settings.xmpp.jid if self.settings.xmpp is not None else None
+        for occupant in list(state.occupants.values()):
+            if occupant.nick != own_nick and occupant.jid != own_jid:
+                self._spawn(self.announcer.arrival(Arrival(room, occupant)))
+
+    def on_link(self, up: bool) -> None:
+        """The connection to the server is up (a new session, or one resumed) or down (even
+        if it may yet be resumed): several processes hand this one's rooms to the others."""
+        if self.cluster is not None:
+            self.cluster.set_online(up)
 
     def on_join_error(self, room: str, condition: str) -> None:
         self.rooms.forget(room)

@@ -63,9 +63,24 @@ def configure_transport(client: slixmpp.ClientXMPP, settings: XmppSettings) -> N
         client.ca_certs = settings.ca_file
 
 
+# Presence priorities with several processes on one account (cluster.enabled): the server
+# delivers a chat message sent to the bare JID only to the available resources of the highest
+# priority of at least 0 (RFC 6121 8.5.2.1.1; Prosody 0.12: util/presence.lua), so only the
+# process holding the desk has a priority of 0 or more.
+DESK_PRIORITY = 1
+BACK_PRIORITY = -1
+
+
 class XmppEdge(slixmpp.ClientXMPP):
-    def __init__(self, settings: XmppSettings, password: str, services: list[str]) -> None:
-        super().__init__(settings.full_jid, password)
+    def __init__(
+        self, settings: XmppSettings, password: str, services: list[str], *,
+        resource: str | None = None, desk: bool = True,
+    ) -> None:
+        """`resource`: instead of settings.resource (one per process when several share the
+        account); `desk`: whether to answer what is sent to the bare JID (set_desk)."""
+        full_jid = settings.full_jid if resource is None else f"{settings.jid}/{resource}"
+        super().__init__(full_jid, password)
+        self.desk = desk
         self.settings = settings
         self.services = frozenset(services)  # the MUC services served: their JIDs are rooms
         self.bot: Bot | None = None
@@ -183,12 +198,27 @@ class XmppEdge(slixmpp.ClientXMPP):
         self._backoff = BACKOFF_FIRST_S
         self._in_session, self._suspended = True, False
         self._held.clear()
-        self.send_presence()
+        self.send_presence(ppriority=DESK_PRIORITY if self.desk else BACK_PRIORITY)
         self.online.set()
         self.liveness.start()
         log.info("connected as %s", self.boundjid)
         if self.bot is not None:
             self.bot.on_online()
+            self.bot.on_link(True)
+
+    def set_desk(self, desk: bool) -> None:
+        """Answer what is sent to the bot's bare JID, or leave it to another process: the
+        priority tells the server where to deliver it, and `for_me` drops what still comes."""
+        if desk == self.desk:
+            return
+        self.desk = desk
+        if self._in_session and not self._suspended:
+            self.send_presence(ppriority=DESK_PRIORITY if desk else BACK_PRIORITY)
+
+    def for_me(self, to: str | None) -> bool:
+        """A message addressed to this process's full JID, or to the bare JID while it holds
+        the desk: answered here (a message to another resource never reaches it)."""
+        return self.desk or bool(to and JID(to).resource)
 
     def _session_resumed(self, _event: Any) -> None:
         """The server kept the session: the bot is still in its rooms, nothing to redo."""
@@ -200,6 +230,8 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.online.set()
         self.liveness.start()
         log.info("stream resumed as %s (%d stanza(s) held sent)", self.boundjid, len(held))
+        if self.bot is not None:
+            self.bot.on_link(True)
 
     def _session_end(self, _event: Any) -> None:
         """The server forgot the session (or would not resume it): so did every room."""
@@ -219,6 +251,8 @@ class XmppEdge(slixmpp.ClientXMPP):
     def _disconnected(self, reason: Any) -> None:
         self.online.clear()
         self.liveness.stop()
+        if self.bot is not None:
+            self.bot.on_link(False)
         if self._stopping or not self._resumable():
             self._session_over()  # (done already where slixmpp saw the session end)
         else:

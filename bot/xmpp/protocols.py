@@ -24,6 +24,9 @@ class Bot(Backend, Protocol):
 
     def on_offline(self) -> None: ...
 
+    def on_link(self, up: bool) -> None:
+        """The connection is up (a session started or resumed) or down (even if resumable)."""
+
     def live_rooms(self) -> list[tuple[str, str]]:
         """(room, own nickname) of every room the bot is in, for self-pings."""
 
