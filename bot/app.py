@@ -91,6 +91,7 @@ class App:
             store, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,
             on_membership=lambda change: self.membership.follow(change),
             on_changes=self.dispatcher.answers.changed,
+            shared=settings.cluster.enabled, own_jid=settings.xmpp.jid,
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.cluster: Cluster | None = None
@@ -149,8 +150,9 @@ class App:
             if isinstance(change, Arrival):
                 self._spawn(self.announcer.arrival(change))
             elif isinstance(change, Joined):
-                if self.membership.joined(change.room):
-                    self._tell_present(change.room, presence.nick)
+                taken_over = self.membership.joined(change.room)
+                if self.cluster is not None:
+                    self._spawn(self.announcer.present(change.room, tell=taken_over))
                 self.invitations.joined(change.room)
             elif isinstance(change, Gone):
                 self.invitations.gone(change.room, change.why.value)
@@ -158,18 +160,6 @@ class App:
                 self.membership.gone(change.room, why, final=final)
             elif isinstance(change, Promoted):  # ask for the occupants again, JIDs and all
                 self.transport.join(change.room, presence.nick)
-
-    def _tell_present(self, room: str, own_nick: str) -> None:
-        """A room taken over from another process: those present who were not told its
-        add-in (they joined while no process served it) are told now; the receipts in the
-        database keep everyone told before from being told again."""
-        state = self.rooms.state(room)
-        if state is None:
-            return
-        own_jid = self.settings.xmpp.jid if self.settings.xmpp is not None else None
-        for occupant in list(state.occupants.values()):
-            if occupant.nick != own_nick and occupant.jid != own_jid:
-                self._spawn(self.announcer.arrival(Arrival(room, occupant)))
 
     def on_link(self, up: bool) -> None:
         """The connection to the server is up (a new session, or one resumed) or down (even

@@ -103,13 +103,15 @@ class Cluster:
 
     def _apply(self, held: leases.Held) -> None:
         if held.rooms != self.rooms:
-            log.info("serving %d room(s) of %d process(es) (+%d, -%d)%s", len(held.rooms),
-                     held.processes, len(held.rooms - self.rooms), len(self.rooms - held.rooms),
-                     "; answering direct messages" if held.desk else "")
+            log.info("serving %d room(s); %d process(es) share them (+%d, -%d)",
+                     len(held.rooms), held.processes, len(held.rooms - self.rooms),
+                     len(self.rooms - held.rooms))
         self.rooms = held.rooms
         self.serve(held.rooms, held.fresh)
         if held.desk != self.desk:
             self.desk = held.desk
+            log.info("%s the desk (direct messages to the bot's bare JID)",
+                     "holding" if held.desk else "no longer holding")
             self.on_desk(held.desk)
 
     def _drop(self, why: str) -> None:
@@ -119,7 +121,7 @@ class Cluster:
             self._watchdog = None
         if self.rooms or self.desk:
             log.warning("no longer serving %d room(s)%s: %s", len(self.rooms),
-                        " nor the desk" if self.desk else "", why)
+                        " nor holding the desk" if self.desk else "", why)
         self.rooms = frozenset()
         self.serve(frozenset(), frozenset())
         if self.desk:

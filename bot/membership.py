@@ -112,6 +112,7 @@ class Membership:
             timer.cancel()
         nick = self.rooms.nick_in(room)
         self.rooms.forget(room)
+        log.info("left %s (no longer leased to this process)", room)
         if nick is not None and self.online:
             with contextlib.suppress(Exception):  # one bad room must not keep us in others
                 self.transport.leave(room, nick)

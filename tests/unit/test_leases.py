@@ -23,7 +23,7 @@ LEASE_S = 60.0
 def db(postgres_store: Store) -> Iterator[Store]:
     with postgres_store.engine.begin() as connection:
         connection.exec_driver_sql("TRUNCATE lease")
-    yield postgres_store
+    return postgres_store
 
 
 def beat(db: Store, me: str, rooms: list[str] = ROOMS, *, serving: bool = True) -> leases.Held:
@@ -56,7 +56,9 @@ def assert_each_room_once(held: dict[str, leases.Held], rooms: list[str] = ROOMS
 
 def test_three_processes_share_the_rooms_fairly_and_settle(db: Store) -> None:
     first = beat(db, "a")
-    assert first.rooms == set(ROOMS) and first.fresh == set(ROOMS) and first.desk
+    assert first.rooms == set(ROOMS)
+    assert first.fresh == set(ROOMS)
+    assert first.desk
     held = rounds(db, ["a", "b", "c"])
     assert_each_room_once(held)
     assert sorted(len(h.rooms) for h in held.values()) == [3, 3, 4]
@@ -87,15 +89,19 @@ def test_a_process_that_cannot_serve_gives_everything_up(db: Store) -> None:
     held = rounds(db, ["a", "b"])
     desk_was = "a" if held["a"].desk else "b"
     gone = beat(db, desk_was, serving=False)
-    assert gone.rooms == set() and not gone.desk
+    assert gone.rooms == set()
+    assert not gone.desk
     other = "b" if desk_was == "a" else "a"
     took = beat(db, other)
-    assert took.rooms == set(ROOMS) and took.desk and took.processes == 1
+    assert took.rooms == set(ROOMS)
+    assert took.desk
+    assert took.processes == 1
 
 
 def test_a_clean_stop_and_a_room_no_longer_served(db: Store) -> None:
     rounds(db, ["a", "b"])
     leases.release(db, me="a")
     b = beat(db, "b", ROOMS[:-1])
-    assert b.rooms == set(ROOMS[:-1]) and b.desk
+    assert b.rooms == set(ROOMS[:-1])
+    assert b.desk
     assert ROOMS[-1] not in leases.holders(db)
