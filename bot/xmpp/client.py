@@ -81,6 +81,7 @@ class XmppEdge(slixmpp.ClientXMPP):
         full_jid = settings.full_jid if resource is None else f"{settings.jid}/{resource}"
         super().__init__(full_jid, password)
         self.desk = desk
+        self.shared = resource is not None  # several processes: the priority says who answers
         self.settings = settings
         self.services = frozenset(services)  # the MUC services served: their JIDs are rooms
         self.bot: Bot | None = None
@@ -198,7 +199,7 @@ class XmppEdge(slixmpp.ClientXMPP):
         self._backoff = BACKOFF_FIRST_S
         self._in_session, self._suspended = True, False
         self._held.clear()
-        self.send_presence(ppriority=DESK_PRIORITY if self.desk else BACK_PRIORITY)
+        self.send_presence(ppriority=self._priority())
         self.online.set()
         self.liveness.start()
         log.info("connected as %s", self.boundjid)
@@ -213,7 +214,12 @@ class XmppEdge(slixmpp.ClientXMPP):
             return
         self.desk = desk
         if self._in_session and not self._suspended:
-            self.send_presence(ppriority=DESK_PRIORITY if desk else BACK_PRIORITY)
+            self.send_presence(ppriority=self._priority())
+
+    def _priority(self) -> int | None:
+        if not self.shared:
+            return None  # one process: no priority (0)
+        return DESK_PRIORITY if self.desk else BACK_PRIORITY
 
     def for_me(self, to: str | None) -> bool:
         """A message addressed to this process's full JID, or to the bare JID while it holds
