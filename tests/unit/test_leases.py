@@ -1,17 +1,23 @@
 """store.leases on PostgreSQL: each room held by one live process, fair shares that settle
-and stay, rooms of a dead process taken over (not "fresh"), a clean stop giving all back.
+and stay, rooms of a dead process taken over (not "fresh"), a clean stop giving all back;
+bot.cluster: a process that cannot renew stops serving in time, one cut from XMPP at once.
 
 Time passing is staged by writing the leases' expiry into the past (the database's clock
 decides), never by sleeping."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections import Counter
 from collections.abc import Iterator
 
 import pytest
 
+from bot.cluster import Cluster
+from bot.config import ClusterSettings, Settings
 from store import Store, leases
+from tests.conftest import SettingsFactory
 
 pytestmark = pytest.mark.postgres
 
@@ -105,3 +111,119 @@ def test_a_clean_stop_and_a_room_no_longer_served(db: Store) -> None:
     assert b.rooms == set(ROOMS[:-1])
     assert b.desk
     assert ROOMS[-1] not in leases.holders(db)
+
+
+# --- bot.cluster: the process side ----------------------------------------------------------
+
+
+class Served:
+    """What a Cluster told its process to serve, as it happens."""
+
+    def __init__(self) -> None:
+        self.now: frozenset[str] = frozenset()
+        self.changed = asyncio.Event()
+        self.desk = False
+
+    def serve(self, rooms: frozenset[str], _fresh: frozenset[str]) -> None:
+        if rooms != self.now:
+            self.now = rooms
+            self.changed.set()
+
+    def on_desk(self, desk: bool) -> None:
+        self.desk = desk
+
+    async def becomes(self, rooms: set[str], timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while self.now != rooms:
+                self.changed.clear()
+                await self.changed.wait()
+
+
+def shared_settings(settings: SettingsFactory, db: Store) -> Settings:
+    return settings(
+        store={"url": db.url}, rooms={"autojoin": ROOMS[:3]},
+        pools={"names": ["conference.example.org"]},
+        cluster={"enabled": True, "lease_s": 1.0, "renew_s": 0.25},
+    )
+
+
+async def test_a_process_that_cannot_renew_stops_serving_before_its_leases_run_out(
+    db: Store, settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    served = Served()
+    cluster = Cluster(shared_settings(settings, db), db, me="a", serve=served.serve,
+                      on_desk=served.on_desk)
+    cluster.set_online(True)
+    await cluster.start()
+    try:
+        await served.becomes(set(ROOMS[:3]))
+        assert served.desk
+        # The database stops answering: every renewal hangs.
+        answering = threading.Event()
+        real_tick = leases.tick
+
+        def hung(*args: object, **kwargs: object) -> leases.Held:
+            answering.wait(10)
+            return real_tick(*args, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(leases, "tick", hung)
+        loop = asyncio.get_running_loop()
+        since = loop.time()
+        await served.becomes(set())
+        stopped_after = loop.time() - since
+        assert not served.desk
+        # Within lease_s - renew_s of the last renewal asked for: before anyone may take over.
+        assert stopped_after < 1.0
+        assert leases.holders(db) == dict.fromkeys(ROOMS[:3], "a")  # the database still says a
+        monkeypatch.setattr(leases, "tick", real_tick)
+        answering.set()
+        await served.becomes(set(ROOMS[:3]))  # the database is back: so is the process
+    finally:
+        answering.set()
+        await cluster.stop()
+    assert leases.holders(db) == {}  # a clean stop gives every lease back
+
+
+async def test_a_process_cut_from_xmpp_gives_its_rooms_up_at_once(
+    db: Store, settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    released = threading.Event()
+    real_tick = leases.tick
+
+    def watched(*args: object, **kwargs: object) -> leases.Held:
+        held = real_tick(*args, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("serving") is False:
+            released.set()
+        return held
+
+    monkeypatch.setattr(leases, "tick", watched)
+    served = Served()
+    cluster = Cluster(shared_settings(settings, db), db, me="a", serve=served.serve,
+                      on_desk=served.on_desk)
+    cluster.set_online(True)
+    await cluster.start()
+    try:
+        await served.becomes(set(ROOMS[:3]))
+        cluster.set_online(False)
+        assert served.now == frozenset()
+        assert not served.desk
+        assert await asyncio.to_thread(released.wait, 5)  # the beat, poked at once
+        assert leases.holders(db) == {}
+        other = beat(db, "b", ROOMS[:3])
+        assert other.rooms == set(ROOMS[:3])
+        assert other.desk
+    finally:
+        await cluster.stop()
+
+
+def test_several_processes_need_postgresql_and_a_renewal_within_half_a_lease(
+    settings: SettingsFactory,
+) -> None:
+    assert ClusterSettings(enabled=True).problems("sqlite:///x.db") == [
+        "config: cluster.enabled: several processes share only a PostgreSQL database "
+        "(store.url is not postgresql+psycopg://…)"
+    ]
+    assert ClusterSettings(enabled=True, lease_s=4, renew_s=3).problems(
+        "postgresql+psycopg://h/db"
+    ) == ["config: cluster.renew_s: 3 must be at most half of cluster.lease_s (4)"]
+    assert ClusterSettings(enabled=False).problems("sqlite:///x.db") == []
