@@ -138,6 +138,8 @@ class App:
     def on_message(self, message: Message) -> None:
         """Decide at once (on the loop) whether this is a command and whether it is within
         the limits; the command itself runs as a task."""
+        if self.cluster is not None and not self.cluster.vouched():
+            return  # several processes: this one's leases have run out, or are running out
         command = self._recognise(message)
         if command is None or not self._within_limits(command):
             return
@@ -148,7 +150,8 @@ class App:
     def on_presence(self, presence: Presence) -> None:
         for change in self.rooms.update(presence):
             if isinstance(change, Arrival):
-                self._spawn(self.announcer.arrival(change))
+                if self.cluster is None or self.cluster.vouched():
+                    self._spawn(self.announcer.arrival(change))
             elif isinstance(change, Joined):
                 taken_over = self.membership.joined(change.room)
                 if self.cluster is not None:
@@ -160,6 +163,10 @@ class App:
                 self.membership.gone(change.room, why, final=final)
             elif isinstance(change, Promoted):  # ask for the occupants again, JIDs and all
                 self.transport.join(change.room, presence.nick)
+
+    def on_sibling(self, resource: str, available: bool) -> None:
+        if self.cluster is not None:
+            self.cluster.sibling(resource, available)
 
     def on_link(self, up: bool) -> None:
         """The connection to the server is up (a new session, or one resumed) or down (even

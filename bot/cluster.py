@@ -45,9 +45,11 @@ class Cluster:
         self.online = False
         self.rooms: frozenset[str] = frozenset()
         self.desk = False
+        self._ended: set[str] = set()  # processes whose XMPP session the server ended
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
+        self._safe_until = 0.0  # loop time: the leases held are vouched for until then
 
     async def start(self) -> None:
         self._task = asyncio.create_task(self._beat(), name="leases")
@@ -72,21 +74,40 @@ class Cluster:
             self._drop("the XMPP stream is down")
         self.poke()
 
+    def sibling(self, resource: str, available: bool) -> None:
+        """Another process's XMPP session (resource `<xmpp.resource>-<id>`) came or ended.
+        One that ended is out of every room (the server took it out), so its leases are
+        freed at the next beat, now, rather than when they run out: a SIGKILLed process's
+        rooms are served again within a beat and their joins."""
+        prefix = f"{self.settings.xmpp.resource}-" if self.settings.xmpp is not None else "-"
+        process = resource.removeprefix(prefix)
+        if process == resource or process == self.me:
+            return
+        if available:
+            self._ended.discard(process)
+        else:
+            log.info("process %s left the XMPP server: taking its rooms over", process)
+            self._ended.add(process)
+            self.poke()
+
     async def _beat(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             asked = loop.time()
+            ended = frozenset(self._ended)
             try:
                 held = await self.store.run(
                     leases.tick, self.store, me=self.me, lease_s=self.lease_s,
                     served=self.settings.rooms.autojoin, pools=self.settings.pools.names,
-                    serving=self.online,
+                    serving=self.online, ended=ended,
                 )
             except Exception as exc:  # the database is away: the watchdog stops us in time
                 log.warning("cannot renew the leases: %s", exc)
             else:
+                self._ended -= ended
                 safe_until = asked + self.lease_s - self.renew_s
                 if self.online and loop.time() < safe_until:
+                    self._safe_until = safe_until
                     self._arm(safe_until)
                     self._apply(held)
             with contextlib.suppress(TimeoutError):
@@ -114,8 +135,15 @@ class Cluster:
                      "holding" if held.desk else "no longer holding")
             self.on_desk(held.desk)
 
+    def vouched(self) -> bool:
+        """Whether this process may act now: its leases were renewed recently enough. (A
+        process frozen for a while, then woken, reads what waited in its socket before its
+        watchdog's turn comes: this is asked first.)"""
+        return asyncio.get_running_loop().time() < self._safe_until
+
     def _drop(self, why: str) -> None:
         """Serve nothing (no lease can be vouched for now)."""
+        self._safe_until = 0.0
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None

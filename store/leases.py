@@ -5,7 +5,8 @@ and ticks take turns (a transaction-scoped advisory lock), so each sees every le
 last tick left it. Expiry is the database's clock (now(): the transaction's start), never a
 process's. In one tick a process:
 
-- says it is alive (its "process" lease) and forgets processes dead for good;
+- says it is alive (its "process" lease) and forgets processes dead for good, or whose XMPP
+  session the server ended (their rooms are free at once);
 - renews the leases it holds (rooms and the desk);
 - gives up rooms no longer served, and rooms beyond its fair share;
 - takes free rooms (no lease, released, or expired) up to its share, and the desk if free.
@@ -49,11 +50,13 @@ class Held:
 
 def tick(
     store: Store, *, me: str, lease_s: float, served: Iterable[str], pools: Iterable[str],
-    serving: bool = True,
+    serving: bool = True, ended: Iterable[str] = (),
 ) -> Held:
     """One heartbeat of process `me` (blocking; PostgreSQL). `served`: rooms served whatever
     the database says (rooms.autojoin); besides them, the remembered rooms of `pools`.
-    `serving`: False while the process cannot serve (no XMPP): it gives everything up."""
+    `serving`: False while the process cannot serve (no XMPP): it gives everything up.
+    `ended`: processes whose XMPP session the server has ended (out of every room): their
+    leases are freed now."""
     with store.engine.begin() as rows:
         rows.execute(_LOCK)
         now: datetime = rows.execute(select(func.now())).scalar_one()
@@ -65,6 +68,14 @@ def tick(
         rows.execute(
             delete(Lease).where(col(Lease.kind) == PROCESS, col(Lease.expires) <= now)
         )
+        out = sorted(set(ended) - {me})
+        if out:
+            rows.execute(update(Lease).where(
+                col(Lease.holder).in_(out), col(Lease.kind).in_((ROOM, DESK))
+            ).values(holder=None, expires=now))
+            rows.execute(
+                delete(Lease).where(col(Lease.kind) == PROCESS, col(Lease.key).in_(out))
+            )
         _upsert(rows, PROCESS, [me], me, until, now, take_any=True)
         processes = set(rows.execute(
             select(col(Lease.key)).where(col(Lease.kind) == PROCESS)

@@ -106,6 +106,8 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.add_event_handler("session_end", self._session_end)
         self.add_event_handler("disconnected", self._disconnected)
         self.add_event_handler("failed_auth", self._failed_auth)
+        self.add_event_handler("presence_available", self._sibling_presence)
+        self.add_event_handler("presence_unavailable", self._sibling_presence)
         self.add_filter("out", self._xml_safe)
 
     def _muc_plugin(self) -> muc.MucPlugin:
@@ -279,6 +281,18 @@ class XmppEdge(slixmpp.ClientXMPP):
     def _xml_safe(stanza: Any) -> Any:
         stanzas.make_xml_safe(stanza.xml)
         return stanza
+
+    def _sibling_presence(self, presence: Any) -> None:
+        """Another session of the bot's own account came or went. Only the account's own
+        sessions can send from its bare JID (the server stamps it): when one ends, the server
+        has taken it out of every room, and its rooms can be served again at once."""
+        sender = presence["from"]
+        if (
+            self.shared and self.bot is not None and sender.bare == self.boundjid.bare
+            and sender.resource and sender.full != self.boundjid.full
+            and not stanzas.has_any(presence.xml, *stanzas.DELAYS)
+        ):
+            self.bot.on_sibling(sender.resource, presence["type"] != "unavailable")
 
     def _failed_auth(self, _event: Any) -> None:
         log.error("the server refused the bot's credentials for %s", self.settings.jid)

@@ -24,6 +24,9 @@ class Bot(Backend, Protocol):
 
     def on_offline(self) -> None: ...
 
+    def on_sibling(self, resource: str, available: bool) -> None:
+        """Another session of the bot's own account (another process) came or went."""
+
     def on_link(self, up: bool) -> None:
         """The connection is up (a session started or resumed) or down (even if resumable)."""
 

@@ -5,6 +5,10 @@ Which rooms each process serves is read from its log ("joined ROOM", "left ROOM 
 longer leased …)", "no longer serving …"); who answers what from the messages the test
 clients receive, each from one process's own resource. The leases are shortened through
 the config (lease_s 4, renew_s 1), never by sleeping.
+
+Two ways a process goes: SIGKILL (the server ends its session and tells the bot's other
+sessions, which take its rooms over at once) and SIGSTOP (its session stays up, doing
+nothing: its leases run out, and someone joins one of its rooms in that gap).
 """
 
 from __future__ import annotations
@@ -12,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +29,7 @@ from slixmpp import JID
 
 from bot.commands.text import attached_sentence, welcome_sentence
 from tests.harness.prosody import Prosody
+from tests.harness.xmpp_client import sent_by
 from tests.integration.conftest import create_room, jid, write_config
 from tests.integration.test_faults import ROOT, BotProcess, until
 
@@ -75,23 +82,14 @@ def each_room_once(processes: list[BotProcess], rooms: list[str]) -> bool:
     return set(counts) == set(rooms) and set(counts.values()) == {1} and all(held)
 
 
-def from_bot(process_jid: str | None = None, *, bare: str) -> object:
-    def match(message: object) -> bool:
-        sender = message["from"]  # type: ignore[index]
-        if process_jid is not None:
-            return str(sender) == process_jid and bool(message["body"])  # type: ignore[index]
-        return sender.bare == bare and bool(message["body"])  # type: ignore[index]
-    return match
-
-
 pytestmark = [pytest.mark.xmpp, pytest.mark.postgres, pytest.mark.postgres_only]
 
 
-async def test_three_processes_share_the_rooms_and_take_over_from_a_killed_one(
+async def test_three_processes_share_the_rooms_and_take_over_from_killed_and_frozen_ones(
     prosody: Prosody, tmp_path: Path, people,
 ) -> None:
-    rooms = sorted([await create_room(prosody, f"shared{i}-{tmp_path.name[-6:].lower()}@"
-                                               f"{prosody.muc}") for i in range(4)])
+    rooms = sorted([await create_room(prosody, f"shared{uuid.uuid4().hex[:8]}@{prosody.muc}")
+                    for _ in range(4)])
     config = shared_config(prosody, tmp_path, rooms)
     bot_jid = jid(prosody, "addinbot")
     processes = [BotProcess(config, tmp_path / f"bot{i}.log") for i in range(3)]
@@ -109,7 +107,7 @@ async def test_three_processes_share_the_rooms_and_take_over_from_a_killed_one(
         desk = next(p for p in processes if holds_desk(p))
         url = "https://stocks.example.org/panel"
         admin.send_chat(bot_jid, f"register Stocks {url}")
-        answer = await admin.wait_for(from_bot(bare=bot_jid), 10)
+        answer = await admin.wait_for(sent_by(bot_jid), 10)
         assert str(answer["from"]) == resource(desk)
         for room in rooms:  # each room's holder announces it, once
             reply = await admin.ask(bot_jid, f"attach {room} Stocks")
@@ -120,7 +118,7 @@ async def test_three_processes_share_the_rooms_and_take_over_from_a_killed_one(
         # A message to a process's own resource is answered there, desk or not.
         other = next(p for p in processes if p is not desk)
         admin.send_chat(resource(other), "list")
-        reply = await admin.wait_for(from_bot(resource(other), bare=bot_jid), 10)
+        reply = await admin.wait_for(sent_by(resource(other)), 10)
         assert "Stocks" in reply["body"]
         # Joiners told once, by whichever process serves the room.
         welcome = welcome_sentence("Stocks", url)
@@ -129,25 +127,43 @@ async def test_three_processes_share_the_rooms_and_take_over_from_a_killed_one(
             await bob.wait_for(lambda m, r=room: m["from"] == JID(f"{r}/AddinBot")
                                and m["body"] == welcome, 10)
 
-        # SIGKILL the desk holder; a joiner comes while nobody serves its rooms.
+        # SIGKILL the desk holder: the server ends its session, which takes it out of
+        # every room and tells the bot's other sessions; they take its rooms over at once.
         victim = desk
         lost = sorted(serving(victim))
         survivors = [p for p in processes if p is not victim]
         killed_at = time.monotonic()
         victim.kill()
-        carol = await people("carol")
-        await carol.join_room(lost[0], "carol")
-        assert not any(lost[0] in serving(p) for p in survivors), "no gap to join in"
         await until(lambda: each_room_once(survivors, rooms), "the rooms taken over",
                     TAKEOVER_MOST_S + 5)
         took = time.monotonic() - killed_at
         print(f"\nSIGKILL -> {len(lost)} room(s) served again by the others in {took:.2f} s")
         assert took <= TAKEOVER_MOST_S
-        await carol.wait_for(lambda m: m["from"] == JID(f"{lost[0]}/AddinBot")
-                             and m["body"] == welcome, 10)
-        # A new desk answers; a change from the command line is announced once, by the
-        # room's new holder.
         await until(lambda: sum(map(holds_desk, survivors)) == 1, "a new desk", 10)
+
+        # Freeze another (SIGSTOP: its session stays up, it does nothing): its leases run
+        # out and the last process takes its rooms over. Someone joins in the gap.
+        frozen, last = survivors
+        stranded = sorted(serving(frozen))
+        frozen_at = time.monotonic()
+        assert frozen.process is not None
+        frozen.process.send_signal(signal.SIGSTOP)
+        carol = await people("carol")
+        await carol.join_room(stranded[0], "carol")
+        assert stranded[0] not in serving(last), "no gap to join in"
+        await until(lambda: each_room_once([last], rooms), "the frozen one's rooms taken over",
+                    TAKEOVER_MOST_S + 5)
+        took_frozen = time.monotonic() - frozen_at
+        print(f"SIGSTOP -> {len(stranded)} room(s) served again in {took_frozen:.2f} s")
+        assert took_frozen <= TAKEOVER_MOST_S
+        await carol.wait_for(lambda m: m["from"] == JID(f"{stranded[0]}/AddinBot")
+                             and m["body"] == welcome, 10)
+        frozen.kill()
+        survivors = [last]
+        lost = stranded
+        # The last one holds the desk; a change from the command line is announced once, by
+        # the room's new holder.
+        await until(lambda: holds_desk(last), "the desk", 10)
         reply = await admin.ask(bot_jid, "register Other https://other.example.org/", 10)
         assert reply.startswith("Registered “Other”"), reply
         done = await asyncio.to_thread(
@@ -166,7 +182,7 @@ async def test_three_processes_share_the_rooms_and_take_over_from_a_killed_one(
         # A last round trip through every survivor, then count everything received.
         for process in survivors:
             admin.send_chat(resource(process), "help")
-            await admin.wait_for(from_bot(resource(process), bare=bot_jid), 10)
+            await admin.wait_for(sent_by(resource(process)), 10)
         clients = {"alice": alice, "bob": bob, "carol": carol, "mallory": mallory}
         got = {name: [m for m in client.drain() if m["body"]] for name, client in clients.items()}
         welcomes = Counter(
