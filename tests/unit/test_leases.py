@@ -91,6 +91,15 @@ def test_a_dead_process_s_rooms_are_taken_over_and_it_gets_its_share_back(db: St
     assert rounds(db, ["a", "b", "c"], n=2) == back
 
 
+def test_a_process_whose_xmpp_session_ended_loses_its_leases_at_once(db: Store) -> None:
+    rounds(db, ["a", "b"])
+    after = leases.tick(db, me="b", lease_s=LEASE_S, served=ROOMS, pools=(), ended=["a", "b"])
+    assert after.rooms == set(ROOMS)  # a's unexpired leases freed, b's own untouched
+    assert after.desk
+    assert after.processes == 1
+    assert not after.fresh  # taken over
+
+
 def test_a_process_that_cannot_serve_gives_everything_up(db: Store) -> None:
     held = rounds(db, ["a", "b"])
     desk_was = "a" if held["a"].desk else "b"
