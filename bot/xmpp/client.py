@@ -259,12 +259,12 @@ class XmppEdge(slixmpp.ClientXMPP):
     def _disconnected(self, reason: Any) -> None:
         self.online.clear()
         self.liveness.stop()
-        if self.bot is not None:
-            self.bot.on_link(False)
         if self._stopping or not self._resumable():
             self._session_over()  # (done already where slixmpp saw the session end)
         else:
             self._suspended = True  # hold what the bot sends until the stream is resumed
+        if self.bot is not None:  # (after the above: leaves it sends now are held or dropped)
+            self.bot.on_link(False)
         if not self._stopping:
             self._retry_later(str(reason))
 

@@ -8,9 +8,10 @@ decides), never by sleeping."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -156,9 +157,9 @@ def shared_settings(settings: SettingsFactory, db: Store) -> Settings:
     )
 
 
-async def test_a_process_that_cannot_renew_stops_serving_before_its_leases_run_out(
-    db: Store, settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@contextlib.asynccontextmanager
+async def serving(settings: SettingsFactory, db: Store) -> AsyncIterator[tuple[Cluster, Served]]:
+    """Process "a" on the leases, alone: serving the three autojoin rooms, and the desk."""
     served = Served()
     cluster = Cluster(shared_settings(settings, db), db, me="a", serve=served.serve,
                       on_desk=served.on_desk)
@@ -167,8 +168,17 @@ async def test_a_process_that_cannot_renew_stops_serving_before_its_leases_run_o
     try:
         await served.becomes(set(ROOMS[:3]))
         assert served.desk
+        yield cluster, served
+    finally:
+        await cluster.stop()
+
+
+async def test_a_process_that_cannot_renew_stops_serving_before_its_leases_run_out(
+    db: Store, settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answering = threading.Event()
+    async with serving(settings, db) as (_cluster, served):
         # The database stops answering: every renewal hangs.
-        answering = threading.Event()
         real_tick = leases.tick
 
         def hung(*args: object, **kwargs: object) -> leases.Held:
@@ -187,9 +197,6 @@ async def test_a_process_that_cannot_renew_stops_serving_before_its_leases_run_o
         monkeypatch.setattr(leases, "tick", real_tick)
         answering.set()
         await served.becomes(set(ROOMS[:3]))  # the database is back: so is the process
-    finally:
-        answering.set()
-        await cluster.stop()
     assert leases.holders(db) == {}  # a clean stop gives every lease back
 
 
@@ -206,13 +213,7 @@ async def test_a_process_cut_from_xmpp_gives_its_rooms_up_at_once(
         return held
 
     monkeypatch.setattr(leases, "tick", watched)
-    served = Served()
-    cluster = Cluster(shared_settings(settings, db), db, me="a", serve=served.serve,
-                      on_desk=served.on_desk)
-    cluster.set_online(True)
-    await cluster.start()
-    try:
-        await served.becomes(set(ROOMS[:3]))
+    async with serving(settings, db) as (cluster, served):
         cluster.set_online(False)
         assert served.now == frozenset()
         assert not served.desk
@@ -221,8 +222,6 @@ async def test_a_process_cut_from_xmpp_gives_its_rooms_up_at_once(
         other = beat(db, "b", ROOMS[:3])
         assert other.rooms == set(ROOMS[:3])
         assert other.desk
-    finally:
-        await cluster.stop()
 
 
 def test_several_processes_need_postgresql_and_a_renewal_within_half_a_lease(
