@@ -64,6 +64,9 @@ class Membership:
         # Leased rooms some process served before: those present on joining who were not
         # told the add-in (they came while nobody served the room) are told on joining.
         self.taken_over: set[str] = set()
+        # Left (`leave`) or given up for good here, while a beat that began before may still
+        # hand them over: not joined again until a beat no longer does.
+        self._given_up: set[str] = set()
 
     async def join_all(self) -> None:
         """The stream is up: join every room the bot serves."""
@@ -96,6 +99,8 @@ class Membership:
         before). Rooms no longer leased are left at once; new ones joined."""
         if not self.leased:
             return
+        self._given_up &= rooms
+        rooms -= self._given_up
         for room in sorted(self.wanted - rooms):
             self._stop_serving(room)
         for room in sorted(rooms - self.wanted):
@@ -190,11 +195,14 @@ class Membership:
         if room is None or names.pool_of(room) not in self.settings.pools.names:
             return
         if change.action == "join" and self.leased:
+            self._given_up.discard(room)
             self.poke_leases()  # one process will have it
         elif change.action == "join" and room not in self.wanted:
             self.wanted.add(room)
             self.join(room)
         elif change.action == "leave" and room in self.wanted:
+            if self.leased:
+                self._given_up.add(room)
             self.wanted.discard(room)
             nick = self.rooms.nick_in(room)
             self.rooms.forget(room)
@@ -208,6 +216,8 @@ class Membership:
             return  # we left it on purpose
         if final:
             log.warning("stopped trying %s: %s", room, why)
+            if self.leased:
+                self._given_up.add(room)
             self.wanted.discard(room)
             self.spawn(self._record_stop(room, why))
             return
