@@ -90,21 +90,25 @@ async def test_three_processes_share_the_rooms_and_take_over_from_killed_and_fro
 ) -> None:
     rooms = sorted([await create_room(prosody, f"shared{uuid.uuid4().hex[:8]}@{prosody.muc}")
                     for _ in range(4)])
-    config = shared_config(prosody, tmp_path, rooms)
+    config = shared_config(prosody, tmp_path, rooms[:3])  # the fourth is joined by `join`
     bot_jid = jid(prosody, "addinbot")
     processes = [BotProcess(config, tmp_path / f"bot{i}.log") for i in range(3)]
     try:
         for process in processes:
             await process.start()
-        await until(lambda: each_room_once(processes, rooms), "each room served once", 30)
+        await until(lambda: each_room_once(processes, rooms[:3]), "each room served once", 30)
         await until(lambda: sum(map(holds_desk, processes)) == 1, "one desk", 10)
         assert len({resource(p) for p in processes}) == 3  # a resource each
+        desk = next(p for p in processes if holds_desk(p))
 
         alice, admin, bob = await people("alice"), await people("admin"), await people("bob")
+        # Direct messages to the bare JID: answered once, by the desk; a room joined there
+        # is served by one process.
+        reply = await admin.ask(bot_jid, f"join {rooms[3]}", 10)
+        assert reply == f"Joining {rooms[3]}; the bot will rejoin it after restarts."
+        await until(lambda: each_room_once(processes, rooms), "the joined room served", 10)
         for room in rooms:
             await alice.join_room(room, "alice")
-        # Direct messages to the bare JID: answered once, by the desk.
-        desk = next(p for p in processes if holds_desk(p))
         url = "https://stocks.example.org/panel"
         admin.send_chat(bot_jid, f"register Stocks {url}")
         answer = await admin.wait_for(sent_by(bot_jid), 10)
