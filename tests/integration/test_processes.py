@@ -145,9 +145,10 @@ async def test_three_processes_share_the_rooms_and_take_over_from_killed_and_fro
         assert took <= TAKEOVER_MOST_S
         await until(lambda: sum(map(holds_desk, survivors)) == 1, "a new desk", 10)
 
-        # Freeze another (SIGSTOP: its session stays up, it does nothing): its leases run
-        # out and the last process takes its rooms over. Someone joins in the gap.
-        frozen, last = survivors
+        # Freeze the other one (SIGSTOP: its session stays up, it does nothing): its leases
+        # run out and the new desk takes its rooms over. Someone joins in the gap.
+        last = next(p for p in survivors if holds_desk(p))
+        frozen = next(p for p in survivors if p is not last)
         stranded = sorted(serving(frozen))
         frozen_at = time.monotonic()
         assert frozen.process is not None
