@@ -46,6 +46,7 @@ class Announcer:
         self, store: Store, transport: Transport, rooms: Rooms, *, cooldown_s: int,
         on_membership: Callable[[AuditEntry], None], on_changes: Callable[[], None],
         shared: bool = False, own_jid: str | None = None,
+        announces: Callable[[str, int], bool] = lambda _room, _change: True,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -59,6 +60,7 @@ class Announcer:
         # own JID) are never anyone to tell.
         self.shared = shared
         self.own_jid = own_jid
+        self.announces = announces  # (room, audit id): this process's to say there?
         self._noting: set[asyncio.Task[None]] = set()
         self.cursor = 0  # the last change announced
         self._wake = asyncio.Event()
@@ -170,9 +172,10 @@ class Announcer:
             # since; if the URL changed again meanwhile, none match and the later change
             # announces it).
             for info in change.rooms:
-                if self.rooms.is_live(info.jid):
+                if self.rooms.is_live(info.jid) and self.announces(info.jid, entry.id):
                     self._say_attached(info)
-        elif entry.action == "detach" and entry.room and self.rooms.is_live(entry.room):
+        elif (entry.action == "detach" and entry.room and self.rooms.is_live(entry.room)
+              and self.announces(entry.room, entry.id)):
             unregistered = entry.detail == addins.FORCED_DETACH
             self.transport.send_room(
                 entry.room, detached_sentence(entry.addin, unregistered=unregistered)

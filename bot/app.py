@@ -92,13 +92,14 @@ class App:
             on_membership=lambda change: self.membership.follow(change),
             on_changes=self.dispatcher.answers.changed,
             shared=settings.cluster.enabled, own_jid=settings.xmpp.jid,
+            announces=lambda room, change: self.membership.announces(room, change),
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.cluster: Cluster | None = None
         if settings.cluster.enabled:
             self.cluster = Cluster(
-                settings, store, me=me, serve=lambda rooms, fresh: self.membership.serve(
-                    rooms, fresh), on_desk=on_desk,
+                settings, store, me=me, on_desk=on_desk,
+                serve=lambda rooms, fresh, since: self.membership.serve(rooms, fresh, since),
             )
         self.membership = Membership(
             settings, store, self.rooms, transport, spawn=self._spawn, changed=self.changed,

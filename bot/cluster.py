@@ -26,13 +26,14 @@ RELEASE_S = 2.0  # a clean stop waits this long at most to give its leases back
 
 
 class Cluster:
-    """All of its state is the loop's. `serve(rooms, fresh)` is told the rooms to be in
-    (`fresh`: never served before by any process); `on_desk(bool)` whether to answer the
-    bot's bare JID."""
+    """All of its state is the loop's. `serve(rooms, fresh, since)` is told the rooms to be
+    in (`fresh`: never served before by any process; `since`: the last change committed
+    before the rooms new to it were taken); `on_desk(bool)` whether to answer the bot's bare
+    JID."""
 
     def __init__(
         self, settings: Settings, store: Store, *, me: str,
-        serve: Callable[[frozenset[str], frozenset[str]], None],
+        serve: Callable[[frozenset[str], frozenset[str], int], None],
         on_desk: Callable[[bool], None],
     ) -> None:
         self.settings = settings
@@ -46,6 +47,7 @@ class Cluster:
         self.rooms: frozenset[str] = frozenset()
         self.desk = False
         self._ended: set[str] = set()  # processes whose XMPP session the server ended
+        self._leaving: set[str] = set()  # rooms given up and left: freed at the next beat
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
@@ -94,17 +96,18 @@ class Cluster:
         loop = asyncio.get_running_loop()
         while True:
             asked = loop.time()
-            ended = frozenset(self._ended)
+            ended, left = frozenset(self._ended), frozenset(self._leaving)
             try:
                 held = await self.store.run(
                     leases.tick, self.store, me=self.me, lease_s=self.lease_s,
                     served=self.settings.rooms.autojoin, pools=self.settings.pools.names,
-                    serving=self.online, ended=ended,
+                    serving=self.online, ended=ended, left=left,
                 )
             except Exception as exc:  # the database is away: the watchdog stops us in time
                 log.warning("cannot renew the leases: %s", exc)
             else:
                 self._ended -= ended
+                self._leaving -= left
                 safe_until = asked + self.lease_s - self.renew_s
                 if self.online and loop.time() < safe_until:
                     self._safe_until = safe_until
@@ -128,7 +131,8 @@ class Cluster:
                      len(held.rooms), held.processes, len(held.rooms - self.rooms),
                      len(self.rooms - held.rooms))
         self.rooms = held.rooms
-        self.serve(held.rooms, held.fresh)
+        self.serve(held.rooms, held.fresh, held.since)  # out of those given up, before freed
+        self._leaving |= held.leaving
         if held.desk != self.desk:
             self.desk = held.desk
             log.info("%s the desk (direct messages to the bot's bare JID)",
@@ -151,7 +155,7 @@ class Cluster:
             log.warning("no longer serving %d room(s)%s: %s", len(self.rooms),
                         " nor holding the desk" if self.desk else "", why)
         self.rooms = frozenset()
-        self.serve(frozenset(), frozenset())
+        self.serve(frozenset(), frozenset(), 0)
         if self.desk:
             self.desk = False
             self.on_desk(False)

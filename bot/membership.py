@@ -67,6 +67,7 @@ class Membership:
         # Left (`leave`) or given up for good here, while a beat that began before may still
         # hand them over: not joined again until a beat no longer does.
         self._given_up: set[str] = set()
+        self._since: dict[str, int] = {}  # leased room -> the last change before it was taken
 
     async def join_all(self) -> None:
         """The stream is up: join every room the bot serves."""
@@ -94,9 +95,10 @@ class Membership:
                 with contextlib.suppress(Exception):  # one bad room must not keep us in others
                     self.transport.leave(room, nick)
 
-    def serve(self, rooms: frozenset[str], fresh: frozenset[str]) -> None:
+    def serve(self, rooms: frozenset[str], fresh: frozenset[str], since: int = 0) -> None:
         """Several processes: serve exactly the leased `rooms` (`fresh`: served by no process
-        before). Rooms no longer leased are left at once; new ones joined."""
+        before; `since`: the last change committed before those new here were taken). Rooms
+        no longer leased are left at once; new ones joined."""
         if not self.leased:
             return
         self._given_up &= rooms
@@ -105,11 +107,19 @@ class Membership:
             self._stop_serving(room)
         for room in sorted(rooms - self.wanted):
             self.wanted.add(room)
+            self._since[room] = since
             if room not in fresh:
                 self.taken_over.add(room)
             self.join(room)
 
+    def announces(self, room: str, change: int) -> bool:
+        """Whether change `change` (an audit id) is this process's to announce in `room`:
+        always for a single process; with leases, only changes made after the room was
+        taken here (earlier ones were its earlier holder's to say)."""
+        return not self.leased or change > self._since.get(room, change)
+
     def _stop_serving(self, room: str) -> None:
+        self._since.pop(room, None)
         self.wanted.discard(room)
         self.taken_over.discard(room)
         timer = self._timers.pop(room, None)

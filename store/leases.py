@@ -8,14 +8,16 @@ process's. In one tick a process:
 - says it is alive (its "process" lease) and forgets processes dead for good, or whose XMPP
   session the server ended (their rooms are free at once);
 - renews the leases it holds (rooms and the desk);
-- gives up rooms no longer served, and rooms beyond its fair share;
+- frees the rooms it has left since its last tick (`left`), and rooms no longer served;
+- picks the rooms beyond its fair share to give up: it keeps their leases, leaves them, and
+  frees them at its next tick — so no other process joins a room before this one is out;
 - takes free rooms (no lease, released, or expired) up to its share, and the desk if free.
 
 The share: with S rooms served and n live processes, at most ceil(S/n) each; while some
 process holds fewer than floor(S/n), those holding more than floor(S/n) give up their part
-of the difference and take nothing. Rooms are given up by one process and taken by another
-a tick later: nobody's holdings go up and down again (no flapping), and a process that comes
-back reaches its share within two ticks.
+of the difference and take nothing. Rooms move only towards a process that is short, so
+nobody's holdings go up and down again (no flapping); a process that comes back reaches its
+share within a few ticks.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlmodel import col
 
 from store.handle import Store
-from store.models import Lease, Room
+from store.models import AuditEvent, Lease, Room
 
 TICK_LOCK = 0x61646C73  # "adls": ticks take turns
 ROOM, DESK, PROCESS = "room", "desk", "process"
@@ -42,21 +44,24 @@ _LOCK = text(f"SELECT pg_advisory_xact_lock({TICK_LOCK})")
 class Held:
     """What a process holds after a tick."""
 
-    rooms: frozenset[str]
+    rooms: frozenset[str]  # to serve
     fresh: frozenset[str]  # taken now, never served before (no one had a lease on them)
     desk: bool
     processes: int  # live processes, this one included
+    leaving: frozenset[str] = frozenset()  # still leased: leave them, then pass them as `left`
+    since: int = 0  # the last change (audit id) committed before the rooms were taken now
 
 
 def tick(
     store: Store, *, me: str, lease_s: float, served: Iterable[str], pools: Iterable[str],
-    serving: bool = True, ended: Iterable[str] = (),
+    serving: bool = True, ended: Iterable[str] = (), left: Iterable[str] = (),
 ) -> Held:
     """One heartbeat of process `me` (blocking; PostgreSQL). `served`: rooms served whatever
     the database says (rooms.autojoin); besides them, the remembered rooms of `pools`.
     `serving`: False while the process cannot serve (no XMPP): it gives everything up.
     `ended`: processes whose XMPP session the server has ended (out of every room): their
-    leases are freed now."""
+    leases are freed now. `left`: rooms this process was told to leave (`Held.leaving`) and
+    has left since."""
     with store.engine.begin() as rows:
         rows.execute(_LOCK)
         now: datetime = rows.execute(select(func.now())).scalar_one()
@@ -68,6 +73,7 @@ def tick(
         rows.execute(
             delete(Lease).where(col(Lease.kind) == PROCESS, col(Lease.expires) <= now)
         )
+        _release(rows, me, now, set(left))
         out = sorted(set(ended) - {me})
         if out:
             rows.execute(update(Lease).where(
@@ -114,11 +120,10 @@ def tick(
             give = 0
         given = set(sorted(mine, key=lambda room: _order(me, room))[len(mine) - give:])
         mine -= given
-        _release(rows, me, now, given)
-        rows.execute(
+        rows.execute(  # the rooms given up too: freed once this process is out of them
             update(Lease)
             .where(col(Lease.holder) == me, col(Lease.kind) == ROOM,
-                   col(Lease.key).in_(sorted(mine)))
+                   col(Lease.key).in_(sorted(mine | given)))
             .values(expires=until)
         )
         # Take free rooms up to the share (only floor while another process is short).
@@ -130,7 +135,10 @@ def tick(
         mine |= taken
         # The desk.
         desk = bool(_upsert(rows, DESK, [""], me, until, now))
-        return Held(frozenset(mine), frozenset(taken - known), desk, n)
+        # Changes up to here were for the rooms' earlier holders to announce (or, made while
+        # nobody served them, are told to those present when the room is taken over).
+        since = rows.execute(select(func.max(col(AuditEvent.id)))).scalar_one() or 0
+        return Held(frozenset(mine), frozenset(taken - known), desk, n, frozenset(given), since)
 
 
 def release(store: Store, *, me: str) -> None:

@@ -226,7 +226,7 @@ class XmppEdge(slixmpp.ClientXMPP):
     def for_me(self, to: str | None) -> bool:
         """A message addressed to this process's full JID, or to the bare JID while it holds
         the desk: answered here (a message to another resource never reaches it)."""
-        return self.desk or bool(to and JID(to).resource)
+        return self.desk or "/" in (to or "")  # a bare JID has no "/"
 
     def _session_resumed(self, _event: Any) -> None:
         """The server kept the session: the bot is still in its rooms, nothing to redo."""

@@ -26,18 +26,26 @@ ROOMS = [f"r{i}@conference.example.org" for i in range(10)]
 LEASE_S = 60.0
 
 
+LEAVING: dict[str, frozenset[str]] = {}  # each process's rooms to leave, passed back as left
+
+
 @pytest.fixture
 def db(postgres_store: Store) -> Iterator[Store]:
     with postgres_store.engine.begin() as connection:
         connection.exec_driver_sql("TRUNCATE lease")
+    LEAVING.clear()
     return postgres_store
 
 
 def beat(db: Store, me: str, rooms: list[str] = ROOMS, *, serving: bool = True) -> leases.Held:
-    return leases.tick(db, me=me, lease_s=LEASE_S, served=rooms, pools=(), serving=serving)
+    """One tick of process `me`, which left what the last one told it to leave."""
+    held = leases.tick(db, me=me, lease_s=LEASE_S, served=rooms, pools=(), serving=serving,
+                       left=LEAVING.pop(me, frozenset()))
+    LEAVING[me] = held.leaving
+    return held
 
 
-def rounds(db: Store, processes: list[str], n: int = 3) -> dict[str, leases.Held]:
+def rounds(db: Store, processes: list[str], n: int = 5) -> dict[str, leases.Held]:
     held = {}
     for _ in range(n):
         for me in processes:
@@ -74,6 +82,19 @@ def test_three_processes_share_the_rooms_fairly_and_settle(db: Store) -> None:
     again = rounds(db, ["a", "b", "c"], n=2)
     assert {me: h.rooms for me, h in again.items()} == {me: h.rooms for me, h in held.items()}
     assert leases.holders(db) == {room: me for me, h in held.items() for room in h.rooms}
+
+
+def test_a_room_given_up_is_not_taken_before_its_holder_is_out_of_it(db: Store) -> None:
+    assert len(beat(db, "a").rooms) == len(ROOMS)
+    assert beat(db, "b").rooms == set()  # all held by a
+    a = beat(db, "a")  # b is short: a gives half up, still leased while it leaves them
+    assert len(a.leaving) == len(ROOMS) // 2
+    assert a.rooms == set(ROOMS) - a.leaving
+    assert beat(db, "b").rooms == set()  # not before a is out of them
+    assert beat(db, "a").rooms == a.rooms  # a left them: freed
+    b = beat(db, "b")
+    assert b.rooms == a.leaving
+    assert not b.fresh  # served before
 
 
 def test_a_dead_process_s_rooms_are_taken_over_and_it_gets_its_share_back(db: Store) -> None:
@@ -134,7 +155,7 @@ class Served:
         self.changed = asyncio.Event()
         self.desk = False
 
-    def serve(self, rooms: frozenset[str], _fresh: frozenset[str]) -> None:
+    def serve(self, rooms: frozenset[str], _fresh: frozenset[str], _since: int) -> None:
         if rooms != self.now:
             self.now = rooms
             self.changed.set()

@@ -53,8 +53,9 @@ async def test_a_nickname_conflict_is_forgotten_once_the_room_lets_the_bot_in(se
 
 async def test_several_processes_serve_exactly_the_leased_rooms(settings) -> None:
     """With leases (bot.cluster), the rooms served are those handed over: new ones joined
-    (a taken-over one says so once it is joined), others left; a room left by `leave`
-    is not joined again by a beat that began before the leave, only after a new `join`."""
+    (a taken-over one says so once it is joined), others left, and only changes made after
+    a room was taken announced there; a room left by `leave` is not joined again by a beat
+    that began before the leave, only after a new `join`."""
     rooms, edge = Rooms(), FakeEdge()
     started: list[asyncio.Task[None]] = []
 
@@ -71,9 +72,12 @@ async def test_several_processes_serve_exactly_the_leased_rooms(settings) -> Non
     )
     membership.online = True
     other = "ops@conference.localhost"
-    membership.serve(frozenset({ROOM, other}), fresh=frozenset({ROOM}))
+    membership.serve(frozenset({ROOM, other}), fresh=frozenset({ROOM}), since=5)
     await settled()
     assert sorted(edge.joined) == [ROOM, other]
+    # Changes up to 5 were for the rooms' earlier holders to announce; later ones are its.
+    assert not membership.announces(other, 5)
+    assert membership.announces(other, 6)
     assert membership.joined(ROOM) is False  # served by no process before
     assert membership.joined(other) is True  # taken over: those present are looked at
     membership.serve(frozenset({ROOM}), fresh=frozenset())
