@@ -92,7 +92,8 @@ class App:
             on_membership=lambda change: self.membership.follow(change),
             on_changes=self.dispatcher.answers.changed,
             shared=settings.cluster.enabled, own_jid=settings.xmpp.jid,
-            announces=lambda room, change: self.membership.announces(room, change),
+            announces=lambda room, change: self.membership.announces(room, change) and (
+                self.cluster is None or self.cluster.vouched()),
         )
         self._tasks: set[asyncio.Task[None]] = set()
         self.cluster: Cluster | None = None
