@@ -46,7 +46,8 @@ class Announcer:
     def __init__(
         self, store: Store, transport: Transport, rooms: Rooms, *, cooldown_s: int,
         on_membership: Callable[[AuditEntry], None], on_changes: Callable[[], None],
-        tr: Tr = ENGLISH,
+        tr: Tr = ENGLISH, shared: bool = False, own_jid: str | None = None,
+        announces: Callable[[str, int], bool] = lambda _room, _change: True,
     ) -> None:
         self.store = store
         self.tr = tr  # the rooms' language (rooms.lang): room messages and joiners' links
@@ -55,6 +56,14 @@ class Announcer:
         self.cooldown_s = cooldown_s
         self.on_membership = on_membership  # join/leave changes, for the bot to carry out
         self.on_changes = on_changes  # changes were taken in, whoever made them
+        # Several processes (cluster.enabled): a room may pass to another process, which
+        # tells those present who were not told (see `present`). So those who saw an
+        # announcement in the room are noted as told, and the bot's other processes (its
+        # own JID) are never anyone to tell.
+        self.shared = shared
+        self.own_jid = own_jid
+        self.announces = announces  # (room, audit id): this process's to say there?
+        self._noting: set[asyncio.Task[None]] = set()
         self.cursor = 0  # the last change announced
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -165,9 +174,10 @@ class Announcer:
             # since; if the URL changed again meanwhile, none match and the later change
             # announces it).
             for info in change.rooms:
-                if self.rooms.is_live(info.jid):
+                if self.rooms.is_live(info.jid) and self.announces(info.jid, entry.id):
                     self._say_attached(info)
-        elif entry.action == "detach" and entry.room and self.rooms.is_live(entry.room):
+        elif (entry.action == "detach" and entry.room and self.rooms.is_live(entry.room)
+              and self.announces(entry.room, entry.id)):
             unregistered = entry.detail == addins.FORCED_DETACH
             self.transport.send_room(
                 entry.room, detached_sentence(entry.addin, self.tr, unregistered=unregistered)
@@ -181,6 +191,26 @@ class Announcer:
                 Link(info.url, info.addin),
             )
             METRICS.announcement("room")
+            if self.shared:  # those present were told, in the room
+                task = asyncio.create_task(self.present(info.jid, tell=False))
+                self._noting.add(task)
+                task.add_done_callback(self._noting.discard)
+
+    async def present(self, room: str, *, tell: bool) -> None:
+        """Several processes: the occupants of `room` now (the bot's own sessions aside).
+        `tell`: those not told the room's add-in within the cool-down are told now (a room
+        taken over from another process: they joined while no process served it); else they
+        are only noted as told (they saw it announced, or were there before any process
+        served the room, and are not told, as on any first join)."""
+        state = self.rooms.state(room)
+        if state is None:
+            return
+        others = [
+            occupant for occupant in list(state.occupants.values())
+            if occupant.nick != state.nick and occupant.jid != self.own_jid
+        ]
+        for start in range(0, len(others), CLAIM_BATCH):
+            await self._tell_joiners(room, others[start:start + CLAIM_BATCH], tell=tell)
 
     async def arrival(self, arrival: Arrival) -> None:
         """Tell a participant who just joined the room's add-in, unless told recently.
@@ -201,7 +231,7 @@ class Announcer:
             self._arrivals.pop(room, None)
             self._claiming.discard(room)
 
-    async def _tell_joiners(self, room: str, joiners: list[Occupant]) -> None:
+    async def _tell_joiners(self, room: str, joiners: list[Occupant], *, tell: bool = True) -> None:
         try:
             claimed = await self.store.run(
                 addins.claim_announcements, self.store, room=room,
@@ -214,7 +244,7 @@ class Announcer:
             log.exception("telling %d joiner(s) of %s failed", len(joiners), room)
             return
         info, due = claimed.result
-        if info is None or info.addin is None or info.url is None:
+        if not tell or info is None or info.addin is None or info.url is None:
             return
         sentence = welcome_sentence(info.addin, info.url, self.tr)
         link = Link(info.url, info.addin)

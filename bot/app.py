@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import i18n, policy
 from bot.announce import Announcer
+from bot.cluster import Cluster
 from bot.commands import text
 from bot.commands.direct import DIRECT
 from bot.commands.grammar import split_words, strip_direct_prefix, strip_room_prefix
@@ -71,7 +72,12 @@ class _Command:
 
 
 class App:
-    def __init__(self, settings: Settings, store: Store, transport: Transport) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, transport: Transport, *, me: str = "",
+        on_desk: Callable[[bool], None] = lambda _desk: None,
+    ) -> None:
+        """`me`: this process's id among several on one database (cluster.enabled);
+        `on_desk`: told whether this process answers what is sent to the bot's bare JID."""
         assert settings.xmpp is not None  # noqa: S101 - checked before the bot is built
         self.settings = settings
         self.store = store
@@ -91,10 +97,21 @@ class App:
             tr=self.room_tr,
             on_membership=lambda change: self.membership.follow(change),
             on_changes=self.dispatcher.answers.changed,
+            shared=settings.cluster.enabled, own_jid=settings.xmpp.jid,
+            announces=lambda room, change: self.membership.announces(room, change) and (
+                self.cluster is None or self.cluster.vouched()),
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        self.cluster: Cluster | None = None
+        if settings.cluster.enabled:
+            self.cluster = Cluster(
+                settings, store, me=me, on_desk=on_desk,
+                serve=lambda rooms, fresh, since: self.membership.serve(rooms, fresh, since),
+            )
         self.membership = Membership(
-            settings, store, self.rooms, transport, spawn=self._spawn, changed=self.changed
+            settings, store, self.rooms, transport, spawn=self._spawn, changed=self.changed,
+            leased=self.cluster is not None,
+            poke_leases=self.cluster.poke if self.cluster is not None else lambda: None,
         )
         self._senders: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, commands waiting
         limits = settings.limits
@@ -108,10 +125,14 @@ class App:
 
     async def start(self) -> None:
         await self.announcer.start()
+        if self.cluster is not None:
+            await self.cluster.start()
 
     async def stop(self) -> None:
         self.invitations.stop()
         self.membership.leave_all()
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.announcer.stop()
         for task in list(self._tasks):
             task.cancel()
@@ -124,6 +145,8 @@ class App:
     def on_message(self, message: Message) -> None:
         """Decide at once (on the loop) whether this is a command and whether it is within
         the limits; the command itself runs as a task."""
+        if self.cluster is not None and not self.cluster.vouched():
+            return  # several processes: this one's leases have run out, or are running out
         command = self._recognise(message)
         if command is None or not self._within_limits(command):
             return
@@ -134,9 +157,12 @@ class App:
     def on_presence(self, presence: Presence) -> None:
         for change in self.rooms.update(presence):
             if isinstance(change, Arrival):
-                self._spawn(self.announcer.arrival(change))
+                if self.cluster is None or self.cluster.vouched():
+                    self._spawn(self.announcer.arrival(change))
             elif isinstance(change, Joined):
-                self.membership.joined(change.room)
+                taken_over = self.membership.joined(change.room)
+                if self.cluster is not None:
+                    self._spawn(self.announcer.present(change.room, tell=taken_over))
                 self.invitations.joined(change.room)
             elif isinstance(change, Gone):
                 self.invitations.gone(change.room, change.why.value)
@@ -144,6 +170,16 @@ class App:
                 self.membership.gone(change.room, why, final=final)
             elif isinstance(change, Promoted):  # ask for the occupants again, JIDs and all
                 self.transport.join(change.room, presence.nick)
+
+    def on_sibling(self, resource: str, available: bool) -> None:
+        if self.cluster is not None:
+            self.cluster.sibling(resource, available)
+
+    def on_link(self, up: bool) -> None:
+        """The connection to the server is up (a new session, or one resumed) or down (even
+        if it may yet be resumed): several processes hand this one's rooms to the others."""
+        if self.cluster is not None:
+            self.cluster.set_online(up)
 
     def on_join_error(self, room: str, condition: str) -> None:
         self.rooms.forget(room)

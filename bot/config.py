@@ -267,6 +267,31 @@ class InvitationsSettings(_Section):
     room_cooldown_s: float = Field(default=600.0, ge=0)  # one look at a room within this
 
 
+class ClusterSettings(_Section):
+    """Several `addinbot run` on one PostgreSQL database, sharing the rooms (README: "Several
+    processes"). Off: one process serves everything, under the fixed `xmpp.resource`."""
+
+    enabled: bool = False
+    lease_s: float = Field(default=9.0, ge=0.5, le=60.0)  # a room lease lasts this long unrenewed
+    renew_s: float = Field(default=3.0, gt=0.0, le=20.0)  # how often leases are renewed
+
+    def problems(self, store_url: str) -> list[str]:
+        if not self.enabled:
+            return []
+        problems = []
+        if not store_url.startswith("postgresql"):
+            problems.append(
+                "config: cluster.enabled: several processes share only a PostgreSQL database "
+                "(store.url is not postgresql+psycopg://…)"
+            )
+        if self.renew_s * 2 > self.lease_s:
+            problems.append(
+                f"config: cluster.renew_s: {self.renew_s:g} must be at most half of "
+                f"cluster.lease_s ({self.lease_s:g})"
+            )
+        return problems
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
@@ -282,6 +307,7 @@ class Settings(BaseSettings):
     metrics: MetricsSettings = MetricsSettings()
     limits: LimitsSettings = LimitsSettings()
     invitations: InvitationsSettings = InvitationsSettings()
+    cluster: ClusterSettings = ClusterSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -400,6 +426,7 @@ def _cross_checks(settings: Settings) -> list[str]:
                 f"not {xmpp.server_host}"
             )
     problems.extend(settings.metrics.problems())
+    problems.extend(settings.cluster.problems(settings.store.url))
     pools = set(settings.pools.names)
     for room in settings.rooms.autojoin:
         if room.split("@", 1)[1] not in pools:

@@ -6,6 +6,10 @@ again after a kick or a silent drop (waiting longer each time, up to REJOIN_MOST
 another nickname when someone sits on its own, and given up for good — and remembered as
 stopped — when the room bans it, is destroyed, or refuses it for good. Plain values in,
 Transport calls out; it lives in the app (bot.app.App), on the event loop.
+
+With several processes on one database (`cluster.enabled`), the rooms this process serves
+are the ones it holds leases on (bot.cluster), handed over with `serve`; a `join` made
+anywhere is left to the leases, which give the room to one process.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Membership:
         self, settings: Settings, store: Store, rooms: Rooms, transport: Transport, *,
         spawn: Callable[[Coroutine[Any, Any, None]], None],
         changed: Callable[[Sequence[Change]], None],
+        leased: bool = False, poke_leases: Callable[[], None] = lambda: None,
     ) -> None:
         assert settings.xmpp is not None  # noqa: S101 - checked before the bot is built
         self.settings = settings
@@ -56,9 +61,21 @@ class Membership:
         self._asking: set[str] = set()  # rooms asked whether they exist, not yet answered
         self.absent: set[str] = set()  # rooms found not to exist (tried again later)
         self._found: dict[str, float] = {}  # rooms just found to exist: when (loop time)
+        self.leased = leased  # the rooms served are those leased (several processes)
+        self.poke_leases = poke_leases  # look at the leases now: a room was joined somewhere
+        # Leased rooms some process served before: those present on joining who were not
+        # told the add-in (they came while nobody served the room) are told on joining.
+        self.taken_over: set[str] = set()
+        # Left (`leave`) or given up for good here, while a beat that began before may still
+        # hand them over: not joined again until a beat no longer does.
+        self._given_up: set[str] = set()
+        self._since: dict[str, int] = {}  # leased room -> the last change before it was taken
 
     async def join_all(self) -> None:
         """The stream is up: join every room the bot serves."""
+        if self.leased:
+            self.poke_leases()  # the leases say which (bot.cluster)
+            return
         remembered = await self.store.run(addins.list_rooms, self.store, joined_only=True)
         served = set(self.settings.pools.names)
         self.wanted = set(self.settings.rooms.autojoin) | {
@@ -79,6 +96,43 @@ class Membership:
             if nick is not None and self.online:
                 with contextlib.suppress(Exception):  # one bad room must not keep us in others
                     self.transport.leave(room, nick)
+
+    def serve(self, rooms: frozenset[str], fresh: frozenset[str], since: int = 0) -> None:
+        """Several processes: serve exactly the leased `rooms` (`fresh`: served by no process
+        before; `since`: the last change committed before those new here were taken). Rooms
+        no longer leased are left at once; new ones joined."""
+        if not self.leased:
+            return
+        self._given_up &= rooms
+        rooms -= self._given_up
+        for room in sorted(self.wanted - rooms):
+            self._stop_serving(room)
+        for room in sorted(rooms - self.wanted):
+            self.wanted.add(room)
+            self._since[room] = since
+            if room not in fresh:
+                self.taken_over.add(room)
+            self.join(room)
+
+    def announces(self, room: str, change: int) -> bool:
+        """Whether change `change` (an audit id) is this process's to announce in `room`:
+        always for a single process; with leases, only changes made after the room was
+        taken here (earlier ones were its earlier holder's to say)."""
+        return not self.leased or change > self._since.get(room, change)
+
+    def _stop_serving(self, room: str) -> None:
+        self._since.pop(room, None)
+        self.wanted.discard(room)
+        self.taken_over.discard(room)
+        timer = self._timers.pop(room, None)
+        if timer is not None:
+            timer.cancel()
+        nick = self.rooms.nick_in(room)
+        self.rooms.forget(room)
+        log.info("left %s (no longer leased to this process)", room)
+        if nick is not None and self.online:
+            with contextlib.suppress(Exception):  # one bad room must not keep us in others
+                self.transport.leave(room, nick)
 
     def join(self, room: str) -> None:
         """Join `room` once it answers that it exists: a join to a missing room would create
@@ -128,18 +182,21 @@ class Membership:
             self.rooms.forget(room)
             self.gone(room, "cannot join: not a valid room address", final=True)
 
-    def joined(self, room: str) -> None:
+    def joined(self, room: str) -> bool:
         """The room let the bot in. A line per room joined, but one for all the rooms joined
         together on connecting: at a thousand rooms, a line each costs the start-up a tenth
-        of its time."""
+        of its time. True: a room taken over from another process (see taken_over)."""
+        taken_over = room in self.taken_over
+        self.taken_over.discard(room)
         self._rejoin_delay.pop(room, None)
         self._nick_tries.pop(room, None)  # the next join starts from the bot's own nickname
         if room not in self._first_joins:
             log.info("joined %s", room)
-            return
+            return taken_over
         log.debug("joined %s", room)
         self._first_joined += 1
         self._first_answered(room)
+        return taken_over
 
     def join_refused(self, room: str, condition: str, *, final: bool) -> None:
         if condition == "conflict":
@@ -164,10 +221,15 @@ class Membership:
         room = change.room
         if room is None or names.pool_of(room) not in self.settings.pools.names:
             return
-        if change.action == "join" and room not in self.wanted:
+        if change.action == "join" and self.leased:
+            self._given_up.discard(room)
+            self.poke_leases()  # one process will have it
+        elif change.action == "join" and room not in self.wanted:
             self.wanted.add(room)
             self.join(room)
         elif change.action == "leave" and room in self.wanted:
+            if self.leased:
+                self._given_up.add(room)
             self.wanted.discard(room)
             nick = self.rooms.nick_in(room)
             self.rooms.forget(room)
@@ -181,6 +243,8 @@ class Membership:
             return  # we left it on purpose
         if final:
             log.warning("stopped trying %s: %s", room, why)
+            if self.leased:
+                self._given_up.add(room)
             self.wanted.discard(room)
             self.spawn(self._record_stop(room, why))
             return

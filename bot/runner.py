@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import signal
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ from bot.config import ConfigError, Settings, check_runnable, exposed_secrets
 from bot.logs import configure_logging
 from bot.metrics import MetricsServer, MetricsUnavailable, start_metrics
 from bot.xmpp.client import XmppEdge
-from store import Store
+from store import Store, sole
 
 log = logging.getLogger("addinbot")
 
@@ -28,6 +29,11 @@ def run(settings: Settings, *, config_file: Path | None = None) -> int:
         print(warning, file=sys.stderr)
     configure_logging(settings.log.format)
     try:
+        alone = sole.take(settings.store.url)  # SQLite: one process per file
+    except OSError as exc:
+        print(f"addinbot: {exc}", file=sys.stderr)
+        return 1
+    try:
         return asyncio.run(serve(settings))
     except ConfigError as exc:
         for problem in exc.problems:
@@ -36,6 +42,8 @@ def run(settings: Settings, *, config_file: Path | None = None) -> int:
     except MetricsUnavailable as exc:  # a busy port: maybe free in a moment (systemd retries)
         print(exc, file=sys.stderr)
         return 1
+    finally:
+        alone.close()
 
 
 class Service:
@@ -45,8 +53,15 @@ class Service:
         assert settings.xmpp is not None  # noqa: S101 - check_runnable saw to it
         self.settings = settings
         self.store = Store.open(settings.store.url)
-        self.edge = XmppEdge(settings.xmpp, settings.xmpp.secret(), settings.pools.names)
-        self.app = App(settings, self.store, self.edge)
+        # Several processes on one database: each its own id, and its own resource from it
+        # (the desk holder answers the bare JID; README "Several processes").
+        self.me = secrets.token_hex(4)
+        shared = settings.cluster.enabled
+        self.edge = XmppEdge(
+            settings.xmpp, settings.xmpp.secret(), settings.pools.names,
+            resource=f"{settings.xmpp.resource}-{self.me}" if shared else None, desk=not shared,
+        )
+        self.app = App(settings, self.store, self.edge, me=self.me, on_desk=self.edge.set_desk)
         self.edge.bot = self.app
         self.metrics: MetricsServer | None = None  # [metrics] listen: /metrics and /health
 

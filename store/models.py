@@ -79,3 +79,15 @@ class Announcement(SQLModel, table=True):
     addin_id: int
     revision: int
     at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class Lease(SQLModel, table=True):
+    """Who serves what while several processes share the database (store.leases): a room
+    ("room", its JID), the desk that answers direct messages ("desk", ""), or a live process
+    ("process", its id). A lease not renewed by `expires` (the database's clock) is free; a
+    released one keeps its row with no holder, so a room served before is known as such."""
+
+    kind: str = Field(primary_key=True, max_length=16)
+    key: str = Field(primary_key=True, max_length=3071)
+    holder: str | None = Field(default=None, max_length=64)
+    expires: datetime = Field(sa_type=DateTime(timezone=True))

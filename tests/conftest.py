@@ -41,7 +41,7 @@ def _no_addinbot_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 PG_URL = os.environ.get(
     "ADDINBOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
-TABLES = ("announcement", "room", "addin", "pool", "auditevent")  # children first
+TABLES = ("announcement", "room", "addin", "pool", "auditevent", "lease")  # children first
 
 
 @pytest.fixture(scope="session")

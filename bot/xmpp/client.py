@@ -63,9 +63,25 @@ def configure_transport(client: slixmpp.ClientXMPP, settings: XmppSettings) -> N
         client.ca_certs = settings.ca_file
 
 
+# Presence priorities with several processes on one account (cluster.enabled): the server
+# delivers a chat message sent to the bare JID only to the available resources of the highest
+# priority of at least 0 (RFC 6121 8.5.2.1.1; Prosody 0.12: util/presence.lua), so only the
+# process holding the desk has a priority of 0 or more.
+DESK_PRIORITY = 1
+BACK_PRIORITY = -1
+
+
 class XmppEdge(slixmpp.ClientXMPP):
-    def __init__(self, settings: XmppSettings, password: str, services: list[str]) -> None:
-        super().__init__(settings.full_jid, password)
+    def __init__(
+        self, settings: XmppSettings, password: str, services: list[str], *,
+        resource: str | None = None, desk: bool = True,
+    ) -> None:
+        """`resource`: instead of settings.resource (one per process when several share the
+        account); `desk`: whether to answer what is sent to the bare JID (set_desk)."""
+        full_jid = settings.full_jid if resource is None else f"{settings.jid}/{resource}"
+        super().__init__(full_jid, password)
+        self.desk = desk
+        self.shared = resource is not None  # several processes: the priority says who answers
         self.settings = settings
         self.services = frozenset(services)  # the MUC services served: their JIDs are rooms
         self.bot: Bot | None = None
@@ -90,6 +106,8 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.add_event_handler("session_end", self._session_end)
         self.add_event_handler("disconnected", self._disconnected)
         self.add_event_handler("failed_auth", self._failed_auth)
+        self.add_event_handler("presence_available", self._sibling_presence)
+        self.add_event_handler("presence_unavailable", self._sibling_presence)
         self.add_filter("out", self._xml_safe)
 
     def _muc_plugin(self) -> muc.MucPlugin:
@@ -183,12 +201,32 @@ class XmppEdge(slixmpp.ClientXMPP):
         self._backoff = BACKOFF_FIRST_S
         self._in_session, self._suspended = True, False
         self._held.clear()
-        self.send_presence()
+        self.send_presence(ppriority=self._priority())
         self.online.set()
         self.liveness.start()
         log.info("connected as %s", self.boundjid)
         if self.bot is not None:
             self.bot.on_online()
+            self.bot.on_link(True)
+
+    def set_desk(self, desk: bool) -> None:
+        """Answer what is sent to the bot's bare JID, or leave it to another process: the
+        priority tells the server where to deliver it, and `for_me` drops what still comes."""
+        if desk == self.desk:
+            return
+        self.desk = desk
+        if self._in_session and not self._suspended:
+            self.send_presence(ppriority=self._priority())
+
+    def _priority(self) -> int | None:
+        if not self.shared:
+            return None  # one process: no priority (0)
+        return DESK_PRIORITY if self.desk else BACK_PRIORITY
+
+    def for_me(self, to: str | None) -> bool:
+        """A message addressed to this process's full JID, or to the bare JID while it holds
+        the desk: answered here (a message to another resource never reaches it)."""
+        return self.desk or "/" in (to or "")  # a bare JID has no "/"
 
     def _session_resumed(self, _event: Any) -> None:
         """The server kept the session: the bot is still in its rooms, nothing to redo."""
@@ -200,6 +238,8 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.online.set()
         self.liveness.start()
         log.info("stream resumed as %s (%d stanza(s) held sent)", self.boundjid, len(held))
+        if self.bot is not None:
+            self.bot.on_link(True)
 
     def _session_end(self, _event: Any) -> None:
         """The server forgot the session (or would not resume it): so did every room."""
@@ -223,6 +263,8 @@ class XmppEdge(slixmpp.ClientXMPP):
             self._session_over()  # (done already where slixmpp saw the session end)
         else:
             self._suspended = True  # hold what the bot sends until the stream is resumed
+        if self.bot is not None:  # (after the above: leaves it sends now are held or dropped)
+            self.bot.on_link(False)
         if not self._stopping:
             self._retry_later(str(reason))
 
@@ -239,6 +281,18 @@ class XmppEdge(slixmpp.ClientXMPP):
     def _xml_safe(stanza: Any) -> Any:
         stanzas.make_xml_safe(stanza.xml)
         return stanza
+
+    def _sibling_presence(self, presence: Any) -> None:
+        """Another session of the bot's own account came or went. Only the account's own
+        sessions can send from its bare JID (the server stamps it): when one ends, the server
+        has taken it out of every room, and its rooms can be served again at once."""
+        sender = presence["from"]
+        if (
+            self.shared and self.bot is not None and sender.bare == self.boundjid.bare
+            and sender.resource and sender.full != self.boundjid.full
+            and not stanzas.has_any(presence.xml, *stanzas.DELAYS)
+        ):
+            self.bot.on_sibling(sender.resource, presence["type"] != "unavailable")
 
     def _failed_auth(self, _event: Any) -> None:
         log.error("the server refused the bot's credentials for %s", self.settings.jid)

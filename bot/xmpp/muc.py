@@ -126,8 +126,8 @@ class MucPlugin(BasePlugin):
         if xml.get("type") == "groupchat":
             self.edge.liveness.heard(JID(xml.get("from", "")).bare.lower())
         bot = self.edge.bot
-        if bot is None:
-            return
+        if bot is None or not self.edge.for_me(xml.get("to")):
+            return  # sent to the bare JID: another process holds the desk
         if invites.is_invitation(xml):
             self._invitation(xml)  # body or not: never a command
             return

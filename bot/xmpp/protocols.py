@@ -24,6 +24,12 @@ class Bot(Backend, Protocol):
 
     def on_offline(self) -> None: ...
 
+    def on_sibling(self, resource: str, available: bool) -> None:
+        """Another session of the bot's own account (another process) came or went."""
+
+    def on_link(self, up: bool) -> None:
+        """The connection is up (a session started or resumed) or down (even if resumable)."""
+
     def live_rooms(self) -> list[tuple[str, str]]:
         """(room, own nickname) of every room the bot is in, for self-pings."""
 

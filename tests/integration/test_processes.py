@@ -1,0 +1,206 @@
+"""Several `addinbot run` on one PostgreSQL database (issue 15, items 1-2), and SQLite's
+refusal of a second one (item 3), over a real Prosody with the bots as child processes.
+
+Which rooms each process serves is read from its log ("joined ROOM", "left ROOM (no
+longer leased …)", "no longer serving …"); who answers what from the messages the test
+clients receive, each from one process's own resource. The leases are shortened through
+the config (lease_s 4, renew_s 1), never by sleeping.
+
+Two ways a process goes: SIGKILL (the server ends its session and tells the bot's other
+sessions, which take its rooms over at once) and SIGSTOP (its session stays up, doing
+nothing: its leases run out, and someone joins one of its rooms in that gap).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from slixmpp import JID
+
+from bot.commands.text import attached_sentence, welcome_sentence
+from tests.harness.prosody import Prosody
+from tests.harness.xmpp_client import sent_by
+from tests.integration.conftest import create_room, jid, write_config
+from tests.integration.test_faults import ROOT, BotProcess, until
+
+LEASE_S, RENEW_S = 4, 1
+TAKEOVER_MOST_S = 15.0
+
+
+def shared_config(server: Prosody, folder: Path, rooms: list[str]) -> Path:
+    path = write_config(server, folder)
+    with path.open("a", encoding="utf-8") as config:
+        config.write(
+            f"\n[rooms]\nautojoin = {json.dumps(rooms)}\n\n"
+            f"[cluster]\nenabled = true\nlease_s = {LEASE_S}\nrenew_s = {RENEW_S}\n"
+        )
+    return path
+
+
+def serving(process: BotProcess) -> set[str]:
+    """The rooms a process is in now, by its log."""
+    rooms: set[str] = set()
+    for line in process.text().splitlines():
+        if found := re.search(r" joined (\S+@\S+)$", line):
+            rooms.add(found[1])
+        elif found := re.search(r" (?:left|out of) (\S+@\S+) \(", line):
+            rooms.discard(found[1])
+        elif " no longer serving " in line:
+            rooms.clear()
+    return rooms
+
+
+def holds_desk(process: BotProcess) -> bool:
+    desk = False
+    for line in process.text().splitlines():
+        if " holding the desk" in line:
+            desk = " no longer holding the desk" not in line
+        elif "nor holding the desk" in line:
+            desk = False
+    return desk
+
+
+def resource(process: BotProcess) -> str:
+    found = re.search(r"connected as (\S+)", process.text())
+    assert found, process.text()
+    return found[1]
+
+
+def each_room_once(processes: list[BotProcess], rooms: list[str]) -> bool:
+    held = [serving(process) for process in processes]
+    counts = Counter(room for rooms_of in held for room in rooms_of)
+    return set(counts) == set(rooms) and set(counts.values()) == {1} and all(held)
+
+
+pytestmark = [pytest.mark.xmpp, pytest.mark.postgres, pytest.mark.postgres_only]
+
+
+async def test_three_processes_share_the_rooms_and_take_over_from_killed_and_frozen_ones(
+    prosody: Prosody, tmp_path: Path, people,
+) -> None:
+    rooms = sorted([await create_room(prosody, f"shared{uuid.uuid4().hex[:8]}@{prosody.muc}")
+                    for _ in range(4)])
+    config = shared_config(prosody, tmp_path, rooms[:3])  # the fourth is joined by `join`
+    bot_jid = jid(prosody, "addinbot")
+    processes = [BotProcess(config, tmp_path / f"bot{i}.log") for i in range(3)]
+    try:
+        for process in processes:
+            await process.start()
+        await until(lambda: each_room_once(processes, rooms[:3]), "each room served once", 30)
+        await until(lambda: sum(map(holds_desk, processes)) == 1, "one desk", 10)
+        assert len({resource(p) for p in processes}) == 3  # a resource each
+        desk = next(p for p in processes if holds_desk(p))
+
+        alice, admin, bob = await people("alice"), await people("admin"), await people("bob")
+        # Direct messages to the bare JID: answered once, by the desk; a room joined there
+        # is served by one process.
+        reply = await admin.ask(bot_jid, f"join {rooms[3]}", 10)
+        assert reply == f"Joining {rooms[3]}; the bot will rejoin it after restarts."
+        await until(lambda: each_room_once(processes, rooms), "the joined room served", 10)
+        for room in rooms:
+            await alice.join_room(room, "alice")
+        url = "https://stocks.example.org/panel"
+        admin.send_chat(bot_jid, f"register Stocks {url}")
+        answer = await admin.wait_for(sent_by(bot_jid), 10)
+        assert str(answer["from"]) == resource(desk)
+        for room in rooms:  # each room's holder announces it, once
+            reply = await admin.ask(bot_jid, f"attach {room} Stocks")
+            assert reply.startswith(f"{room} now has the add-in “Stocks”"), reply
+        said = attached_sentence("Stocks", url)
+        for room in rooms:
+            await alice.wait_for(lambda m, r=room: m["from"].bare == r and m["body"] == said, 10)
+        # A message to a process's own resource is answered there, desk or not.
+        other = next(p for p in processes if p is not desk)
+        admin.send_chat(resource(other), "list")
+        reply = await admin.wait_for(sent_by(resource(other)), 10)
+        assert "Stocks" in reply["body"]
+        # Joiners told once, by whichever process serves the room.
+        welcome = welcome_sentence("Stocks", url)
+        for room in rooms:
+            await bob.join_room(room, "bob")
+            await bob.wait_for(lambda m, r=room: m["from"] == JID(f"{r}/AddinBot")
+                               and m["body"] == welcome, 10)
+
+        # SIGKILL the desk holder: the server ends its session, which takes it out of
+        # every room and tells the bot's other sessions; they take its rooms over at once.
+        victim = desk
+        lost = sorted(serving(victim))
+        survivors = [p for p in processes if p is not victim]
+        killed_at = time.monotonic()
+        victim.kill()
+        await until(lambda: each_room_once(survivors, rooms), "the rooms taken over",
+                    TAKEOVER_MOST_S + 5)
+        took = time.monotonic() - killed_at
+        print(f"\nSIGKILL -> {len(lost)} room(s) served again by the others in {took:.2f} s")
+        assert took <= TAKEOVER_MOST_S
+        await until(lambda: sum(map(holds_desk, survivors)) == 1, "a new desk", 10)
+
+        # Freeze the other one (SIGSTOP: its session stays up, it does nothing): its leases
+        # run out and the new desk takes its rooms over. Someone joins in the gap.
+        last = next(p for p in survivors if holds_desk(p))
+        frozen = next(p for p in survivors if p is not last)
+        stranded = sorted(serving(frozen))
+        frozen_at = time.monotonic()
+        assert frozen.process is not None
+        frozen.process.send_signal(signal.SIGSTOP)
+        carol = await people("carol")
+        await carol.join_room(stranded[0], "carol")
+        assert stranded[0] not in serving(last), "no gap to join in"
+        await until(lambda: each_room_once([last], rooms), "the frozen one's rooms taken over",
+                    TAKEOVER_MOST_S + 5)
+        took_frozen = time.monotonic() - frozen_at
+        print(f"SIGSTOP -> {len(stranded)} room(s) served again in {took_frozen:.2f} s")
+        assert took_frozen <= TAKEOVER_MOST_S
+        await carol.wait_for(lambda m: m["from"] == JID(f"{stranded[0]}/AddinBot")
+                             and m["body"] == welcome, 10)
+        frozen.kill()
+        survivors = [last]
+        lost = stranded
+        # The last one holds the desk; a change from the command line is announced once, by
+        # the room's new holder.
+        await until(lambda: holds_desk(last), "the desk", 10)
+        reply = await admin.ask(bot_jid, "register Other https://other.example.org/", 10)
+        assert reply.startswith("Registered “Other”"), reply
+        done = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "bot", "room", "attach", lost[0], "Other", "--config",
+             str(config)], capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        said_other = attached_sentence("Other", "https://other.example.org/")
+        await alice.wait_for(lambda m: m["from"].bare == lost[0] and m["body"] == said_other, 10)
+        mallory = await people("mallory")  # an ordinary joiner after the take-over
+        await mallory.join_room(lost[0], "mallory")
+        other_welcome = welcome_sentence("Other", "https://other.example.org/")
+        await mallory.wait_for(lambda m: m["from"] == JID(f"{lost[0]}/AddinBot")
+                               and m["body"] == other_welcome, 10)
+        # A last round trip through every survivor, then count everything received.
+        for process in survivors:
+            admin.send_chat(resource(process), "help")
+            await admin.wait_for(sent_by(resource(process)), 10)
+        clients = {"alice": alice, "bob": bob, "carol": carol, "mallory": mallory}
+        got = {name: [m for m in client.drain() if m["body"]] for name, client in clients.items()}
+        welcomes = Counter(
+            (name, m["from"].bare) for name, messages in got.items() for m in messages
+            if m["type"] == "chat" and m["body"].startswith("This room's add-in is")
+        )
+        told = len(rooms) + 2  # bob in each room, carol and mallory: taken above, once each
+        print(f"joiners told: {told}, told again: {sum(welcomes.values())} {dict(welcomes)}")
+        assert not welcomes, "someone told twice (or alice, who saw the announcement, told)"
+        announcements = Counter(m["from"].bare for m in got["alice"] if m["type"] == "groupchat")
+        assert not announcements, f"an announcement said twice: {announcements}"
+        extra = [m["body"] for m in admin.drain() if m["body"]]
+        assert not extra, f"a direct message answered twice: {extra}"
+    finally:
+        for process in processes:
+            process.kill()
