@@ -15,7 +15,12 @@ import logging
 from collections.abc import Callable, Sequence
 
 from bot import addins
-from bot.commands.text import attached_sentence, detached_sentence, welcome_sentence
+from bot.commands.text import (
+    attached_sentence,
+    detached_sentence,
+    goodbye_sentence,
+    welcome_sentence,
+)
 from bot.errors import CommandError
 from bot.metrics import METRICS
 from bot.rooms import Arrival, Occupant, Rooms
@@ -65,6 +70,9 @@ class Announcer:
 
     async def start(self) -> None:
         self.cursor = self._read_to = await self.store.run(addins.last_audit_id, self.store)
+        # Read after the cursor: a change made meanwhile is followed again, to the same end.
+        for room, jids in (await self.store.run(addins.every_manager, self.store)).items():
+            self.rooms.name_managers(room, jids)
         self._task = asyncio.create_task(self._follow(), name="announcer")
 
     async def stop(self) -> None:
@@ -154,8 +162,17 @@ class Announcer:
 
     def _announce(self, change: Change) -> None:
         entry = change.entry
-        if entry.action in ("join", "leave"):
+        if entry.action == "leave" and entry.via == "room" and entry.room:
+            if self.rooms.is_live(entry.room):  # an owner sent the bot away: goodbye first
+                self.transport.send_room(entry.room, goodbye_sentence())
             self.on_membership(entry)
+        elif entry.action in ("join", "leave"):
+            self.on_membership(entry)
+        elif entry.action in ("manager-add", "manager-remove") and entry.room:
+            named = self.rooms.named(entry.room)
+            jid = frozenset({entry.detail})
+            added = entry.action == "manager-add"
+            self.rooms.name_managers(entry.room, named | jid if added else named - jid)
         elif entry.action in ("attach", "update-url"):
             # The rooms as they are now, read with the change: after an update, those with
             # that URL (found by the URL, not the name: the add-in may have been renamed

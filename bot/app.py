@@ -188,21 +188,24 @@ class App:
         if message.kind is Kind.DIRECT:
             assert message.jid is not None  # noqa: S101 - the edge sets it for direct messages
             text = strip_direct_prefix(message.body)
-            return _Command(message, Place.DIRECT, Sender(message.jid), text, message.jid)
+            sender = Sender(message.jid, person=f"jid:{message.jid}")
+            return _Command(message, Place.DIRECT, sender, text, message.jid)
         room, nick = message.room, message.nick
         if room is None or nick is None or not self.rooms.is_live(room):
             return None  # not before our own join has completed
         occupant = self.rooms.occupant(room, nick)
         person = occupant.person if occupant else f"nick:{nick}"
         if message.kind is Kind.ROOM_PRIVATE:
-            # A private message through a room proves only a nickname.
+            # A private message through a room proves only a nickname (and the occupant the
+            # room says holds it: what `mute` keeps).
             text = strip_direct_prefix(message.body)
-            return _Command(message, Place.ROOM, Sender(None, room, nick), text, person)
+            sender = Sender(None, room, nick, person)
+            return _Command(message, Place.ROOM, sender, text, person)
         said = strip_room_prefix(message.body, self.rooms.nick_in(room) or self.nick)
         if said is None:
             return None  # ordinary conversation
         # A room vouches for an occupant's real JID only where it shows it to the bot.
-        sender = Sender(occupant.jid if occupant else None, room, nick)
+        sender = Sender(occupant.jid if occupant else None, room, nick, person)
         return _Command(message, Place.ROOM, sender, said, person)
 
     def _within_limits(self, command: _Command) -> bool:

@@ -122,7 +122,9 @@ class Invitations:
         look.timer.cancel()
         inviter = look.invitation.inviter
         assert inviter is not None  # noqa: S101 - nobody's invitation is not looked at
-        refusal = policy.invitation_refusal(room, self.rooms.state(room), inviter)
+        refusal = policy.invitation_refusal(
+            room, self.rooms.state(room), inviter, self.rooms.named(room)
+        )
         if refusal is None:
             self.keep(room, True)
             self.spawn(self._accept(room, look.invitation, look.decline, looked=True))

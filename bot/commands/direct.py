@@ -3,16 +3,19 @@
 
 from __future__ import annotations
 
-from bot import addins
+from bot import addins, names
 from bot.commands import text
 from bot.commands.grammar import (
+    ADD_MANAGER,
     ADDIN,
     COMMAND,
     COUNT,
     FORCE,
+    MUTE_WHERE,
     NAME,
     PAGE,
     POOL,
+    REMOVE_MANAGER,
     ROOM,
     SERVED_ROOM,
     URL,
@@ -20,6 +23,7 @@ from bot.commands.grammar import (
     Word,
 )
 from bot.commands.registry import CommandSet, Form, Outcome, Request, Table
+from bot.commands.room import managers_reply, mute_reply
 from bot.errors import CommandError
 from bot.values import Change, Done, Place, Reply, Role
 from bot.wording import only_pages
@@ -251,4 +255,43 @@ def leave(request: Request) -> Done[Reply]:
 def rooms(request: Request) -> Reply:
     pool = request.args.options.get("pool")
     chosen = request.pool() if pool is not None else None
-    return Reply(text.room_lines(addins.list_rooms(request.store, pool=chosen)))
+    found = addins.list_rooms(request.store, pool=chosen, managers=True)
+    return Reply(text.room_lines(found, pin_default=request.settings.announce.pin))
+
+
+@DIRECT.command(
+    "managers", "a room's named managers; its owners add or remove them",
+    role=Role.MANAGER, signature=Signature(required=(ROOM,), options=(ADD_MANAGER, REMOVE_MANAGER)),
+    usage="<room> [add <jid>] [remove <jid>]", room_word="room", owner_options=("add", "remove"),
+    cli=("room", "managers"), form=Form(
+        "Name a room's managers",
+        "Leave both empty to see them. Only the room's owners may add or remove one.",
+    ),
+)
+def managers(request: Request) -> Done[Reply]:
+    assert request.room is not None  # noqa: S101 - the request resolved it
+    return managers_reply(request, request.room)
+
+
+def _where(request: Request) -> str:
+    """`mute [<room>|all]` by direct message: a room, or every room (the default)."""
+    where = request.args.get("where")
+    if where is None or where.lower() == "all":
+        return addins.ALL_ROOMS
+    return names.resolve_room(request.settings.pools.names, where)
+
+
+@DIRECT.command(
+    "mute", "you are not sent the add-in's link on joining a room (all: any room)",
+    signature=Signature(optional=(MUTE_WHERE,)), usage="[<room>|all]",
+)
+def mute(request: Request) -> Done[Reply]:
+    return mute_reply(request, _where(request), mute=True)
+
+
+@DIRECT.command(
+    "unmute", "you are sent the add-in's link again on joining (all: any room)",
+    signature=Signature(optional=(MUTE_WHERE,)), usage="[<room>|all]",
+)
+def unmute(request: Request) -> Done[Reply]:
+    return mute_reply(request, _where(request), mute=False)

@@ -40,6 +40,21 @@ class Managers(Protocol):
 
     def state(self, room: str) -> RoomView | None: ...
 
+    def named(self, room: str) -> frozenset[str]:
+        """The JIDs the owners of `room` named as its managers."""
+        ...
+
+    @property
+    def named_managers(self) -> Mapping[str, frozenset[str]]: ...
+
+    def own_role(self, room: str) -> str | None:
+        """The bot's own role in `room` (None: not in it)."""
+        ...
+
+    def subject_open(self, room: str) -> bool | None:
+        """Whether `room` lets its occupants change the subject (None: not known)."""
+        ...
+
 
 @dataclass(frozen=True)
 class Front:
@@ -65,6 +80,7 @@ class Request:
     command: Command
     front: Front
     allowed: tuple[Command, ...] = ()  # filled for help: what this sender may run here
+    person: str | None = None  # chat: who asks, as firmly as the room says (Sender.person)
 
     def pool(self) -> str:
         return resolve_pool(self.settings.pools.names, self.args.options.get("pool"))
@@ -84,6 +100,8 @@ def prepare(
         room = resolve_room(settings.pools.names, args[command.room_word])
     return Request(settings, store, actor, args, room, command, front)
 
+
+Precheck = Callable[[Managers, "str | None", Arguments], "str | None"]
 
 # A handler that changes the store returns Done: its reply and the changes it committed.
 Handler = Callable[[Request], "Reply | Done[Reply | None] | None"]
@@ -140,10 +158,23 @@ class Command:
     form: Form | None = None  # in the Control Panel
     # The room it names must exist (asked of the room before anything is recorded): `join`.
     room_must_exist: bool = False
+    # Options that make it an owner's command (`managers add|remove <jid>`; listing them is
+    # a manager's).
+    owner_options: tuple[str, ...] = ()
+    # Checked on the loop before it runs, with what the bot knows of the rooms: the
+    # sentence saying why it cannot be done (e.g. `pin on` where the bot may not change
+    # the subject), or None.
+    precheck: Precheck | None = None
 
     @property
     def usage(self) -> str:
         return f"{self.name} {self.usage_words}".strip()
+
+    def needed(self, args: Arguments) -> Role:
+        """The role these words need: the command's, or an owner's for an owner's option."""
+        if any(option in args.options for option in self.owner_options):
+            return max(self.role, Role.OWNER)
+        return self.role
 
 
 NO_WORDS = Signature()
@@ -155,6 +186,19 @@ class NotAllowed(CommandError):
     def __init__(self, why: str, reason: str) -> None:
         super().__init__(reason)
         self.why = why
+
+
+def room_refusal(needed: Role, room: str, managers: Managers, sender: Sender) -> NotAllowed | None:
+    """For a manager's or an owner's command about `room` (by someone who is no admin): the
+    refusal, by the rules of bot.policy, or None."""
+    if needed is Role.MANAGER:
+        refusal = policy.manager_refusal(room, managers.state(room), sender, managers.named(room))
+        return None if refusal is None else NotAllowed("not_manager", refusal)
+    if needed is Role.OWNER:
+        refusal = policy.owner_refusal(room, managers.state(room), sender)
+        return None if refusal is None else NotAllowed("not_owner", refusal)
+    return None
+
 
 
 @dataclass(frozen=True)
@@ -180,13 +224,14 @@ class CommandSet:
         signature: Signature = NO_WORDS, usage: str | None = None,
         room_word: str | None = None, kept: bool = False,
         cli: tuple[str, ...] | None = None, form: Form | None = None,
-        room_must_exist: bool = False,
+        room_must_exist: bool = False, owner_options: tuple[str, ...] = (),
+        precheck: Precheck | None = None,
     ) -> Callable[[Handler], Handler]:
         def declare(handler: Handler) -> Handler:
             words = usage if usage is not None else _usage(signature)
             self.commands[name] = Command(
                 name, summary, role, signature, handler, words, room_word, kept, cli, form,
-                room_must_exist,
+                room_must_exist, owner_options, precheck,
             )
             return handler
 
@@ -279,6 +324,10 @@ class Dispatcher:
     async def _run(self, place: Place, sender: Sender, text: str) -> Reply | None:
         call = self._prepare(place, sender, split_words(text))
         await check_room_exists(call.command, call.request.room, self.exists)
+        if call.command.precheck is not None:
+            refusal = call.command.precheck(self.managers, call.request.room, call.request.args)
+            if refusal is not None:
+                raise CommandError(refusal)
         try:
             return await self._call(call)
         except BadWords as exc:
@@ -320,13 +369,15 @@ class Dispatcher:
         except CommandError as exc:
             raise CommandError(exc.reason, usage=commands.usage(command)) from None
         room = request.room
-        if command.role is Role.MANAGER and not is_admin:
+        needed = command.needed(args)
+        if needed in (Role.MANAGER, Role.OWNER) and not is_admin:
             assert room is not None  # noqa: S101 - manager commands always name a room
-            refusal = policy.manager_refusal(room, self.managers.state(room), sender)
-            if refusal is not None:
-                raise NotAllowed("not_manager", refusal)
+            refused = room_refusal(needed, room, self.managers, sender)
+            if refused is not None:
+                raise refused
         if command.name == "help":
             request = replace(request, allowed=tuple(self.allowed(place, sender)))
+        request = replace(request, person=sender.person)
         key = (place, command.name, room, tuple(words[1:])) if command.kept else None
         return _Call(command, request, key)
 
@@ -372,10 +423,14 @@ class Dispatcher:
         admin = self.is_admin(sender)
         if sender.room is not None:
             room = sender.room
-            manager = policy.manager_refusal(room, self.managers.state(room), sender) is None
+            owner = room_refusal(Role.OWNER, room, self.managers, sender) is None
+            manager = owner or room_refusal(Role.MANAGER, room, self.managers, sender) is None
         else:
-            manager = bool(sender.jid and policy.managed_rooms(self.managers.rooms, sender.jid))
-        return self.commands[place].offered(policy.level(admin=admin, manager=manager))
+            views, jid = self.managers.rooms, sender.jid
+            owner = bool(jid and policy.owned_rooms(views, jid))
+            manager = bool(jid and policy.managed_rooms(views, jid, self.managers.named_managers))
+        level = policy.level(admin=admin, manager=manager, owner=owner)
+        return self.commands[place].offered(level)
 
 
 def _actor(place: Place, sender: Sender) -> Actor:

@@ -76,7 +76,7 @@ def test_the_upgrade_to_0003_renames_a_look_alike_registered_before_and_says_so(
                 ), {"pool": pool_id, "name": name, "key": name.casefold(), "url": URL,
                     "at": datetime.now(UTC)}).scalar_one()
     store.upgrade()
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == "0004"
     cyrillic = f"{CYRILLIC_S}tocks (#{ids[(POOL, f'{CYRILLIC_S}tocks')]})"
     wide = f"Ｓｔｏｃｋｓ (#{ids[(POOL, 'Ｓｔｏｃｋｓ')]})"
     assert sorted(i[0] for i in addins.list_addins(store, pool=POOL).items) == sorted(

@@ -204,7 +204,7 @@ def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Sender]]:
     """policy.manager_refusal replaced by a spy that refuses everyone with SENTINEL."""
     calls: list[tuple[str, Sender]] = []
 
-    def spy(room: str, _view: object, sender: Sender) -> str:
+    def spy(room: str, _view: object, sender: Sender, *_named: object) -> str:
         calls.append((room, sender))
         return SENTINEL
 

@@ -46,7 +46,7 @@ ADMIN = Actor("admin@localhost", "dm")
 SHELL = Actor("root", "cli")
 ROOM_A = f"alpha@{POOL}"
 ROOM_B = f"beta@{POOL}"
-TABLES = ("pool", "addin", "room", "auditevent", "announcement")
+TABLES = ("pool", "addin", "room", "auditevent", "announcement", "roommanager", "mute")
 URL = "https://stocks.example.org/panel"
 URL2 = "https://stocks.example.org/v2"
 ORDERED_ROWS = "SELECT * FROM {} ORDER BY id"
@@ -107,13 +107,13 @@ def test_migrations_create_the_tables_and_running_them_again_changes_nothing(
     store: Store,
 ) -> None:
     assert set(TABLES) | {"alembic_version"} <= set(inspect(store.engine).get_table_names())
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == "0004"
     register(store, "Stock")
     before = snapshot(store)
 
     store.upgrade()
 
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == "0004"
     assert snapshot(store) == before
 
 
@@ -1003,7 +1003,7 @@ def test_the_upgrade_to_0002_counts_the_add_ins_already_there(store: Store) -> N
                 ), {"pool": pool_id, "name": name, "key": name.lower(),
                     "url": f"https://{name.lower()}.example.org/", "at": datetime.now(UTC)})
     store.upgrade()
-    assert current_revision(store.engine) == "0003"
+    assert current_revision(store.engine) == "0004"
     assert addins.list_addins(store, pool=POOL).total == 3
     assert addins.list_addins(store, pool=OTHER).total == 1
     register(store, "E")
