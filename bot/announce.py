@@ -14,11 +14,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from bot import addins
+from bot import addins, policy, subject
 from bot.commands.text import (
     attached_sentence,
     detached_sentence,
     goodbye_sentence,
+    subject_tail,
     welcome_sentence,
 )
 from bot.errors import CommandError
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 POLL_S = 0.5
 READ_BATCH = 500  # changes read in one look, at most
 CLAIM_BATCH = 500  # joiners of one room noted as told in one transaction, at most
+# Changes after which a pinned room's subject tail is put on, changed or taken off.
+PINNED_CHANGES = frozenset({"attach", "update-url", "detach", "pin"})
 
 
 class Announcer:
@@ -50,11 +53,19 @@ class Announcer:
     def __init__(
         self, store: Store, transport: Transport, rooms: Rooms, *, cooldown_s: int,
         on_membership: Callable[[AuditEntry], None], on_changes: Callable[[], None],
+        pin: bool = False,
     ) -> None:
         self.store = store
         self.transport = transport
         self.rooms = rooms
         self.cooldown_s = cooldown_s
+        self.pin = pin  # announce.pin: the subject pin of rooms that did not choose
+        # The subject pin, per room: the tail the bot last wrote on the subject (what it
+        # may take off), the tail the subject should carry (None: none), and whether the
+        # bot's last act there was putting the tail back after a person's change.
+        self._written: dict[str, str | None] = {}
+        self._wanted: dict[str, str | None] = {}
+        self._put_back: set[str] = set()
         self.on_membership = on_membership  # join/leave changes, for the bot to carry out
         self.on_changes = on_changes  # changes were taken in, whoever made them
         self.cursor = 0  # the last change announced
@@ -65,6 +76,7 @@ class Announcer:
         # elsewhere comes between, or an id was skipped): kept until a read fills the gap.
         self._early: dict[int, Change] = {}
         self._read: collections.deque[Change] = collections.deque()  # taken in, not said
+        self._writes: set[asyncio.Task[None]] = set()
         self._arrivals: dict[str, list[Occupant]] = {}  # joiners waiting to be claimed
         self._claiming: set[str] = set()  # rooms whose joiners are being claimed
 
@@ -187,6 +199,98 @@ class Announcer:
                 entry.room, detached_sentence(entry.addin, unregistered=unregistered)
             )
             METRICS.announcement("room")
+        if entry.action in PINNED_CHANGES:
+            for info in change.rooms:
+                self._repin(info)
+
+    # --- the subject pin ----------------------------------------------------------------------
+
+    def _tail(self, info: RoomInfo) -> str | None:
+        """The tail the subject of this room should carry now (None: none)."""
+        pinned = info.pin if info.pin is not None else self.pin
+        if not pinned or info.addin is None or info.url is None:
+            return None
+        return subject_tail(info.addin, info.url)
+
+    def _repin(self, info: RoomInfo) -> None:
+        """The room's add-in or pin changed: put the tail on its subject, change it, or take
+        it off — only the tail the bot wrote, never what people wrote."""
+        room = info.jid
+        self._wanted[room] = self._tail(info)
+        self._written.setdefault(room, info.pin_tail)
+        self._put_back.discard(room)
+        self._set(room, self._wanted[room])
+
+    def _set(self, room: str, tail: str | None, written: str | None = None) -> None:
+        state = self.rooms.state(room)
+        if state is None or not state.joined or state.subject is None:
+            return  # said when the bot is next in the room and has learnt the subject
+        refusal = policy.subject_refusal(
+            room, in_room=True, role=self.rooms.own_role(room),
+            occupants_may=self.rooms.subject_open(room),
+        )
+        if refusal is not None:
+            if tail is not None or self._written.get(room):
+                log.info("subject of %s not changed: %s", room, refusal)
+            return
+        old = self._written.get(room)
+        wanted = (
+            subject.with_tail(written, tail) if written is not None and tail
+            else subject.next_subject(state.subject, old, tail)
+        )
+        if wanted is not None:
+            self.transport.set_subject(room, wanted)
+            state.subject = wanted
+        if old != tail:
+            self._written[room] = tail
+            self._remember_tail(room, tail)
+
+    def _remember_tail(self, room: str, tail: str | None) -> None:
+        async def write() -> None:
+            try:
+                await self.store.run(addins.set_pin_tail, self.store, room=room, tail=tail)
+            except Exception:  # the next change writes it again
+                log.exception("cannot remember the subject tail of %s", room)
+
+        task = asyncio.get_running_loop().create_task(write())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def subject_learnt(self, room: str) -> None:
+        """On the loop: the room sent its subject as it stands (on joining). Never acted
+        on; the bot only learns which tail it should carry, for a later change by a
+        person (one read, for a room not known here yet)."""
+        if room in self._wanted:
+            return
+        task = asyncio.get_running_loop().create_task(self._learn(room))
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _learn(self, room: str) -> None:
+        try:
+            info = await self.store.run(addins.room_info, self.store, room)
+        except Exception:
+            log.exception("cannot read the subject pin of %s", room)
+            return
+        self._wanted.setdefault(room, self._tail(info))
+        self._written.setdefault(room, info.pin_tail)
+
+    def subject_changed(self, room: str, text: str) -> None:
+        """On the loop: someone else changed the subject (live, not history). What they
+        wrote is kept; the tail is put back once, at its end. If they take it off again
+        right after, it stays off until the add-in or the pin changes: no tug of war with
+        a person, and none with another bot (a subject that still carries the tail,
+        wherever, is left as it is)."""
+        tail = self._wanted.get(room)
+        if tail is None or subject.holds(text, tail):
+            self._put_back.discard(room)
+            return
+        if room in self._put_back:
+            log.info("the subject of %s was changed again without the add-in; left so", room)
+            return
+        self._put_back.add(room)
+        written = subject.without_tail(text, self._written.get(room))
+        self._set(room, tail, text if written is None else written)
 
     def _say_attached(self, info: RoomInfo) -> None:
         if info.addin is not None and info.url is not None:

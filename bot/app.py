@@ -26,6 +26,7 @@ from bot.limits import RateLimit, Verdict
 from bot.membership import Membership
 from bot.metrics import METRICS
 from bot.rooms import (
+    CONFIG_CHANGED,
     NOW_FULLY_ANONYMOUS,
     NOW_NON_ANONYMOUS,
     NOW_SEMI_ANONYMOUS,
@@ -44,6 +45,7 @@ from bot.values import (
     Presence,
     Reply,
     Sender,
+    Subject,
     Transport,
 )
 from bot.wording import cut
@@ -83,6 +85,7 @@ class App:
         )
         self.announcer = Announcer(
             store, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,
+            pin=settings.announce.pin,
             on_membership=lambda change: self.membership.follow(change),
             on_changes=self.dispatcher.answers.changed,
         )
@@ -169,13 +172,35 @@ class App:
         """The room changed whom it shows real JIDs to: join again, so that the room sends
         its occupants afresh as it now shows them (nobody present is told anything)."""
         wanted = room in self.membership.wanted
+        if CONFIG_CHANGED in codes and wanted and self.rooms.is_live(room):
+            # Ask again what it lets occupants do (may the bot change the subject?).
+            self._spawn(self._ask_config(room))
         if codes & ANONYMITY_CHANGED and wanted and self.rooms.is_live(room):
             log.info("%s changed its anonymity (status %s); refreshing its occupants",
                      room, ", ".join(map(str, sorted(codes))))
             self.membership.join(room)
 
+    def on_subject(self, subject: Subject) -> None:
+        """The room's subject: learnt (on joining, from history, or the bot's own), or a
+        change by someone else, after which the subject pin re-applies its tail once."""
+        state = self.rooms.state(subject.room)
+        if state is None or not state.joined:
+            return
+        first = state.subject is None
+        state.subject = subject.text
+        if first or subject.delayed:
+            self.announcer.subject_learnt(subject.room)  # never acted on
+        elif subject.nick != state.nick:
+            self.announcer.subject_changed(subject.room, subject.text)
+
+    def on_room_config(self, room: str, subject_open: bool | None) -> None:
+        self.rooms.subject_config[room] = subject_open
+
     def on_invitation(self, invitation: Invitation, decline: Decline) -> None:
         self.invitations.receive(invitation, decline)
+
+    async def _ask_config(self, room: str) -> None:
+        await self.transport.room_exists(room)  # its answer comes back by on_room_config
 
     def changed(self, changes: Sequence[Change] = ()) -> None:
         """On the loop: changes made outside chat (Control Panel, invitations): say them now."""

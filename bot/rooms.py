@@ -22,6 +22,7 @@ BANNED = 301
 NICK_CHANGED = 303
 KICKED = 307
 NICK_FIXED = 210
+CONFIG_CHANGED = 104
 REMOVED_AFFILIATION = 321
 REMOVED_MEMBERS_ONLY = 322
 SHUTDOWN = 332
@@ -64,6 +65,7 @@ class RoomState:
     occupants: dict[str, Occupant] = field(default_factory=dict)
     renamed: set[str] = field(default_factory=set)  # nicks arriving by a 303 change
     shows_jids: bool = False  # the room gives us occupants' real JIDs
+    subject: str | None = None  # the room's subject, once it has sent it (after our join)
 
     @property
     def me(self) -> Occupant | None:

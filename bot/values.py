@@ -87,6 +87,8 @@ class Transport(Protocol):
 
     def send_room(self, room: str, text: str, link: Link | None = None) -> None: ...
 
+    def set_subject(self, room: str, subject: str) -> None: ...
+
     def join(self, room: str, nick: str) -> None: ...
 
     def leave(self, room: str, nick: str) -> None: ...
@@ -112,6 +114,16 @@ class Presence:
     codes: frozenset[int] = frozenset()
     new_nick: str | None = None  # with 303
     destroyed: bool = False
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A room's subject, as a message from the room carried it (XEP-0045 §8.1)."""
+
+    room: str
+    nick: str | None  # who set it, as the room says (None: the room itself)
+    text: str
+    delayed: bool  # sent with a delay stamp: the current subject on joining, not a change
 
 
 # --- what the store holds and changed ---------------------------------------------------

@@ -5,10 +5,11 @@ its refusals."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
+from slixmpp import JID, Message
 
 from bot import addins, cli
 from bot.commands import text
@@ -233,7 +234,7 @@ async def test_an_owner_sends_the_bot_away_and_it_stays_away(
         if str(stanza["from"]) == f"{room}/{NICK}" and not left.done():  # type: ignore[index]
             left.set_result(None)
 
-    bob.add_event_handler("muc::%s::got_offline" % room, bot_left)
+    bob.add_event_handler(f"muc::{room}::got_offline", bot_left)
     alice.send_groupchat(room, "!addin leave")
     goodbye = await said_in_room(bob, room)
     assert goodbye["body"] == text.goodbye_sentence()
@@ -345,3 +346,151 @@ async def test_in_a_room_hiding_real_jids_a_mute_is_kept_by_occupant_id(
     joiners = joiners_seen_to(bot)
     await bob.leave_room_wait(room, "bob")
     await told_nothing_on_joining(bot, bob, room, "bob", joiners)
+
+
+# --- 2. the link always in sight: the subject pin ---------------------------------------------
+
+
+def subject_by_bot(room: str, text_: str | None = None) -> Callable[[Message], bool]:
+    """A subject change the bot made in `room` (with that text, if given)."""
+
+    def match(msg: Message) -> bool:
+        has_subject = msg.xml.find("{jabber:client}subject") is not None
+        return (
+            str(msg["from"]) == f"{room}/{NICK}" and msg["type"] == "groupchat"
+            and has_subject and not msg["body"]
+            and (text_ is None or msg["subject"] == text_)
+        )
+
+    return match
+
+
+def subject_by(room: str, nick: str) -> Callable[[Message], bool]:
+    return lambda msg: (
+        str(msg["from"]) == f"{room}/{nick}" and msg.xml.find("{jabber:client}subject") is not None
+    )
+
+
+async def set_subject(client: TestClient, room: str, nick: str, subject: str) -> None:
+    """`client` sets the subject, and sees the room take it."""
+    client.plugin["xep_0045"].set_subject(JID(room), subject)
+    await client.wait_for(subject_by(room, nick))
+
+
+async def configure(client: TestClient, room: str, **fields: object) -> None:
+    muc = client.plugin["xep_0045"]
+    form = await muc.get_room_config(room)
+    for name, value in fields.items():
+        form.get_fields()[f"muc#roomconfig_{name}"]["value"] = value
+    await muc.set_room_config(room, form)
+
+
+async def test_a_person_written_subject_survives_attach_and_detach(
+    owners: Owners, bot: BotHandle, room: str, prosody: Prosody
+) -> None:
+    await owners.register()
+    alice, bob = await owners.room(room, "alice", "bob")
+    await set_subject(alice, room, "alice", "Weekly sync: Mondays 10:00")
+    # The bot becomes a moderator (the admin affiliation): it may change the subject.
+    await alice.plugin["xep_0045"].set_affiliation(room, "admin", jid=jid(prosody, "addinbot"))
+    await until(lambda: service(bot).app.rooms.own_role(room) == "moderator", "moderator")
+
+    alice.send_groupchat(room, "!addin pin on")
+    said = await told_privately(alice, room)
+    assert said["body"] == text.pin_changed(room, pin=True, attached=False)
+    assert (audit_rows(bot)[0].action, audit_rows(bot)[0].detail) == ("pin", "on")
+
+    tail = f"{NAME}: {URL}"
+    alice.send_groupchat(room, f'!addin attach "{NAME}"')
+    await bob.wait_for(subject_by_bot(room, f"Weekly sync: Mondays 10:00 · {tail}"))
+    assert addins.room_info(service(bot).store, room).pin_tail == tail
+
+    alice.send_groupchat(room, "!addin detach")
+    await bob.wait_for(subject_by_bot(room, "Weekly sync: Mondays 10:00"))
+
+    # A person rewrites the subject: kept, and the tail put back once at its end.
+    alice.send_groupchat(room, f'!addin attach "{NAME}"')
+    await bob.wait_for(subject_by_bot(room, f"Weekly sync: Mondays 10:00 · {tail}"))
+    await set_subject(alice, room, "alice", "Release week")
+    await bob.wait_for(subject_by_bot(room, f"Release week · {tail}"))
+    # Taken off again right away: the person wins; no tug of war.
+    await set_subject(alice, room, "alice", "Release week, no links please")
+    bob.send_groupchat(room, "!addin")  # a marker the bot answers after it
+    await bob.nothing_before(
+        sent_by(f"{room}/{NICK}", "groupchat", text.welcome_sentence(NAME, URL)),
+        subject_by_bot(room),
+    )
+    # A detach strips only a tail the bot wrote: here there is none, and nothing changes.
+    bob.drain()  # what came before the marker: read already, or not this test's business
+    alice.send_groupchat(room, "!addin detach")
+    await bob.wait_for(sent_by(f"{room}/{NICK}", "groupchat", "This room no longer has an add-in."))
+    bob.send_groupchat(room, "!addin")
+    await bob.nothing_before(
+        sent_by(f"{room}/{NICK}", "groupchat", "This room has no add-in."), subject_by_bot(room)
+    )
+
+    # pin off takes off the tail the bot wrote, leaving what people wrote.
+    alice.send_groupchat(room, f'!addin attach "{NAME}"')
+    await bob.wait_for(subject_by_bot(room, f"Release week, no links please · {tail}"))
+    alice.send_groupchat(room, "!addin pin off")
+    await bob.wait_for(subject_by_bot(room, "Release week, no links please"))
+
+
+async def test_pin_on_where_the_bot_may_not_change_the_subject_says_what_to_grant(
+    owners: Owners, bot: BotHandle, room: str
+) -> None:
+    await owners.register()
+    alice, bob = await owners.room(room, "alice", "bob")
+    before = len(audit_rows(bot))
+
+    alice.send_groupchat(room, "!addin pin on")
+    said = (await told_privately(alice, room))["body"]
+    assert said == (
+        f"The bot may not change the subject of {room}: an owner must make the bot a "
+        f"moderator (give it the admin affiliation), or let occupants change the subject "
+        f"(room configuration “Allow anyone to set the room's subject”, "
+        f"muc#roomconfig_changesubject)."
+    )
+    assert len(audit_rows(bot)) == before
+    bob.send_groupchat(room, "!addin pin on")  # and not a manager at all
+    assert (await told_privately(bob, room))["body"] == (
+        f"Only the owners and admins of {room} may do that."
+    )
+
+    # The owner lets occupants change the subject: the room says so (status 104), the bot
+    # asks it again, and pin on works.
+    await configure(alice, room, changesubject=True)
+    await until(lambda: service(bot).app.rooms.subject_open(room) is True, "the bot asking")
+    alice.send_groupchat(room, "!addin pin on")
+    said = (await told_privately(alice, room))["body"]
+    assert said == text.pin_changed(room, pin=True, attached=False)
+    alice.send_groupchat(room, f'!addin attach "{NAME}"')
+    await bob.wait_for(subject_by_bot(room, f"{NAME}: {URL}"))
+
+
+async def test_the_subject_sent_on_joining_is_never_acted_on(
+    owners: Owners, bot: BotHandle, room: str, prosody: Prosody
+) -> None:
+    await owners.register()
+    alice, bob = await owners.room(room, "alice", "bob")
+    await configure(alice, room, changesubject=True)
+    await until(lambda: service(bot).app.rooms.subject_open(room) is True, "the bot asking")
+    alice.send_groupchat(room, "!addin pin on")
+    await told_privately(alice, room)
+    alice.send_groupchat(room, f'!addin attach "{NAME}"')
+    await bob.wait_for(subject_by_bot(room, f"{NAME}: {URL}"))
+
+    await bot.stop()
+    await set_subject(alice, room, "alice", "Written while the bot was away")
+    await bot.start()
+    await bot.in_room(room)
+    await until(lambda: service(bot).app.rooms.state(room).subject is not None, "the subject")
+    # The subject it was sent on joining (delayed) is learnt, never acted on.
+    bob.send_groupchat(room, "!addin")
+    await bob.nothing_before(
+        sent_by(f"{room}/{NICK}", "groupchat", text.welcome_sentence(NAME, URL)),
+        subject_by_bot(room),
+    )
+    # A live change afterwards is (the tail put back once).
+    await set_subject(alice, room, "alice", "Back to normal")
+    await bob.wait_for(subject_by_bot(room, f"Back to normal · {NAME}: {URL}"))

@@ -134,10 +134,8 @@ def test_a_named_manager_is_recognised_in_the_room_by_the_jid_the_room_reports()
 
 def test_a_named_manager_of_another_room_manages_nothing_here() -> None:
     view = View({"nora": Person("member", "nora@localhost")})
-    assert policy.manager_refusal(ROOM, view, Sender(None, ROOM, "nora"), frozenset()) == NOT_MANAGER
-    assert policy.manager_refusal(ROOM, view, Sender("nora@localhost"), frozenset()) == (
-        NOT_MANAGER
-    )
+    for sender in (Sender(None, ROOM, "nora"), Sender("nora@localhost")):
+        assert policy.manager_refusal(ROOM, view, sender, frozenset()) == NOT_MANAGER
 
 
 def test_in_a_room_hiding_real_jids_a_named_manager_is_told_to_write_directly() -> None:
