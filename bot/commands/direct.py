@@ -184,7 +184,8 @@ def list_(request: Request) -> Reply:
 )
 def show(request: Request) -> Reply:
     info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
-    return Reply(text.addin_details(info))
+    named = addins.every_manager(request.store) if info.rooms else {}
+    return Reply(text.addin_details(info, managers=named))
 
 
 @DIRECT.command(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from bot import names
@@ -106,15 +106,22 @@ def pools_pages(found: list[AddinPage], page: int, pages: int, *, more: str) -> 
     return "\n".join(lines)
 
 
-def addin_details(info: AddinInfo) -> str:
+def addin_details(info: AddinInfo, *, managers: Mapping[str, Iterable[str]] | None = None
+                  ) -> str:
     rooms = some_of(info.rooms) if info.rooms else "none"
-    return "\n".join([
+    lines = [
         f"“{info.name}”",
         f"URL: {info.url}",
         f"Pool: {info.pool}",
         f"Registered by {info.created_by} on {when(info.created_at)}",
         f"Rooms ({len(info.rooms)}): {rooms}",
-    ])
+    ]
+    named = managers or {}
+    lines += [
+        f"Named managers of {room}: {', '.join(sorted(named[room]))}"
+        for room in info.rooms if named.get(room)
+    ]
+    return "\n".join(lines)
 
 
 def audit_lines(entries: Iterable[AuditEntry]) -> str:

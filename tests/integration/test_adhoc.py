@@ -24,7 +24,7 @@ NAME = "Stock Ticker"
 URL = "https://stocks.example.org/panel"
 NEW_URL = "https://stocks.example.org/v2"
 ADMIN_NODES = sorted(
-    ["register", "update", "unregister", "list", "join", "leave", "attach", "detach"]
+    ["register", "update", "unregister", "list", "join", "leave", "attach", "detach", "managers"]
 )
 
 People = Callable[[str], Awaitable[TestClient]]
@@ -171,7 +171,7 @@ async def test_the_command_list_is_filtered_per_requester(
     await alice.join_room(room, "alice")
     await make_non_anonymous(alice, room)
     await admin_joins_bot(admin, prosody, bot, room)
-    assert await offered(alice, to) == ["attach", "detach", "list"]
+    assert await offered(alice, to) == ["attach", "detach", "list", "managers"]
 
     mallory = await panel_user(people, "mallory")
     assert await offered(mallory, to) == ["list"]

@@ -130,9 +130,11 @@ async def test_a_named_manager_attaches_in_that_room_and_nowhere_else(
     bob.send_groupchat(room, f"!addin managers add {carol_jid}")
     assert (await told_privately(bob, room))["body"] == f"Only the owners of {room} may do that."
 
-    # Shown by `rooms`.
+    # Shown by `rooms` and `show`.
     listed = await owners.admin("rooms")
     assert f"• {room}: “{NAME}” — {URL}; managers: {bob_jid}" in listed.splitlines()
+    shown = await owners.admin(f'show "{NAME}"')
+    assert f"Named managers of {room}: {bob_jid}" in shown.splitlines()
 
     alice.send_groupchat(room, f"!addin managers remove {bob_jid}")
     await told_privately(alice, room)
