@@ -220,14 +220,18 @@ def make_xml_safe(xml: ET.Element) -> None:
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DATA = "jabber:x:data"
-CHANGE_SUBJECT = "muc#roomconfig_changesubject"
+# Whether occupants may change the subject, as rooms write it in their disco#info: the name
+# XEP-0045's registry gives, ejabberd's (and XEP-0045's old example's), and Prosody's.
+CHANGE_SUBJECT = frozenset({
+    "muc#roominfo_subjectmod", "muc#roominfo_changesubject", "muc#roomconfig_changesubject",
+})
 
 
 def subject_open(iq: ET.Element) -> bool | None:
     """From a room's disco#info answer: whether occupants may change the subject, as its
     extended information (XEP-0128) says; None when it does not say."""
     for field in iq.iter(f"{{{NS_DATA}}}field"):
-        if field.get("var") == CHANGE_SUBJECT:
+        if field.get("var") in CHANGE_SUBJECT:
             value = (field.findtext(f"{{{NS_DATA}}}value") or "").strip().lower()
             return value in ("1", "true")
     return None

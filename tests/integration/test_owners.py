@@ -326,6 +326,7 @@ async def test_mute_all_by_direct_message_holds_in_every_room(
     assert_welcome(await told_privately(bob, room_b), NAME, URL)
 
 
+@pytest.mark.prosody_only(reason="ejabberd gives no occupant ids: there the mute is refused")
 async def test_in_a_room_hiding_real_jids_a_mute_is_kept_by_occupant_id(
     owners: Owners, bot: BotHandle, room: str, people: People
 ) -> None:
@@ -405,7 +406,8 @@ async def test_a_person_written_subject_survives_attach_and_detach(
     tail = f"{NAME}: {URL}"
     alice.send_groupchat(room, f'!addin attach "{NAME}"')
     await bob.wait_for(subject_by_bot(room, f"Weekly sync: Mondays 10:00 · {tail}"))
-    assert addins.room_info(service(bot).store, room).pin_tail == tail
+    store = service(bot).store  # the tail it wrote is remembered (written after it is sent)
+    await until(lambda: addins.room_info(store, room).pin_tail == tail, "the tail remembered")
 
     alice.send_groupchat(room, "!addin detach")
     await bob.wait_for(subject_by_bot(room, "Weekly sync: Mondays 10:00"))
@@ -443,6 +445,9 @@ async def test_pin_on_where_the_bot_may_not_change_the_subject_says_what_to_gran
 ) -> None:
     await owners.register()
     alice, bob = await owners.room(room, "alice", "bob")
+    # Only moderators may change the subject (Prosody's default; ejabberd lets everyone).
+    await configure(alice, room, changesubject=False)
+    await until(lambda: service(bot).app.rooms.subject_open(room) is False, "the bot asking")
     before = len(audit_rows(bot))
 
     alice.send_groupchat(room, "!addin pin on")
