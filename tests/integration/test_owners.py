@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from slixmpp import JID, Message
+from slixmpp.exceptions import IqError
 
 from bot import addins, cli
 from bot.commands import text
@@ -17,7 +18,17 @@ from bot.config import load_settings
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient, sent_by
 from tests.integration.conftest import BotHandle, jid, write_config
-from tests.integration.test_adhoc import make_non_anonymous
+from tests.integration.test_adhoc import (
+    bot_jid,
+    execute,
+    fields_of,
+    make_non_anonymous,
+    notes,
+    offered,
+    panel_user,
+    run_form,
+    submit,
+)
 from tests.integration.test_rooms import (
     NAME,
     URL,
@@ -501,3 +512,31 @@ async def test_the_subject_sent_on_joining_is_never_acted_on(
     # A live change afterwards is (the tail put back once).
     await set_subject(alice, room, "alice", "Back to normal")
     await bob.wait_for(subject_by_bot(room, f"Back to normal · {NAME}: {URL}"))
+
+
+async def test_owners_name_managers_through_the_control_panel_too(
+    owners: Owners, bot: BotHandle, room: str, prosody: Prosody, people: People
+) -> None:
+    await owners.register()
+    await owners.room(room, "alice")
+    to = bot_jid(bot)
+    alice = await panel_user(people, "alice")  # another of alice's clients, not in the room
+    bob_jid = jid(prosody, "bob")
+
+    first, done = await run_form(alice, to, "managers", {"room": room, "add": bob_jid})
+    assert set(fields_of(first)) >= {"room", "add", "remove"}
+    assert notes(done) == [("info", text.managers_changed(room, [bob_jid], [], [bob_jid]))]
+    entry = audit_rows(bot)[0]
+    assert (entry.action, entry.via, entry.detail) == ("manager-add", "adhoc", bob_jid)
+
+    # The named manager is offered the room's forms (not being in the room), and may list
+    # its managers, not add one.
+    bob = await panel_user(people, "bob")
+    assert await offered(bob, to) == ["attach", "detach", "list", "managers"]
+    first = await execute(bob, to, "managers")
+    with pytest.raises(IqError) as refused:
+        await submit(bob, to, first, {"room": room, "add": jid(prosody, "carol")})
+    assert refused.value.condition == "forbidden"
+    assert refused.value.text == f"You must be in {room} as one of its owners to do that."
+    _, done = await run_form(bob, to, "managers", {"room": room})
+    assert notes(done) == [("info", text.managers_list(room, [bob_jid]))]
