@@ -81,8 +81,20 @@ class Owners(Scene):
         await self.handle.in_room(room)
         return clients
 
-    def private(self, room: str, body: str | None = None) -> object:
-        return sent_by(f"{room}/{NICK}", "chat", body)
+    async def joined_and_muted(
+        self, room: str, people: People, *, shows_jids: bool = True
+    ) -> tuple[TestClient, TestClient]:
+        """alice's room has the add-in; bob joins, is told it, and says `!addin mute`."""
+        await self.register()
+        (alice,) = await self.room(room, "alice", shows_jids=shows_jids)
+        alice.send_groupchat(room, f'!addin attach "{NAME}"')
+        await said_in_room(alice, room)
+        bob = await people("bob")
+        await bob.join_room(room, "bob")
+        assert_welcome(await told_privately(bob, room), NAME, URL)
+        bob.send_groupchat(room, "!addin mute")
+        assert (await told_privately(bob, room))["body"] == text.muted(room, changed=True)
+        return alice, bob
 
 
 @pytest.fixture
@@ -276,17 +288,7 @@ async def test_an_owner_sends_the_bot_away_and_it_stays_away(
 async def test_a_muted_joiner_gets_nothing_on_rejoining_and_an_unmuted_one_the_link(
     owners: Owners, bot: BotHandle, room: str, people: People
 ) -> None:
-    await owners.register()
-    (alice,) = await owners.room(room, "alice")
-    alice.send_groupchat(room, f'!addin attach "{NAME}"')
-    await said_in_room(alice, room)
-    bob = await people("bob")
-    await bob.join_room(room, "bob")
-    assert_welcome(await told_privately(bob, room), NAME, URL)
-
-    bob.send_groupchat(room, "!addin mute")
-    said = await told_privately(bob, room)
-    assert said["body"] == text.muted(room, changed=True)
+    alice, bob = await owners.joined_and_muted(room, people)
     await alice.expect_no_message(0.2, anything_from_bot(room))  # said to bob alone
     entry = audit_rows(bot)[0]
     assert (entry.action, entry.room) == ("mute", room)
@@ -344,15 +346,7 @@ async def test_in_a_room_hiding_real_jids_a_mute_is_kept_by_occupant_id(
     """Prosody (0.12) shows the bot no real JIDs in a semi-anonymous room, but vouches for
     XEP-0421 occupant ids: the mute is kept for that id, which is the same on the next join.
     (Where a room vouches for neither, a mute is refused: tests/unit/test_policy.py.)"""
-    await owners.register()
-    (alice,) = await owners.room(room, "alice", shows_jids=False)
-    alice.send_groupchat(room, f'!addin attach "{NAME}"')
-    await said_in_room(alice, room)
-    bob = await people("bob")
-    await bob.join_room(room, "bob")
-    assert_welcome(await told_privately(bob, room), NAME, URL)
-    bob.send_groupchat(room, "!addin mute")
-    assert (await told_privately(bob, room))["body"] == text.muted(room, changed=True)
+    _alice, bob = await owners.joined_and_muted(room, people, shows_jids=False)
     entry = audit_rows(bot)[0]
     assert entry.action == "mute"
     assert entry.detail.startswith("id:")
