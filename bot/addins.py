@@ -124,6 +124,11 @@ def set_pin(store: Store, actor: Actor, *, room: str, pin: bool) -> Done[RoomInf
     return rooms.set_pin(store, actor, room=room, pin=pin)
 
 
+def pinned(store: Store, *, default: bool) -> list[RoomInfo]:
+    """The rooms whose subject carries, or should carry, the add-in (read at start)."""
+    return rooms.pinned(store, default=default)
+
+
 def set_pin_tail(store: Store, *, room: str, tail: str | None) -> None:
     rooms.set_pin_tail(store, room=room, tail=tail)
 

@@ -85,6 +85,10 @@ class Announcer:
         # Read after the cursor: a change made meanwhile is followed again, to the same end.
         for room, jids in (await self.store.run(addins.every_manager, self.store)).items():
             self.rooms.name_managers(room, jids)
+        # What the subject pin needs to know before a person changes a subject: one read.
+        for info in await self.store.run(addins.pinned, self.store, default=self.pin):
+            self._wanted.setdefault(info.jid, self._tail(info))
+            self._written.setdefault(info.jid, info.pin_tail)
         self._task = asyncio.create_task(self._follow(), name="announcer")
 
     async def stop(self) -> None:
@@ -257,23 +261,9 @@ class Announcer:
         task.add_done_callback(self._writes.discard)
 
     def subject_learnt(self, room: str) -> None:
-        """On the loop: the room sent its subject as it stands (on joining). Never acted
-        on; the bot only learns which tail it should carry, for a later change by a
-        person (one read, for a room not known here yet)."""
-        if room in self._wanted:
-            return
-        task = asyncio.get_running_loop().create_task(self._learn(room))
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
-
-    async def _learn(self, room: str) -> None:
-        try:
-            info = await self.store.run(addins.room_info, self.store, room)
-        except Exception:
-            log.exception("cannot read the subject pin of %s", room)
-            return
-        self._wanted.setdefault(room, self._tail(info))
-        self._written.setdefault(room, info.pin_tail)
+        """On the loop: the room sent its subject as it stands (on joining, or from
+        history). Never acted on: what the tail should be is known from the start (and
+        from every change since)."""
 
     def subject_changed(self, room: str, text: str) -> None:
         """On the loop: someone else changed the subject (live, not history). What they

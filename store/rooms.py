@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, bindparam, update
+from sqlalchemy import ColumnElement, Connection, bindparam, or_, update
 from sqlalchemy import select as columns
 from sqlmodel import Session, col, select
 
@@ -46,6 +46,10 @@ _MANAGERS_OF = (
 _ALL_MANAGERS = columns(col(Room.jid), col(RoomManager.jid)).join(
     Room, col(Room.id) == col(RoomManager.room_id)
 )
+_PINNED = columns(
+    col(Room.jid), col(Room.joined), col(Room.stopped_reason), col(Addin.name), col(Addin.url),
+    col(Room.pin), col(Room.pin_tail),
+).outerjoin(Addin, col(Addin.id) == col(Room.addin_id))
 _SET_TAIL = update(Room).where(col(Room.jid) == bindparam("room")).values(
     pin_tail=bindparam("tail")
 )
@@ -199,6 +203,20 @@ def set_managers(
         return tuple(sorted(named))
 
     return store.write(change)
+
+
+def pinned(store: Store, *, default: bool) -> list[RoomInfo]:
+    """The rooms whose subject carries (or should carry) the add-in: pin on, or not chosen
+    where `default` (announce.pin) is on; or that still carry a tail the bot wrote."""
+    wanted: list[ColumnElement[bool]] = [col(Room.pin).is_(True), col(Room.pin_tail).is_not(None)]
+    if default:
+        wanted.append(col(Room.pin).is_(None) & col(Room.addin_id).is_not(None))
+    query = _PINNED.where(or_(*wanted))
+    with store.reading() as rows:
+        return [
+            RoomInfo(jid, name, url, joined, reason, pin=pin, pin_tail=tail)
+            for jid, joined, reason, name, url, pin, tail in rows.execute(query)
+        ]
 
 
 def set_pin(store: Store, actor: Actor, *, room: str, pin: bool) -> Done[RoomInfo]:

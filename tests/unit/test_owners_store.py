@@ -82,3 +82,16 @@ def test_a_mute_is_per_room_or_everywhere_and_keeps_the_link_from_the_claim(
     _, told = addins.claim_announcements(store, room=ROOM, people=[bob], cooldown_s=0).result
     assert told == (bob,)
     assert [a for a, _r, _d in actions(store)[:3]] == ["unmute", "mute", "mute"]
+
+
+@pytest.mark.parametrize("default", [False, True])
+def test_the_pinned_rooms_are_read_in_one_look(store: Store, default: bool) -> None:
+    addins.register(store, OWNER, pool=POOL, name="Stock", url=URL)
+    for room in (ROOM, OTHER, f"gamma@{POOL}"):
+        addins.attach(store, OWNER, room=room, name="Stock")
+    addins.set_pin(store, OWNER, room=ROOM, pin=True)
+    addins.set_pin(store, OWNER, room=f"gamma@{POOL}", pin=False)
+    addins.set_pin_tail(store, room=f"delta@{POOL}", tail=None)  # unknown room: nothing
+    found = {info.jid: info for info in addins.pinned(store, default=default)}
+    assert set(found) == ({ROOM, OTHER} if default else {ROOM})
+    assert (found[ROOM].addin, found[ROOM].url, found[ROOM].pin) == ("Stock", URL, True)
