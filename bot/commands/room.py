@@ -119,6 +119,8 @@ def leave(request: Request) -> Done[Reply | None]:
     if room in request.settings.rooms.autojoin:
         raise CommandError(text.autojoin_refusal(room))
     done = addins.set_joined(request.store, request.actor, room=room, joined=False)
+    if not done.result:  # not a room it remembers serving (e.g. only looked at): say so
+        return Done(Reply(text.left(room, changed=False)))
     return Done(None, done.changes)  # the goodbye, said in the room, is the answer
 
 
