@@ -537,3 +537,66 @@ async def test_owners_name_managers_through_the_control_panel_too(
     assert refused.value.text == f"You must be in {room} as one of its owners to do that."
     _, done = await run_form(bob, to, "managers", {"room": room})
     assert notes(done) == [("info", text.managers_list(room, [bob_jid]))]
+
+
+async def test_two_bots_pinning_one_subject_do_not_take_turns_for_ever(
+    owners: Owners, bot: BotHandle, room: str, prosody: Prosody, tmp_path: Path
+) -> None:
+    """A second addinbot (as carol, nick CarolBot, its own database) pins its own add-in in
+    the same room: each keeps its tail, and a person's change is answered by at most one
+    change from each, never a loop."""
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    config = write_config(prosody, other_dir).read_text(encoding="utf-8")
+    config = config.replace(f'jid = "addinbot@{prosody.domain}"', f'jid = "carol@{prosody.domain}"')
+    config = config.replace('nick = "AddinBot"', 'nick = "CarolBot"')
+    (other_dir / "addinbot.toml").write_text(config, encoding="utf-8")
+    other = BotHandle(load_settings(other_dir / "addinbot.toml"))
+    await other.start()
+    try:
+        await owners.register()
+        alice, bob = await owners.room(room, "alice", "bob")
+        await configure(alice, room, changesubject=True)
+        await set_subject(alice, room, "alice", "Weekly sync")
+        admin = await owners.admin_client()
+        carol_bot = jid(prosody, "carol")
+        assert (await admin.ask(carol_bot, f"register Weather {URL}/w")).startswith("Registered")
+        assert (await admin.ask(carol_bot, f"join {room}")).startswith("Joining")
+        await other.in_room(room)
+        for handle in (bot, other):
+            await until(lambda h=handle: service(h).app.rooms.subject_open(room) is True, "asked")
+
+        ours, theirs = f"{NAME}: {URL}", f"Weather: {URL}/w"
+        alice.send_groupchat(room, "!addin pin on")
+        alice.send_groupchat(room, f'!addin attach "{NAME}"')
+        await bob.wait_for(subject_by_bot(room, f"Weekly sync · {ours}"))
+        alice.send_groupchat(room, "CarolBot: pin on")
+        alice.send_groupchat(room, "CarolBot: attach Weather")
+        changed = await bob.wait_for(subject_by(room, "CarolBot"))
+        assert changed["subject"] == f"Weekly sync · {ours} · {theirs}"  # both tails kept
+
+        def by_a_bot(msg: Message) -> bool:
+            return subject_by(room, NICK)(msg) or subject_by(room, "CarolBot")(msg)
+
+        async def quiet() -> None:
+            """Neither bot changes the subject again: none came unasked for, and none comes
+            before either answers a command sent now."""
+            assert not [m["subject"] for m in bob.drain() if by_a_bot(m)]
+            bob.send_groupchat(room, "!addin")
+            bob.send_groupchat(room, "CarolBot: show")
+            for nick in (NICK, "CarolBot"):
+                await bob.nothing_before(
+                    lambda m, n=nick: str(m["from"]) == f"{room}/{n}" and bool(m["body"])
+                    and m["type"] == "groupchat",
+                    by_a_bot,
+                )
+
+        await quiet()
+        # A person's change: each bot puts its tail back at most once, then all is still.
+        await set_subject(alice, room, "alice", "Release week")
+        for nick in (NICK, "CarolBot"):
+            await bob.wait_for(subject_by(room, nick))
+        await quiet()
+    finally:
+        await other.stop()
+
