@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 
 PLACES = ("direct", "room")
 OUTCOMES = ("ok", "refused", "error")
-REFUSALS = ("not_admin", "not_manager", "direct_only")
+REFUSALS = ("not_admin", "not_manager", "not_owner", "direct_only")
 ANNOUNCEMENTS = ("room", "joiner")
 
 REQUEST_TIMEOUT_S = 5.0
