@@ -140,6 +140,11 @@ def set_muted(
     return mutes.set_muted(store, actor, room=room, person=person, muted=muted)
 
 
+def every_mute(store: Store) -> set[tuple[str, str]]:
+    """Every mute, as (room or ALL_ROOMS, person)."""
+    return mutes.every_mute(store)
+
+
 def muted(store: Store, *, room: str, person: str) -> tuple[bool, bool]:
     """Whether `person` is muted in `room`, and whether in every room."""
     return mutes.muted(store, room=room, person=person)

@@ -77,6 +77,9 @@ class Announcer:
         self._early: dict[int, Change] = {}
         self._read: collections.deque[Change] = collections.deque()  # taken in, not said
         self._writes: set[asyncio.Task[None]] = set()
+        # Who asked not to be sent the link on joining (`mute`): (room or ALL_ROOMS, person),
+        # as stored, followed from the audit log. Kept here, a joiner costs no look.
+        self._muted: set[tuple[str, str]] = set()
         self._arrivals: dict[str, list[Occupant]] = {}  # joiners waiting to be claimed
         self._claiming: set[str] = set()  # rooms whose joiners are being claimed
 
@@ -85,6 +88,7 @@ class Announcer:
         # Read after the cursor: a change made meanwhile is followed again, to the same end.
         for room, jids in (await self.store.run(addins.every_manager, self.store)).items():
             self.rooms.name_managers(room, jids)
+        self._muted |= await self.store.run(addins.every_mute, self.store)
         # What the subject pin needs to know before a person changes a subject: one read.
         for info in await self.store.run(addins.pinned, self.store, default=self.pin):
             self._wanted.setdefault(info.jid, self._tail(info))
@@ -184,6 +188,12 @@ class Announcer:
             self.on_membership(entry)
         elif entry.action in ("join", "leave"):
             self.on_membership(entry)
+        elif entry.action in ("mute", "unmute"):
+            muted = (entry.room or addins.ALL_ROOMS, entry.detail)
+            if entry.action == "mute":
+                self._muted.add(muted)
+            else:
+                self._muted.discard(muted)
         elif entry.action in ("manager-add", "manager-remove") and entry.room:
             named = self.rooms.named(entry.room)
             jid = frozenset({entry.detail})
@@ -289,6 +299,9 @@ class Announcer:
             )
             METRICS.announcement("room")
 
+    def _is_muted(self, room: str, person: str) -> bool:
+        return (room, person) in self._muted or (addins.ALL_ROOMS, person) in self._muted
+
     async def arrival(self, arrival: Arrival) -> None:
         """Tell a participant who just joined the room's add-in, unless told recently.
 
@@ -309,6 +322,10 @@ class Announcer:
             self._claiming.discard(room)
 
     async def _tell_joiners(self, room: str, joiners: list[Occupant]) -> None:
+        # Those who asked not to be sent it (`mute`) are neither told nor noted as told.
+        joiners = [o for o in joiners if not self._is_muted(room, o.person)]
+        if not joiners:
+            return
         try:
             claimed = await self.store.run(
                 addins.claim_announcements, self.store, room=room,

@@ -20,11 +20,7 @@ _FIND = columns(col(Mute.id)).where(
 )
 _NEW = insert(Mute)
 _DROP = delete(Mute).where(col(Mute.id) == bindparam("id"))
-# Of some people who joined a room, those muted there or everywhere.
-MUTED_AMONG = columns(col(Mute.person)).where(
-    col(Mute.room).in_(bindparam("rooms", expanding=True)),
-    col(Mute.person).in_(bindparam("people", expanding=True)),
-)
+_EVERY = columns(col(Mute.room), col(Mute.person))
 
 
 def set_muted(
@@ -45,7 +41,7 @@ def set_muted(
             rows.execute(_DROP, {"id": found})
         audit.record(
             unit, actor, "mute" if muted else "unmute", pool=pool_of(where) if where else None,
-            room=where, detail=person if where else f"{person} in every room",
+            room=where, detail=person,  # no room: every room
         )
         return True
 
@@ -62,3 +58,9 @@ def muted(store: Store, *, room: str, person: str) -> tuple[bool, bool]:
         ).scalars())
     return room in found, ALL_ROOMS in found
 
+
+
+def every_mute(store: Store) -> set[tuple[str, str]]:
+    """Every mute, as (room or ALL_ROOMS, person): read when the bot starts."""
+    with store.reading() as rows:
+        return {(room, person) for room, person in rows.execute(_EVERY)}

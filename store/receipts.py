@@ -13,7 +13,6 @@ from bot.values import Done, RoomInfo
 from store.audit import utc
 from store.handle import Store
 from store.models import Addin, Announcement, Room, utcnow
-from store.mutes import ALL_ROOMS, MUTED_AMONG
 from store.unit import Unit
 
 Claimed = tuple[RoomInfo | None, tuple[str, ...]]
@@ -57,14 +56,9 @@ def claim(store: Store, *, room: str, people: Sequence[str], cooldown_s: int) ->
                 _RECEIPTS, {"room_id": room_id, "people": wanted}
             )
         }
-        muted = set(rows.execute(
-            MUTED_AMONG, {"rooms": [room, ALL_ROOMS], "people": wanted}
-        ).scalars())
         now = utcnow()
         told, new, renewed = [], [], []
         for person in wanted:
-            if person in muted:
-                continue  # asked not to be sent it (`mute`): not told, nor noted as told
             receipt = receipts.get(person)
             if receipt is None:
                 new.append(person)

@@ -61,26 +61,19 @@ def test_the_pin_and_the_tail_it_wrote_are_kept(store: Store) -> None:
     assert detached.rooms[0].pin_tail == f"Stock: {URL}"
 
 
-def test_a_mute_is_per_room_or_everywhere_and_keeps_the_link_from_the_claim(
-    store: Store,
-) -> None:
-    addins.register(store, OWNER, pool=POOL, name="Stock", url=URL)
-    addins.attach(store, OWNER, room=ROOM, name="Stock")
+def test_a_mute_is_per_room_or_everywhere(store: Store) -> None:
     bob, eve = "jid:bob@localhost", "id:xyz"
     assert addins.set_muted(store, OWNER, room=ROOM, person=bob, muted=True).result
     assert not addins.set_muted(store, OWNER, room=ROOM, person=bob, muted=True).result
-    assert addins.set_muted(store, OWNER, room=addins.ALL_ROOMS, person=eve, muted=True).result
+    done = addins.set_muted(store, OWNER, room=addins.ALL_ROOMS, person=eve, muted=True)
+    (change,) = done.changes
+    assert (change.entry.room, change.entry.detail) == (None, eve)  # no room: every room
     assert addins.muted(store, room=ROOM, person=bob) == (True, False)
     assert addins.muted(store, room=OTHER, person=eve) == (False, True)
-
-    _, told = addins.claim_announcements(
-        store, room=ROOM, people=[bob, eve, "jid:carol@localhost"], cooldown_s=0
-    ).result
-    assert told == ("jid:carol@localhost",)
+    assert addins.every_mute(store) == {(ROOM, bob), (addins.ALL_ROOMS, eve)}
 
     assert addins.set_muted(store, OWNER, room=ROOM, person=bob, muted=False).result
-    _, told = addins.claim_announcements(store, room=ROOM, people=[bob], cooldown_s=0).result
-    assert told == (bob,)
+    assert addins.every_mute(store) == {(addins.ALL_ROOMS, eve)}
     assert [a for a, _r, _d in actions(store)[:3]] == ["unmute", "mute", "mute"]
 
 
