@@ -15,6 +15,7 @@ from typing import Any
 
 from bot import policy
 from bot.announce import Announcer
+from bot.commands import text
 from bot.commands.direct import DIRECT
 from bot.commands.grammar import split_words, strip_direct_prefix, strip_room_prefix
 from bot.commands.registry import Dispatcher
@@ -81,7 +82,7 @@ class App:
         self.dispatcher = Dispatcher(
             settings, store, self.rooms, {Place.DIRECT: DIRECT, Place.ROOM: ROOM},
             changed=lambda changes: self.announcer.handed(changes),  # said after the reply
-            exists=transport.room_exists,
+            exists=self.room_exists,
         )
         self.announcer = Announcer(
             store, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,
@@ -100,8 +101,7 @@ class App:
         self.invitations = Invitations(
             settings, store, self.rooms, transport, nick=lambda: self.nick,
             serving=lambda room: room in self.membership.wanted, keep=self.membership.keep,
-            spawn=self._spawn,
-            changed=self.changed,
+            spawn=self._spawn, changed=self.changed, exists=self.room_exists,
         )
 
     async def start(self) -> None:
@@ -197,10 +197,35 @@ class App:
         self.rooms.subject_config[room] = subject_open
 
     def on_invitation(self, invitation: Invitation, decline: Decline) -> None:
+        """Anyone's but an admin's invitations count against the sender's rate limit, as
+        commands do (one window for both): over it, the sender is told once, then nothing."""
+        if policy.held_to_invitation_limits(self.settings.roles.admins, invitation.inviter):
+            who = (invitation.inviter or invitation.sender.partition("/")[0]).lower()
+            key = f"None|{who}"  # the key of the same sender's direct commands (_order_key)
+            verdict = self.sender_limit.check(key)
+            if verdict is Verdict.NOTICE:
+                limit = self.sender_limit
+                decline(text.invitations_too_fast(
+                    limit.count, limit.window_s, limit.retry_after(key)
+                ))
+                METRICS.invitation("declined")
+                return
+            if verdict is Verdict.SILENT:
+                METRICS.invitation("dropped")
+                return
         self.invitations.receive(invitation, decline)
 
     async def _ask_config(self, room: str) -> None:
         await self.transport.room_exists(room)  # its answer comes back by on_room_config
+
+    async def room_exists(self, room: str) -> bool | None:
+        """Ask the room whether it exists (for chat, forms and invitations); a yes is kept a
+        moment, so that the join which follows an admin's `join` or an invitation does not
+        ask again."""
+        exists = await self.transport.room_exists(room)
+        if exists is True:
+            self.membership.found(room)
+        return exists
 
     def changed(self, changes: Sequence[Change] = ()) -> None:
         """On the loop: changes made outside chat (Control Panel, invitations): say them now."""

@@ -243,6 +243,16 @@ class LimitsSettings(_Section):
     reply_chars: int = Field(default=16_000, ge=1_000, le=60_000)
 
 
+class InvitationsSettings(_Section):
+    """What invitations from anyone but an admin may make the bot do (issue 12, finding 3).
+    A "look" is a join made only to see whether the inviter manages the room."""
+
+    per_inviter: int = Field(default=5, ge=0)  # looks for one inviter per window; 0: no limit
+    total: int = Field(default=50, ge=0)  # looks for everyone together per window; 0: no limit
+    window_s: float = Field(default=86_400.0, gt=0)
+    room_cooldown_s: float = Field(default=600.0, ge=0)  # one look at a room within this
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
@@ -257,6 +267,7 @@ class Settings(BaseSettings):
     log: LogSettings = LogSettings()
     metrics: MetricsSettings = MetricsSettings()
     limits: LimitsSettings = LimitsSettings()
+    invitations: InvitationsSettings = InvitationsSettings()
 
     @classmethod
     def settings_customise_sources(

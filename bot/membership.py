@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 REJOIN_FIRST_S = 2.0
 REJOIN_MOST_S = 300.0
 MAX_NICK_TRIES = 3
+FOUND_FRESH_S = 10.0  # a room found to exist this recently is joined without asking again
 BOT = Actor("addinbot", "bot")
 
 
@@ -54,6 +55,7 @@ class Membership:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._asking: set[str] = set()  # rooms asked whether they exist, not yet answered
         self.absent: set[str] = set()  # rooms found not to exist (tried again later)
+        self._found: dict[str, float] = {}  # rooms just found to exist: when (loop time)
 
     async def join_all(self) -> None:
         """The stream is up: join every room the bot serves."""
@@ -87,9 +89,24 @@ class Membership:
         self._asking.add(room)
         self.spawn(self._join_if_there(room))
 
+    def found(self, room: str) -> None:
+        """`room` answered a moment ago that it exists (an admin's `join`, an invitation):
+        the join that follows need not ask again."""
+        now = asyncio.get_running_loop().time()
+        if len(self._found) >= 1000:
+            self._found = {r: t for r, t in self._found.items() if now - t < FOUND_FRESH_S}
+        self._found[room] = now
+
     async def _join_if_there(self, room: str) -> None:
         try:
-            exists = await self.transport.room_exists(room)
+            found = self._found.pop(room, None)
+            if found is not None and asyncio.get_running_loop().time() - found < FOUND_FRESH_S:
+                exists: bool | None = True
+            else:
+                exists = await self.transport.room_exists(room)
+        except ValueError:  # an address the edge would send to another room: never joined
+            self.gone(room, "cannot join: not a valid room address", final=True)
+            return
         finally:
             self._asking.discard(room)
         if not self.online or room not in self.wanted:

@@ -42,6 +42,10 @@ PLACES = ("direct", "room")
 OUTCOMES = ("ok", "refused", "error")
 REFUSALS = ("not_admin", "not_manager", "not_owner", "direct_only")
 ANNOUNCEMENTS = ("room", "joiner")
+# What became of an invitation: accepted; declined after the bot looked in the room;
+# declined without a look (unserved pool, no such room, nobody vouched, a cool-down, a
+# limit); or dropped without a word (its sender was already told of a limit).
+INVITATIONS = ("accepted", "declined_after_look", "declined", "dropped")
 
 REQUEST_TIMEOUT_S = 5.0
 HEALTH_DB_TIMEOUT_S = 3.0
@@ -67,6 +71,10 @@ class Metrics(Collector):
             "Add-in announcements sent, to a room or privately to a joining participant.",
             ("to",), registry=self.registry,
         )
+        self.invitations = Counter(
+            "addinbot_invitations", "Invitations to rooms, by what became of them.",
+            ("outcome",), registry=self.registry,
+        )
         self.reconnects = Counter(
             "addinbot_reconnects", "Times the XMPP stream was lost and a reconnect was scheduled.",
             registry=self.registry,
@@ -86,6 +94,8 @@ class Metrics(Collector):
             self.refusals.labels(reason)
         for to in ANNOUNCEMENTS:
             self.announcements.labels(to)
+        for outcome in INVITATIONS:
+            self.invitations.labels(outcome)
 
     def command(self, place: str, outcome: str) -> None:
         """One command answered; `place` is "direct" or "room" (a Place's name will do)."""
@@ -103,6 +113,15 @@ class Metrics(Collector):
     def announcement(self, to: str) -> None:
         """A room (`room`) or a joining participant (`joiner`) was told an add-in change."""
         self.announcements.labels(to).inc()
+
+    def invitation(self, outcome: str) -> None:
+        """An invitation decided: one of INVITATIONS."""
+        self.invitations.labels(outcome).inc()
+
+    def invitations_seen(self, outcome: str) -> float:
+        """How many invitations ended so far with `outcome` (for tests and benchmarks)."""
+        value = self.registry.get_sample_value("addinbot_invitations_total", {"outcome": outcome})
+        return value or 0.0
 
     def reconnect(self) -> None:
         self.reconnects.inc()

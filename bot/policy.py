@@ -277,11 +277,23 @@ def look_refusal(invitation: InvitationCheck) -> str | None:
             "the invitation does not show who sent it (only a room nickname), so the bot "
             "cannot check that an owner or admin of the room invited it."
         )
+    return existence_refusal(invitation)
+
+
+def existence_refusal(invitation: InvitationCheck) -> str | None:
+    """Anyone's invitation, an admin's too, only to a room that exists: a join would create
+    a missing one, with the bot its owner. A mediated invitation comes from the room."""
     if invitation.room_exists is False:
         return f"there is no room {invitation.room}."
     if invitation.room_exists is None and not invitation.mediated:
         return f"the bot could not check that {invitation.room} exists; try again later."
     return None
+
+
+def held_to_invitation_limits(admins: Collection[str], inviter: str | None) -> bool:
+    """Invitations from anyone but an admin (by the real JID vouched for) count against the
+    sender's rate limit and the invitation limits; an admin's are never held back."""
+    return not is_admin(admins, inviter)
 
 
 def missing_room_refusal(room: str, exists: bool | None) -> str | None:

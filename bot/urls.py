@@ -8,6 +8,10 @@ zero-width or compatibility (NFKC-unstable) character; no user name or password;
 host names are stored in their ASCII (punycode) form, one label at a time, and a label that mixes
 scripts or spells a Latin-looking name in another script is refused, even when pre-encoded.
 The scheme and host are lowercased; the path, query and fragment are kept byte for byte.
+
+International labels are checked and encoded by the `idna` package (IDNA 2008, RFC 5891-5893:
+the code points a label may hold, their context rules, the bidi rule, punycode); their scripts
+are the Unicode Script property (through `disarm`, which the add-in names use too).
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ from __future__ import annotations
 import ipaddress
 import re
 import unicodedata
+
+import disarm
+import idna
 
 from bot.errors import CommandError
 
@@ -34,9 +41,11 @@ _LDH = re.compile(r"[a-z0-9-]+")
 _PORT = re.compile(r"[0-9]+")
 _NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")  # what browsers would read as IPv4
 _QUAD_PART = re.compile(r"0|[1-9][0-9]{0,2}")
-_SCRIPT_ALIASES = {"KATAKANA-HIRAGANA": "KATAKANA", "IDEOGRAPHIC": "CJK"}
-_SCRIPT_MIXES = (frozenset({"CJK", "HIRAGANA", "KATAKANA"}), frozenset({"CJK", "HANGUL"}))
-# Lowercase letters that pass for Latin ones; a label made only of them imitates a Latin name.
+# One script per label, except the scripts of Japanese and of Korean writing with Han.
+_SCRIPT_MIXES = (frozenset({"HAN", "HIRAGANA", "KATAKANA"}), frozenset({"HAN", "HANGUL"}))
+# Lowercase letters that pass for Latin ones; a label made only of them imitates a Latin name
+# (the sets browsers use for "whole-script confusables" under a Latin top-level domain: UTS
+# #39's confusable skeletons would refuse real words such as "москва" too).
 _LATIN_LOOKALIKES = {
     "CYRILLIC": frozenset("аеһіјӏорԁԛѕԝхусъьҽпгѵѡ"),
     "GREEK": frozenset("αικνορτυχ"),
@@ -166,12 +175,18 @@ def _encode_label(label: str, latin_tld: bool) -> str:
     text = unicodedata.normalize("NFC", unicodedata.normalize("NFC", label).lower())
     if text.isascii() or unicodedata.normalize("NFKC", text) != text:
         raise _refused("it contains look-alike characters")
-    if unicodedata.category(text[0]).startswith("M") or not all(
-        _LDH.fullmatch(ch) if ch.isascii() else unicodedata.category(ch)[0] in "LM" for ch in text
-    ):
-        raise _refused("the host name contains a character that is not allowed")
+    _check_label_shape(text, text)
+    try:
+        idna.check_label(text)  # IDNA 2008: code points, context rules, the bidi rule
+    except idna.IDNABidiError:
+        raise _refused("a host name label mixes writing directions") from None
+    except idna.IDNAError:
+        raise _refused("the host name contains a character that is not allowed") from None
     _check_scripts(text, latin_tld)
-    encoded = "xn--" + text.encode("punycode").decode("ascii")
+    try:
+        encoded = idna.alabel(text).decode("ascii")
+    except idna.IDNAError:  # checked above, so only its length is left to fail
+        raise _refused(f"a host name label is longer than {_MAX_LABEL} characters") from None
     _check_label_shape(text, encoded)
     return encoded
 
@@ -185,19 +200,15 @@ def _check_label_shape(text: str, encoded: str) -> None:
 
 def _check_scripts(text: str, latin_tld: bool) -> None:
     """One script per label (Han may join Kana or Hangul); no Latin look-alikes if the TLD is."""
-    scripts = {script for ch in text if (script := _script(ch))}
+    scripts = _scripts(text)
     if len(scripts) > 1 and not any(scripts <= mix for mix in _SCRIPT_MIXES):
         raise _refused("a host name label mixes scripts")
-    lookalikes = _LATIN_LOOKALIKES.get(scripts.pop(), frozenset()) if len(scripts) == 1 else None
-    if latin_tld and lookalikes and all(ch in lookalikes for ch in text if _script(ch)):
+    lookalikes = _LATIN_LOOKALIKES.get(next(iter(scripts)), frozenset()) if scripts else None
+    if latin_tld and lookalikes and all(ch in lookalikes for ch in text if _scripts(ch)):
         raise _refused("a host name label imitates Latin letters with another script")
 
 
-def _script(ch: str) -> str | None:
-    """The script of a letter, from its Unicode name; None for digits, hyphens and marks."""
-    if ch in "-0123456789" or unicodedata.category(ch).startswith("M"):
-        return None
-    if ch.isascii():
-        return "LATIN"
-    word = unicodedata.name(ch, "UNKNOWN").split()[0]
-    return _SCRIPT_ALIASES.get(word, word)
+def _scripts(text: str) -> frozenset[str]:
+    """The Unicode scripts of the letters (Common and Inherited ones, like digits, hyphens
+    and combining marks, belong to none)."""
+    return frozenset(script.name for script in disarm.detect_scripts(text))

@@ -29,6 +29,7 @@ class FakeEdge:
     def __init__(self, *, refuse: Iterable[str] = ()) -> None:
         self.refuse = set(refuse)
         self.missing: set[str] = set()  # rooms that do not exist: room_exists says False
+        self.asked: list[str] = []  # the rooms asked whether they exist, in order
         self.sent: list[Sent] = []
         self.joined: list[str] = []
         self.left: list[str] = []
@@ -57,6 +58,7 @@ class FakeEdge:
         self.left.append(room)
 
     async def room_exists(self, room: str) -> bool | None:
+        self.asked.append(room)
         return room not in self.missing
 
     # --- reading what was sent -------------------------------------------------------------

@@ -72,7 +72,7 @@ run_pytest() {  # with $py, the venv's Python
 # while the first pass runs.
 oldest=$("$py" - <<'PY'
 import re, tomllib
-wanted = ("slixmpp", "sqlalchemy", "sqlmodel", "prometheus_client")
+wanted = ("slixmpp", "sqlalchemy", "sqlmodel", "prometheus_client", "idna")
 with open("pyproject.toml", "rb") as f:
     dependencies = tomllib.load(f)["project"]["dependencies"]
 for dependency in dependencies:
@@ -81,8 +81,8 @@ for dependency in dependencies:
         print(f"{found[1]}=={found[3]}")
 PY
 ) || fail "reading the lower bounds in pyproject.toml"
-[ "$(wc -w <<<"$oldest")" -eq 4 ] \
-  || fail "pyproject.toml: slixmpp, sqlalchemy, sqlmodel and prometheus_client need a >= each"
+[ "$(wc -w <<<"$oldest")" -eq 5 ] \
+  || fail "pyproject.toml: slixmpp, sqlalchemy, sqlmodel, prometheus_client and idna need a >= each"
 prepare_oldest() {
   if ! .venv-oldest/bin/python -c pass 2>/dev/null; then
     python3 -m venv --clear .venv-oldest || fail "python3 -m venv .venv-oldest"

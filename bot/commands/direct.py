@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from bot import addins, names
 from bot.commands import text
 from bot.commands.grammar import (
@@ -22,14 +24,15 @@ from bot.commands.grammar import (
     Signature,
     Word,
 )
-from bot.commands.registry import CommandSet, Form, Outcome, Request, Table
+from bot.commands.registry import CommandSet, Form, Outcome, Request, table_outcome, text_lines
 from bot.commands.room import managers_reply, mute_reply
 from bot.errors import CommandError
-from bot.values import Change, Done, Place, Reply, Role
-from bot.wording import only_pages
+from bot.values import Change, Done, Place, Reply, Role, RoomInfo
+from bot.wording import only_pages, plural
 from store import Store
 
 DIRECT = CommandSet(Place.DIRECT)
+AUDIT_COUNT = replace(COUNT, label="How many (empty: 20)")
 
 
 @DIRECT.command(
@@ -136,22 +139,15 @@ def every_addin(store: Store, pool: str, most: int | None = None) -> list[tuple[
 
 
 def list_form(request: Request) -> Outcome:
-    """The form shows every add-in, as a table."""
+    """The form shows every add-in, as a table (and as lines of text)."""
     pool = request.pool()
     rows = [(name, url, str(uses)) for name, url, uses in every_addin(request.store, pool)]
     if not rows:
         return Outcome(f"No add-ins are registered in {pool}.")
     columns = (("name", "Name"), ("url", "URL"), ("rooms", "Rooms using it"))
-    shown, size = 0, 0
-    for row in rows:  # within the answer's budget, with room for the form's own markup
-        size += sum(map(len, row)) + 200
-        if size > request.settings.limits.reply_chars:
-            break
-        shown += 1
-    said = f"Add-ins in {pool}: {len(rows)}."
-    if shown < len(rows):
-        said += f" The first {shown} are shown, and {len(rows) - shown} more are not."
-    return Outcome(said, table=Table(columns, tuple(rows[:shown])))
+    return table_outcome(
+        f"Add-ins in {pool}: {len(rows)}.", columns, rows, request.settings.limits.reply_chars
+    )
 
 
 @DIRECT.command(
@@ -177,10 +173,17 @@ def list_(request: Request) -> Reply:
     return Reply(text.pools_pages(found, page, pages, more=request.more(page + 1)))
 
 
+def show_form(request: Request) -> Outcome:
+    """The add-in's details, as lines of text (the chat answer's)."""
+    info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
+    lines = text_lines(text.addin_details(info).splitlines()[1:])
+    return Outcome(f"“{info.name}” in {info.pool}.", text=tuple(lines), text_label="Add-in")
+
+
 @DIRECT.command(
     "show", "an add-in's URL, pool, who registered it and when, and its rooms",
     role=Role.ADMIN, signature=Signature(required=(ADDIN,), options=(POOL,)),
-    cli=("addin", "show"),
+    cli=("addin", "show"), form=Form("Show an add-in", handler=show_form),
 )
 def show(request: Request) -> Reply:
     info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
@@ -188,9 +191,28 @@ def show(request: Request) -> Reply:
     return Reply(text.addin_details(info, managers=named))
 
 
+def audit_form(request: Request) -> Outcome:
+    """The last changes, as a table (and as the chat answer's lines)."""
+    count = text.count(request.args.get("n"), default=20, most=request.front.most_lines)
+    entries = addins.audit(request.store, limit=count)
+    if not entries:
+        return Outcome(text.audit_lines(entries))
+    columns = (("when", "When"), ("who", "Who"), ("via", "Via"), ("what", "What"))
+    rows = [
+        (text.when(e.at), names.audit_line(e.actor), e.via, text.audit_what(e)) for e in entries
+    ]
+    return table_outcome(
+        f"The last {plural(len(entries), 'change')}, newest first.", columns, rows,
+        request.settings.limits.reply_chars, label="Changes",
+    )
+
+
 @DIRECT.command(
     "audit", "the last n changes (default 20)", role=Role.ADMIN,
     signature=Signature(optional=(COUNT,)), cli=("audit",),
+    form=Form(
+        "Read the audit log", signature=Signature(optional=(AUDIT_COUNT,)), handler=audit_form
+    ),
 )
 def audit(request: Request) -> Reply:
     count = text.count(request.args.get("n"), default=20, most=request.front.most_lines)
@@ -249,15 +271,37 @@ def leave(request: Request) -> Done[Reply]:
     return done.then(lambda changed: Reply(text.left(room, changed=changed)))
 
 
+def rooms_form(request: Request) -> Outcome:
+    """The rooms the bot knows, as a table (and as the chat answer's lines)."""
+    found = _rooms(request)
+    if not found:
+        return Outcome(text.room_lines(found))
+    columns = (("room", "Room"), ("addin", "Add-in"), ("url", "URL"), ("served", "Served"))
+    rows = [
+        (r.jid, r.addin or "", r.url or "", "yes" if r.joined else f"no{text.room_state(r)}")
+        for r in found
+    ]
+    served = sum(room.joined for room in found)
+    return table_outcome(
+        f"The bot serves {plural(served, 'room')}"
+        + (f" and knows {len(found) - served} more." if served < len(found) else "."),
+        columns, rows, request.settings.limits.reply_chars, label="Rooms",
+    )
+
+
 @DIRECT.command(
     "rooms", "the rooms the bot serves, each with its add-in", role=Role.ADMIN,
     signature=Signature(options=(POOL,)), cli=("room", "list"),
+    form=Form("List the rooms", handler=rooms_form),
 )
 def rooms(request: Request) -> Reply:
+    return Reply(text.room_lines(_rooms(request), pin_default=request.settings.announce.pin))
+
+
+def _rooms(request: Request) -> list[RoomInfo]:
     pool = request.args.options.get("pool")
     chosen = request.pool() if pool is not None else None
-    found = addins.list_rooms(request.store, pool=chosen, managers=True)
-    return Reply(text.room_lines(found, pin_default=request.settings.announce.pin))
+    return addins.list_rooms(request.store, pool=chosen, managers=True)
 
 
 @DIRECT.command(

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import textwrap
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -71,6 +72,16 @@ def chat_front(prefix: str) -> Front:
 
 
 @dataclass(frozen=True)
+class InRooms:
+    """For a manager's help by direct message: the rooms she manages, and the room commands
+    she may run there (typed after `prefix`, in the room)."""
+
+    rooms: tuple[str, ...]
+    commands: tuple[Command, ...]
+    prefix: str
+
+
+@dataclass(frozen=True)
 class Request:
     settings: Settings
     store: Store
@@ -81,6 +92,7 @@ class Request:
     front: Front
     allowed: tuple[Command, ...] = ()  # filled for help: what this sender may run here
     person: str | None = None  # chat: who asks, as firmly as the room says (Sender.person)
+    in_rooms: InRooms | None = None  # filled for a manager's help by direct message
 
     def pool(self) -> str:
         return resolve_pool(self.settings.pools.names, self.args.options.get("pool"))
@@ -122,12 +134,63 @@ class Table:
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a submitted form says, and the changes it committed (for the announcer)."""
+    """What a submitted form says, and the changes it committed (for the announcer).
+
+    `text`: the answer as short lines, shown in a text field (for clients that show no
+    table: profanity and poezio show a text-multi field, a line a value); `table`, the same
+    as a table for clients that show one."""
 
     note: str
     error: bool = False
     table: Table | None = None
     changes: tuple[Change, ...] = ()
+    text: tuple[str, ...] = ()
+    text_label: str = "List"
+
+
+FORM_MARKUP = 60  # characters a result form spends around one table cell (field, value)
+LINE_MARKUP = 20  # and around one line of its text (a value)
+# The widest line of a form's text: poezio shows a text-multi value only if it fits in half
+# of its form's width (so in a terminal of about 140 columns); longer lines are wrapped.
+TEXT_WIDTH = 60
+
+
+def text_lines(lines: Iterable[str]) -> list[str]:
+    """`lines` as a form's text: each wrapped at TEXT_WIDTH, at spaces where it can be."""
+    wrapped: list[str] = []
+    for line in lines:
+        wrapped += textwrap.wrap(
+            line, TEXT_WIDTH, subsequent_indent="  ", break_on_hyphens=False
+        ) or [""]
+    return wrapped
+
+
+def table_outcome(
+    note: str, columns: tuple[tuple[str, str], ...], rows: Sequence[tuple[str, ...]],
+    budget: int, *, label: str = "List",
+) -> Outcome:
+    """A form's answer as a table, and as text: a line a cell (“URL: https://…”, wrapped
+    to TEXT_WIDTH for a terminal client's form field), a blank line between rows. As many rows as
+    fit within `budget` characters; the note says how many more there are."""
+    size, shown, lines = len(note) * 2 + 10 * FORM_MARKUP, 0, []
+    for row in rows:
+        cells = text_lines(
+            f"{label}: {value}" for (_var, label), value in zip(columns, row, strict=True) if value
+        )
+        size += sum(len(cell) + LINE_MARKUP for cell in cells)  # as text
+        size += sum(len(value) + FORM_MARKUP for value in row)  # in the table
+        if size > budget:
+            break
+        lines += [*([""] if shown else []), *cells]
+        shown += 1
+    left = len(rows) - shown
+    if left:
+        note += (
+            f" The first {shown} are shown, and {left} more {'is' if left == 1 else 'are'} not."
+        )
+    return Outcome(
+        note, table=Table(columns, tuple(rows[:shown])), text=tuple(lines), text_label=label
+    )
 
 
 @dataclass(frozen=True)
@@ -376,7 +439,10 @@ class Dispatcher:
             if refused is not None:
                 raise refused
         if command.name == "help":
-            request = replace(request, allowed=tuple(self.allowed(place, sender)))
+            request = replace(
+                request, allowed=tuple(self.allowed(place, sender)),
+                in_rooms=self._in_rooms(place, sender, admin=is_admin),
+            )
         request = replace(request, person=sender.person)
         key = (place, command.name, room, tuple(words[1:])) if command.kept else None
         return _Call(command, request, key)
@@ -414,6 +480,19 @@ class Dispatcher:
                 f"Commands: {', '.join(names)}."
             )
         return command
+
+    def _in_rooms(self, place: Place, sender: Sender, *, admin: bool) -> InRooms | None:
+        """A manager (not an admin) asking by direct message: the rooms she manages and the
+        room commands she may type there."""
+        room_words = self.commands.get(Place.ROOM)
+        if place is not Place.DIRECT or admin or sender.jid is None or room_words is None:
+            return None
+        managed = policy.managed_rooms(
+            self.managers.rooms, sender.jid, self.managers.named_managers
+        )
+        if not managed:
+            return None
+        return InRooms(tuple(managed), tuple(room_words.offered(Role.MANAGER)), room_words.prefix)
 
     def is_admin(self, sender: Sender) -> bool:
         return policy.is_admin(self.settings.roles.admins, sender.jid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
@@ -130,6 +131,12 @@ def audit_lines(entries: Iterable[AuditEntry]) -> str:
 
 
 def audit_line(entry: AuditEntry) -> str:
+    # One line, whatever an older version or another process stored.
+    return names.audit_line(f"{when(entry.at)}  {entry.actor} ({entry.via})  {audit_what(entry)}")
+
+
+def audit_what(entry: AuditEntry) -> str:
+    """What changed, in one audit line's words: “attach “Wiki” in dev@…  — https://…”."""
     what = entry.action
     if entry.addin:
         what += f" “{entry.addin}”"
@@ -139,8 +146,7 @@ def audit_line(entry: AuditEntry) -> str:
         what += f" in {entry.pool}"
     if entry.detail:
         what += f" — {entry.detail}"
-    # One line, whatever an older version or another process stored.
-    return names.audit_line(f"{when(entry.at)}  {entry.actor} ({entry.via})  {what}")
+    return names.audit_line(what)
 
 
 def room_lines(rooms: list[RoomInfo], *, pin_default: bool = False) -> str:
@@ -148,15 +154,19 @@ def room_lines(rooms: list[RoomInfo], *, pin_default: bool = False) -> str:
         return "The bot serves no rooms."
     lines = []
     for room in rooms:
-        why = f": {room.stopped_reason}" if room.stopped_reason else ""
-        state = "" if room.joined else f" (not joined{why})"
         addin = f"“{room.addin}” — {room.url}" if room.addin else "no add-in"
         if room.managers:
             addin += f"; managers: {', '.join(room.managers)}"
         if (room.pin if room.pin is not None else pin_default):
             addin += "; pinned to the subject"
-        lines.append(f"• {room.jid}{state}: {addin}")
+        lines.append(f"• {room.jid}{room_state(room)}: {addin}")
     return "\n".join(lines)
+
+
+def room_state(room: RoomInfo) -> str:
+    """“ (not joined: why)” for a room the bot does not serve now; nothing for one it does."""
+    why = f": {room.stopped_reason}" if room.stopped_reason else ""
+    return "" if room.joined else f" (not joined{why})"
 
 
 def help_reply(request: Request) -> Reply:
@@ -172,7 +182,15 @@ def help_reply(request: Request) -> Reply:
             f"No command “{wanted[:40]}” that you may run.{did_you_mean(wanted, names)} "
             f"Commands: {', '.join(names)}."
         )
-    return Reply("\n".join(f"{prefix}{c.usage} — {c.summary}" for c in request.allowed))
+    lines = [f"{prefix}{c.usage} — {c.summary}" for c in request.allowed]
+    elsewhere = request.in_rooms
+    if elsewhere is not None:
+        lines.append(
+            f"In your {'room' if len(elsewhere.rooms) == 1 else 'rooms'} "
+            f"({some_of(elsewhere.rooms)}), type:"
+        )
+        lines += [f"{elsewhere.prefix}{c.usage} — {c.summary}" for c in elsewhere.commands]
+    return Reply("\n".join(lines))
 
 
 # --- what rooms and joiners are told (bot.announce) ------------------------------------------
@@ -266,3 +284,83 @@ def unmuted(where: str | None, *, changed: bool) -> str:
 
 def still_muted_everywhere() -> str:
     return " You are still muted in every room (`unmute all` by direct message)."
+
+
+# --- invitations (bot.invitations): what the inviter is told -----------------------------------
+
+
+def duration(seconds: float) -> str:
+    """“45 s”, “10 min”, “23 h”: a wait or a period, rounded up to its unit."""
+    seconds = max(1, math.ceil(seconds))
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{math.ceil(seconds / 60)} min"
+    return f"{math.ceil(seconds / 3600)} h"
+
+
+def invitation_accepted(room: str) -> str:
+    """To the inviter, by direct message, once the room is remembered."""
+    return (
+        f"Thanks for the invitation: the bot now serves {room} and will rejoin it after "
+        f"restarts. Attach an add-in there with “!addin attach <name>” (“!addin list” shows "
+        f"them)."
+    )
+
+
+def invitation_hidden_jids(room: str) -> str:
+    """Declined after a look: the room hides its occupants' real JIDs from the bot."""
+    return (
+        f"{room} does not show the bot its occupants' real addresses, so it cannot tell "
+        f"that you own or administer it. Give the bot the admin affiliation in {room} (it "
+        f"then sees them), or make the room's real JIDs visible to everyone, and invite it "
+        f"again."
+    )
+
+
+def invitation_room_refused(room: str, condition: str) -> str:
+    """Declined: the room would not let the bot in to look."""
+    if condition == "registration-required":
+        return (
+            f"{room} is members-only and the bot is not a member. Give the bot the member "
+            f"affiliation in {room} and invite it again."
+        )
+    if condition == "forbidden":
+        return f"{room} has banned the bot. Lift the ban and invite it again."
+    return f"the room refused the bot ({condition})."
+
+
+def invitations_too_fast(most: int, window_s: float, wait_s: float) -> str:
+    """The sender's rate limit (commands and invitations together) is reached."""
+    return (
+        f"Too many invitations from you: at most {most} commands and invitations every "
+        f"{window_s:g} s. This one was not looked at, nor will any sent in the next "
+        f"{duration(wait_s)} be; the bot says nothing more until then."
+    )
+
+
+def invitations_too_many(most: int, window_s: float, wait_s: float) -> str:
+    """One inviter has had the bot look at as many rooms as it will in a window."""
+    return (
+        f"Too many invitations from you: the bot looks at {plural(most, 'room')} every "
+        f"{duration(window_s)} for one person. Ask an addinbot admin to invite it, or try "
+        f"again in {duration(wait_s)}; the bot says nothing more until then."
+    )
+
+
+def invitations_all_busy(most: int, window_s: float, wait_s: float) -> str:
+    """Everyone's invitations together have had the bot look at as many rooms as it will."""
+    return (
+        f"the bot has looked at {plural(most, 'room')} for invitations in the last "
+        f"{duration(window_s)}, as many as it will. Ask an addinbot admin to invite it, or "
+        f"try again in {duration(wait_s)}."
+    )
+
+
+def invitation_cooling(room: str, ago_s: float, cooldown_s: float) -> str:
+    """The room was looked at a moment ago (declined): not again so soon."""
+    return (
+        f"the bot looked at {room} {duration(ago_s)} ago and looks at a room at most once "
+        f"every {duration(cooldown_s)}. Try again in {duration(cooldown_s - ago_s)}, or ask "
+        f"an addinbot admin to invite it."
+    )

@@ -38,7 +38,6 @@ from bot.xmpp.panel import (
     Outcome,
     Panel,
     Requester,
-    Table,
     Values,
     manager_refusal,
     may_offer,
@@ -54,7 +53,8 @@ log = logging.getLogger(__name__)
 NS_COMMANDS = "http://jabber.org/protocol/commands"
 NS_DATA = "jabber:x:data"
 SESSION_TTL_S = 600.0
-MOST_SESSIONS = 200
+MOST_SESSIONS = 200  # open forms in all
+MOST_PER_REQUESTER = 5  # open forms of one account (bare JID): its oldest goes first
 PANEL_TITLE = "addinbot Control Panel"
 
 
@@ -64,6 +64,8 @@ class _Session:
     requester: str  # the full JID that started it: only it may go on
     fields: tuple[Field, ...]
     started: float
+    account: str = ""  # its bare JID, for the cap per requester
+    admin: bool = False  # an admin's form is never evicted for anyone else's
 
 
 class AdhocCommands:
@@ -157,7 +159,7 @@ class AdhocCommands:
         if not fields:  # nothing to ask: run at once
             self._reply(iq, _new_id(), "completed", await self._run(operation, requester, {}))
             return
-        sid = self._open(operation, iq["from"].full, fields)
+        sid = self._open(operation, requester, iq["from"].full, fields)
         self._reply(iq, sid, "executing", form=self._form(operation, fields))
 
     async def _go_on(
@@ -171,7 +173,9 @@ class AdhocCommands:
             del self.sessions[sid]
             self._reply(iq, sid, "canceled")
             return
-        if action not in ("execute", "complete"):
+        # Every form is one stage, so "next" submits it too: poezio (slixmpp's
+        # continue_command) sends "next" whatever actions the form offers.
+        if action not in ("execute", "complete", "next"):
             raise _command_error("bad-request", "bad-action")
         del self.sessions[sid]
         if asyncio.get_running_loop().time() - session.started > SESSION_TTL_S:
@@ -186,7 +190,7 @@ class AdhocCommands:
             fields = [replace(f, value=given.get(f.var, f.value)) for f in session.fields]
             self.sessions[sid] = replace(session, fields=tuple(fields))
             self._reply(iq, sid, "executing", Outcome(exc.reason, error=True),
-                        form=self._form(operation, fields))
+                        form=self._form(operation, fields, refused=exc.reason))
             return
         self._reply(iq, sid, "completed", outcome)
 
@@ -208,7 +212,7 @@ class AdhocCommands:
             refusal = manager_refusal(operation, requester, bot.settings, bot.rooms, values)
             if refusal is not None:
                 raise XMPPError("forbidden", refusal, etype="auth")
-            await operation.check_room(bot.settings, values, self.edge.room_exists)
+            await operation.check_room(bot.settings, values, bot.room_exists)
             actor = Actor(requester.jid, "adhoc")
             outcome = await bot.store.run(
                 operation.run, bot.settings, bot.store, actor, values
@@ -225,15 +229,34 @@ class AdhocCommands:
         bot.changed(outcome.changes)
         return outcome
 
-    def _open(self, operation: Operation, requester: str, fields: list[Field]) -> str:
+    def _open(
+        self, operation: Operation, requester: Requester, full: str, fields: list[Field]
+    ) -> str:
+        """A new session. One account holds at most MOST_PER_REQUESTER (its own oldest goes);
+        all together at most MOST_SESSIONS, and when they are full the oldest of anyone
+        but an admin goes — an admin's form only for another admin's. Nothing to evict:
+        `resource-constraint`, and the requester tries again later."""
         now = asyncio.get_running_loop().time()
         for sid, session in list(self.sessions.items()):
             if now - session.started > SESSION_TTL_S:
                 del self.sessions[sid]
-        while len(self.sessions) >= MOST_SESSIONS:
-            del self.sessions[next(iter(self.sessions))]  # the oldest
+        mine = [sid for sid, s in self.sessions.items() if s.account == requester.jid]
+        while len(mine) >= MOST_PER_REQUESTER:
+            del self.sessions[mine.pop(0)]  # (sessions keep the order they were opened in)
+        if len(self.sessions) >= MOST_SESSIONS:
+            evictable = [sid for sid, s in self.sessions.items() if not s.admin]
+            if not evictable and not requester.is_admin:
+                log.warning("ad-hoc %s refused to %s: %d forms open, all admins'",
+                            operation.node, full, len(self.sessions))
+                raise XMPPError(
+                    "resource-constraint", "Too many forms are open; try again in a few minutes.",
+                    etype="wait",
+                )
+            del self.sessions[(evictable or list(self.sessions))[0]]  # the oldest
         sid = _new_id()
-        self.sessions[sid] = _Session(operation.node, requester, tuple(fields), now)
+        self.sessions[sid] = _Session(
+            operation.node, full, tuple(fields), now, requester.jid, requester.is_admin
+        )
         return sid
 
     def _reply(
@@ -253,15 +276,18 @@ class AdhocCommands:
                 actions.set("execute", "complete")
         if outcome is not None:
             command.add_note(outcome.note, "error" if outcome.error else "info")
-            if outcome.table is not None:
-                command.xml.append(self._table(outcome.table))
+            if outcome.text or outcome.table is not None:
+                command.xml.append(_result(outcome))
         if form is not None:
             command.append(form)
         self.edge.send_stanza(reply)
 
-    def _form(self, operation: Operation, fields: list[Field]) -> Any:
+    def _form(self, operation: Operation, fields: list[Field], refused: str = "") -> Any:
+        """The form to fill in; given back after a refusal, its title also says why (some
+        clients show a form's title but not the note beside it: profanity, poezio)."""
         forms: Any = self.edge.forms
-        form = forms.make_form("form", operation.name)
+        form = forms.make_form("form", f"{operation.name} — {refused}" if refused else
+                               operation.name)
         if operation.instructions:
             form["instructions"] = operation.instructions
         for spec in fields:
@@ -274,20 +300,24 @@ class AdhocCommands:
                 added["value"] = spec.value
         return form
 
-    def _table(self, table: Table) -> ET.Element:
-        """A result form (reported columns, one item a row), built directly: it may be long,
-        and it is built on the loop."""
-        form = ET.Element(f"{{{NS_DATA}}}x", {"type": "result"})
-        # The same rows as text, first: clients that show no multi-item table (profanity and
-        # poezio among them) still show a text-multi field.
-        text = ET.SubElement(
-            form, f"{{{NS_DATA}}}field", {"var": "text", "type": "text-multi", "label": "List"}
-        )
-        for row in table.rows:
-            line = "; ".join(
-                f"{label}: {value}" for (_var, label), value in zip(table.columns, row, strict=True)
-            )
+
+def _result(outcome: Outcome) -> ET.Element:
+    """A result form: the note as its title, the answer's lines as a text field, then its
+    table (reported columns, one item a row) if it has one. Built directly: it may be long,
+    and it is built on the loop."""
+    form = ET.Element(f"{{{NS_DATA}}}x", {"type": "result"})
+    # The note as the title too: profanity and poezio show a result form's title, but not
+    # the note beside it (or not in the same window).
+    ET.SubElement(form, f"{{{NS_DATA}}}title").text = outcome.note
+    # The text first: clients that show no multi-item table (profanity and poezio among
+    # them) still show a text-multi field.
+    if outcome.text:
+        attributes = {"var": "text", "type": "text-multi", "label": outcome.text_label}
+        text = ET.SubElement(form, f"{{{NS_DATA}}}field", attributes)
+        for line in outcome.text:
             ET.SubElement(text, f"{{{NS_DATA}}}value").text = line
+    table = outcome.table
+    if table is not None:
         reported = ET.SubElement(form, f"{{{NS_DATA}}}reported")
         for var, label in table.columns:
             ET.SubElement(reported, f"{{{NS_DATA}}}field", {"var": var, "label": label})
@@ -296,7 +326,7 @@ class AdhocCommands:
             for (var, _label), value in zip(table.columns, row, strict=True):
                 field = ET.SubElement(item, f"{{{NS_DATA}}}field", {"var": var})
                 ET.SubElement(field, f"{{{NS_DATA}}}value").text = value
-        return form
+    return form
 
 
 def _new_id() -> str:

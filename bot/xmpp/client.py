@@ -289,7 +289,9 @@ class XmppEdge(slixmpp.ClientXMPP):
 
     async def room_exists(self, room: str) -> bool | None:
         """Ask the room (disco#info) whether it exists; what it advertises is kept for
-        reading its occupants' presences (bot.xmpp.muc: occupant ids)."""
+        reading its occupants' presences (bot.xmpp.muc: occupant ids). ValueError, and
+        nothing sent, for an address slixmpp would read as another room."""
+        stanzas.room_jid(room)
         exists, features = await invites.room_exists(self, room)
         self.muc.room_features(room, features)
         return exists

@@ -16,7 +16,6 @@ five more plugins, and raises events the bot does not listen to. The bot needs l
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import xml.etree.ElementTree as ET
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -27,9 +26,6 @@ from slixmpp.plugins.base import register_plugin
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
-from bot import names
-from bot.errors import CommandError
-from bot.invitations import Decline, Invitation
 from bot.values import Message, Presence
 from bot.xmpp import invites, stanzas
 
@@ -163,36 +159,14 @@ class MucPlugin(BasePlugin):
         return self.edge.is_room_jid(bare)
 
     def _invitation(self, xml: ET.Element) -> None:
+        """Every invitation goes to the bot at once: it decides, and asks the room whether
+        it exists (a direct invitation names any room) only once the sender is within its
+        limits (bot.app, bot.invitations)."""
         received = invites.parse(xml, services=self.edge.services, is_room=self.is_room)
         bot = self.edge.bot
         if received is None or bot is None:
             return
-        decline = invites.decline(self.edge, received)
-        invitation = received.invitation
-        service = invitation.room.partition("@")[2].lower()
-        if invitation.mediated or service not in self.edge.services or not self._same_room(
-            invitation.room
-        ):  # declined (or a mediated one decided) without asking the room anything
-            bot.on_invitation(invitation, decline)
-            return
-        self.edge.spawn(self._checked_invitation(invitation, decline))
-
-    @staticmethod
-    def _same_room(raw: str) -> bool:
-        """The server and slixmpp read `raw` as the same room: safe to ask it."""
-        try:
-            stanzas.room_jid(names.room_address(raw))
-        except (CommandError, ValueError):
-            return False
-        return True
-
-    async def _checked_invitation(self, invitation: Invitation, decline: Decline) -> None:
-        """A direct invitation names any room: ask the room whether it exists at all, so
-        that looking at it never creates it."""
-        exists = await self.edge.room_exists(invitation.room)
-        bot = self.edge.bot
-        if bot is not None:
-            bot.on_invitation(dataclasses.replace(invitation, room_exists=exists), decline)
+        bot.on_invitation(received.invitation, invites.decline(self.edge, received))
 
 
 register_plugin(MucPlugin)

@@ -32,6 +32,9 @@ class Bot(Backend, Protocol):
 
     def on_invitation(self, invitation: Invitation, decline: Decline) -> None: ...
 
+    async def room_exists(self, room: str) -> bool | None:
+        """Ask the room whether it exists (through the edge's Transport method)."""
+
     def on_room_status(self, room: str, codes: frozenset[int]) -> None:
         """The room itself announced a change of its configuration (status codes)."""
 

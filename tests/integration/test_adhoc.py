@@ -13,6 +13,7 @@ from slixmpp.exceptions import IqError
 
 from bot import __version__, addins
 from bot.announce import attached_sentence
+from bot.values import Actor
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
 from tests.integration.conftest import BotHandle, jid
@@ -23,9 +24,10 @@ NS_COMMANDS = "http://jabber.org/protocol/commands"
 NAME = "Stock Ticker"
 URL = "https://stocks.example.org/panel"
 NEW_URL = "https://stocks.example.org/v2"
-ADMIN_NODES = sorted(
-    ["register", "update", "unregister", "list", "join", "leave", "attach", "detach", "managers"]
-)
+ADMIN_NODES = sorted([
+    "register", "update", "unregister", "list", "show", "audit", "join", "leave", "attach",
+    "detach", "rooms", "managers",
+])
 
 People = Callable[[str], Awaitable[TestClient]]
 
@@ -204,10 +206,12 @@ async def test_an_admin_runs_every_operation_through_forms(
     assert [dict(row) for row in table["items"]] == [
         {"name": NAME, "url": URL, "rooms": "0"}
     ]
-    # The same rows as text, for clients that show no table (profanity, poezio).
+    # The same rows as text, a line a cell, for clients that show no table (profanity,
+    # poezio); the note also as the title, which they show.
     text = table.get_fields()["text"]
     assert text["type"] == "text-multi"
-    assert text["value"] == [f"Name: {NAME}; URL: {URL}; Rooms using it: 0"]
+    assert text["value"] == [f"Name: {NAME}", f"URL: {URL}", "Rooms using it: 0"]
+    assert table["title"] == notes(listed)[0][1] == f"Add-ins in {prosody.muc}: 1."
 
     _, done = await run_form(admin, to, "join", {"room": room})
     assert notes(done) == [("info", f"Joining {room}; the bot will rejoin it after restarts.")]
@@ -251,6 +255,88 @@ async def test_an_admin_runs_every_operation_through_forms(
     ]
 
 
+async def test_an_admin_reads_an_add_in_the_audit_log_and_the_rooms_through_forms(
+    bot: BotHandle, people: People, prosody: Prosody, room: str
+) -> None:
+    """show, audit and rooms as forms: the chat answer's lines as text (which profanity and
+    poezio show), and audit and rooms as a table too."""
+    to, direct = bot_jid(bot), jid(prosody, "addinbot")
+    admin = await panel_user(people, "admin")
+    assert (await admin.ask(direct, f'register "{NAME}" {URL}')).startswith("Registered")
+    assert (await admin.ask(direct, f'attach {room} "{NAME}"')).startswith(room)
+
+    first, shown = await run_form(admin, to, "show", {"name": NAME})
+    assert [o["value"] for o in fields_of(first)["name"]["options"]] == [NAME]
+    assert shown["command"]["status"] == "completed"
+    assert notes(shown) == [("info", f"“{NAME}” in {prosody.muc}.")]
+    details = fields_of(shown)["text"]
+    assert (details["type"], details["label"]) == ("text-multi", "Add-in")
+    assert details["value"] == (await admin.ask(direct, f'show "{NAME}"')).splitlines()[1:]
+    assert details["value"][0] == f"URL: {URL}"
+
+    _, again = await run_form(admin, to, "show", {"name": "Nothing"})  # back, with the reason
+    assert notes(again) == [("error", f"No add-in named “Nothing” in {prosody.muc}.")]
+
+    first, changes = await run_form(admin, to, "audit", {"n": "1"})
+    assert fields_of(first)["n"]["label"] == "How many (empty: 20)"
+    assert notes(changes) == [("info", "The last 1 change, newest first.")]
+    table = changes["command"]["form"]
+    assert [dict(row) for row in table["items"]] == [{
+        "when": table["items"][0]["when"], "who": jid(prosody, "admin"), "via": "dm",
+        "what": f"attach “{NAME}” in {room} — {URL}",
+    }]
+    when, who, what = (await admin.ask(direct, "audit 1")).split("  ")
+    assert what == f"attach “{NAME}” in {room} — {URL}"  # chat's words, as the table's
+    text = fields_of(changes)["text"]["value"]
+    assert text[:3] == [f"When: {when}", f"Who: {who.removesuffix(' (dm)')}", "Via: dm"]
+    # Wrapped (poezio shows no value wider than half its form), at a space where it can be.
+    assert [line.strip() for line in text[3:]] == [f"What: attach “{NAME}” in", f"{room} —", URL]
+    _, again = await run_form(admin, to, "audit", {"n": "0"})
+    assert notes(again) == [("error", "Give a number from 1 to 200, not “0”.")]
+    assert fields_of(again)["n"]["value"] == "0"
+    _, changes = await run_form(admin, to, "audit", {})  # empty: the last 20
+    assert notes(changes) == [("info", "The last 2 changes, newest first.")]
+
+    listed = await execute(admin, to, "rooms")  # one pool: nothing to ask
+    assert listed["command"]["status"] == "completed"
+    assert notes(listed) == [("info", "The bot serves 0 rooms and knows 1 more.")]
+    assert [dict(row) for row in listed["command"]["form"]["items"]] == [
+        {"room": room, "addin": NAME, "url": URL, "served": "no (not joined)"}
+    ]
+    assert await admin.ask(direct, "rooms") == f"• {room} (not joined): “{NAME}” — {URL}"
+    assert fields_of(listed)["text"]["value"] == [
+        f"Room: {room}", f"Add-in: {NAME}", f"URL: {URL}", "Served: no (not joined)"
+    ]
+
+
+async def test_a_long_form_answer_stays_within_the_budget_with_how_many_more(
+    bot: BotHandle, people: People, prosody: Prosody
+) -> None:
+    """20 add-ins with URLs of ~1,900 characters, each attached to a room: list, audit and
+    rooms hold the rows that fit within limits.reply_chars and say how many more."""
+    assert bot.service is not None
+    store, ops = bot.service.store, Actor("ops", "cli")
+    for number in range(20):
+        url = f"https://t{number}.example.org/{'x' * 1900}"
+        addins.register(store, ops, pool=prosody.muc, name=f"T{number}", url=url)
+        addins.attach(store, ops, room=f"r{number}@{prosody.muc}", name=f"T{number}")
+    to = bot_jid(bot)
+    admin = await panel_user(people, "admin")
+    budget = bot.settings.limits.reply_chars
+    _, audit = await run_form(admin, to, "audit", {"n": "40"})
+    for result in (await execute(admin, to, "list"), audit, await execute(admin, to, "rooms")):
+        assert result["command"]["status"] == "completed"
+        assert len(str(result)) <= budget, len(str(result))
+        shown = len(result["command"]["form"]["items"])
+        assert 3 <= shown < 20, shown
+        text = fields_of(result)["text"]["value"]  # the same rows, a blank line between
+        assert text.count("") == shown - 1, text
+        assert max(map(len, text)) == 60  # the long URLs wrapped
+        ((_kind, note),) = notes(result)
+        total = 40 if result is audit else 20
+        assert note.endswith(f" The first {shown} are shown, and {total - shown} more are not.")
+
+
 # --- 1: refusals ---------------------------------------------------------------------------
 
 
@@ -259,7 +345,7 @@ async def test_others_are_forbidden_and_a_session_is_its_starters_alone(
 ) -> None:
     to = bot_jid(bot)
     mallory = await panel_user(people, "mallory")
-    for node in ("register", "join", "attach"):
+    for node in ("register", "join", "attach", "show", "audit", "rooms"):
         with pytest.raises(IqError) as refused:
             await execute(mallory, to, node)
         assert refused.value.condition == "forbidden"
@@ -302,11 +388,18 @@ async def test_bad_input_is_refused_with_the_reason_and_nothing_is_stored(
     assert text.startswith("URL refused: ")
     kept = fields_of(again)
     assert (kept["name"]["value"], kept["url"]["value"]) == ("Evil", "javascript:x")
+    # The reason also in the form's title: profanity and poezio show no note with a form.
+    assert again["command"]["form"]["title"] == f"Register an add-in — {text}"
     assert audit_rows(bot) == []
     # ... and the same session takes the corrected form.
     done = await submit(admin, to, again, {"name": "Evil", "url": URL})
     assert done["command"]["status"] == "completed"
     assert notes(done) == [("info", f"Registered “Evil” in conference.localhost: {URL}")]
+
+    # poezio submits with "next" (slixmpp's continue_command), whatever the form offers.
+    first = await execute(admin, to, "register")
+    done = await submit(admin, to, first, {"name": "Rain", "url": URL}, action="next")
+    assert notes(done) == [("info", f"Registered “Rain” in conference.localhost: {URL}")]
 
     _, again = await run_form(admin, to, "register", {"url": URL})
     assert notes(again) == [("error", "Fill in “Name”.")]
@@ -314,7 +407,11 @@ async def test_bad_input_is_refused_with_the_reason_and_nothing_is_stored(
     _, again = await run_form(admin, to, "update", {"name": "Nothing", "url": URL})
     assert again["command"]["status"] == "executing"
     assert notes(again)[0][0] == "error"
-    assert [row.action for row in audit_rows(bot)] == ["register"]
+    _, again = await run_form(admin, to, "update", {"name": "Evil"})  # both left empty
+    assert again["command"]["status"] == "executing"
+    assert notes(again) == [("error", "Fill in a new URL, a new name, or both.")]
+    assert fields_of(again)["name"]["value"] == "Evil"
+    assert [row.action for row in audit_rows(bot)] == ["register", "register"]
 
 
 # --- 1: managers ---------------------------------------------------------------------------

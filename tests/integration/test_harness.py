@@ -218,3 +218,38 @@ def test_command_line(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert out == ""
     assert "Shutdown complete" in (tmp_path / "prosody.log").read_text()
+
+
+def test_web_root_is_served_with_xmpp_over_websocket(tmp_path: Path) -> None:
+    """deploy/screenshots.py's web client: the page over HTTP on loopback, and a WebSocket
+    endpoint that speaks XMPP (an upgrade with the xmpp subprotocol is accepted)."""
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "index.html").write_text("<p>web client here</p>", encoding="utf-8")
+    with Prosody(tmp_path / "prosody", web_root=web) as server:
+        assert server.http_port not in (0, server.port)
+        page = _http(server.http_port, "GET /files/index.html HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        assert page.startswith(b"HTTP/1.1 200")
+        assert b"web client here" in page
+        upgrade = _http(
+            server.http_port,
+            "GET /xmpp-websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Protocol: xmpp\r\n",
+            until=b"\r\n\r\n",
+        )
+        assert upgrade.startswith(b"HTTP/1.1 101"), upgrade
+        assert b"Sec-WebSocket-Protocol: xmpp" in upgrade
+        assert server.log_errors() == []
+
+
+def _http(port: int, request: str, until: bytes | None = None) -> bytes:
+    """One request on loopback; the answer up to ``until``, or until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5.0) as sock:
+        sock.sendall(
+            (request + "Connection: close\r\n\r\n" if until is None else request + "\r\n").encode()
+        )
+        answer = b""
+        while (chunk := sock.recv(4096)) and (until is None or until not in answer + chunk):
+            answer += chunk
+        return answer + chunk

@@ -14,11 +14,13 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from slixmpp import JID
 from slixmpp.exceptions import IqError
 
 from bot import addins
 from bot.config import ConfigError, Settings, load_settings
 from bot.metrics import MOST_CONNECTIONS, MetricsServer
+from bot.xmpp.adhoc import MOST_PER_REQUESTER
 from store import Store
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import TestClient
@@ -238,3 +240,58 @@ async def test_an_occupant_id_the_room_does_not_advertise_is_not_taken(
     assert occupant.occupant_id != "alices-id"
     if not advertised:
         assert occupant.person == "nick:mallory"
+
+
+# --- 6. ad-hoc sessions: a cap per requester, and an admin's form never evicted ----------------
+
+
+async def test_a_stranger_opening_hundreds_of_forms_evicts_no_admins_form(
+    bot: BotHandle, people: People, prosody: Prosody, room: str
+) -> None:
+    """Before: one cap of 200 for all, the oldest evicted: a manager of a room of her own
+    opened 200 forms in 11 s and the admin's open form was gone (bad-sessionid)."""
+    assert bot.service is not None
+    to = JID(bot.service.edge.boundjid.full)
+    mallory = await people("mallory")
+    mallory.register_plugin("xep_0050")
+    await mallory.join_room(room, "mallory")  # she owns the room: a manager, offered Attach
+    muc = mallory.plugin["xep_0045"]
+    form = await muc.get_room_config(room)
+    form.get_fields()["muc#roomconfig_whois"]["value"] = "anyone"
+    await muc.set_room_config(room, form)
+    admin = await people("admin")
+    admin.register_plugin("xep_0050")
+    assert (await admin.ask(jid(prosody, "addinbot"), f"join {room}")).startswith("Joining")
+    await bot.in_room(room)
+    await until(lambda: bot.service is not None and bot.service.app.rooms.occupant(
+        room, "mallory") is not None, "mallory seen in the room")
+
+    adhoc = admin.plugin["xep_0050"]
+    opened = await adhoc.send_command(to, "register", timeout=10)
+    assert opened["command"]["status"] == "executing"
+
+    started = asyncio.get_running_loop().time()
+    hers = await asyncio.gather(*(
+        mallory.plugin["xep_0050"].send_command(to, "attach", timeout=30) for _ in range(250)
+    ))
+    took = asyncio.get_running_loop().time() - started
+    assert all(step["command"]["status"] == "executing" for step in hers)
+    open_now = bot.service.edge.adhoc.sessions
+    print(f"\n250 forms opened by one manager in {took:.2f} s; {len(open_now)} open in all")
+
+    # The admin's form is still open: completing it registers the add-in.
+    fill = admin.plugin["xep_0004"].make_form("submit")
+    fill.add_field(var="name", value="Stocks")
+    fill.add_field(var="url", value="https://stocks.example.org/")
+    done = await adhoc.send_command(
+        to, "register", action="complete", payload=fill,
+        sessionid=opened["command"]["sessionid"], timeout=10,
+    )
+    assert done["command"]["status"] == "completed"
+    assert [note[0] for note in done["command"]["notes"]] == ["info"], done
+    listed = addins.list_addins(bot.service.store, pool=prosody.muc).items
+    assert [name for name, _url, _uses in listed] == ["Stocks"]
+    # She holds a few forms at most (the newest she opened; the others were evicted).
+    mine = [sid for sid, s in open_now.items() if s.requester.startswith("mallory@")]
+    assert len(mine) == MOST_PER_REQUESTER
+    assert set(mine) <= {step["command"]["sessionid"] for step in hers}

@@ -16,6 +16,7 @@ from bot.values import Actor
 from tests.harness.prosody import Prosody
 from tests.harness.xmpp_client import MessagePredicate, sent_by
 from tests.integration.conftest import BotHandle, create_room, jid, write_config
+from tests.integration.test_adhoc import make_non_anonymous
 from tests.integration.test_rooms import (
     NAME,
     NICK,
@@ -158,3 +159,38 @@ async def test_a_long_answer_stays_within_the_budget_with_and_n_more(
     assert head == f"Add-ins in {prosody.muc} (20; page 1 of 1):"
     assert len(items) == 8, len(items)  # whole lines only
     assert last == "… and 12 more lines."
+
+
+async def test_a_managers_help_by_direct_message_points_to_her_room_commands(
+    scene: Scene, room: str, people: People
+) -> None:
+    alice = await people("alice")
+    await alice.join_room(room, "alice")  # she made the room: its owner
+    await make_non_anonymous(alice, room)  # so the bot sees her real JID
+    assert (await scene.admin(f"join {room}")).startswith(f"Joining {room}")
+    await scene.handle.in_room(room)
+
+    lines = (await alice.ask(scene.bot_jid, "help")).splitlines()
+    assert [line.split()[0] for line in lines[:4]] == ["help", "list", "attach", "detach"]
+    assert lines[4:] == [
+        f"In your room ({room}), type:",
+        "!addin show — says this room's add-in and its URL",
+        "!addin list [page <page>] — the add-ins of this room's pool",
+        "!addin attach <name> — makes <name> this room's add-in and tells the room",
+        "!addin detach — removes this room's add-in and tells the room",
+        "!addin help [<command>] — the room commands you may run",
+    ]
+    bob = await people("bob")  # manages nothing: told of no room
+    assert "In your" not in await bob.ask(scene.bot_jid, "help")
+
+
+async def test_the_bot_is_addressed_by_its_nickname_whatever_its_case(
+    scene: Scene, room: str
+) -> None:
+    await scene.register()
+    (alice,) = await scene.occupy(room, "alice")
+    alice.send_groupchat(room, f'{NICK.lower()}, attach "{NAME}"')
+    assert (await said_in_room(alice, room))["body"] == attached_sentence(NAME, URL)
+    alice.send_groupchat(room, f"{NICK.upper()}: show")
+    said = await alice.wait_for(in_room_from_bot(room))
+    assert said["body"] == f"This room's add-in is “{NAME}”: {URL}"

@@ -83,3 +83,25 @@ async def test_a_commands_changes_reach_the_announcer_on_the_loop_thread(
     assert (said.to, said.text) == (room, "This room's add-in is now “Stock”: https://a.example.org/")
     assert transport.in_rooms() == []  # said once
     assert reads == []
+
+
+async def test_join_asks_the_room_whether_it_exists_once(store: Store, settings) -> None:
+    """`join` asks the room (disco#info) before it says yes; the join that follows need not
+    ask again (it did: two disco#info for one `join`)."""
+    room = f"dev@{POOL}"
+    transport = FakeEdge()
+    app = App(settings(), store, transport)
+    await app.start()
+    try:
+        app.on_online()
+        app.on_message(Message(Kind.DIRECT, f"join {room}", jid="admin@localhost"))
+        said = await transport.take("direct")
+        assert said.text.startswith(f"Joining {room}")
+        for _ in range(200):
+            if transport.joined:
+                break
+            await asyncio.sleep(0.01)
+        assert transport.joined == [room]
+        assert transport.asked == [room]
+    finally:
+        await app.stop()

@@ -448,3 +448,22 @@ def test_an_autojoin_room_is_kept_in_the_servers_form_and_a_look_alike_refused(
         "accepts: XMPP software disagrees on what room it names (it uses characters newer than "
         "Unicode 3.2)."
     ]
+
+
+def test_invitation_limits_have_safe_defaults_and_refuse_bad_values(tmp_path: Path) -> None:
+    limits = Settings().invitations
+    assert (limits.per_inviter, limits.total, limits.window_s, limits.room_cooldown_s) == (
+        5, 50, 86_400.0, 600.0
+    )
+    config = tmp_path / "addinbot.toml"
+    config.write_text(
+        '[invitations]\nper_inviter = -1\nroom_cooldown_s = "x"\nwindow_s = 0\n', encoding="utf-8"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert caught.value.problems == [
+        "config: invitations.per_inviter: Input should be greater than or equal to 0",
+        "config: invitations.window_s: Input should be greater than 0",
+        "config: invitations.room_cooldown_s: Input should be a valid number, unable to parse "
+        "string as a number",
+    ]

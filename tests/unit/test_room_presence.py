@@ -173,3 +173,34 @@ def test_status_codes_are_ascii_digits_only(edge: XmppEdge) -> None:
     presence = edge.muc.to_presence(ET.fromstring(text))  # noqa: S314
     assert presence is not None
     assert presence.codes == frozenset({110})
+
+
+# --- issue 12, finding 7: occupant ids only where the room advertises XEP-0421 ----------------
+
+NS_OCCUPANT_ID = "urn:xmpp:occupant-id:0"
+
+
+def with_occupant_id(nick: str, occupant_id: str) -> ET.Element:
+    xml = ET.fromstring(occupant(nick))  # noqa: S314 - this file's own XML
+    ET.SubElement(xml, f"{{{NS_OCCUPANT_ID}}}occupant-id", {"id": occupant_id})
+    return xml
+
+
+def test_an_occupant_id_is_taken_only_from_a_room_that_advertises_it(edge: XmppEdge) -> None:
+    """XEP-0421: only a room that advertises urn:xmpp:occupant-id:0 strips the ids occupants
+    write themselves and adds its own. Elsewhere an occupant picks any id it likes (another
+    occupant's, to share its rate limit or cool-down), so the bot takes none."""
+    claimed = with_occupant_id("mallory", "alices-id")
+    not_said = edge.muc.to_presence(claimed)  # the room's disco#info not seen yet
+    edge.muc.room_features(ROOM, frozenset({"http://jabber.org/protocol/muc"}))
+    without = edge.muc.to_presence(claimed)
+    edge.muc.room_features(ROOM, frozenset({"http://jabber.org/protocol/muc", NS_OCCUPANT_ID}))
+    advertised = edge.muc.to_presence(claimed)
+    edge.muc.room_features(ROOM, frozenset())  # it stopped advertising it
+    dropped = edge.muc.to_presence(claimed)
+    assert not_said is not None
+    assert without is not None
+    assert dropped is not None
+    assert advertised is not None
+    assert (not_said.occupant_id, without.occupant_id, dropped.occupant_id) == (None, None, None)
+    assert advertised.occupant_id == "alices-id"

@@ -111,6 +111,9 @@ HOSTILE: list[tuple[str, str]] = [
     ("https://ex😀ample.org/", BAD_CHAR),
     ("https://exa\u3002mple.org/", BAD_CHAR),  # ideographic full stop
     ("https://\u0301bc.example/", BAD_CHAR),  # label starting with a combining mark
+    # IDNA 2008 (the idna package): a letter it disallows, and the bidi rule
+    ("https://\u0645\u0640\u062b\u0627\u0644.com/", BAD_CHAR),  # Arabic tatweel (Lm)
+    ("https://1\u05e9\u05dc\u05d5\u05dd.co.il/", "mixes writing directions"),  # 1 then Hebrew
     # hosts
     ("https://", NO_HOST),
     ("http:///path", NO_HOST),
@@ -174,6 +177,8 @@ ACCEPTED: list[tuple[str, str]] = [
     ("https://한국.kr/", "https://xn--3e0b707e.kr/"),
     ("https://москва.рф/", "https://xn--80adxhks.xn--p1ai/"),
     ("https://ελλάδα.gr/", "https://xn--hxakic4aa.gr/"),
+    ("https://straße.de/", "https://xn--strae-oqa.de/"),  # IDNA 2008 keeps ß
+    ("https://\u05e9\u05dc\u05d5\u05dd1.co.il/", "https://xn--1-9hcuf1d.co.il/"),  # digits last
     ("http://[::1]:8080/", "http://[::1]:8080/"),
     ("http://[2001:DB8:0:0:0:0:0:1]/", "http://[2001:db8::1]/"),
     ("http://127.0.0.1:8080/a", "http://127.0.0.1:8080/a"),
