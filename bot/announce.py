@@ -270,11 +270,6 @@ class Announcer:
         self._writes.add(task)
         task.add_done_callback(self._writes.discard)
 
-    def subject_learnt(self, room: str) -> None:
-        """On the loop: the room sent its subject as it stands (on joining, or from
-        history). Never acted on: what the tail should be is known from the start (and
-        from every change since)."""
-
     def subject_changed(self, room: str, text: str) -> None:
         """On the loop: someone else changed the subject (live, not history). What they
         wrote is kept; the tail is put back once, at its end. If they take it off again

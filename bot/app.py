@@ -188,10 +188,9 @@ class App:
             return
         first = state.subject is None
         state.subject = subject.text
-        if first or subject.delayed:
-            self.announcer.subject_learnt(subject.room)  # never acted on
-        elif subject.nick != state.nick:
-            self.announcer.subject_changed(subject.room, subject.text)
+        if first or subject.delayed or subject.nick == state.nick:
+            return  # the subject as it stands (on joining, from history), or our own: learnt
+        self.announcer.subject_changed(subject.room, subject.text)
 
     def on_room_config(self, room: str, subject_open: bool | None) -> None:
         self.rooms.subject_config[room] = subject_open
