@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from bot import names
@@ -107,15 +107,22 @@ def pools_pages(found: list[AddinPage], page: int, pages: int, *, more: str) -> 
     return "\n".join(lines)
 
 
-def addin_details(info: AddinInfo) -> str:
+def addin_details(info: AddinInfo, *, managers: Mapping[str, Iterable[str]] | None = None
+                  ) -> str:
     rooms = some_of(info.rooms) if info.rooms else "none"
-    return "\n".join([
+    lines = [
         f"“{info.name}”",
         f"URL: {info.url}",
         f"Pool: {info.pool}",
         f"Registered by {info.created_by} on {when(info.created_at)}",
         f"Rooms ({len(info.rooms)}): {rooms}",
-    ])
+    ]
+    named = managers or {}
+    lines += [
+        f"Named managers of {room}: {', '.join(sorted(named[room]))}"
+        for room in info.rooms if named.get(room)
+    ]
+    return "\n".join(lines)
 
 
 def audit_lines(entries: Iterable[AuditEntry]) -> str:
@@ -142,12 +149,16 @@ def audit_what(entry: AuditEntry) -> str:
     return names.audit_line(what)
 
 
-def room_lines(rooms: list[RoomInfo]) -> str:
+def room_lines(rooms: list[RoomInfo], *, pin_default: bool = False) -> str:
     if not rooms:
         return "The bot serves no rooms."
     lines = []
     for room in rooms:
         addin = f"“{room.addin}” — {room.url}" if room.addin else "no add-in"
+        if room.managers:
+            addin += f"; managers: {', '.join(room.managers)}"
+        if (room.pin if room.pin is not None else pin_default):
+            addin += "; pinned to the subject"
         lines.append(f"• {room.jid}{room_state(room)}: {addin}")
     return "\n".join(lines)
 
@@ -199,6 +210,80 @@ def detached_sentence(name: str | None, *, unregistered: bool = False) -> str:
     if unregistered and name:
         return f"This room no longer has an add-in: “{name}” was unregistered."
     return "This room no longer has an add-in."
+
+
+# --- a room's own managers, the subject pin, leaving, muting ---------------------------------
+
+
+def managers_list(room: str, managers: Iterable[str]) -> str:
+    named = sorted(managers)
+    if not named:
+        return (
+            f"{room} has no named managers: its owners and admins manage it. An owner names "
+            f"one with `managers add <jid>`."
+        )
+    return f"Named managers of {room} (besides its owners and admins): {', '.join(named)}."
+
+
+def managers_changed(room: str, added: Iterable[str], removed: Iterable[str],
+                     managers: Iterable[str]) -> str:
+    said = [f"{jid} may now attach and detach add-ins in {room}." for jid in added]
+    said += [f"{jid} is no longer a named manager of {room}." for jid in removed]
+    return " ".join([*said, managers_list(room, managers)])
+
+
+def pin_changed(room: str, *, pin: bool, attached: bool) -> str:
+    if not pin:
+        return f"The add-in is no longer kept on the subject of {room}."
+    if not attached:
+        return (
+            f"The add-in will be kept at the end of the subject of {room} once one is "
+            f"attached."
+        )
+    return f"The add-in is kept at the end of the subject of {room}."
+
+
+def subject_tail(name: str, url: str) -> str:
+    """What the bot keeps at the end of a pinned room's subject (after ` · `)."""
+    return f"{name}: {url}"
+
+
+def goodbye_sentence() -> str:
+    """Said in the room when an owner sends the bot away (`!addin leave`)."""
+    return (
+        "Goodbye: an owner of this room asked the bot to leave. Its add-in stays attached; "
+        "an addinbot admin's `join`, or a new invitation from an owner, brings the bot back."
+    )
+
+
+def autojoin_refusal(room: str) -> str:
+    return (
+        f"{room} is in the bot's configuration (rooms.autojoin), so it would come back at "
+        f"its next start: ask the bot's operator to remove it there."
+    )
+
+
+def muted(where: str | None, *, changed: bool) -> str:
+    """`mute`: `where` is the room, or None for every room."""
+    place = where or "any room"
+    if not changed:
+        return f"You are already not sent the add-in's link when you join {place}."
+    again = "`unmute`" if where else "`unmute all`"
+    return (
+        f"You will not be sent the add-in's link privately when you join {place}; "
+        f"{again} to be sent it again. What is said in a room still reaches you."
+    )
+
+
+def unmuted(where: str | None, *, changed: bool) -> str:
+    place = where or "every room"
+    if not changed:
+        return f"You were not muted in {place}: nothing changed."
+    return f"You will be sent the add-in's link again when you join {where or 'a room'}."
+
+
+def still_muted_everywhere() -> str:
+    return " You are still muted in every room (`unmute all` by direct message)."
 
 
 # --- invitations (bot.invitations): what the inviter is told -----------------------------------
