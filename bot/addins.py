@@ -33,17 +33,20 @@ from bot.values import (
     RoomInfo,
     Row,
 )
-from store import Store, receipts, rooms
+from store import Store, mutes, receipts, rooms
 from store import addins as stored
 from store import audit as log
 from store.addins import FORCED_DETACH, PAGE_SIZE
 
 __all__ = [
-    "FORCED_DETACH", "PAGE_SIZE", "all_addins", "attach", "audit", "changes_since",
-    "changes_to_announce", "claim_announcement", "claim_announcements", "detach",
-    "import_rows", "last_audit_id", "list_addins", "list_rooms", "record", "register",
-    "rename", "room_info", "set_joined", "show", "unregister", "update_url",
+    "ALL_ROOMS", "FORCED_DETACH", "PAGE_SIZE", "all_addins", "attach", "audit",
+    "changes_since", "changes_to_announce", "claim_announcement", "claim_announcements",
+    "detach", "every_manager", "import_rows", "last_audit_id", "list_addins", "list_rooms",
+    "managers", "muted", "record", "register", "rename", "room_info", "set_joined",
+    "set_managers", "set_muted", "set_pin", "set_pin_tail", "show", "unregister",
+    "update_url",
 ]
+ALL_ROOMS = mutes.ALL_ROOMS
 
 # --- changes to add-ins --------------------------------------------------------------------
 
@@ -102,6 +105,52 @@ def set_joined(
     return rooms.set_joined(store, actor, room=room, joined=joined, reason=reason)
 
 
+def managers(store: Store, room: str) -> tuple[str, ...]:
+    """The JIDs the owners of `room` named as its managers."""
+    return rooms.managers(store, room)
+
+
+def every_manager(store: Store) -> dict[str, frozenset[str]]:
+    return rooms.every_manager(store)
+
+
+def set_managers(
+    store: Store, actor: Actor, *, room: str, add: Sequence[str], remove: Sequence[str]
+) -> Done[tuple[str, ...]]:
+    """Name and unname managers of `room` (bare JIDs, checked by the caller)."""
+    return rooms.set_managers(store, actor, room=room, add=add, remove=remove)
+
+
+def set_pin(store: Store, actor: Actor, *, room: str, pin: bool) -> Done[RoomInfo]:
+    return rooms.set_pin(store, actor, room=room, pin=pin)
+
+
+def pinned(store: Store, *, default: bool) -> list[RoomInfo]:
+    """The rooms whose subject carries, or should carry, the add-in (read at start)."""
+    return rooms.pinned(store, default=default)
+
+
+def set_pin_tail(store: Store, *, room: str, tail: str | None) -> None:
+    rooms.set_pin_tail(store, room=room, tail=tail)
+
+
+def set_muted(
+    store: Store, actor: Actor, *, room: str, person: str, muted: bool
+) -> Done[bool]:
+    """`mute` (or `unmute`) `person` in `room`, or in every room (ALL_ROOMS)."""
+    return mutes.set_muted(store, actor, room=room, person=person, muted=muted)
+
+
+def every_mute(store: Store) -> set[tuple[str, str]]:
+    """Every mute, as (room or ALL_ROOMS, person)."""
+    return mutes.every_mute(store)
+
+
+def muted(store: Store, *, room: str, person: str) -> tuple[bool, bool]:
+    """Whether `person` is muted in `room`, and whether in every room."""
+    return mutes.muted(store, room=room, person=person)
+
+
 def record(
     store: Store, actor: Actor, action: str, *, room: str | None = None, detail: str = ""
 ) -> Done[None]:
@@ -137,9 +186,10 @@ def room_info(store: Store, room: str) -> RoomInfo:
 
 
 def list_rooms(
-    store: Store, *, pool: str | None = None, joined_only: bool = False
+    store: Store, *, pool: str | None = None, joined_only: bool = False,
+    managers: bool = False,
 ) -> list[RoomInfo]:
-    return rooms.known(store, pool=pool, joined_only=joined_only)
+    return rooms.known(store, pool=pool, joined_only=joined_only, managers=managers)
 
 
 def list_addins(store: Store, *, pool: str, page: int = 1) -> AddinPage:

@@ -14,8 +14,14 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from bot import addins
-from bot.commands.text import attached_sentence, detached_sentence, welcome_sentence
+from bot import addins, policy, subject
+from bot.commands.text import (
+    attached_sentence,
+    detached_sentence,
+    goodbye_sentence,
+    subject_tail,
+    welcome_sentence,
+)
 from bot.errors import CommandError
 from bot.i18n import ENGLISH, Tr
 from bot.metrics import METRICS
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 POLL_S = 0.5
 READ_BATCH = 500  # changes read in one look, at most
 CLAIM_BATCH = 500  # joiners of one room noted as told in one transaction, at most
+# Changes after which a pinned room's subject tail is put on, changed or taken off.
+PINNED_CHANGES = frozenset({"attach", "update-url", "detach", "pin"})
 
 
 class Announcer:
@@ -48,12 +56,20 @@ class Announcer:
         on_membership: Callable[[AuditEntry], None], on_changes: Callable[[], None],
         tr: Tr = ENGLISH, shared: bool = False, own_jid: str | None = None,
         announces: Callable[[str, int], bool] = lambda _room, _change: True,
+        pin: bool = False,
     ) -> None:
         self.store = store
         self.tr = tr  # the rooms' language (rooms.lang): room messages and joiners' links
         self.transport = transport
         self.rooms = rooms
         self.cooldown_s = cooldown_s
+        self.pin = pin  # announce.pin: the subject pin of rooms that did not choose
+        # The subject pin, per room: the tail the bot last wrote on the subject (what it
+        # may take off), the tail the subject should carry (None: none), and whether the
+        # bot's last act there was putting the tail back after a person's change.
+        self._written: dict[str, str | None] = {}
+        self._wanted: dict[str, str | None] = {}
+        self._put_back: set[str] = set()
         self.on_membership = on_membership  # join/leave changes, for the bot to carry out
         self.on_changes = on_changes  # changes were taken in, whoever made them
         # Several processes (cluster.enabled): a room may pass to another process, which
@@ -72,11 +88,23 @@ class Announcer:
         # elsewhere comes between, or an id was skipped): kept until a read fills the gap.
         self._early: dict[int, Change] = {}
         self._read: collections.deque[Change] = collections.deque()  # taken in, not said
+        self._writes: set[asyncio.Task[None]] = set()
+        # Who asked not to be sent the link on joining (`mute`): (room or ALL_ROOMS, person),
+        # as stored, followed from the audit log. Kept here, a joiner costs no look.
+        self._muted: set[tuple[str, str]] = set()
         self._arrivals: dict[str, list[Occupant]] = {}  # joiners waiting to be claimed
         self._claiming: set[str] = set()  # rooms whose joiners are being claimed
 
     async def start(self) -> None:
         self.cursor = self._read_to = await self.store.run(addins.last_audit_id, self.store)
+        # Read after the cursor: a change made meanwhile is followed again, to the same end.
+        for room, jids in (await self.store.run(addins.every_manager, self.store)).items():
+            self.rooms.name_managers(room, jids)
+        self._muted |= await self.store.run(addins.every_mute, self.store)
+        # What the subject pin needs to know before a person changes a subject: one read.
+        for info in await self.store.run(addins.pinned, self.store, default=self.pin):
+            self._wanted.setdefault(info.jid, self._tail(info))
+            self._written.setdefault(info.jid, info.pin_tail)
         self._task = asyncio.create_task(self._follow(), name="announcer")
 
     async def stop(self) -> None:
@@ -166,8 +194,23 @@ class Announcer:
 
     def _announce(self, change: Change) -> None:
         entry = change.entry
-        if entry.action in ("join", "leave"):
+        if entry.action == "leave" and entry.via == "room" and entry.room:
+            if self.rooms.is_live(entry.room):  # an owner sent the bot away: goodbye first
+                self.transport.send_room(entry.room, goodbye_sentence(self.tr))
             self.on_membership(entry)
+        elif entry.action in ("join", "leave"):
+            self.on_membership(entry)
+        elif entry.action in ("mute", "unmute"):
+            muted = (entry.room or addins.ALL_ROOMS, entry.detail)
+            if entry.action == "mute":
+                self._muted.add(muted)
+            else:
+                self._muted.discard(muted)
+        elif entry.action in ("manager-add", "manager-remove") and entry.room:
+            named = self.rooms.named(entry.room)
+            jid = frozenset({entry.detail})
+            added = entry.action == "manager-add"
+            self.rooms.name_managers(entry.room, named | jid if added else named - jid)
         elif entry.action in ("attach", "update-url"):
             # The rooms as they are now, read with the change: after an update, those with
             # that URL (found by the URL, not the name: the add-in may have been renamed
@@ -183,6 +226,79 @@ class Announcer:
                 entry.room, detached_sentence(entry.addin, self.tr, unregistered=unregistered)
             )
             METRICS.announcement("room")
+        if entry.action in PINNED_CHANGES:
+            for info in change.rooms:
+                self._repin(info)
+
+    # --- the subject pin ----------------------------------------------------------------------
+
+    def _tail(self, info: RoomInfo) -> str | None:
+        """The tail the subject of this room should carry now (None: none)."""
+        pinned = info.pin if info.pin is not None else self.pin
+        if not pinned or info.addin is None or info.url is None:
+            return None
+        return subject_tail(info.addin, info.url)
+
+    def _repin(self, info: RoomInfo) -> None:
+        """The room's add-in or pin changed: put the tail on its subject, change it, or take
+        it off — only the tail the bot wrote, never what people wrote."""
+        room = info.jid
+        self._wanted[room] = self._tail(info)
+        self._written.setdefault(room, info.pin_tail)
+        self._put_back.discard(room)
+        self._set(room, self._wanted[room])
+
+    def _set(self, room: str, tail: str | None, written: str | None = None) -> None:
+        state = self.rooms.state(room)
+        if state is None or not state.joined or state.subject is None:
+            return  # said when the bot is next in the room and has learnt the subject
+        refusal = policy.subject_refusal(
+            room, in_room=True, role=self.rooms.own_role(room),
+            occupants_may=self.rooms.subject_open(room),
+        )
+        if refusal is not None:
+            if tail is not None or self._written.get(room):
+                log.info("subject of %s not changed: %s", room, refusal)
+            return
+        old = self._written.get(room)
+        wanted = (
+            subject.with_tail(written, tail) if written is not None and tail
+            else subject.next_subject(state.subject, old, tail)
+        )
+        if wanted is not None:
+            self.transport.set_subject(room, wanted)
+            state.subject = wanted
+        if old != tail:
+            self._written[room] = tail
+            self._remember_tail(room, tail)
+
+    def _remember_tail(self, room: str, tail: str | None) -> None:
+        async def write() -> None:
+            try:
+                await self.store.run(addins.set_pin_tail, self.store, room=room, tail=tail)
+            except Exception:  # the next change writes it again
+                log.exception("cannot remember the subject tail of %s", room)
+
+        task = asyncio.get_running_loop().create_task(write())
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    def subject_changed(self, room: str, text: str) -> None:
+        """On the loop: someone else changed the subject (live, not history). What they
+        wrote is kept; the tail is put back once, at its end. If they take it off again
+        right after, it stays off until the add-in or the pin changes: no tug of war with
+        a person, and none with another bot (a subject that still carries the tail,
+        wherever, is left as it is)."""
+        tail = self._wanted.get(room)
+        if tail is None or subject.holds(text, tail):
+            self._put_back.discard(room)
+            return
+        if room in self._put_back:
+            log.info("the subject of %s was changed again without the add-in; left so", room)
+            return
+        self._put_back.add(room)
+        written = subject.without_tail(text, self._written.get(room))
+        self._set(room, tail, text if written is None else written)
 
     def _say_attached(self, info: RoomInfo) -> None:
         if info.addin is not None and info.url is not None:
@@ -212,6 +328,9 @@ class Announcer:
         for start in range(0, len(others), CLAIM_BATCH):
             await self._tell_joiners(room, others[start:start + CLAIM_BATCH], tell=tell)
 
+    def _is_muted(self, room: str, person: str) -> bool:
+        return (room, person) in self._muted or (addins.ALL_ROOMS, person) in self._muted
+
     async def arrival(self, arrival: Arrival) -> None:
         """Tell a participant who just joined the room's add-in, unless told recently.
 
@@ -232,6 +351,10 @@ class Announcer:
             self._claiming.discard(room)
 
     async def _tell_joiners(self, room: str, joiners: list[Occupant], *, tell: bool = True) -> None:
+        # Those who asked not to be sent it (`mute`) are neither told nor noted as told.
+        joiners = [o for o in joiners if not self._is_muted(room, o.person)]
+        if not joiners:
+            return
         try:
             claimed = await self.store.run(
                 addins.claim_announcements, self.store, room=room,

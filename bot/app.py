@@ -28,6 +28,7 @@ from bot.limits import RateLimit, Verdict
 from bot.membership import Membership
 from bot.metrics import METRICS
 from bot.rooms import (
+    CONFIG_CHANGED,
     NOW_FULLY_ANONYMOUS,
     NOW_NON_ANONYMOUS,
     NOW_SEMI_ANONYMOUS,
@@ -46,6 +47,7 @@ from bot.values import (
     Presence,
     Reply,
     Sender,
+    Subject,
     Transport,
 )
 from bot.wording import cut
@@ -94,7 +96,7 @@ class App:
         self.room_tr = i18n.tr(settings.rooms.lang)
         self.announcer = Announcer(
             store, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,
-            tr=self.room_tr,
+            tr=self.room_tr, pin=settings.announce.pin,
             on_membership=lambda change: self.membership.follow(change),
             on_changes=self.dispatcher.answers.changed,
             shared=settings.cluster.enabled, own_jid=settings.xmpp.jid,
@@ -210,10 +212,28 @@ class App:
         """The room changed whom it shows real JIDs to: join again, so that the room sends
         its occupants afresh as it now shows them (nobody present is told anything)."""
         wanted = room in self.membership.wanted
+        if CONFIG_CHANGED in codes and wanted and self.rooms.is_live(room):
+            # Ask again what it lets occupants do (may the bot change the subject?).
+            self._spawn(self._ask_config(room))
         if codes & ANONYMITY_CHANGED and wanted and self.rooms.is_live(room):
             log.info("%s changed its anonymity (status %s); refreshing its occupants",
                      room, ", ".join(map(str, sorted(codes))))
             self.membership.join(room)
+
+    def on_subject(self, subject: Subject) -> None:
+        """The room's subject: learnt (on joining, from history, or the bot's own), or a
+        change by someone else, after which the subject pin re-applies its tail once."""
+        state = self.rooms.state(subject.room)
+        if state is None or not state.joined:
+            return
+        first = state.subject is None
+        state.subject = subject.text
+        if first or subject.delayed or subject.nick == state.nick:
+            return  # the subject as it stands (on joining, from history), or our own: learnt
+        self.announcer.subject_changed(subject.room, subject.text)
+
+    def on_room_config(self, room: str, subject_open: bool | None) -> None:
+        self.rooms.subject_config[room] = subject_open
 
     def on_invitation(self, invitation: Invitation, decline: Decline) -> None:
         """Anyone's but an admin's invitations count against the sender's rate limit, as
@@ -233,6 +253,9 @@ class App:
                 METRICS.invitation("dropped")
                 return
         self.invitations.receive(invitation, decline)
+
+    async def _ask_config(self, room: str) -> None:
+        await self.transport.room_exists(room)  # its answer comes back by on_room_config
 
     async def room_exists(self, room: str) -> bool | None:
         """Ask the room whether it exists (for chat, forms and invitations); a yes is kept a
@@ -256,22 +279,25 @@ class App:
             text = strip_direct_prefix(message.body)
             # A direct message is answered in its sender's language (xml:lang), else English.
             tr = i18n.tr(message.lang)
-            return _Command(message, Place.DIRECT, Sender(message.jid), text, message.jid, tr)
+            sender = Sender(message.jid, person=f"jid:{message.jid}")
+            return _Command(message, Place.DIRECT, sender, text, message.jid, tr)
         room, nick = message.room, message.nick
         if room is None or nick is None or not self.rooms.is_live(room):
             return None  # not before our own join has completed
         occupant = self.rooms.occupant(room, nick)
         person = occupant.person if occupant else f"nick:{nick}"
         if message.kind is Kind.ROOM_PRIVATE:
-            # A private message through a room proves only a nickname.
+            # A private message through a room proves only a nickname (and the occupant the
+            # room says holds it: what `mute` keeps).
             text = strip_direct_prefix(message.body)
             tr = i18n.tr(message.lang) if message.lang else self.room_tr
-            return _Command(message, Place.ROOM, Sender(None, room, nick), text, person, tr)
+            sender = Sender(None, room, nick, person)
+            return _Command(message, Place.ROOM, sender, text, person, tr)
         said = strip_room_prefix(message.body, self.rooms.nick_in(room) or self.nick)
         if said is None:
             return None  # ordinary conversation
         # A room vouches for an occupant's real JID only where it shows it to the bot.
-        sender = Sender(occupant.jid if occupant else None, room, nick)
+        sender = Sender(occupant.jid if occupant else None, room, nick, person)
         return _Command(message, Place.ROOM, sender, said, person, self.room_tr)
 
     def _within_limits(self, command: _Command) -> bool:

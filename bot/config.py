@@ -182,6 +182,7 @@ class RoomsSettings(_Section):
 
 class AnnounceSettings(_Section):
     cooldown_s: int = Field(default=86400, ge=0)
+    pin: bool = False  # `!addin pin` in rooms that did not choose: keep the subject tail
 
 
 class LogSettings(_Section):

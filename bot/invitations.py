@@ -264,7 +264,7 @@ class Invitations:
         inviter = look.invitation.inviter
         assert inviter is not None  # noqa: S101 - nobody's invitation is not looked at
         view = self.rooms.state(room)
-        refusal = policy.invitation_refusal(room, view, inviter)
+        refusal = policy.invitation_refusal(room, view, inviter, self.rooms.named(room))
         if refusal is None:
             self.keep(room, True)
             self.spawn(self._accept(room, look.invitation, look.decline, looked=True))

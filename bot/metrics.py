@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 PLACES = ("direct", "room")
 OUTCOMES = ("ok", "refused", "error")
-REFUSALS = ("not_admin", "not_manager", "direct_only")
+REFUSALS = ("not_admin", "not_manager", "not_owner", "direct_only")
 ANNOUNCEMENTS = ("room", "joiner")
 # What became of an invitation: accepted; declined after the bot looked in the room;
 # declined without a look (unserved pool, no such room, nobody vouched, a cool-down, a

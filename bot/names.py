@@ -142,6 +142,17 @@ def resolve_room(served: Sequence[str], raw: str) -> str:
     return room
 
 
+def bare_jid(raw: str) -> str:
+    """A person's bare JID (user@domain) as servers write it (as room_address does a room's:
+    the same preparation, so that it compares equal to the JID a room or server reports)."""
+    try:
+        return room_address(raw)
+    except CommandError:
+        raise CommandError(
+            msg("“{raw}” is not a bare JID (user@domain).", raw=raw[:60])
+        ) from None
+
+
 def room_address(raw: str, *, example: str = "room@service") -> str:
     """room@service in the one form the bot uses everywhere: the server's (nodeprep with
     Unicode 3.2's tables, as Prosody and ejabberd prepare a JID), the service in lower case.

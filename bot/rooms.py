@@ -22,6 +22,7 @@ BANNED = 301
 NICK_CHANGED = 303
 KICKED = 307
 NICK_FIXED = 210
+CONFIG_CHANGED = 104
 REMOVED_AFFILIATION = 321
 REMOVED_MEMBERS_ONLY = 322
 SHUTDOWN = 332
@@ -64,6 +65,7 @@ class RoomState:
     occupants: dict[str, Occupant] = field(default_factory=dict)
     renamed: set[str] = field(default_factory=set)  # nicks arriving by a 303 change
     shows_jids: bool = False  # the room gives us occupants' real JIDs
+    subject: str | None = None  # the room's subject, once it has sent it (after our join)
 
     @property
     def me(self) -> Occupant | None:
@@ -106,6 +108,29 @@ class Rooms:
 
     def __init__(self) -> None:
         self.rooms: dict[str, RoomState] = {}
+        # The JIDs each room's owners named as its managers, as stored (kept whether the
+        # bot is in the room or not; followed from the audit log).
+        self.named_managers: dict[str, frozenset[str]] = {}
+        # Whether each room lets its occupants change the subject, as its disco#info said
+        # before the bot's last join (muc#roomconfig_changesubject; None: not said).
+        self.subject_config: dict[str, bool | None] = {}
+
+    def own_role(self, room: str) -> str | None:
+        state = self.rooms.get(room)
+        me = state.me if state is not None and state.joined else None
+        return me.role if me is not None else None
+
+    def subject_open(self, room: str) -> bool | None:
+        return self.subject_config.get(room)
+
+    def named(self, room: str) -> frozenset[str]:
+        return self.named_managers.get(room, frozenset())
+
+    def name_managers(self, room: str, jids: frozenset[str]) -> None:
+        if jids:
+            self.named_managers[room] = jids
+        else:
+            self.named_managers.pop(room, None)
 
     def joining(self, room: str, nick: str) -> None:
         """A join was sent: forget what we knew; the room will tell us again."""

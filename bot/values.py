@@ -20,7 +20,8 @@ _U = TypeVar("_U")
 class Role(enum.IntEnum):
     ANYONE = 0
     MANAGER = 1  # of the room the command is about
-    ADMIN = 2
+    OWNER = 2  # of the room the command is about (its `owner` affiliation)
+    ADMIN = 3
 
 
 class Place(enum.Enum):
@@ -39,6 +40,9 @@ class Sender:
     jid: str | None
     room: str | None = None
     nick: str | None = None
+    # Who this is, as firmly as the room lets us say (bot.rooms.Occupant.person): `jid:…`,
+    # `id:…` (XEP-0421 occupant id) or `nick:…`; a direct message's is `jid:…`.
+    person: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,8 @@ class Transport(Protocol):
 
     def send_room(self, room: str, text: str, link: Link | None = None) -> None: ...
 
+    def set_subject(self, room: str, subject: str) -> None: ...
+
     def join(self, room: str, nick: str) -> None: ...
 
     def leave(self, room: str, nick: str) -> None: ...
@@ -109,6 +115,16 @@ class Presence:
     codes: frozenset[int] = frozenset()
     new_nick: str | None = None  # with 303
     destroyed: bool = False
+
+
+@dataclass(frozen=True)
+class Subject:
+    """A room's subject, as a message from the room carried it (XEP-0045 §8.1)."""
+
+    room: str
+    nick: str | None  # who set it, as the room says (None: the room itself)
+    text: str
+    delayed: bool  # sent with a delay stamp: the current subject on joining, not a change
 
 
 # --- what the store holds and changed ---------------------------------------------------
@@ -188,6 +204,9 @@ class RoomInfo:
     url: str | None
     joined: bool
     stopped_reason: str | None
+    managers: tuple[str, ...] = ()  # the JIDs its owners named (`managers add`)
+    pin: bool | None = None  # `pin on|off`; None: the configuration's announce.pin
+    pin_tail: str | None = None  # the tail the bot last wrote on its subject
 
 
 @dataclass(frozen=True)

@@ -149,7 +149,9 @@ def _set_url(unit: Unit, actor: Actor, addin: Addin, pool: str, url: str) -> lis
     unit.session.add(addin)
     using = _rooms_using(unit.session, addin)
     attached = tuple(
-        RoomInfo(row.jid, addin.name, url, row.joined, row.stopped_reason) for row in using
+        RoomInfo(row.jid, addin.name, url, row.joined, row.stopped_reason, pin=row.pin,
+                 pin_tail=row.pin_tail)
+        for row in using
     )
     audit.record(unit, actor, "update-url", pool=pool, addin=addin.name, detail=url,
                  rooms=attached)
@@ -281,8 +283,10 @@ def unregister(
         for room in rooms:
             room.addin_id, room.attached_at = None, None
             session.add(room)
+            left = RoomInfo(room.jid, None, None, room.joined, room.stopped_reason,
+                            pin=room.pin, pin_tail=room.pin_tail)
             audit.record(unit, actor, "detach", pool=pool, addin=addin.name, room=room.jid,
-                         detail=FORCED_DETACH)
+                         detail=FORCED_DETACH, rooms=(left,))
         session.flush()
         session.execute(delete(Announcement).where(col(Announcement.addin_id) == row_id(addin)))
         session.delete(addin)

@@ -24,6 +24,8 @@ _AUDIT = columns(
     col(AuditEvent.detail),
 )
 _NEW = insert(AuditEvent)
+# Changes read with the room as it is now: what announcing them (and the subject pin) needs.
+ROOM_CHANGES = frozenset({"attach", "detach", "pin"})
 _SINCE = (
     _AUDIT.where(col(AuditEvent.id) > bindparam("after"))
     .order_by(col(AuditEvent.id)).limit(bindparam("limit"))
@@ -31,13 +33,14 @@ _SINCE = (
 _NEWEST = _AUDIT.order_by(col(AuditEvent.id).desc()).limit(bindparam("limit"))
 _LAST_ID = columns(func.max(col(AuditEvent.id)))
 _ROOM_INFO = (
-    columns(col(Room.joined), col(Room.stopped_reason), col(Addin.name), col(Addin.url))
+    columns(col(Room.joined), col(Room.stopped_reason), col(Addin.name), col(Addin.url),
+            col(Room.pin), col(Room.pin_tail))
     .outerjoin(Addin, col(Addin.id) == col(Room.addin_id))
     .where(col(Room.jid) == bindparam("room"))
 )
 _ROOMS_WITH_URL = (
     columns(col(Room.jid), col(Room.joined), col(Room.stopped_reason), col(Addin.name),
-            col(Addin.url))
+            col(Addin.url), col(Room.pin), col(Room.pin_tail))
     .join(Addin, col(Addin.id) == col(Room.addin_id))
     .join(Pool, col(Pool.id) == col(Addin.pool_id))
     .where(col(Pool.name) == bindparam("pool"), col(Addin.url) == bindparam("url"))
@@ -76,8 +79,8 @@ def room_info(rows: Connection, room: str) -> RoomInfo:
     found = rows.execute(_ROOM_INFO, {"room": room}).first()
     if found is None:
         return RoomInfo(room, None, None, False, None)
-    joined, reason, name, url = found
-    return RoomInfo(room, name, url, joined, reason)
+    joined, reason, name, url, pin, tail = found
+    return RoomInfo(room, name, url, joined, reason, pin=pin, pin_tail=tail)
 
 
 def newest(store: Store, limit: int) -> list[AuditEntry]:
@@ -106,14 +109,14 @@ def to_announce(store: Store, after_id: int, limit: int) -> list[Change]:
     with store.reading() as rows:
         for entry in _entries(rows.execute(_SINCE, {"after": after_id, "limit": limit})):
             found: tuple[RoomInfo, ...] = ()
-            if entry.action == "attach" and entry.room:
+            if entry.action in ROOM_CHANGES and entry.room:
                 found = (room_info(rows, entry.room),)
             elif entry.action == "update-url" and entry.pool:
                 # Several add-ins given one URL (an import) find each other's rooms: each
                 # room is told once.
                 found = tuple(
-                    RoomInfo(jid, name, url, joined, reason)
-                    for jid, joined, reason, name, url in rows.execute(
+                    RoomInfo(jid, name, url, joined, reason, pin=pin, pin_tail=tail)
+                    for jid, joined, reason, name, url, pin, tail in rows.execute(
                         _ROOMS_WITH_URL, {"pool": entry.pool, "url": entry.detail}
                     )
                     if (jid, url) not in told

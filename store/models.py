@@ -52,6 +52,36 @@ class Room(SQLModel, table=True):
     joined: bool = False
     stopped_reason: str | None = Field(default=None, max_length=255)
     attached_at: datetime | None = Field(default=None, sa_type=DateTime(timezone=True))
+    # `!addin pin on|off`; None: the configuration's announce.pin decides.
+    pin: bool | None = Field(default=None)
+    # The tail the bot last wrote on the room's subject (`Name: URL`), so that it strips
+    # only what it wrote itself, even after a restart.
+    pin_tail: str | None = Field(default=None, max_length=4096)
+
+
+class RoomManager(SQLModel, table=True):
+    """A JID a room's owners named as one of its managers (`managers add`)."""
+
+    __table_args__ = (UniqueConstraint("room_id", "jid", name="uq_roommanager_jid"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    room_id: int = Field(foreign_key="room.id", index=True)
+    jid: str = Field(max_length=3071)
+    added_by: str = Field(max_length=3071)
+    added_at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
+
+
+class Mute(SQLModel, table=True):
+    """Someone who asked not to be sent the private link on joining: in one room, or in
+    every room (`room` is ALL_ROOMS). `person` is as bot.rooms.Occupant.person says it:
+    `jid:<bare JID>` or `id:<occupant id>`."""
+
+    __table_args__ = (UniqueConstraint("room", "person", name="uq_mute_person"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    room: str = Field(max_length=3071, index=True)
+    person: str = Field(max_length=3071)
+    at: datetime = Field(default_factory=utcnow, sa_type=DateTime(timezone=True))
 
 
 class AuditEvent(SQLModel, table=True):

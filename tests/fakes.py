@@ -19,7 +19,7 @@ WAIT_S = 5.0
 
 @dataclass(frozen=True)
 class Sent:
-    kind: str  # "direct", "private" (through a room) or "room"
+    kind: str  # "direct", "private" (through a room), "room" or "subject"
     to: str  # a bare JID, room/nick, or the room
     text: str
     link: Link | None = None
@@ -45,6 +45,9 @@ class FakeEdge:
 
     def send_room(self, room: str, text: str, link: Link | None = None) -> None:
         self._record(Sent("room", room, text, link))
+
+    def set_subject(self, room: str, subject: str) -> None:
+        self._record(Sent("subject", room, subject))
 
     def join(self, room: str, nick: str) -> None:
         self._check(room)

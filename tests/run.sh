@@ -119,7 +119,8 @@ step "pytest: the integration suite again, its bots on PostgreSQL; and against e
 postgresql=$!
 (ADDINBOT_TEST_XMPP=ejabberd ADDINBOT_TEST_STORE=sqlite run_pytest -m "not prosody_only" \
   tests/integration/test_direct.py tests/integration/test_join.py \
-  tests/integration/test_rooms.py tests/integration/test_spoofing.py) >"$logs/ejabberd" 2>&1 &
+  tests/integration/test_rooms.py tests/integration/test_spoofing.py \
+  tests/integration/test_owners.py) >"$logs/ejabberd" 2>&1 &
 ejabberd=$!
 failed=""
 wait "$postgresql" || failed="$failed PostgreSQL"

@@ -9,13 +9,16 @@ from datetime import UTC, datetime
 from bot import addins, bulk, names
 from bot.commands import text
 from bot.commands.grammar import (
+    ADD_MANAGER,
     ADDIN,
     COMMAND,
     COUNT,
     FORCE,
+    MUTE_WHERE,
     NAME,
     PAGE,
     POOL,
+    REMOVE_MANAGER,
     ROOM,
     SERVED_ROOM,
     URL,
@@ -23,6 +26,7 @@ from bot.commands.grammar import (
     Word,
 )
 from bot.commands.registry import CommandSet, Form, Outcome, Request, table_outcome, text_lines
+from bot.commands.room import managers_reply, mute_reply
 from bot.errors import CommandError
 from bot.i18n import msg
 from bot.values import AddinPage, AuditEntry, Change, Done, Listed, Place, Reply, Role, RoomInfo
@@ -230,7 +234,8 @@ def show_form(request: Request) -> Outcome:
 )
 def show(request: Request) -> Reply:
     info = addins.show(request.store, pool=request.pool(), name=request.args["name"])
-    return Reply(text.addin_details(info, request.tr))
+    named = addins.every_manager(request.store) if info.rooms else {}
+    return Reply(text.addin_details(info, request.tr, managers=named))
 
 
 def _audited(request: Request) -> list[AuditEntry]:
@@ -333,7 +338,7 @@ def leave(request: Request) -> Done[Reply]:
 
 def _rooms(request: Request) -> list[RoomInfo]:
     chosen = request.pool() if "pool" in request.args.options else None
-    return addins.list_rooms(request.store, pool=chosen)
+    return addins.list_rooms(request.store, pool=chosen, managers=True)
 
 
 def rooms_data(request: Request) -> object:
@@ -379,9 +384,49 @@ def rooms_form(request: Request) -> Outcome:
     form=Form("List the rooms", handler=rooms_form),
 )
 def rooms(request: Request) -> Reply:
-    return Reply(text.room_lines(_rooms(request), request.tr))
+    return Reply(text.room_lines(
+        _rooms(request), request.tr, pin_default=request.settings.announce.pin
+    ))
 
 
 def iso_time(moment: datetime) -> str:
     """A time as the JSON of reads gives it: ISO 8601 in UTC, to the second, with a Z."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@DIRECT.command(
+    "managers", "a room's named managers; its owners add or remove them",
+    role=Role.MANAGER, signature=Signature(required=(ROOM,), options=(ADD_MANAGER, REMOVE_MANAGER)),
+    usage="<room> [add <jid>] [remove <jid>]", room_word="room", owner_options=("add", "remove"),
+    cli=("room", "managers"), form=Form(
+        "Name a room's managers",
+        "Leave both empty to see them. Only the room's owners may add or remove one.",
+    ),
+)
+def managers(request: Request) -> Done[Reply]:
+    assert request.room is not None  # noqa: S101 - the request resolved it
+    return managers_reply(request, request.room)
+
+
+def _where(request: Request) -> str:
+    """`mute [<room>|all]` by direct message: a room, or every room (the default)."""
+    where = request.args.get("where")
+    if where is None or where.lower() == "all":
+        return addins.ALL_ROOMS
+    return names.resolve_room(request.settings.pools.names, where)
+
+
+@DIRECT.command(
+    "mute", "you are not sent the add-in's link on joining a room (all: any room)",
+    signature=Signature(optional=(MUTE_WHERE,)), usage="[<room>|all]",
+)
+def mute(request: Request) -> Done[Reply]:
+    return mute_reply(request, _where(request), mute=True)
+
+
+@DIRECT.command(
+    "unmute", "you are sent the add-in's link again on joining (all: any room)",
+    signature=Signature(optional=(MUTE_WHERE,)), usage="[<room>|all]",
+)
+def unmute(request: Request) -> Done[Reply]:
+    return mute_reply(request, _where(request), mute=False)

@@ -105,6 +105,10 @@ PAGE = Word("page", WordKind.PAGE, "Page")
 COUNT = Word("n", WordKind.COUNT, "How many")
 FORCE = Word("force", WordKind.FLAG, "Also detach it from the rooms using it")
 COMMAND = Word("command")
+ADD_MANAGER = Word("add", label="Name as a manager (bare JID)")
+REMOVE_MANAGER = Word("remove", label="No longer a manager (bare JID)")
+PIN_STATE = Word("state", label="Keep the add-in on the subject", choices=("on", "off"))
+MUTE_WHERE = Word("where", label="A room, or all (default: all)")
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,21 @@ class Managers(Protocol):
 
     def state(self, room: str) -> RoomView | None: ...
 
+    def named(self, room: str) -> frozenset[str]:
+        """The JIDs the owners of `room` named as its managers."""
+        ...
+
+    @property
+    def named_managers(self) -> Mapping[str, frozenset[str]]: ...
+
+    def own_role(self, room: str) -> str | None:
+        """The bot's own role in `room` (None: not in it)."""
+        ...
+
+    def subject_open(self, room: str) -> bool | None:
+        """Whether `room` lets its occupants change the subject (None: not known)."""
+        ...
+
 
 def chat_spelling(word: Word) -> str:
     """A word as chat takes it: `pool <pool>`, `force`."""
@@ -94,6 +109,7 @@ class Request:
     front: Front
     allowed: tuple[Command, ...] = ()  # filled for help: what this sender may run here
     tr: Tr = ENGLISH  # the language of the answer (bot.i18n)
+    person: str | None = None  # chat: who asks, as firmly as the room says (Sender.person)
     in_rooms: InRooms | None = None  # filled for a manager's help by direct message
 
     def pool(self) -> str:
@@ -118,6 +134,8 @@ def prepare(
         room = resolve_room(settings.pools.names, args[command.room_word])
     return Request(settings, store, actor, args, room, command, front, tr=tr)
 
+
+Precheck = Callable[[Managers, "str | None", Arguments], "str | None"]
 
 # A handler that changes the store returns Done: its reply and the changes it committed.
 Handler = Callable[[Request], "Reply | Done[Reply | None] | None"]
@@ -231,10 +249,23 @@ class Command:
     # A read's answer as data (lists, dicts, str, int, bool, None): what `--json` prints on
     # the command line. Its shape is documented in the README and kept stable.
     data: Callable[[Request], object] | None = None
+    # Options that make it an owner's command (`managers add|remove <jid>`; listing them is
+    # a manager's).
+    owner_options: tuple[str, ...] = ()
+    # Checked on the loop before it runs, with what the bot knows of the rooms: the
+    # sentence saying why it cannot be done (e.g. `pin on` where the bot may not change
+    # the subject), or None.
+    precheck: Precheck | None = None
 
     @property
     def usage(self) -> str:
         return f"{self.name} {self.usage_words}".strip()
+
+    def needed(self, args: Arguments) -> Role:
+        """The role these words need: the command's, or an owner's for an owner's option."""
+        if any(option in args.options for option in self.owner_options):
+            return max(self.role, Role.OWNER)
+        return self.role
 
 
 NO_WORDS = Signature()
@@ -246,6 +277,19 @@ class NotAllowed(CommandError):
     def __init__(self, why: str, reason: str) -> None:
         super().__init__(reason)
         self.why = why
+
+
+def room_refusal(needed: Role, room: str, managers: Managers, sender: Sender) -> NotAllowed | None:
+    """For a manager's or an owner's command about `room` (by someone who is no admin): the
+    refusal, by the rules of bot.policy, or None."""
+    if needed is Role.MANAGER:
+        refusal = policy.manager_refusal(room, managers.state(room), sender, managers.named(room))
+        return None if refusal is None else NotAllowed("not_manager", refusal)
+    if needed is Role.OWNER:
+        refusal = policy.owner_refusal(room, managers.state(room), sender)
+        return None if refusal is None else NotAllowed("not_owner", refusal)
+    return None
+
 
 
 @dataclass(frozen=True)
@@ -272,12 +316,13 @@ class CommandSet:
         room_word: str | None = None, kept: bool = False,
         cli: tuple[str, ...] | None = None, form: Form | None = None,
         room_must_exist: bool = False, data: Callable[[Request], object] | None = None,
+        owner_options: tuple[str, ...] = (), precheck: Precheck | None = None,
     ) -> Callable[[Handler], Handler]:
         def declare(handler: Handler) -> Handler:
             words = usage if usage is not None else _usage(signature)
             self.commands[name] = Command(
                 name, summary, role, signature, handler, words, room_word, kept, cli, form,
-                room_must_exist, data,
+                room_must_exist, data, owner_options, precheck,
             )
             return handler
 
@@ -377,6 +422,10 @@ class Dispatcher:
     async def _run(self, place: Place, sender: Sender, text: str, tr: Tr) -> Reply | None:
         call = self._prepare(place, sender, split_words(text), tr)
         await check_room_exists(call.command, call.request.room, self.exists)
+        if call.command.precheck is not None:
+            refusal = call.command.precheck(self.managers, call.request.room, call.request.args)
+            if refusal is not None:
+                raise CommandError(refusal)
         try:
             return await self._call(call)
         except BadWords as exc:
@@ -419,16 +468,18 @@ class Dispatcher:
         except CommandError as exc:
             raise CommandError(exc.message, usage=commands.usage(command)) from None
         room = request.room
-        if command.role is Role.MANAGER and not is_admin:
+        needed = command.needed(args)
+        if needed in (Role.MANAGER, Role.OWNER) and not is_admin:
             assert room is not None  # noqa: S101 - manager commands always name a room
-            refusal = policy.manager_refusal(room, self.managers.state(room), sender)
-            if refusal is not None:
-                raise NotAllowed("not_manager", refusal)
+            refused = room_refusal(needed, room, self.managers, sender)
+            if refused is not None:
+                raise refused
         if command.name == "help":
             request = replace(
                 request, allowed=tuple(self.allowed(place, sender)),
                 in_rooms=self._in_rooms(place, sender, admin=is_admin),
             )
+        request = replace(request, person=sender.person)
         key = (place, command.name, room, tuple(words[1:]), tr.lang) if command.kept else None
         return _Call(command, request, key)
 
@@ -475,7 +526,9 @@ class Dispatcher:
         room_words = self.commands.get(Place.ROOM)
         if place is not Place.DIRECT or admin or sender.jid is None or room_words is None:
             return None
-        managed = policy.managed_rooms(self.managers.rooms, sender.jid)
+        managed = policy.managed_rooms(
+            self.managers.rooms, sender.jid, self.managers.named_managers
+        )
         if not managed:
             return None
         return InRooms(tuple(managed), tuple(room_words.offered(Role.MANAGER)), room_words.prefix)
@@ -488,10 +541,14 @@ class Dispatcher:
         admin = self.is_admin(sender)
         if sender.room is not None:
             room = sender.room
-            manager = policy.manager_refusal(room, self.managers.state(room), sender) is None
+            owner = room_refusal(Role.OWNER, room, self.managers, sender) is None
+            manager = owner or room_refusal(Role.MANAGER, room, self.managers, sender) is None
         else:
-            manager = bool(sender.jid and policy.managed_rooms(self.managers.rooms, sender.jid))
-        return self.commands[place].offered(policy.level(admin=admin, manager=manager))
+            views, jid = self.managers.rooms, sender.jid
+            owner = bool(jid and policy.owned_rooms(views, jid))
+            manager = bool(jid and policy.managed_rooms(views, jid, self.managers.named_managers))
+        level = policy.level(admin=admin, manager=manager, owner=owner)
+        return self.commands[place].offered(level)
 
 
 def _actor(place: Place, sender: Sender) -> Actor:

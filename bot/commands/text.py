@@ -4,7 +4,7 @@ bot.i18n; each msgid is the English sentence, with named placeholders)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 
 from bot import names
@@ -127,16 +127,25 @@ def pools_pages(found: list[AddinPage], page: int, pages: int, tr: Tr, *, more: 
     return "\n".join(lines)
 
 
-def addin_details(info: AddinInfo, tr: Tr) -> str:
+def addin_details(
+    info: AddinInfo, tr: Tr, *, managers: Mapping[str, Iterable[str]] | None = None
+) -> str:
     rooms = tr.say(some_of(info.rooms)) if info.rooms else tr.gettext("none")
-    return "\n".join([
+    lines = [
         f"“{info.name}”",
         tr.gettext("URL: {url}", url=info.url),
         tr.gettext("Pool: {pool}", pool=info.pool),
         tr.gettext("Registered by {who} on {when}",
                    who=info.created_by, when=when(info.created_at)),
         tr.gettext("Rooms ({count}): {rooms}", count=len(info.rooms), rooms=rooms),
-    ])
+    ]
+    named = managers or {}
+    lines += [
+        tr.gettext("Named managers of {room}: {managers}",
+                   room=room, managers=", ".join(sorted(named[room])))
+        for room in info.rooms if named.get(room)
+    ]
+    return "\n".join(lines)
 
 
 def audit_lines(entries: Iterable[AuditEntry], tr: Tr) -> str:
@@ -165,12 +174,16 @@ def audit_what(entry: AuditEntry) -> str:
     return names.audit_line(what)
 
 
-def room_lines(rooms: list[RoomInfo], tr: Tr) -> str:
+def room_lines(rooms: list[RoomInfo], tr: Tr, *, pin_default: bool = False) -> str:
     if not rooms:
         return tr.gettext("The bot serves no rooms.")
     lines = []
     for room in rooms:
         addin = f"“{room.addin}” — {room.url}" if room.addin else tr.gettext("no add-in")
+        if room.managers:
+            addin += tr.gettext("; managers: {managers}", managers=", ".join(room.managers))
+        if (room.pin if room.pin is not None else pin_default):
+            addin += tr.gettext("; pinned to the subject")
         lines.append(f"• {room.jid}{room_state(room, tr)}: {addin}")
     return "\n".join(lines)
 
@@ -238,6 +251,94 @@ def detached_sentence(
         return tr.gettext("This room no longer has an add-in: “{name}” was unregistered.",
                           name=name)
     return tr.gettext("This room no longer has an add-in.")
+
+
+# --- a room's own managers, the subject pin, leaving, muting ---------------------------------
+# In the asker's language; English by default, as tests quote them.
+
+
+def managers_list(room: str, managers: Iterable[str], tr: Tr = ENGLISH) -> str:
+    named = sorted(managers)
+    if not named:
+        return tr.gettext(
+            "{room} has no named managers: its owners and admins manage it. An owner names "
+            "one with `managers add <jid>`.", room=room,
+        )
+    return tr.gettext("Named managers of {room} (besides its owners and admins): {managers}.",
+                      room=room, managers=", ".join(named))
+
+
+def managers_changed(room: str, added: Iterable[str], removed: Iterable[str],
+                     managers: Iterable[str], tr: Tr = ENGLISH) -> str:
+    said = [tr.gettext("{jid} may now attach and detach add-ins in {room}.", jid=jid, room=room)
+            for jid in added]
+    said += [tr.gettext("{jid} is no longer a named manager of {room}.", jid=jid, room=room)
+             for jid in removed]
+    return " ".join([*said, managers_list(room, managers, tr)])
+
+
+def pin_changed(room: str, tr: Tr = ENGLISH, *, pin: bool, attached: bool) -> str:
+    if not pin:
+        return tr.gettext("The add-in is no longer kept on the subject of {room}.", room=room)
+    if not attached:
+        return tr.gettext(
+            "The add-in will be kept at the end of the subject of {room} once one is "
+            "attached.", room=room,
+        )
+    return tr.gettext("The add-in is kept at the end of the subject of {room}.", room=room)
+
+
+def subject_tail(name: str, url: str) -> str:
+    """What the bot keeps at the end of a pinned room's subject (after ` · `): no words."""
+    return f"{name}: {url}"
+
+
+def goodbye_sentence(tr: Tr = ENGLISH) -> str:
+    """Said in the room when an owner sends the bot away (`!addin leave`)."""
+    return tr.gettext(
+        "Goodbye: an owner of this room asked the bot to leave. Its add-in stays attached; "
+        "an addinbot admin's `join`, or a new invitation from an owner, brings the bot back."
+    )
+
+
+def autojoin_refusal(room: str) -> Msg:
+    return msg(
+        "{room} is in the bot's configuration (rooms.autojoin), so it would come back at "
+        "its next start: ask the bot's operator to remove it there.", room=room,
+    )
+
+
+def muted(where: str | None, tr: Tr = ENGLISH, *, changed: bool) -> str:
+    """`mute`: `where` is the room, or None for every room."""
+    if where is None:
+        if not changed:
+            return tr.gettext("You are already not sent the add-in's link when you join any room.")
+        return tr.gettext(
+            "You will not be sent the add-in's link privately when you join any room; "
+            "`unmute all` to be sent it again. What is said in a room still reaches you."
+        )
+    if not changed:
+        return tr.gettext("You are already not sent the add-in's link when you join {room}.",
+                          room=where)
+    return tr.gettext(
+        "You will not be sent the add-in's link privately when you join {room}; "
+        "`unmute` to be sent it again. What is said in a room still reaches you.", room=where,
+    )
+
+
+def unmuted(where: str | None, tr: Tr = ENGLISH, *, changed: bool) -> str:
+    if where is None:
+        if not changed:
+            return tr.gettext("You were not muted in every room: nothing changed.")
+        return tr.gettext("You will be sent the add-in's link again when you join a room.")
+    if not changed:
+        return tr.gettext("You were not muted in {room}: nothing changed.", room=where)
+    return tr.gettext("You will be sent the add-in's link again when you join {room}.",
+                      room=where)
+
+
+def still_muted_everywhere(tr: Tr = ENGLISH) -> str:
+    return tr.gettext(" You are still muted in every room (`unmute all` by direct message).")
 
 
 # --- invitations (bot.invitations): what the inviter is told -----------------------------------

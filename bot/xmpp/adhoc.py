@@ -102,7 +102,7 @@ class AdhocCommands:
             return None  # relayed by a room: a nickname, not a person
         return Requester(
             bare, policy.is_admin(bot.settings.roles.admins, bare),
-            tuple(policy.managed_rooms(bot.rooms.rooms, bare)),
+            tuple(policy.managed_rooms(bot.rooms.rooms, bare, bot.rooms.named_managers)),
         )
 
     # --- service discovery -----------------------------------------------------------------

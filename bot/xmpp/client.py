@@ -125,8 +125,11 @@ class XmppEdge(slixmpp.ClientXMPP):
         await self.plugin["xep_0199"].send_ping(JID(jid), timeout=within_s)
 
     async def disco_info(self, jid: str, within_s: float) -> frozenset[str]:
-        """XEP-0030 disco#info: the features; raises IqError or IqTimeout."""
+        """XEP-0030 disco#info: the features; raises IqError or IqTimeout. The extended
+        information (XEP-0128) of a room is handed to the bot (its configuration)."""
         iq = await self.plugin["xep_0030"].get_info(jid=JID(jid), timeout=within_s)
+        if self.bot is not None and self.is_room_jid(JID(jid).bare.lower()):
+            self.bot.on_room_config(JID(jid).bare.lower(), stanzas.subject_open(iq.xml))
         return frozenset(str(feature) for feature in iq["disco_info"]["features"])
 
     @property
@@ -325,6 +328,11 @@ class XmppEdge(slixmpp.ClientXMPP):
     def send_room(self, room: str, text: str, link: Link | None = None) -> None:
         stanza = self.make_message(mto=stanzas.room_jid(room), mbody=text, mtype="groupchat")
         add_link(stanza.xml, link)
+        self.send_stanza(stanza)
+
+    def set_subject(self, room: str, subject: str) -> None:
+        stanza = self.make_message(mto=stanzas.room_jid(room), mtype="groupchat")
+        stanza.xml.append(stanzas.subject_element(subject))
         self.send_stanza(stanza)
 
     def join(self, room: str, nick: str) -> None:

@@ -135,6 +135,9 @@ class MucPlugin(BasePlugin):
         if status is not None and bot.own_nick(status[0]) is not None:
             bot.on_room_status(*status)
         if xml.find(stanzas.BODY_TAG) is None:
+            subject = stanzas.to_subject(xml)
+            if subject is not None and bot.own_nick(subject.room) is not None:
+                bot.on_subject(subject)
             return  # no body, no command (nor read as one)
         message = self.to_message(xml)
         if message is not None:

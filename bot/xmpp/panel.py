@@ -29,6 +29,7 @@ from bot.commands.registry import (
     check_room_exists,
     finished,
     prepare,
+    room_refusal,
 )
 from bot.config import Settings
 from bot.errors import CommandError
@@ -180,11 +181,13 @@ def manager_refusal(
     """For a manager's command: None if the requester manages the room named in `values`.
 
     Raises CommandError for a room that is not one (or not in a served pool)."""
-    if requester.is_admin or operation.role is not Role.MANAGER:
+    needed = operation.command.needed(_arguments(operation.signature, values))
+    if requester.is_admin or needed not in (Role.MANAGER, Role.OWNER):
         return None
     assert operation.room_field is not None  # noqa: S101 - manager operations name a room
     room = names.resolve_room(settings.pools.names, values.get(operation.room_field, ""))
-    return policy.manager_refusal(room, managers.state(room), Sender(requester.jid))
+    refused = room_refusal(needed, room, managers, Sender(requester.jid))
+    return None if refused is None else refused.reason
 
 
 # --- words to fields and back --------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from bot.invitations import Decline, Invitation
-from bot.values import Message, Presence
+from bot.values import Message, Presence, Subject
 from bot.xmpp.panel import Backend
 
 
@@ -43,3 +43,10 @@ class Bot(Backend, Protocol):
 
     def on_room_status(self, room: str, codes: frozenset[int]) -> None:
         """The room itself announced a change of its configuration (status codes)."""
+
+    def on_subject(self, subject: Subject) -> None:
+        """A room the bot is in sent its subject (on joining, or a change)."""
+
+    def on_room_config(self, room: str, subject_open: bool | None) -> None:
+        """What the room's disco#info says of its configuration (asked before each join):
+        whether occupants may change the subject (None: it does not say)."""

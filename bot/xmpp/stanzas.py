@@ -14,7 +14,7 @@ from collections.abc import Callable
 from slixmpp import JID
 
 from bot.names import NOT_XML, REPLACEMENT
-from bot.values import Kind, Link, Message, Presence
+from bot.values import Kind, Link, Message, Presence, Subject
 
 NS_CLIENT = "jabber:client"
 NS_MUC = "http://jabber.org/protocol/muc"
@@ -28,6 +28,7 @@ NS_OOB = "jabber:x:oob"
 XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"  # the stanza's xml:lang attribute
 MESSAGE_TAG = f"{{{NS_CLIENT}}}message"
 BODY_TAG = f"{{{NS_CLIENT}}}body"
+SUBJECT_TAG = f"{{{NS_CLIENT}}}subject"
 PRESENCE_TAG = f"{{{NS_CLIENT}}}presence"
 MUC_USER_X = f"{{{NS_MUC_USER}}}x"
 DELAYS = (f"{{{NS_DELAY}}}delay", f"{{{NS_LEGACY_DELAY}}}x")
@@ -132,6 +133,32 @@ def to_message(
     return Message(Kind.DIRECT, body, jid=bare, lang=lang)
 
 
+def to_subject(xml: ET.Element) -> Subject | None:
+    """A room's subject (a groupchat message with a subject and no body, XEP-0045 §8.1),
+    or None. A delayed one is the subject as it stood (sent on joining): learnt, never
+    acted on; a carbon or forward is no subject at all."""
+    if xml.get("type") != "groupchat" or xml.find(BODY_TAG) is not None:
+        return None
+    subject = xml.find(SUBJECT_TAG)
+    if subject is None or has_any(xml, *WRAPPERS):
+        return None
+    try:
+        sender = JID(xml.get("from", ""))
+    except Exception:
+        return None
+    if not sender.user:
+        return None
+    return Subject(
+        sender.bare.lower(), sender.resource or None, subject.text or "", has_any(xml, *DELAYS)
+    )
+
+
+def subject_element(subject: str) -> ET.Element:
+    element = ET.Element(SUBJECT_TAG)
+    element.text = subject
+    return element
+
+
 def room_status(xml: ET.Element) -> tuple[str, frozenset[int]] | None:
     """(room, codes) for a live message from a room itself carrying status codes (e.g. 172:
     the room now shows real JIDs); None for anything else."""
@@ -191,3 +218,22 @@ def make_xml_safe(xml: ET.Element) -> None:
         for name, value in element.attrib.items():
             if NOT_XML.search(value):
                 element.set(name, NOT_XML.sub(REPLACEMENT, value))
+
+
+NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
+NS_DATA = "jabber:x:data"
+# Whether occupants may change the subject, as rooms write it in their disco#info: the name
+# XEP-0045's registry gives, ejabberd's (and XEP-0045's old example's), and Prosody's.
+CHANGE_SUBJECT = frozenset({
+    "muc#roominfo_subjectmod", "muc#roominfo_changesubject", "muc#roomconfig_changesubject",
+})
+
+
+def subject_open(iq: ET.Element) -> bool | None:
+    """From a room's disco#info answer: whether occupants may change the subject, as its
+    extended information (XEP-0128) says; None when it does not say."""
+    for field in iq.iter(f"{{{NS_DATA}}}field"):
+        if field.get("var") in CHANGE_SUBJECT:
+            value = (field.findtext(f"{{{NS_DATA}}}value") or "").strip().lower()
+            return value in ("1", "true")
+    return None

@@ -26,7 +26,7 @@ URL = "https://stocks.example.org/panel"
 NEW_URL = "https://stocks.example.org/v2"
 ADMIN_NODES = sorted([
     "register", "update", "unregister", "list", "show", "audit", "join", "leave", "attach",
-    "detach", "rooms",
+    "detach", "rooms", "managers",
 ])
 
 People = Callable[[str], Awaitable[TestClient]]
@@ -173,7 +173,7 @@ async def test_the_command_list_is_filtered_per_requester(
     await alice.join_room(room, "alice")
     await make_non_anonymous(alice, room)
     await admin_joins_bot(admin, prosody, bot, room)
-    assert await offered(alice, to) == ["attach", "detach", "list"]
+    assert await offered(alice, to) == ["attach", "detach", "list", "managers"]
 
     mallory = await panel_user(people, "mallory")
     assert await offered(mallory, to) == ["list"]

@@ -36,13 +36,17 @@ async def test_a_german_xml_lang_gets_german_help_and_errors(
         "help [<command>] — listet die Befehle, die Sie ausführen dürfen",
         "list [pool <pool>] [page <page>] — listet die Add-ins mit ihren URLs und wie viele "
         "Räume jedes nutzen",
+        "mute [<room>|all] — Ihnen wird der Link des Add-ins beim Betreten eines Raums nicht "
+        "geschickt (all: in keinem Raum)",
+        "unmute [<room>|all] — Ihnen wird der Link des Add-ins beim Betreten wieder geschickt "
+        "(all: in jedem Raum)",
     ]
     assert await bob.ask(to, "help list", lang="de-DE") == (
         "Aufruf: list [pool <pool>] [page <page>] — listet die Add-ins mit ihren URLs und "
         "wie viele Räume jedes nutzen"
     )
     assert await bob.ask(to, "lsit", lang="de") == (
-        "Unbekannter Befehl „lsit“. Meinten Sie „list“? Befehle: help, list."
+        "Unbekannter Befehl „lsit“. Meinten Sie „list“? Befehle: help, list, mute, unmute."
     )
     assert await bob.ask(to, f"register Wiki {URL}", lang="de") == (
         "Nur ein addinbot-Admin darf register ausführen."
@@ -68,7 +72,7 @@ async def test_a_client_whose_stream_is_german_gets_german(
     await client.start(prosody.host, prosody.port)
     try:
         assert await client.ask(jid(prosody, "addinbot"), "lsit") == (
-            "Unbekannter Befehl „lsit“. Meinten Sie „list“? Befehle: help, list."
+            "Unbekannter Befehl „lsit“. Meinten Sie „list“? Befehle: help, list, mute, unmute."
         )
     finally:
         await client.stop()
@@ -83,10 +87,14 @@ async def test_an_english_or_unmarked_message_gets_english(
         assert await bob.ask(to, "help", lang=lang) == (
             "help [<command>] — lists the commands you may run\n"
             "list [pool <pool>] [page <page>] — lists the add-ins, with their URLs and how "
-            "many rooms use each"
+            "many rooms use each\n"
+            "mute [<room>|all] — you are not sent the add-in's link on joining a room (all: "
+            "any room)\n"
+            "unmute [<room>|all] — you are sent the add-in's link again on joining (all: any "
+            "room)"
         )
         assert await bob.ask(to, "lsit", lang=lang) == (
-            "Unknown command “lsit”. Did you mean “list”? Commands: help, list."
+            "Unknown command “lsit”. Did you mean “list”? Commands: help, list, mute, unmute."
         )
 
 

@@ -329,7 +329,7 @@ async def test_a_direct_message_from_a_stranger_is_refused_and_changes_nothing(
         assert reply["body"] == not_admin.format("register"), claimed
 
     help_lines = (await mallory.ask(scene.bot_jid, "help")).splitlines()
-    assert [line.split()[0] for line in help_lines] == ["help", "list"]
+    assert [line.split()[0] for line in help_lines] == ["help", "list", "mute", "unmute"]
     assert snapshot(bot) == before
     await alice.expect_no_message(0, anything_from_bot(room))
 

@@ -171,14 +171,21 @@ async def test_a_managers_help_by_direct_message_points_to_her_room_commands(
     await scene.handle.in_room(room)
 
     lines = (await alice.ask(scene.bot_jid, "help")).splitlines()
-    assert [line.split()[0] for line in lines[:4]] == ["help", "list", "attach", "detach"]
-    assert lines[4:] == [
+    assert [line.split()[0] for line in lines[:7]] == [
+        "help", "list", "attach", "detach", "managers", "mute", "unmute"
+    ]
+    assert lines[7:] == [
         f"In your room ({room}), type:",
         "!addin show — says this room's add-in and its URL",
         "!addin list [page <page>] — the add-ins of this room's pool",
         "!addin attach <name> — makes <name> this room's add-in and tells the room",
         "!addin detach — removes this room's add-in and tells the room",
         "!addin help [<command>] — the room commands you may run",
+        "!addin managers [add <jid>] [remove <jid>] — this room's named managers; an owner adds "
+        "or removes one",
+        "!addin pin on|off — keeps the add-in at the end of the room's subject (on), or not (off)",
+        "!addin mute — you are not sent the add-in's link when you join this room",
+        "!addin unmute — you are sent the add-in's link again when you join this room",
     ]
     bob = await people("bob")  # manages nothing: told of no room
     assert "In your" not in await bob.ask(scene.bot_jid, "help")

@@ -75,8 +75,9 @@ def test_every_read_on_the_command_line_takes_json(
     reads = {c.cli for c in DIRECT.commands.values() if c.cli is not None and c.data is not None}
     assert reads == {("addin", "list"), ("addin", "show"), ("room", "list"), ("audit",)}
     changes = {c.cli for c in DIRECT.commands.values() if c.cli is not None and c.data is None}
+    # `room managers` lists them without --add/--remove, but changes them with: no --json yet.
     assert changes == {("addin", "register"), ("addin", "update"), ("addin", "unregister"),
-                       ("room", "attach"), ("room", "detach")}
+                       ("room", "attach"), ("room", "detach"), ("room", "managers")}
 
     config = config_for(tmp_path, store.url, (POOL, OTHER))
     room = f"dev@{POOL}"

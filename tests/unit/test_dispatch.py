@@ -37,8 +37,10 @@ MEMBER_IN_ROOM = Sender("pat@localhost", ROOM, "pat")
 
 REGISTER_USAGE = "Usage: register <name> <url> [pool <pool>]"
 ADMIN_COMMANDS = (
-    "help, register, update, unregister, list, show, audit, attach, detach, join, leave, rooms"
+    "help, register, update, unregister, list, show, audit, attach, detach, join, leave, rooms, "
+    "managers, mute, unmute"
 )
+ANYONE = ["help", "list", "mute", "unmute"]  # what anyone may run by direct message
 
 
 @dataclass
@@ -103,10 +105,12 @@ async def test_help_lists_only_what_the_sender_may_run(bot: Bot) -> None:
     assert names_in_help(admin) == ADMIN_COMMANDS.split(", ")
     assert "register <name> <url> [pool <pool>] — registers a new add-in" in admin.splitlines()
 
-    assert names_in_help(await bot.say("help", STRANGER)) == ["help", "list"]
-    assert names_in_help(await bot.say("", STRANGER)) == ["help", "list"]  # a bare "!addin"
+    assert names_in_help(await bot.say("help", STRANGER)) == ANYONE
+    assert names_in_help(await bot.say("", STRANGER)) == ANYONE  # a bare "!addin"
     owner = (await bot.say("help", OWNER_DM)).partition("\nIn your room")[0]  # and her room's
-    assert names_in_help(owner) == ["help", "list", "attach", "detach"]
+    assert names_in_help(owner) == [
+        "help", "list", "attach", "detach", "managers", "mute", "unmute"
+    ]
 
 
 async def test_help_for_one_command_gives_its_usage(bot: Bot) -> None:
@@ -118,7 +122,7 @@ async def test_help_for_one_command_gives_its_usage(bot: Bot) -> None:
         "(force: also from the rooms using it)"
     )
     assert await bot.say("help register", STRANGER) == (
-        "No command “register” that you may run. Commands: help, list."
+        "No command “register” that you may run. Commands: help, list, mute, unmute."
     )
 
 
@@ -127,7 +131,7 @@ async def test_an_unknown_command_is_one_line_with_the_commands(bot: Bot) -> Non
         f"Unknown command “frobnicate”. Commands: {ADMIN_COMMANDS}."
     )
     assert await bot.say("!addins list", STRANGER) == (
-        "Unknown command “!addins”. Commands: help, list."
+        "Unknown command “!addins”. Commands: help, list, mute, unmute."
     )
 
 
@@ -327,11 +331,15 @@ async def test_room_help_lists_the_room_commands_the_sender_may_run(bot: Bot) ->
         "!addin show — says this room's add-in and its URL",
         "!addin list [page <page>] — the add-ins of this room's pool",
         "!addin help [<command>] — the room commands you may run",
+        "!addin mute — you are not sent the add-in's link when you join this room",
+        "!addin unmute — you are sent the add-in's link again when you join this room",
     ]
-    assert names_in_help(await bot.say("help", OWNER_IN_ROOM)) == ["!addin"] * 5
-    assert "!addin attach <name>" in await bot.say("help", OWNER_IN_ROOM)
+    assert names_in_help(await bot.say("help", OWNER_IN_ROOM)) == ["!addin"] * 10
+    owner_help = await bot.say("help", OWNER_IN_ROOM)
+    assert "!addin attach <name>" in owner_help
+    assert "!addin leave — the bot says goodbye, leaves this room and forgets it" in owner_help
     assert await bot.say("frob", MEMBER_IN_ROOM) == (
-        "Unknown command “frob”. Commands: show, list, help."
+        "Unknown command “frob”. Commands: show, list, help, mute, unmute."
     )
 
 
@@ -404,7 +412,7 @@ async def test_an_unexpected_error_gives_a_reference_and_logs_the_traceback(
     assert "the disk is on fire" in caplog.text
     assert "Traceback" in caplog.text
     # and the bot keeps answering
-    assert names_in_help(await bot.say("help", STRANGER)) == ["help", "list"]
+    assert names_in_help(await bot.say("help", STRANGER)) == ANYONE
 
 
 # --- several pools -------------------------------------------------------------------------

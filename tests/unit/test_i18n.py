@@ -26,12 +26,12 @@ from bot.errors import CommandError
 from bot.i18n import ENGLISH, Msg, Tr, msg, msg_n, placeholders
 from bot.locale import msgids
 from bot.urls import validate_url
-from bot.values import Actor, Kind, Place, Presence
+from bot.values import Actor, Kind, Place, Presence, Sender
 from bot.values import Message as Said
 from bot.xmpp.panel import PANEL
 from store import Store
 from tests.fakes import FakeEdge
-from tests.unit.test_dispatch import OWNER_DM, make_bot
+from tests.unit.test_dispatch import MEMBER_DM, OWNER_DM, make_bot
 
 POOL = "conference.localhost"
 ROOM = f"dev@{POOL}"
@@ -168,7 +168,7 @@ async def test_a_direct_message_is_answered_in_its_xml_lang(store: Store, settin
             "help [<command>] — listet die Befehle, die Sie ausführen dürfen"
         )
         assert await ask(app, edge, "lsit", "de-AT") == (
-            "Unbekannter Befehl „lsit“. Meinten Sie „list“? Befehle: help, list."
+            "Unbekannter Befehl „lsit“. Meinten Sie „list“? Befehle: help, list, mute, unmute."
         )
         assert await ask(app, edge, "register x https://a.example.org/", "de") == (
             "Nur ein addinbot-Admin darf register ausführen."
@@ -180,7 +180,7 @@ async def test_a_direct_message_is_answered_in_its_xml_lang(store: Store, settin
         # The same command, English or no xml:lang: the English of PRODUCT.md, unchanged.
         for lang in (None, "en", "fr"):
             assert await ask(app, edge, "lsit", lang) == (
-                "Unknown command “lsit”. Did you mean “list”? Commands: help, list."
+                "Unknown command “lsit”. Did you mean “list”? Commands: help, list, mute, unmute."
             )
         # A kept answer is kept per language.
         assert await ask(app, edge, "list", "de") == "In conference.localhost sind keine " \
@@ -297,6 +297,68 @@ def test_invitation_refusals_are_said_in_the_inviters_language() -> None:
         f"{ROOM} hat den Bot gesperrt. Heben Sie die Sperre auf und laden Sie ihn noch "
         "einmal ein.",
     ]
+
+
+async def test_a_rooms_own_commands_in_german(store: Store, settings) -> None:
+    """Named managers, mute: answered in the asker's language; English as main says it."""
+    bot = make_bot(store, settings)
+    german = i18n.tr("de")
+
+    async def ask(text: str, sender: Sender = OWNER_DM, tr: Tr = german) -> str:
+        said = await bot.dispatcher.run(Place.DIRECT, sender, text, tr)
+        assert said is not None
+        return said.text
+
+    assert await ask(f"managers {ROOM}") == (
+        f"{ROOM} hat keine benannten Verwalter: Seine Besitzer und Admins verwalten ihn. "
+        "Ein Besitzer benennt einen mit `managers add <jid>`."
+    )
+    assert await ask(f"managers {ROOM} add pat@localhost") == (
+        f"pat@localhost darf jetzt in {ROOM} Add-ins zuweisen und entfernen. Benannte "
+        f"Verwalter von {ROOM} (neben seinen Besitzern und Admins): pat@localhost."
+    )
+    assert await ask(f"managers {ROOM} add pat@localhost") == (
+        f"pat@localhost ist schon Verwalter von {ROOM}."
+    )
+    assert await ask(f"managers {ROOM} add pat", MEMBER_DM) == (
+        f"Nur die Besitzer von {ROOM} dürfen das."
+    )
+    assert await ask("mute all") == (  # a sender nobody vouches for: nothing kept
+        "Dieser Raum zeigt dem Bot weder Ihre Adresse noch eine Teilnehmer-ID, daher kann er "
+        "Sie nicht von der nächsten Person unterscheiden, die Ihren Spitznamen annimmt; "
+        "nichts wurde geändert. Senden Sie stattdessen `mute all` direkt an den Bot."
+    )
+    olivia = Sender("olivia@localhost", person="jid:olivia@localhost")  # as bot.app says
+    assert await ask("mute all", olivia) == (
+        "Ihnen wird der Link des Add-ins nicht mehr privat geschickt, wenn Sie einen Raum "
+        "betreten; mit `unmute all` bekommen Sie ihn wieder. Was in einem Raum gesagt wird, "
+        "erreicht Sie weiterhin."
+    )
+    assert await ask("mute all", olivia, ENGLISH) == (
+        "You are already not sent the add-in's link when you join any room."
+    )
+
+
+async def test_an_owner_sends_the_bot_away_in_the_rooms_language(
+    store: Store, settings
+) -> None:
+    edge = FakeEdge()
+    app = App(settings(rooms={"lang": "de"}), store, edge)
+    await app.start()
+    try:
+        app.on_message(Said(Kind.DIRECT, f"join {ROOM}", jid="admin@localhost"))
+        assert (await edge.take("direct")).text.startswith(f"Joining {ROOM}")
+        app.rooms.joining(ROOM, "AddinBot")
+        app.on_presence(Presence(ROOM, "olivia", True, "owner", "moderator", "olivia@localhost"))
+        app.on_presence(Presence(ROOM, "AddinBot", True, codes=frozenset({110})))
+        app.on_message(Said(Kind.ROOM, "!addin leave", room=ROOM, nick="olivia"))
+        assert (await edge.take("room")).text == (
+            "Auf Wiedersehen: Ein Besitzer dieses Raums hat den Bot gebeten zu gehen. Das "
+            "Add-in des Raums bleibt zugewiesen; das `join` eines addinbot-Admins oder eine "
+            "neue Einladung eines Besitzers holt den Bot zurück."
+        )
+    finally:
+        await app.stop()
 
 
 # --- a guard for sentences written past the catalogs ---------------------------------------

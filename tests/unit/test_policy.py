@@ -117,15 +117,94 @@ def test_managed_rooms_are_those_where_the_jid_is_seen_managing() -> None:
     assert policy.managed_rooms(views, "dave@localhost") == []
 
 
+# --- named managers (issue 14) --------------------------------------------------------------
+
+NAMED = frozenset({"nora@localhost"})
+
+
+def test_a_named_manager_is_recognised_in_the_room_by_the_jid_the_room_reports() -> None:
+    view = View({"nora": Person("member", "nora@localhost"), "fake": Person("none", "eve@x")})
+    assert policy.manager_refusal(ROOM, view, Sender("nora@localhost", ROOM, "nora"), NAMED) is None
+    # Someone else under the named manager's usual nickname: the room's JID decides.
+    impostor = View({"nora": Person("none", "mallory@localhost")})
+    assert policy.manager_refusal(ROOM, impostor, Sender(None, ROOM, "nora"), NAMED) == (
+        f"Only the owners, admins and named managers of {ROOM} may do that."
+    )
+
+
+def test_a_named_manager_of_another_room_manages_nothing_here() -> None:
+    view = View({"nora": Person("member", "nora@localhost")})
+    for sender in (Sender(None, ROOM, "nora"), Sender("nora@localhost")):
+        assert policy.manager_refusal(ROOM, view, sender, frozenset()) == NOT_MANAGER
+
+
+def test_in_a_room_hiding_real_jids_a_named_manager_is_told_to_write_directly() -> None:
+    view = View({"nora": Person("member")}, shows_jids=False)
+    refusal = policy.manager_refusal(ROOM, view, Sender(None, ROOM, "nora"), NAMED)
+    assert refusal is not None
+    assert "send the command to the bot directly from the named account" in refusal
+    # ...where the server vouches for the account: named is enough, in the room or not.
+    assert policy.manager_refusal(ROOM, view, Sender("nora@localhost"), NAMED) is None
+    assert policy.manager_refusal(ROOM, None, Sender("nora@localhost"), NAMED) is None
+
+
+def test_only_owners_own_a_room() -> None:
+    view = View({"o": Person("owner", "olivia@localhost"), "a": Person("admin", "adam@localhost"),
+                 "nora": Person("member", "nora@localhost")})
+    assert policy.owner_refusal(ROOM, view, Sender(None, ROOM, "o")) is None
+    assert policy.owner_refusal(ROOM, view, Sender("olivia@localhost")) is None
+    for sender in (Sender(None, ROOM, "a"), Sender(None, ROOM, "nora"), Sender("adam@localhost")):
+        assert policy.owner_refusal(ROOM, view, sender) == f"Only the owners of {ROOM} may do that."
+    assert policy.owner_refusal(ROOM, None, Sender(None, ROOM, "o")) == (
+        f"The bot is not in {ROOM}, so it cannot see who owns it."
+    )
+
+
+def test_managed_rooms_include_those_naming_the_jid() -> None:
+    views = {ROOM: View({"c": Person("member", "nora@localhost")})}
+    named = {"b@conference.localhost": NAMED}
+    assert policy.managed_rooms(views, "nora@localhost", named) == ["b@conference.localhost"]
+    assert policy.owned_rooms({ROOM: View({"c": Person("owner", "nora@localhost")})},
+                              "nora@localhost") == [ROOM]
+
+
+@pytest.mark.parametrize(("person", "kept"), [
+    ("jid:bob@localhost", True), ("id:abc", True), ("nick:bob", False), (None, False),
+])
+def test_a_mute_is_kept_only_for_a_person_the_room_vouches_for(
+    person: str | None, kept: bool
+) -> None:
+    assert (policy.mute_refusal(person) is None) is kept
+
+
+@pytest.mark.parametrize(("in_room", "role", "open_", "allowed", "says"), [
+    (True, "moderator", False, True, ""),
+    (True, "moderator", None, True, ""),
+    (True, "participant", True, True, ""),
+    (True, "participant", False, False, "muc#roomconfig_changesubject"),
+    (True, "participant", None, False, "make the bot a moderator"),
+    (True, "visitor", True, False, "give the bot voice"),
+    (False, None, True, False, "The bot is not in"),
+])
+def test_the_bot_may_change_the_subject_as_moderator_or_where_occupants_may(
+    in_room: bool, role: str | None, open_: bool | None, allowed: bool, says: str
+) -> None:
+    refusal = policy.subject_refusal(ROOM, in_room=in_room, role=role, occupants_may=open_)
+    assert (refusal is None) is allowed
+    if refusal is not None:
+        assert says in refusal
+
+
 # --- commands and forms --------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("admin", "manager", "held"), [
-    (True, False, Role.ADMIN), (True, True, Role.ADMIN), (False, True, Role.MANAGER),
-    (False, False, Role.ANYONE),
+@pytest.mark.parametrize(("admin", "manager", "owner", "held"), [
+    (True, False, False, Role.ADMIN), (True, True, True, Role.ADMIN),
+    (False, True, False, Role.MANAGER), (False, True, True, Role.OWNER),
+    (False, False, False, Role.ANYONE),
 ])
-def test_the_role_held(admin: bool, manager: bool, held: Role) -> None:
-    assert policy.level(admin=admin, manager=manager) is held
+def test_the_role_held(admin: bool, manager: bool, owner: bool, held: Role) -> None:
+    assert policy.level(admin=admin, manager=manager, owner=owner) is held
 
 
 @pytest.mark.parametrize("needed", list(Role))
@@ -204,7 +283,7 @@ def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Sender]]:
     """policy.manager_refusal replaced by a spy that refuses everyone with SENTINEL."""
     calls: list[tuple[str, Sender]] = []
 
-    def spy(room: str, _view: object, sender: Sender) -> str:
+    def spy(room: str, _view: object, sender: Sender, *_named: object) -> str:
         calls.append((room, sender))
         return SENTINEL
 

@@ -114,12 +114,22 @@ async def test_a_managers_help_by_direct_message_points_to_her_room_commands(bot
         "rooms use each",
         "attach <room> <name> — makes <name> the room's add-in (replaces any earlier one)",
         "detach <room> — removes the room's add-in",
+        "managers <room> [add <jid>] [remove <jid>] — a room's named managers; its owners add "
+        "or remove them",
+        "mute [<room>|all] — you are not sent the add-in's link on joining a room (all: any "
+        "room)",
+        "unmute [<room>|all] — you are sent the add-in's link again on joining (all: any room)",
         f"In your room ({ROOM}), type:",
         "!addin show — says this room's add-in and its URL",
         "!addin list [page <page>] — the add-ins of this room's pool",
         "!addin attach <name> — makes <name> this room's add-in and tells the room",
         "!addin detach — removes this room's add-in and tells the room",
         "!addin help [<command>] — the room commands you may run",
+        "!addin managers [add <jid>] [remove <jid>] — this room's named managers; an owner adds "
+        "or removes one",
+        "!addin pin on|off — keeps the add-in at the end of the room's subject (on), or not (off)",
+        "!addin mute — you are not sent the add-in's link when you join this room",
+        "!addin unmute — you are sent the add-in's link again when you join this room",
     ]
     # Neither a member nor an admin is told of rooms to type in; nor is help in a room.
     assert "In your" not in await bot.say("help", MEMBER_DM)

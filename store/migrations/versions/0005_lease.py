@@ -1,7 +1,7 @@
 """lease: which process serves which room, holds the desk, and is alive (several processes)
 
 Revision ID: 0005
-Revises: 0003 (the lead re-chains it after 0004 on merge)
+Revises: 0004
 Create Date: 2026-11-30
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
