@@ -165,25 +165,38 @@ async def set_the_room_up(settings: XmppSettings) -> None:
     bot = JID("addinbot@localhost")
     try:
         name, url = ADDIN
+        # A subject change has no body: slixmpp gives it as groupchat_subject, not message.
+        subjects: asyncio.Queue[str] = asyncio.Queue()
+        owner.add_event_handler(
+            "groupchat_subject", lambda m: subjects.put_nowait(m["subject"] or "")
+        )
         await owner.join(ROOM, "alice")
         owner.plugin["xep_0045"].set_subject(JID(ROOM), "Trading desk: prices and news")
         for text in (f'register "{name}" {url}', f"join {ROOM}"):
             admin.send_message(mto=bot, mbody=text, mtype="chat")
             await admin.next(lambda m: m["from"].bare == bot.bare)
         await _wait_for_bot_in_room(owner)
-        for text in (f'!addin attach "{name}"', "!addin pin on"):
-            owner.send_message(mto=JID(ROOM), mbody=text, mtype="groupchat")
-            answer = await owner.next(
-                lambda m: m["from"].bare == ROOM and m["from"].resource == "AddinBot"
-            )
-            print(f"{text} → {answer['body']}")
-            # What changes the room is said in the room; a refusal comes privately.
-            if answer["type"] != "groupchat":
-                raise RuntimeError(f"the bot refused {text!r}: {answer['body']}")
+        # What README "What room owners give the bot" asks: the admin affiliation, so that
+        # the bot, a moderator, may keep the add-in on the subject.
+        await owner.plugin["xep_0045"].set_affiliation(JID(ROOM), "admin", jid=bot)
+        owner.send_message(mto=JID(ROOM), mbody=f'!addin attach "{name}"', mtype="groupchat")
+        said = await owner.next(lambda m: m["from"] == JID(f"{ROOM}/AddinBot"))
+        print(f"attach → {said['body']}")
+        if said["type"] != "groupchat":  # what changes the room is said in the room
+            raise RuntimeError(f"the bot refused the attach: {said['body']}")
+        owner.send_message(mto=JID(ROOM), mbody="!addin pin on", mtype="groupchat")
+        subject = await asyncio.wait_for(_subject_with(subjects, name), STEP_TIMEOUT_S)
+        print(f"pin on → the subject is now: {subject}")
         print("the room is set up: add-in attached and pinned to the subject")
     finally:
         admin.disconnect()
         owner.disconnect()
+
+
+async def _subject_with(subjects: asyncio.Queue[str], text: str) -> str:
+    while text not in (subject := await subjects.get()):
+        pass
+    return subject
 
 
 async def _wait_for_bot_in_room(client: DemoClient) -> None:
@@ -202,7 +215,7 @@ def take(url: str, out: Path) -> list[Path]:
     room, private = out / "room.png", out / "private-link.png"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 640})
+        page = browser.new_page(viewport={"width": 1100, "height": 640})
         page.on("pageerror", lambda exc: print("Converse.js:", exc, file=sys.stderr))
         page.goto(url)
         # The room's subject, at the top: the part people wrote, then the bot's tail.

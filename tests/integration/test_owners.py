@@ -600,3 +600,20 @@ async def test_two_bots_pinning_one_subject_do_not_take_turns_for_ever(
     finally:
         await other.stop()
 
+
+
+async def test_pin_on_after_an_attach_puts_the_tail_on_at_once(
+    owners: Owners, bot: BotHandle, room: str, prosody: Prosody
+) -> None:
+    """The order the README's sample session (and deploy/screenshots.py) uses: the subject
+    written before the bot came, the add-in attached, then `pin on`."""
+    await owners.register()
+    alice, bob = await owners.room(room, "alice", "bob", shows_jids=False)
+    await set_subject(alice, room, "alice", "Trading desk")
+    await alice.plugin["xep_0045"].set_affiliation(room, "admin", jid=jid(prosody, "addinbot"))
+    await until(lambda: service(bot).app.rooms.own_role(room) == "moderator", "moderator")
+    alice.send_groupchat(room, f'!addin attach "{NAME}"')
+    await bob.wait_for(sent_by(f"{room}/{NICK}", "groupchat", text.attached_sentence(NAME, URL)))
+
+    alice.send_groupchat(room, "!addin pin on")
+    await bob.wait_for(subject_by_bot(room, f"Trading desk · {NAME}: {URL}"))
