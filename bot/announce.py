@@ -196,7 +196,8 @@ class Announcer:
         entry = change.entry
         if entry.action == "leave" and entry.via == "room" and entry.room:
             if self.rooms.is_live(entry.room):  # an owner sent the bot away: goodbye first
-                self.transport.send_room(entry.room, goodbye_sentence(self.tr))
+                attached = any(info.addin is not None for info in change.rooms)
+                self.transport.send_room(entry.room, goodbye_sentence(self.tr, addin=attached))
             self.on_membership(entry)
         elif entry.action in ("join", "leave"):
             self.on_membership(entry)

@@ -25,7 +25,8 @@ _AUDIT = columns(
 )
 _NEW = insert(AuditEvent)
 # Changes read with the room as it is now: what announcing them (and the subject pin) needs.
-ROOM_CHANGES = frozenset({"attach", "detach", "pin"})
+# (A leave: whether the room has an add-in, for the goodbye.)
+ROOM_CHANGES = frozenset({"attach", "detach", "pin", "leave"})
 _SINCE = (
     _AUDIT.where(col(AuditEvent.id) > bindparam("after"))
     .order_by(col(AuditEvent.id)).limit(bindparam("limit"))

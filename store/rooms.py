@@ -113,7 +113,10 @@ def set_joined(
         row.joined, row.stopped_reason = joined, reason
         session.add(row)
         action = "join" if joined else ("leave" if reason is None else "stop")
-        audit.record(unit, actor, action, pool=pool_of(room), room=room, detail=reason or "")
+        # A leave carries the room as it is (its add-in, for an owner's goodbye).
+        found = (audit.room_info(unit.rows, room),) if action == "leave" else ()
+        audit.record(unit, actor, action, pool=pool_of(room), room=room, detail=reason or "",
+                     rooms=found)
         return True
 
     return store.write(change)

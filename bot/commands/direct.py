@@ -421,7 +421,8 @@ def _where(request: Request) -> str:
     signature=Signature(optional=(MUTE_WHERE,)), usage="[<room>|all]",
 )
 def mute(request: Request) -> Done[Reply]:
-    return mute_reply(request, _where(request), mute=True)
+    where = _where(request)
+    return mute_reply(request, where, mute=True, undo=f"unmute {where}")
 
 
 @DIRECT.command(

@@ -129,8 +129,11 @@ def leave(request: Request) -> Done[Reply | None]:
     return Done(None, done.changes)  # the goodbye, said in the room, is the answer
 
 
-def mute_reply(request: Request, where: str, *, mute: bool) -> Done[Reply]:
-    """`mute` / `unmute` in `where` (a room, or ALL_ROOMS) for whoever asks."""
+def mute_reply(
+    request: Request, where: str, *, mute: bool, undo: str = "!addin unmute"
+) -> Done[Reply]:
+    """`mute` / `unmute` in `where` (a room, or ALL_ROOMS) for whoever asks; `undo`: how
+    they type the command that undoes a mute there."""
     refusal = policy.mute_refusal(request.person)
     if refusal is not None:
         raise CommandError(refusal)
@@ -140,7 +143,7 @@ def mute_reply(request: Request, where: str, *, mute: bool) -> Done[Reply]:
         request.store, request.actor, room=where, person=request.person, muted=mute
     )
     tr = request.tr
-    said = text.muted(room, tr, changed=done.result) if mute else text.unmuted(
+    said = text.muted(room, tr, changed=done.result, undo=undo) if mute else text.unmuted(
         room, tr, changed=done.result
     )
     if not mute and room is not None:

@@ -293,8 +293,14 @@ def subject_tail(name: str, url: str) -> str:
     return f"{name}: {url}"
 
 
-def goodbye_sentence(tr: Tr = ENGLISH) -> str:
-    """Said in the room when an owner sends the bot away (`!addin leave`)."""
+def goodbye_sentence(tr: Tr = ENGLISH, *, addin: bool = True) -> str:
+    """Said in the room when an owner sends the bot away (`!addin leave`); `addin`: the
+    room has one (kept attached, but not announced while the bot is away)."""
+    if not addin:
+        return tr.gettext(
+            "Goodbye: an owner of this room asked the bot to leave. An addinbot admin's "
+            "`join`, or a new invitation from an owner, brings the bot back."
+        )
     return tr.gettext(
         "Goodbye: an owner of this room asked the bot to leave. Its add-in stays attached; "
         "an addinbot admin's `join`, or a new invitation from an owner, brings the bot back."
@@ -308,8 +314,9 @@ def autojoin_refusal(room: str) -> Msg:
     )
 
 
-def muted(where: str | None, tr: Tr = ENGLISH, *, changed: bool) -> str:
-    """`mute`: `where` is the room, or None for every room."""
+def muted(where: str | None, tr: Tr = ENGLISH, *, changed: bool, undo: str = "unmute") -> str:
+    """`mute`: `where` is the room, or None for every room; `undo` is the command that
+    undoes it, as the sender types it where they asked (`!addin unmute` in the room)."""
     if where is None:
         if not changed:
             return tr.gettext("You are already not sent the add-in's link when you join any room.")
@@ -322,7 +329,8 @@ def muted(where: str | None, tr: Tr = ENGLISH, *, changed: bool) -> str:
                           room=where)
     return tr.gettext(
         "You will not be sent the add-in's link privately when you join {room}; "
-        "`unmute` to be sent it again. What is said in a room still reaches you.", room=where,
+        "`{undo}` to be sent it again. What is said in a room still reaches you.",
+        room=where, undo=undo,
     )
 
 

@@ -93,7 +93,9 @@ class Owners(Scene):
         await bob.join_room(room, "bob")
         assert_welcome(await told_privately(bob, room), NAME, URL)
         bob.send_groupchat(room, "!addin mute")
-        assert (await told_privately(bob, room))["body"] == text.muted(room, changed=True)
+        said = (await told_privately(bob, room))["body"]
+        assert said == text.muted(room, changed=True, undo="!addin unmute")
+        assert "`!addin unmute` to be sent it again" in said  # as typed where she is
         return alice, bob
 
 
@@ -617,3 +619,23 @@ async def test_pin_on_after_an_attach_puts_the_tail_on_at_once(
 
     alice.send_groupchat(room, "!addin pin on")
     await bob.wait_for(subject_by_bot(room, f"Trading desk · {NAME}: {URL}"))
+
+
+async def test_a_goodbye_from_a_room_without_an_add_in_says_none_is_kept(
+    owners: Owners, bot: BotHandle, room: str
+) -> None:
+    alice, bob = await owners.room(room, "alice", "bob")
+    alice.send_groupchat(room, "!addin leave")
+    goodbye = await said_in_room(bob, room)
+    assert goodbye["body"] == text.goodbye_sentence(addin=False)
+    assert "add-in" not in goodbye["body"]
+
+
+async def test_a_mute_by_direct_message_names_the_unmute_to_type(
+    owners: Owners, bot: BotHandle, room: str, people: People
+) -> None:
+    await owners.room(room, "alice")
+    bob = await people("bob")
+    said = await bob.ask(owners.bot_jid, f"mute {room}")
+    assert said == text.muted(room, changed=True, undo=f"unmute {room}")
+    assert f"`unmute {room}` to be sent it again" in said
