@@ -78,12 +78,15 @@ class Membership:
             return
         remembered = await self.store.run(addins.list_rooms, self.store, joined_only=True)
         served = set(self.settings.pools.names)
-        self.wanted = set(self.settings.rooms.autojoin) | {
+        # Added to, not replaced: a `join` made while the rooms were read (its own join
+        # already under way) stays wanted, and is not joined a second time below.
+        self.wanted |= set(self.settings.rooms.autojoin) | {
             info.jid for info in remembered if names.pool_of(info.jid) in served
         }
-        self._first_joins, self._first_joined = set(self.wanted), 0
-        self._first_total = len(self.wanted)
-        for room in sorted(self.wanted):
+        first = {room for room in self.wanted if self.rooms.state(room) is None}
+        self._first_joins, self._first_joined = set(first), 0
+        self._first_total = len(first)
+        for room in sorted(first):  # not those joining or joined already
             self.join(room)
 
     def leave_all(self) -> None:
