@@ -7,6 +7,7 @@ Transport calls.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import math
 from collections.abc import Callable, Coroutine, Sequence
@@ -33,6 +34,7 @@ from bot.rooms import (
     NOW_NON_ANONYMOUS,
     NOW_SEMI_ANONYMOUS,
     Arrival,
+    Created,
     Exit,
     Gone,
     Joined,
@@ -57,6 +59,8 @@ log = logging.getLogger(__name__)
 
 # Stop trying for good on these; a kick or a vanished stream is retried.
 FINAL_EXITS = frozenset({Exit.BANNED, Exit.DESTROYED, Exit.REMOVED})
+# Rooms asked at once what they let occupants do, after the bot joined them (see _configs).
+CONFIG_QUESTIONS_AT_ONCE = 4
 ANONYMITY_CHANGED = frozenset({NOW_NON_ANONYMOUS, NOW_SEMI_ANONYMOUS, NOW_FULLY_ANONYMOUS})
 FINAL_JOIN_ERRORS = frozenset(
     {"forbidden", "registration-required", "not-authorized", "item-not-found"}
@@ -104,6 +108,10 @@ class App:
                 self.cluster is None or self.cluster.vouched()),
         )
         self._tasks: set[asyncio.Task[None]] = set()
+        # Rooms joined where the bot is no moderator, whose configuration is still to be
+        # asked (may occupants change the subject?), in the order joined.
+        self._unasked: dict[str, None] = {}
+        self._asking_configs = False
         self.cluster: Cluster | None = None
         if settings.cluster.enabled:
             self.cluster = Cluster(
@@ -163,9 +171,14 @@ class App:
                     self._spawn(self.announcer.arrival(change))
             elif isinstance(change, Joined):
                 taken_over = self.membership.joined(change.room)
+                if self.rooms.own_role(change.room) != "moderator":
+                    self._ask_config_soon(change.room)
                 if self.cluster is not None:
                     self._spawn(self.announcer.present(change.room, tell=taken_over))
                 self.invitations.joined(change.room)
+            elif isinstance(change, Created):
+                self.invitations.gone(change.room, "the room does not exist")
+                self.membership.created(change.room)
             elif isinstance(change, Gone):
                 self.invitations.gone(change.room, change.why.value)
                 why, final = change.why.value, change.why in FINAL_EXITS
@@ -256,6 +269,27 @@ class App:
 
     async def _ask_config(self, room: str) -> None:
         await self.transport.room_exists(room)  # its answer comes back by on_room_config
+
+    def _ask_config_soon(self, room: str) -> None:
+        """Ask `room` what it lets occupants do (the subject pin needs it where the bot is no
+        moderator) — after the joins, a few at a time: asked before each join, as it once
+        was, the question doubled the server's work at start-up."""
+        self._unasked[room] = None
+        if not self._asking_configs:
+            self._asking_configs = True
+            self._spawn(self._configs())
+
+    async def _configs(self) -> None:
+        try:
+            while self._unasked:
+                batch = list(itertools.islice(self._unasked, CONFIG_QUESTIONS_AT_ONCE))
+                for room in batch:
+                    del self._unasked[room]
+                await asyncio.gather(*(
+                    self._ask_config(room) for room in batch if self.rooms.is_live(room)
+                ), return_exceptions=True)  # a room that does not answer is left unsaid
+        finally:
+            self._asking_configs = False
 
     async def room_exists(self, room: str) -> bool | None:
         """Ask the room whether it exists (for chat, forms and invitations); a yes is kept a

@@ -138,13 +138,19 @@ class Membership:
                 self.transport.leave(room, nick)
 
     def join(self, room: str) -> None:
-        """Join `room` once it answers that it exists: a join to a missing room would create
-        it, with the bot its owner. A missing room (or no answer) is tried again later."""
+        """Join `room`. A join to a room that does not exist creates it, with the bot its
+        owner: the room then says so (status 201), and the bot destroys it at once
+        (`created`). A room found missing is asked first (disco#info) the next times, so
+        that it is not created again each time; any other is joined without asking — at
+        start-up, a question per room would double the server's work (and the time)."""
         self._timers.pop(room, None)
         if not self.online or room not in self.wanted or room in self._asking:
             return
-        self._asking.add(room)
-        self.spawn(self._join_if_there(room))
+        if room in self.absent and not self._found_fresh(room):
+            self._asking.add(room)
+            self.spawn(self._join_if_there(room))
+            return
+        self._send_join(room)
 
     def found(self, room: str) -> None:
         """`room` answered a moment ago that it exists (an admin's `join`, an invitation):
@@ -154,13 +160,13 @@ class Membership:
             self._found = {r: t for r, t in self._found.items() if now - t < FOUND_FRESH_S}
         self._found[room] = now
 
+    def _found_fresh(self, room: str) -> bool:
+        found = self._found.pop(room, None)
+        return found is not None and asyncio.get_running_loop().time() - found < FOUND_FRESH_S
+
     async def _join_if_there(self, room: str) -> None:
         try:
-            found = self._found.pop(room, None)
-            if found is not None and asyncio.get_running_loop().time() - found < FOUND_FRESH_S:
-                exists: bool | None = True
-            else:
-                exists = await self.transport.room_exists(room)
+            exists = await self.transport.room_exists(room)
         except ValueError:  # an address the edge would send to another room: never joined
             self.gone(room, "cannot join: not a valid room address", final=True)
             return
@@ -169,11 +175,12 @@ class Membership:
         if not self.online or room not in self.wanted:
             return
         if exists is not True:
-            if exists is False:
-                self.absent.add(room)
             why = "the room does not exist" if exists is False else "no answer to disco#info"
             self.gone(room, why, final=False)
             return
+        self._send_join(room)
+
+    def _send_join(self, room: str) -> None:
         self.absent.discard(room)
         tries = self._nick_tries.get(room, 0)
         nick = self.nick if not tries else f"{self.nick}{'_' * tries}"
@@ -184,6 +191,19 @@ class Membership:
             log.exception("cannot join %s", room)
             self.rooms.forget(room)
             self.gone(room, "cannot join: not a valid room address", final=True)
+
+    def created(self, room: str) -> None:
+        """The bot's join created `room` (it did not exist): destroy it, and try again
+        later, asking first."""
+        self._first_answered(room)
+        self.absent.add(room)
+        self.spawn(self._destroy(room))
+
+    async def _destroy(self, room: str) -> None:
+        if self.online:
+            await self.transport.destroy(room)
+        self.gone(room, "the room does not exist (the bot's join created it: destroyed)",
+                  final=False)
 
     def joined(self, room: str) -> bool:
         """The room let the bot in. A line per room joined, but one for all the rooms joined

@@ -14,6 +14,7 @@ from bot.values import Presence
 
 # MUC status codes (XEP-0045 §15.6)
 SELF = 110
+CREATED = 201  # the join created the room: it did not exist
 NON_ANONYMOUS = 100
 NOW_NON_ANONYMOUS = 172
 NOW_SEMI_ANONYMOUS = 173
@@ -86,6 +87,14 @@ class Joined:
 
 
 @dataclass(frozen=True)
+class Created:
+    """The bot's join created the room (status 201): the room did not exist. The bot is
+    out of it at once (forgotten here); the app has the room destroyed."""
+
+    room: str
+
+
+@dataclass(frozen=True)
 class Gone:
     room: str
     why: Exit
@@ -100,7 +109,7 @@ class Promoted:
     room: str
 
 
-Change = Arrival | Joined | Gone | Promoted
+Change = Arrival | Joined | Created | Gone | Promoted
 
 
 class Rooms:
@@ -111,8 +120,8 @@ class Rooms:
         # The JIDs each room's owners named as its managers, as stored (kept whether the
         # bot is in the room or not; followed from the audit log).
         self.named_managers: dict[str, frozenset[str]] = {}
-        # Whether each room lets its occupants change the subject, as its disco#info said
-        # before the bot's last join (muc#roomconfig_changesubject; None: not said).
+        # Whether each room lets its occupants change the subject, as its disco#info last
+        # said (muc#roomconfig_changesubject; None: not said, or not asked yet).
         self.subject_config: dict[str, bool | None] = {}
 
     def own_role(self, room: str) -> str | None:
@@ -188,6 +197,9 @@ class Rooms:
             if NOW_SEMI_ANONYMOUS in presence.codes:
                 state.shows_jids = False
             if not state.joined:
+                if CREATED in presence.codes:
+                    self.rooms.pop(state.jid, None)  # what the room says next is not heard
+                    return [Created(state.jid)]
                 state.joined = True
                 return [Joined(state.jid)]
             promoted = presence.role == "moderator" and was is not None and was.role != "moderator"

@@ -95,9 +95,13 @@ class Transport(Protocol):
     def leave(self, room: str, nick: str) -> None: ...
 
     async def room_exists(self, room: str) -> bool | None:
-        """Whether the room exists (asked of the room itself): True, False, or None when
-        there was no clear answer. A join is sent only after True: joining a room that does
-        not exist would create it."""
+        """Whether the room exists (asked of the room itself, disco#info): True, False, or
+        None when there was no clear answer."""
+        ...
+
+    async def destroy(self, room: str) -> bool:
+        """Destroy a room the bot's own join created (joining a missing room creates it):
+        True once it is gone."""
         ...
 
 

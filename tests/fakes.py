@@ -33,6 +33,7 @@ class FakeEdge:
         self.sent: list[Sent] = []
         self.joined: list[str] = []
         self.left: list[str] = []
+        self.destroyed: list[str] = []
         self._news: asyncio.Event | None = None
 
     # --- the Transport ---------------------------------------------------------------------
@@ -52,6 +53,7 @@ class FakeEdge:
     def join(self, room: str, nick: str) -> None:
         self._check(room)
         self.joined.append(room)
+        self._told()
 
     def leave(self, room: str, nick: str) -> None:
         self._check(room)
@@ -59,7 +61,14 @@ class FakeEdge:
 
     async def room_exists(self, room: str) -> bool | None:
         self.asked.append(room)
+        self._told()
         return room not in self.missing
+
+    async def destroy(self, room: str) -> bool:
+        self.destroyed.append(room)
+        self.missing.add(room)
+        self._told()
+        return True
 
     # --- reading what was sent -------------------------------------------------------------
 
@@ -81,10 +90,21 @@ class FakeEdge:
                 await self._news_event().wait()
                 self._news_event().clear()
 
+    async def until(self, done: Callable[[], bool], timeout: float = WAIT_S) -> None:
+        """Wait until `done()` holds, looking again after each thing the bot does here
+        (a send, a join, a question, a destruction)."""
+        async with asyncio.timeout(timeout):
+            while not done():
+                await self._news_event().wait()
+                self._news_event().clear()
+
     # --- inside ----------------------------------------------------------------------------
 
     def _record(self, sent: Sent) -> None:
         self.sent.append(sent)
+        self._told()
+
+    def _told(self) -> None:
         if self._news is not None:
             self._news.set()
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import slixmpp
 from slixmpp import JID
+from slixmpp.exceptions import IqError, IqTimeout
 
 from bot import __version__
 from bot.config import XmppSettings
@@ -340,6 +341,24 @@ class XmppEdge(slixmpp.ClientXMPP):
 
     def leave(self, room: str, nick: str) -> None:
         self.send_stanza(self.muc.leave_stanza(room, nick))
+
+    async def destroy(self, room: str) -> bool:
+        """Destroy `room`, which the bot's own join has just created (so the bot owns it):
+        made temporary first (a persistent room destroyed on Prosody leaves a tombstone
+        that refuses the name for a month), then destroyed. True once the room is gone."""
+        for request in (stanzas.not_persistent_element(),
+                        stanzas.destroy_element("addinbot joins only rooms that exist")):
+            iq: Any = self.make_iq_set(ito=stanzas.room_jid(room))
+            iq.xml.append(request)
+            try:
+                await iq.send(timeout=invites.EXISTS_TIMEOUT_S)
+            except (IqError, IqTimeout) as exc:
+                last = request.find(f"{{{stanzas.NS_MUC}#owner}}destroy") is not None
+                log.warning("%s (created by the bot's join) refused to be %s: %s", room,
+                            "destroyed" if last else "made temporary", exc)
+                if last:
+                    return False
+        return True
 
     async def room_exists(self, room: str) -> bool | None:
         """Ask the room (disco#info) whether it exists; what it advertises is kept for

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 NAME = "addinbot_muc"
+SELF = 110  # MUC status: the presence is the bot's own
+MAX_HELD = 5000  # occupants' presences held per room while joining (see _settle)
 HANDLER = "addinbot messages"
 
 
@@ -45,9 +47,14 @@ class MucPlugin(BasePlugin):
     edge: XmppEdge  # set by attach(), before the stream connects
 
     def plugin_init(self) -> None:
-        # Rooms whose disco#info advertises XEP-0421: only their occupant ids are the room's
-        # own (elsewhere an occupant writes any id it likes into its presence).
+        # Rooms that vouch for XEP-0421 occupant ids: only theirs are the room's own
+        # (elsewhere an occupant writes any id it likes into its presence). A room says so
+        # in its disco#info, and by the id it puts in the bot's own presence on joining
+        # (the bot sends none; a room without the feature would add none).
         self.occupant_id_rooms: set[str] = set()
+        # Rooms joining: the bot's nickname there, and the occupants' presences the room
+        # sent before the bot's own, held until that one says whether it vouches for ids.
+        self._settling: dict[str, tuple[str, list[ET.Element]]] = {}
         self.xmpp.add_filter("in", self._room_presence)
         # Not the "message" event: that is only raised for a message with a body.
         self.xmpp.register_handler(
@@ -67,6 +74,7 @@ class MucPlugin(BasePlugin):
 
     def _session_bind(self, _jid: Any) -> None:
         self.xmpp.plugin["xep_0030"].add_feature(stanzas.NS_MUC)
+        self._settling.clear()  # a new session: no join of the last one will be answered
 
     # --- outbound --------------------------------------------------------------------------
 
@@ -75,9 +83,11 @@ class MucPlugin(BasePlugin):
         history (none unless asked)."""
         stanza = self.xmpp.make_presence(pto=stanzas.room_jid(room, nick))
         stanza.xml.append(stanzas.join_element(maxstanzas))
+        self._settling[room.lower()] = (nick, [])  # as presences name it: bare, lowered
         return stanza
 
     def leave_stanza(self, room: str, nick: str) -> Any:
+        self._settling.pop(room.lower(), None)
         return self.xmpp.make_presence(pto=stanzas.room_jid(room, nick), ptype="unavailable")
 
     # --- presences -------------------------------------------------------------------------
@@ -95,19 +105,50 @@ class MucPlugin(BasePlugin):
         if presence is None:
             return stanza  # no occupant named: nothing for the bot
         self.edge.liveness.heard(presence.room)
+        settling = self._settling.get(presence.room)
+        if settling is not None:
+            self._settle(presence, xml, *settling)
+            return None
+        self._hand_over(presence)
+        return None
+
+    def _settle(self, presence: Presence, xml: ET.Element, nick: str,
+                held: list[ET.Element]) -> None:
+        """A presence from a room the bot is joining: an occupant's is held until the
+        bot's own arrives (the room sends that one last); then the bot's own says whether
+        the room vouches for occupant ids, and all are read again and handed over in order."""
+        own = SELF in presence.codes or presence.nick == nick
+        if not own and len(held) < MAX_HELD:
+            held.append(xml)
+            return
+        if not own:  # a room bigger than the bot holds: read as its disco#info said
+            self._hand_over(presence)
+            return
+        del self._settling[presence.room]
+        if presence.available:
+            ids = xml.findall(f"{{{stanzas.NS_OCCUPANT_ID}}}occupant-id")
+            if len(ids) == 1:
+                self.occupant_id_rooms.add(presence.room)
+            else:
+                self.occupant_id_rooms.discard(presence.room)
+        for earlier in [*held, xml]:
+            again = self.to_presence(earlier)
+            if again is not None:
+                self._hand_over(again)
+
+    def _hand_over(self, presence: Presence) -> None:
         bot = self.edge.bot
         if bot is not None:
             try:
                 bot.on_presence(presence)
             except Exception:  # logged, as slixmpp logs a failing event handler's
                 log.exception("handling a presence from %s failed", presence.room)
-        return None
 
     def to_presence(self, xml: ET.Element) -> Presence | None:
         return stanzas.to_presence(xml, vouches_for_ids=self.occupant_id_rooms.__contains__)
 
     def room_features(self, room: str, features: frozenset[str]) -> None:
-        """What a room's disco#info advertises (asked before every join)."""
+        """What a room's disco#info advertises (when the bot asks it)."""
         if stanzas.NS_OCCUPANT_ID in features:
             self.occupant_id_rooms.add(room)
         else:
@@ -115,6 +156,7 @@ class MucPlugin(BasePlugin):
 
     def _presence_error(self, stanza: Any) -> None:
         room = stanza["from"].bare.lower()
+        self._settling.pop(room, None)
         bot = self.edge.bot
         if bot is not None and bot.own_nick(room) is not None:
             bot.on_join_error(room, stanza["error"]["condition"] or "unknown")

@@ -201,6 +201,27 @@ def add_link(stanza: ET.Element, link: Link | None) -> None:
     ET.SubElement(oob, f"{{{NS_OOB}}}desc").text = link.name
 
 
+def not_persistent_element() -> ET.Element:
+    """The owner's configuration that makes a room temporary (XEP-0045 §10.2): a room
+    destroyed so leaves no tombstone behind (Prosody keeps one of a persistent room for a
+    month, and refuses its name meanwhile)."""
+    query = ET.Element(f"{{{NS_MUC}#owner}}query")
+    form = ET.SubElement(query, f"{{{NS_DATA}}}x", {"type": "submit"})
+    for var, value in (("FORM_TYPE", "http://jabber.org/protocol/muc#roomconfig"),
+                       ("muc#roomconfig_persistentroom", "0")):
+        field = ET.SubElement(form, f"{{{NS_DATA}}}field", {"var": var})
+        ET.SubElement(field, f"{{{NS_DATA}}}value").text = value
+    return query
+
+
+def destroy_element(reason: str) -> ET.Element:
+    """The owner's request that destroys a room (XEP-0045 §10.9)."""
+    query = ET.Element(f"{{{NS_MUC}#owner}}query")
+    destroy = ET.SubElement(query, f"{{{NS_MUC}#owner}}destroy")
+    ET.SubElement(destroy, f"{{{NS_MUC}#owner}}reason").text = reason
+    return query
+
+
 def muc_user_element() -> ET.Element:
     """The empty muc#user element that marks a private message through a room."""
     return ET.Element(MUC_USER_X)

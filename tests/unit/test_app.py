@@ -105,3 +105,55 @@ async def test_join_asks_the_room_whether_it_exists_once(store: Store, settings)
         assert transport.asked == [room]
     finally:
         await app.stop()
+
+
+async def test_remembered_rooms_are_joined_at_start_without_a_question_first(
+    store: Store, settings
+) -> None:
+    """At start-up the bot joins the rooms it serves at once: a disco#info to each first
+    (as it once did) doubled the server's work and the start-up time. The configuration is
+    asked after the join, where the bot is no moderator (the subject pin needs it)."""
+    rooms = [f"r{n}@{POOL}" for n in range(3)]
+    for room in rooms:
+        addins.set_joined(store, Actor("admin@localhost", "dm"), room=room, joined=True)
+    transport = FakeEdge()
+    app = App(settings(), store, transport)
+    await app.start()
+    try:
+        app.on_online()
+        await transport.until(lambda: len(transport.joined) == 3)
+        assert transport.asked == []
+        for room in rooms:
+            role = "moderator" if room == rooms[0] else "participant"
+            app.on_presence(Presence(room, "AddinBot", True, role=role, codes=frozenset({110})))
+        await transport.until(lambda: len(transport.asked) == 2)
+        assert sorted(transport.asked) == rooms[1:]  # not the one where it is a moderator
+    finally:
+        await app.stop()
+
+
+async def test_a_room_the_bots_join_created_is_destroyed_and_asked_about_next_time(
+    store: Store, settings
+) -> None:
+    """A remembered room that no longer exists: the bot's join creates it (status 201), the
+    bot destroys it at once, and the next try asks first (and does not join it again)."""
+    room = f"gone@{POOL}"
+    addins.set_joined(store, Actor("admin@localhost", "dm"), room=room, joined=True)
+    transport = FakeEdge()
+    app = App(settings(), store, transport)
+    await app.start()
+    try:
+        app.on_online()
+        await transport.until(lambda: transport.joined == [room])
+        app.on_presence(Presence(room, "AddinBot", True, affiliation="owner", role="moderator",
+                                 codes=frozenset({110, 201})))
+        await transport.until(lambda: transport.destroyed == [room])
+        assert not app.rooms.is_live(room)
+        assert app.rooms.state(room) is None  # what the room says next is not heard
+        await transport.until(lambda: room in app.membership.absent)
+        app.membership.join(room)  # the next try (its timer, sooner)
+        await transport.until(lambda: transport.asked == [room])
+        assert transport.joined == [room]  # asked, found missing: not joined again
+        assert [e.action for e in addins.audit(store, limit=5) if e.action == "stop"] == []
+    finally:
+        await app.stop()

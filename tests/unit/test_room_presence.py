@@ -204,3 +204,40 @@ def test_an_occupant_id_is_taken_only_from_a_room_that_advertises_it(edge: XmppE
     assert advertised is not None
     assert (not_said.occupant_id, without.occupant_id, dropped.occupant_id) == (None, None, None)
     assert advertised.occupant_id == "alices-id"
+
+
+def own_presence(occupant_id: str | None) -> str:
+    """The room's answer to the bot's join: its own presence (status 110)."""
+    xml = ET.fromstring(  # noqa: S314 - this file's own XML
+        f"<presence xmlns='jabber:client' from='{ROOM}/AddinBot' to='addinbot@localhost/b'>"
+        f"<x xmlns='{MUC_USER}'><item affiliation='none' role='participant'/>"
+        "<status code='110'/></x></presence>"
+    )
+    if occupant_id is not None:
+        ET.SubElement(xml, f"{{{NS_OCCUPANT_ID}}}occupant-id", {"id": occupant_id})
+    return ET.tostring(xml, encoding="unicode")
+
+
+@pytest.mark.parametrize("vouches", [True, False])
+def test_a_room_joined_without_asking_says_by_the_bots_own_presence_whether_ids_are_its_own(
+    edge: XmppEdge, loop: asyncio.AbstractEventLoop, vouches: bool
+) -> None:
+    """The bot no longer asks a room's disco#info before joining it. The bot writes no
+    occupant id into its join: an id in its own presence is the room's, so the room vouches
+    for ids (XEP-0421). The occupants' presences come first; they are held until the bot's
+    own says which, then handed over in order."""
+    recorder: Any = edge.bot
+    if not vouches:  # a disco#info once said so: the room's own word on joining prevails
+        edge.muc.room_features(ROOM, frozenset({NS_OCCUPANT_ID}))
+    edge.muc.join_stanza(ROOM, "AddinBot")
+    claimed = ET.tostring(with_occupant_id("mallory", "mallorys-id"), encoding="unicode")
+    receive(edge, claimed, loop)
+    assert recorder.presences == []  # held: the room has not said yet
+    receive(edge, own_presence("bots-id" if vouches else None), loop)
+    receive(edge, claimed, loop)  # after the join: read as the room said
+    seen = [(p.nick, p.occupant_id) for p in recorder.presences]
+    if vouches:
+        assert seen == [("mallory", "mallorys-id"), ("AddinBot", "bots-id"),
+                        ("mallory", "mallorys-id")]
+    else:
+        assert seen == [("mallory", None), ("AddinBot", None), ("mallory", None)]
