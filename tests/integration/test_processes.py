@@ -26,11 +26,13 @@ from pathlib import Path
 
 import pytest
 from slixmpp import JID
+from sqlalchemy import make_url
 
 from bot.commands.text import attached_sentence, welcome_sentence
 from tests.harness.prosody import Prosody
+from tests.harness.tcp_proxy import TcpProxy
 from tests.harness.xmpp_client import sent_by
-from tests.integration.conftest import create_room, jid, write_config
+from tests.integration.conftest import PG_URL, create_room, jid, write_config
 from tests.integration.test_faults import ROOT, BotProcess, until
 
 LEASE_S, RENEW_S = 4, 1
@@ -204,3 +206,90 @@ async def test_three_processes_share_the_rooms_and_take_over_from_killed_and_fro
     finally:
         for process in processes:
             process.kill()
+
+
+def serving_changes(process: BotProcess, since: int = 0) -> int:
+    """How many times the process's share changed (its "serving N room(s)" lines), in its
+    log from offset `since`."""
+    return process.text()[since:].count(" process(es) share them ")
+
+
+async def test_a_process_cut_off_from_postgresql_gives_its_rooms_up_and_then_takes_a_share(
+    prosody: Prosody, tmp_path: Path, people,
+) -> None:
+    """A network cut between one process and PostgreSQL (its connections stay open, nothing
+    passes: a relay holds it all): its watchdog stops it serving before its leases run out,
+    the other process takes its rooms over within 15 s, and a joiner in the gap is told once.
+    When the cut heals, it takes a fair share again, in one step each way (no flapping), and
+    nobody is told twice."""
+    rooms = sorted([await create_room(prosody, f"cut{uuid.uuid4().hex[:8]}@{prosody.muc}")
+                    for _ in range(4)])
+    config = shared_config(prosody, tmp_path, rooms)
+    pg = make_url(PG_URL)
+    assert pg.host is not None
+    proxy = TcpProxy(pg.host, pg.port or 5432)
+    port = await proxy.start()
+    cut_dir = tmp_path / "cut"
+    cut_dir.mkdir()
+    cut_config = cut_dir / "addinbot.toml"
+    text = config.read_text(encoding="utf-8")
+    assert f"@{pg.host}:{pg.port or 5432}/" in text
+    cut_config.write_text(text.replace(f"@{pg.host}:{pg.port or 5432}/", f"@127.0.0.1:{port}/"),
+                          encoding="utf-8")
+    steady = BotProcess(config, tmp_path / "steady.log")
+    cut = BotProcess(cut_config, tmp_path / "cut.log")
+    processes = [steady, cut]
+    try:
+        for process in processes:
+            await process.start()
+        await until(lambda: each_room_once(processes, rooms) and len(serving(cut)) == 2,
+                    "each room served once, two each", 30)
+        admin, bob = await people("admin"), await people("bob")
+        url = "https://stocks.example.org/panel"
+        reply = await admin.ask(jid(prosody, "addinbot"), f"register Stocks {url}", 10)
+        assert reply.startswith("Registered “Stocks”"), reply
+        for room in rooms:
+            reply = await admin.ask(jid(prosody, "addinbot"), f"attach {room} Stocks", 10)
+            assert reply.startswith(f"{room} now has the add-in “Stocks”"), reply
+        welcome = welcome_sentence("Stocks", url)
+        for room in rooms:  # told once, before the cut
+            await bob.join_room(room, "bob")
+            await bob.wait_for(lambda m, r=room: m["from"] == JID(f"{r}/AddinBot")
+                               and m["body"] == welcome, 10)
+
+        stranded = sorted(serving(cut))
+        cut_at = time.monotonic()
+        proxy.freeze()
+        await until(lambda: " no longer serving " in cut.text(), "the cut one to stop", 15)
+        carol = await people("carol")  # joins while nobody may be serving the room
+        await carol.join_room(stranded[0], "carol")
+        await until(lambda: each_room_once([steady], rooms), "its rooms taken over",
+                    TAKEOVER_MOST_S + 5)
+        took = time.monotonic() - cut_at
+        print(f"\ncut from PostgreSQL -> {len(stranded)} room(s) served again in {took:.2f} s")
+        assert took <= TAKEOVER_MOST_S
+        assert not serving(cut)  # never two at once: it had stopped before
+        await carol.wait_for(lambda m: m["from"] == JID(f"{stranded[0]}/AddinBot")
+                             and m["body"] == welcome, 10)
+
+        healed = (len(steady.text()), len(cut.text()))
+        proxy.thaw()
+        await until(lambda: each_room_once(processes, rooms) and len(serving(cut)) == 2,
+                    "a fair share again", 30)
+        # A round trip through each process's own resource after the share settled.
+        for process in processes:
+            admin.send_chat(resource(process), "help")
+            await admin.wait_for(sent_by(resource(process)), 10)
+        assert serving_changes(steady, healed[0]) == 1, steady.text()[healed[0]:]
+        assert serving_changes(cut, healed[1]) == 1, cut.text()[healed[1]:]
+        got = {name: [m for m in client.drain() if m["body"]]
+               for name, client in {"bob": bob, "carol": carol}.items()}
+        again = Counter((name, m["from"].bare) for name, messages in got.items()
+                        for m in messages if m["type"] == "chat" and m["body"] == welcome)
+        assert not again, f"someone told twice: {dict(again)}"
+        extra = [m["body"] for m in admin.drain() if m["body"]]
+        assert not extra, f"a direct message answered twice: {extra}"
+    finally:
+        for process in processes:
+            process.kill()
+        await proxy.stop()
