@@ -61,6 +61,9 @@ class Service:
             settings.xmpp, settings.xmpp.secret(), settings.pools.names,
             resource=f"{settings.xmpp.resource}-{self.me}" if shared else None, desk=not shared,
         )
+        if shared:  # a process cut off from the server gives its rooms up within seconds
+            self.edge.liveness.server_every_s = settings.cluster.renew_s
+            self.edge.liveness.server_timeout_s = settings.cluster.renew_s
         self.app = App(settings, self.store, self.edge, me=self.me, on_desk=self.edge.set_desk)
         self.edge.bot = self.app
         self.metrics: MetricsServer | None = None  # [metrics] listen: /metrics and /health

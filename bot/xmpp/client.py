@@ -99,6 +99,7 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.register_plugin("xep_0092", {"name": IDENTITY[2], "version": __version__})
         self.muc = self._muc_plugin()
         self.liveness = Liveness(self)
+        self.add_filter("in", self.liveness.heard_stream)
         self.adhoc = AdhocCommands(self)
         configure_transport(self, settings)
         self.add_event_handler("session_bind", self._session_bind)

@@ -2,9 +2,13 @@
 
 A TCP connection can die without either end being told, and a room can forget an occupant
 without telling it (a MUC service restarted without its state, a lost server-to-server
-link). Every `server_every_s` the bot pings its server; no answer within `timeout_s` and
-the connection is dropped (not closed: with stream management the session is then resumed
-on reconnect). Every room the bot has not heard from for `room_every_s` gets a self-ping to
+link). When nothing has come from the server for `server_every_s`, the bot pings it; no
+answer (nor anything else) within `server_timeout_s` and the connection is dropped (not
+closed: with stream management the session is then resumed on reconnect). Several
+processes (`cluster.enabled`) use the lease renewal period for both, so that a process cut
+off from the server gives its rooms up within seconds (bot.runner).
+
+Every room the bot has not heard from for `room_every_s` gets a self-ping to
 the bot's own occupant JID; when the room answers that the bot is not in it, the bot is told
 (`Bot.on_room_dropped`) and rejoins.
 
@@ -18,7 +22,7 @@ import asyncio
 import contextlib
 import enum
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from slixmpp.exceptions import IqError, IqTimeout
 
@@ -62,15 +66,24 @@ class Liveness:
     def __init__(self, edge: XmppEdge) -> None:
         self.edge = edge
         self.server_every_s = SERVER_EVERY_S
+        self.server_timeout_s = TIMEOUT_S
         self.room_every_s = ROOM_EVERY_S
-        self.timeout_s = TIMEOUT_S
+        self.timeout_s = TIMEOUT_S  # for self-pings
         self._heard: dict[str, float] = {}  # room -> loop time of its last stanza to us
+        self._stream_heard = 0.0  # loop time of the last stanza from the server, any
         self._task: asyncio.Task[None] | None = None
-        # bot.xmpp.muc calls heard() for every room message and occupant's presence.
+        # bot.xmpp.muc calls heard() for every room message and occupant's presence; the
+        # edge has heard_stream() as an in-filter of every stanza.
+
+    def heard_stream(self, stanza: Any) -> Any:
+        """In-filter: whatever the server sends proves the connection alive."""
+        self._stream_heard = asyncio.get_running_loop().time()
+        return stanza
 
     def start(self) -> None:
         self.stop()
         self._heard.clear()
+        self._stream_heard = asyncio.get_running_loop().time()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="liveness")
 
     def stop(self) -> None:
@@ -97,7 +110,7 @@ class Liveness:
             await asyncio.sleep(tick)
             now = loop.time()
             try:
-                if now >= next_server:
+                if now >= next_server and now - self._stream_heard >= self.server_every_s:
                     next_server = now + self.server_every_s
                     if not await self.ping_server():
                         return  # the connection is being dropped; a new session starts us
@@ -106,13 +119,18 @@ class Liveness:
                 log.exception("keepalive failed")
 
     async def ping_server(self) -> bool:
-        """True if the server answered (even with an error); else drop the connection."""
+        """True if the server answered (even with an error), or sent anything else while
+        the ping waited (a busy server answers late); else drop the connection."""
+        asked = asyncio.get_running_loop().time()
         try:
-            await self.edge.ping(self.edge.boundjid.domain, self.timeout_s)
+            await self.edge.ping(self.edge.boundjid.domain, self.server_timeout_s)
         except IqError:
             return True  # an answer all the same: the connection lives
         except IqTimeout:
-            log.warning("the server did not answer a ping in %.0f s: reconnecting", self.timeout_s)
+            if self._stream_heard > asked:
+                return True
+            log.warning("the server did not answer a ping in %.0f s: reconnecting",
+                        self.server_timeout_s)
             self.edge.drop_connection()
             return False
         return True

@@ -62,6 +62,7 @@ class TcpProxy:
                 await self._open.wait()  # frozen: held here, in order
                 sink.write(data)
                 await sink.drain()
+            await self._open.wait()  # an end of stream passes no sooner than the rest
         except (OSError, asyncio.IncompleteReadError):
             pass
         finally:

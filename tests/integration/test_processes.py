@@ -293,3 +293,83 @@ async def test_a_process_cut_off_from_postgresql_gives_its_rooms_up_and_then_tak
         for process in processes:
             process.kill()
         await proxy.stop()
+
+
+async def test_a_process_cut_off_from_the_xmpp_server_gives_its_rooms_up_within_seconds(
+    prosody: Prosody, tmp_path: Path, people,
+) -> None:
+    """A network cut between one process and the XMPP server (nothing passes either way;
+    the server still counts its session in and its occupants present): it finds the server
+    silent (its keepalive, at the lease renewal period), gives its rooms up, and the other
+    process serves them within 15 s; a joiner meanwhile is told once. When the cut heals
+    it comes back and takes a share again; nobody is told twice."""
+    rooms = sorted([await create_room(prosody, f"xcut{uuid.uuid4().hex[:8]}@{prosody.muc}")
+                    for _ in range(4)])
+    config = shared_config(prosody, tmp_path, rooms)
+    proxy = TcpProxy("127.0.0.1", prosody.port)
+    port = await proxy.start()
+    cut_dir = tmp_path / "cut"
+    cut_dir.mkdir()
+    cut_config = cut_dir / "addinbot.toml"
+    text = config.read_text(encoding="utf-8")
+    assert f"\nport = {prosody.port}\n" in text
+    cut_config.write_text(text.replace(f"\nport = {prosody.port}\n", f"\nport = {port}\n"),
+                          encoding="utf-8")
+    steady = BotProcess(config, tmp_path / "steady.log")
+    cut = BotProcess(cut_config, tmp_path / "cut.log")
+    processes = [steady, cut]
+    try:
+        for process in processes:
+            await process.start()
+        await until(lambda: each_room_once(processes, rooms) and len(serving(cut)) == 2,
+                    "each room served once, two each", 30)
+        admin, bob = await people("admin"), await people("bob")
+        url = "https://stocks.example.org/panel"
+        reply = await admin.ask(jid(prosody, "addinbot"), f"register Stocks {url}", 10)
+        assert reply.startswith("Registered “Stocks”"), reply
+        for room in rooms:
+            reply = await admin.ask(jid(prosody, "addinbot"), f"attach {room} Stocks", 10)
+            assert reply.startswith(f"{room} now has the add-in “Stocks”"), reply
+        welcome = welcome_sentence("Stocks", url)
+        for room in rooms:  # told once, before the cut
+            await bob.join_room(room, "bob")
+            await bob.wait_for(lambda m, r=room: m["from"] == JID(f"{r}/AddinBot")
+                               and m["body"] == welcome, 10)
+
+        stranded = sorted(serving(cut))
+        cut_at = time.monotonic()
+        proxy.freeze()
+        carol = await people("carol")  # joins while the cut one may be serving no more
+        await carol.join_room(stranded[0], "carol")
+        await until(lambda: each_room_once([steady], rooms), "its rooms taken over",
+                    TAKEOVER_MOST_S + 5)
+        took = time.monotonic() - cut_at
+        print(f"\ncut from the XMPP server -> {len(stranded)} room(s) served again in "
+              f"{took:.2f} s")
+        assert took <= TAKEOVER_MOST_S
+        assert " no longer serving " in cut.text()
+        await carol.wait_for(lambda m: m["from"] == JID(f"{stranded[0]}/AddinBot")
+                             and m["body"] == welcome, 10)
+
+        proxy.thaw()
+        await until(lambda: each_room_once(processes, rooms) and len(serving(cut)) == 2,
+                    "a fair share again", 40)
+        mallory = await people("mallory")  # a joiner of a room it serves again: told once
+        back = sorted(serving(cut))[0]
+        await mallory.join_room(back, "mallory")
+        await mallory.wait_for(lambda m: m["from"] == JID(f"{back}/AddinBot")
+                            and m["body"] == welcome, 10)
+        for process in processes:
+            admin.send_chat(resource(process), "help")
+            await admin.wait_for(sent_by(resource(process)), 10)
+        got = {name: [m for m in client.drain() if m["body"]]
+               for name, client in {"bob": bob, "carol": carol, "mallory": mallory}.items()}
+        again = Counter((name, m["from"].bare) for name, messages in got.items()
+                        for m in messages if m["type"] == "chat" and m["body"] == welcome)
+        assert not again, f"someone told twice: {dict(again)}"
+        extra = [m["body"] for m in admin.drain() if m["body"]]
+        assert not extra, f"a direct message answered twice: {extra}"
+    finally:
+        for process in processes:
+            process.kill()
+        await proxy.stop()

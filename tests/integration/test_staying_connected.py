@@ -220,7 +220,7 @@ async def test_a_server_that_stops_answering_is_left_and_the_stream_resumed(
     events = count_events(bot, "session_start", "session_resumed", "killed")
     seen = watch_bot(alice, room)
     edge.liveness.server_every_s = 0.3
-    edge.liveness.timeout_s = 0.5
+    edge.liveness.server_timeout_s = 0.5
     edge.liveness.start()
     await asyncio.sleep(0.6)  # pings answered: nothing happens
     assert events == {"session_start": 0, "session_resumed": 0, "killed": 0}
