@@ -24,6 +24,7 @@ from bot.commands.registry import Dispatcher
 from bot.commands.room import ROOM
 from bot.config import Settings
 from bot.errors import CommandError
+from bot.i18n import Tr
 from bot.invitations import Decline, Invitation, Invitations
 from bot.limits import RateLimit, Verdict
 from bot.membership import Membership
@@ -93,7 +94,8 @@ class App:
         self.dispatcher = Dispatcher(
             settings, store, self.rooms, {Place.DIRECT: DIRECT, Place.ROOM: ROOM},
             changed=lambda changes: self.announcer.handed(changes),  # said after the reply
-            exists=self.room_exists,
+            exists=self.room_exists, relay=self._relay,
+            served_here=lambda room: self.cluster is None or room in self.membership.wanted,
         )
         # Room messages and joiners' links: the rooms' language (rooms.lang).
         i18n.load_all()
@@ -399,8 +401,20 @@ class App:
                 METRICS.refused(command.place.name, "direct_only")
                 return Reply(command.tr.say(refusal))
         return await self.dispatcher.run(
-            command.place, command.sender, command.text, command.tr
+            command.place, command.sender, command.text, command.tr,
+            may_relay=not command.message.relayed,
         )
+
+    async def _relay(self, room: str, sender: Sender, text: str, tr: Tr) -> bool:
+        """Several processes: hand a manager's direct command about `room` to the process
+        serving it (only it sees the room's occupants); it answers. False if none does."""
+        if self.cluster is None or sender.jid is None:
+            return False
+        holder = await self.cluster.holder(room)
+        if holder is None or holder == self.cluster.me:
+            return False
+        self.transport.relay(holder, sender.jid, text, tr.lang)
+        return True
 
     def _reply(self, command: _Command, reply: Reply) -> None:
         sender = command.sender

@@ -139,6 +139,14 @@ class Cluster:
                      "holding" if held.desk else "no longer holding")
             self.on_desk(held.desk)
 
+    async def holder(self, room: str) -> str | None:
+        """The process serving `room` now (its lease), if any; None when unknown."""
+        try:
+            return await self.store.run(leases.holder, self.store, room=room)
+        except Exception as exc:  # the database is away: nobody to hand it to
+            log.warning("cannot read who serves %s: %s", room, exc)
+            return None
+
     def vouched(self) -> bool:
         """Whether this process may act now: its leases were renewed recently enough. (A
         process frozen for a while, then woken, reads what waited in its socket before its

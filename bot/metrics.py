@@ -37,7 +37,7 @@ from prometheus_client.registry import Collector
 log = logging.getLogger(__name__)
 
 PLACES = ("direct", "room")
-OUTCOMES = ("ok", "refused", "error")
+OUTCOMES = ("ok", "refused", "error", "relayed")
 REFUSALS = ("not_admin", "not_manager", "not_owner", "direct_only")
 ANNOUNCEMENTS = ("room", "joiner")
 # What became of an invitation: accepted; declined after the bot looked in the room;

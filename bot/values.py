@@ -77,6 +77,9 @@ class Message:
     room: str | None = None
     nick: str | None = None
     lang: str | None = None  # the stanza's xml:lang, as the sender wrote it (if at all)
+    # DIRECT only: handed over by another process of the bot (several processes), which
+    # received it and does not serve the room it concerns; never handed on again.
+    relayed: bool = False
 
 
 class Transport(Protocol):
@@ -93,6 +96,11 @@ class Transport(Protocol):
     def join(self, room: str, nick: str) -> None: ...
 
     def leave(self, room: str, nick: str) -> None: ...
+
+    def relay(self, process: str, jid: str, text: str, lang: str | None) -> None:
+        """Hand a direct message (from `jid`, the server vouched) to another process of the
+        bot, `process` (its id), which serves the room it concerns and answers it."""
+        ...
 
     async def room_exists(self, room: str) -> bool | None:
         """Whether the room exists (asked of the room itself, disco#info): True, False, or

@@ -162,6 +162,16 @@ def holders(store: Store) -> dict[str, str]:
         ) if holder is not None}
 
 
+def holder(store: Store, *, room: str) -> str | None:
+    """The process holding a live lease on `room`, if any."""
+    with store.reading() as rows:
+        now = rows.execute(select(func.now())).scalar_one()
+        found: str | None = rows.execute(select(col(Lease.holder)).where(
+            col(Lease.kind) == ROOM, col(Lease.key) == room, col(Lease.expires) > now
+        )).scalar_one_or_none()
+        return found
+
+
 def _served(rows: Connection, served: Iterable[str], pools: Iterable[str]) -> set[str]:
     domains = set(pools)
     remembered = rows.execute(select(col(Room.jid)).where(col(Room.joined))).scalars()

@@ -34,6 +34,7 @@ class FakeEdge:
         self.joined: list[str] = []
         self.left: list[str] = []
         self.destroyed: list[str] = []
+        self.relayed: list[tuple[str, str, str, str | None]] = []  # process, jid, text, lang
         self._news: asyncio.Event | None = None
 
     # --- the Transport ---------------------------------------------------------------------
@@ -58,6 +59,10 @@ class FakeEdge:
     def leave(self, room: str, nick: str) -> None:
         self._check(room)
         self.left.append(room)
+
+    def relay(self, process: str, jid: str, text: str, lang: str | None) -> None:
+        self.relayed.append((process, jid, text, lang))
+        self._told()
 
     async def room_exists(self, room: str) -> bool | None:
         self.asked.append(room)

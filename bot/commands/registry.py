@@ -279,6 +279,20 @@ class NotAllowed(CommandError):
         self.why = why
 
 
+class Elsewhere(NotAllowed):
+    """Several processes: a direct command about a room another process serves (only that
+    one sees who is in it). Handed over to it if it can be; else `reason` is the answer."""
+
+    def __init__(self, room: str, refused: NotAllowed) -> None:
+        super().__init__(refused.why, refused.message)
+        self.room = room
+
+
+# Hands a direct command (room, sender, words, language) to the process serving the room:
+# True if handed over (that process answers), False if none could take it.
+Relay = Callable[[str, Sender, str, Tr], Awaitable[bool]]
+
+
 def room_refusal(needed: Role, room: str, managers: Managers, sender: Sender) -> NotAllowed | None:
     """For a manager's or an owner's command about `room` (by someone who is no admin): the
     refusal, by the rules of bot.policy, or None."""
@@ -367,7 +381,8 @@ class Dispatcher:
     def __init__(
         self, settings: Settings, store: Store, managers: Managers,
         commands: dict[Place, CommandSet], *, changed: Callable[[Sequence[Change]], None],
-        exists: RoomExists | None = None,
+        exists: RoomExists | None = None, relay: Relay | None = None,
+        served_here: Callable[[str], bool] = lambda _room: True,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -376,14 +391,29 @@ class Dispatcher:
         self.changed = changed  # on the loop: the changes a command committed
         # Asks a room whether it exists (for `join`); without one, no room is joined.
         self.exists = exists or _not_asked
+        # Several processes: whether this one serves a room, and the hand-over to the one
+        # that does (a manager's direct command needs the room's view of its occupants).
+        self.relay = relay
+        self.served_here = served_here
         self.answers: Answers[Reply] = Answers(size=lambda reply: len(reply.text))
 
     async def run(
-        self, place: Place, sender: Sender, text: str, tr: Tr = ENGLISH
+        self, place: Place, sender: Sender, text: str, tr: Tr = ENGLISH, *,
+        may_relay: bool = True,
     ) -> Reply | None:
-        """Run one command line; the answer (and any refusal) in `tr`'s language."""
+        """Run one command line; the answer (and any refusal) in `tr`'s language. None:
+        no answer here (handed over to the process serving the room, which answers)."""
         try:
             reply = await self._run(place, sender, text, tr)
+        except Elsewhere as exc:
+            if may_relay and self.relay is not None and await self.relay(
+                exc.room, sender, text, tr
+            ):
+                METRICS.command(place.name, "relayed")
+                return None
+            METRICS.refusal(exc.why)
+            METRICS.command(place.name, "refused")
+            return Reply(exc.said(tr))
         except CommandError as exc:
             if isinstance(exc, NotAllowed):
                 METRICS.refusal(exc.why)
@@ -472,6 +502,8 @@ class Dispatcher:
         if needed in (Role.MANAGER, Role.OWNER) and not is_admin:
             assert room is not None  # noqa: S101 - manager commands always name a room
             refused = room_refusal(needed, room, self.managers, sender)
+            if refused is not None and place is Place.DIRECT and not self.served_here(room):
+                raise Elsewhere(room, refused)
             if refused is not None:
                 raise refused
         if command.name == "help":

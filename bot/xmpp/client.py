@@ -332,6 +332,12 @@ class XmppEdge(slixmpp.ClientXMPP):
         add_link(stanza.xml, link)
         self.send_stanza(stanza)
 
+    def relay(self, process: str, jid: str, text: str, lang: str | None) -> None:
+        to = f"{self.boundjid.bare}/{self.settings.resource}-{process}"
+        stanza = self.make_message(mto=JID(to), mtype="headline")
+        stanza.xml.append(stanzas.relay_element(jid, text, lang))
+        self.send_stanza(stanza)
+
     def set_subject(self, room: str, subject: str) -> None:
         stanza = self.make_message(mto=stanzas.room_jid(room), mtype="groupchat")
         stanza.xml.append(stanzas.subject_element(subject))

@@ -170,6 +170,11 @@ class MucPlugin(BasePlugin):
         bot = self.edge.bot
         if bot is None or not self.edge.for_me(xml.get("to")):
             return  # sent to the bare JID: another process holds the desk
+        if xml.find(stanzas.RELAY_TAG) is not None:
+            handed = stanzas.relayed(xml, own_full=str(self.edge.boundjid))
+            if handed is not None:
+                bot.on_message(handed)
+            return  # another process's hand-over, or a claim to be one: never a command
         if invites.is_invitation(xml):
             self._invitation(xml)  # body or not: never a command
             return

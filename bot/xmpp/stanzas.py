@@ -133,6 +133,41 @@ def to_message(
     return Message(Kind.DIRECT, body, jid=bare, lang=lang)
 
 
+NS_RELAY = "urn:addinbot:relay:0"
+RELAY_TAG = f"{{{NS_RELAY}}}relay"
+
+
+def relay_element(jid: str, text: str, lang: str | None) -> ET.Element:
+    """A direct message handed to another process of the bot: from whom, and what."""
+    element = ET.Element(RELAY_TAG, {"from": jid})
+    if lang:
+        element.set(XML_LANG, lang)
+    element.text = text
+    return element
+
+
+def relayed(xml: ET.Element, *, own_full: str) -> Message | None:
+    """The direct message another process of the bot handed over (a headline from the
+    bot's own account, another resource: the server vouches for that `from`, and for the
+    sender the first process read it from), or None for anything else. A headline is never
+    stored offline nor sent on to another resource, and nothing delayed or wrapped counts."""
+    element = xml.find(RELAY_TAG)
+    if element is None or xml.get("type") != "headline" or live_sender(xml) is None:
+        return None
+    try:
+        sender, own = JID(xml.get("from", "")), JID(own_full)
+        person = JID(element.get("from", ""))
+    except Exception:
+        return None
+    if sender.bare.lower() != own.bare.lower() or sender.full == own.full or not sender.resource:
+        return None
+    text = element.text or ""
+    if not person.user or person.bare.lower() == own.bare.lower() or not text.strip():
+        return None
+    return Message(Kind.DIRECT, text, jid=person.bare.lower(),
+                   lang=element.get(XML_LANG) or None, relayed=True)
+
+
 def to_subject(xml: ET.Element) -> Subject | None:
     """A room's subject (a groupchat message with a subject and no body, XEP-0045 §8.1),
     or None. A delayed one is the subject as it stood (sent on joining): learnt, never

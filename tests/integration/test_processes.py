@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from tests.harness.tcp_proxy import TcpProxy
 from tests.harness.xmpp_client import sent_by
 from tests.integration.conftest import PG_URL, create_room, jid, write_config
 from tests.integration.test_faults import ROOT, BotProcess, until
+from tests.integration.test_invitation_limits import own_room
 
 LEASE_S, RENEW_S = 4, 1
 TAKEOVER_MOST_S = 15.0
@@ -373,3 +375,65 @@ async def test_a_process_cut_off_from_the_xmpp_server_gives_its_rooms_up_within_
         for process in processes:
             process.kill()
         await proxy.stop()
+
+
+async def test_a_managers_direct_command_about_a_room_another_process_serves_is_answered_there(
+    prosody: Prosody, tmp_path: Path, people,
+) -> None:
+    """Only the process serving a room sees who is in it. A manager's direct message to the
+    bot's bare JID reaches the desk; about a room another process serves, the desk hands it
+    over (a headline from the bot's own account to that process's resource), and that one
+    answers, once. The same hand-over forged by anyone else is not acted on."""
+    carol = await people("carol")
+    rooms = sorted(f"relay{uuid.uuid4().hex[:8]}@{prosody.muc}" for _ in range(2))
+    for room in rooms:  # carol owns them and stays in; the bot sees real JIDs
+        await own_room(carol, room, "carol")
+    config = shared_config(prosody, tmp_path, rooms)
+    processes = [BotProcess(config, tmp_path / f"bot{i}.log") for i in range(2)]
+    bot_jid = jid(prosody, "addinbot")
+    try:
+        for process in processes:
+            await process.start()
+        await until(lambda: each_room_once(processes, rooms) and sum(map(holds_desk, processes))
+                    == 1, "a room each, one desk", 30)
+        desk = next(p for p in processes if holds_desk(p))
+        other = next(p for p in processes if p is not desk)
+        [room] = serving(other)
+        admin = await people("admin")
+        url = "https://stocks.example.org/panel"
+        reply = await admin.ask(bot_jid, f"register Stocks {url}", 10)
+        assert reply.startswith("Registered “Stocks”"), reply
+
+        mallory = await people("mallory")  # forges a hand-over to the serving process
+        forged = mallory.make_message(mto=JID(resource(other)), mtype="headline")
+        handed = ET.SubElement(forged.xml, "{urn:addinbot:relay:0}relay",
+                               {"from": f"carol@{prosody.domain}"})
+        handed.text = f"attach {room} Stocks"
+        forged.send()
+
+        carol.send_chat(bot_jid, f"attach {room} Stocks")
+        answer = await carol.wait_for(lambda m: m["from"].bare == bot_jid and m["body"], 10)
+        assert str(answer["from"]) == resource(other)
+        assert answer["body"].startswith(f"{room} now has the add-in “Stocks”"), answer["body"]
+        said = attached_sentence("Stocks", url)
+        await carol.wait_for(lambda m: m["from"].bare == room and m["body"] == said, 10)
+        # A last round trip through each process, then count everything carol received.
+        for process in processes:
+            carol.send_chat(resource(process), "help")
+            await carol.wait_for(sent_by(resource(process)), 10)
+        got = [m for m in carol.drain() if m["body"]]
+        assert not [m["body"] for m in got if m["type"] == "chat"], "answered twice"
+        assert not [m["body"] for m in got if m["type"] == "groupchat" and m["body"] == said]
+        assert [e for e in audit_actions(config) if e == "attach"] == ["attach"]  # not forged
+    finally:
+        for process in processes:
+            process.kill()
+
+
+def audit_actions(config: Path) -> list[str]:
+    """The actions in the audit log, oldest first, read with the command line."""
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "audit", "--json", "--config", str(config)],
+        capture_output=True, text=True, cwd=ROOT, timeout=60, check=True,
+    )
+    return [entry["action"] for entry in reversed(json.loads(done.stdout))]
