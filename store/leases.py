@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -36,6 +36,7 @@ from store.handle import Store
 from store.models import AuditEvent, Lease, Room
 
 TICK_LOCK = 0x61646C73  # "adls": ticks take turns
+CHUNK = 10_000  # parameters a statement, at most (PostgreSQL's limit is 65,535)
 ROOM, DESK, PROCESS = "room", "desk", "process"
 _LOCK = text(f"SELECT pg_advisory_xact_lock({TICK_LOCK})")
 
@@ -98,10 +99,12 @@ def tick(
         # Rooms no longer served: given up, and their rows gone once free.
         gone = mine - wanted
         mine -= gone
-        rows.execute(delete(Lease).where(
-            col(Lease.kind) == ROOM, col(Lease.key).in_(sorted(known - wanted)),
-            or_(col(Lease.holder).is_(None), col(Lease.expires) <= now, col(Lease.holder) == me),
-        ))
+        for keys in _chunks(sorted(known - wanted)):
+            rows.execute(delete(Lease).where(
+                col(Lease.kind) == ROOM, col(Lease.key).in_(keys),
+                or_(col(Lease.holder).is_(None), col(Lease.expires) <= now,
+                    col(Lease.holder) == me),
+            ))
         # The share.
         counts = dict.fromkeys(processes, 0)
         for (kind, _key), holder in live.items():
@@ -120,10 +123,9 @@ def tick(
             give = 0
         given = set(sorted(mine, key=lambda room: _order(me, room))[len(mine) - give:])
         mine -= given
-        rows.execute(  # the rooms given up too: freed once this process is out of them
-            update(Lease)
-            .where(col(Lease.holder) == me, col(Lease.kind) == ROOM,
-                   col(Lease.key).in_(sorted(mine | given)))
+        rows.execute(  # all it holds (`mine` and `given`: given up rooms are freed once
+            update(Lease)  # this process is out of them); those no longer served are gone
+            .where(col(Lease.holder) == me, col(Lease.kind) == ROOM, col(Lease.expires) > now)
             .values(expires=until)
         )
         # Take free rooms up to the share (only floor while another process is short).
@@ -180,13 +182,15 @@ def _served(rows: Connection, served: Iterable[str], pools: Iterable[str]) -> se
 
 def _release(rows: Connection, me: str, now: datetime, rooms: set[str] | None) -> None:
     """Free `me`'s leases (rooms, or all with the desk), keeping the rows: served before."""
-    where = [col(Lease.holder) == me, col(Lease.kind).in_((ROOM, DESK))]
-    if rooms is not None:
-        if not rooms:
-            return
-        where = [col(Lease.holder) == me, col(Lease.kind) == ROOM,
-                 col(Lease.key).in_(sorted(rooms))]
-    rows.execute(update(Lease).where(*where).values(holder=None, expires=now))
+    if rooms is None:
+        rows.execute(update(Lease).where(
+            col(Lease.holder) == me, col(Lease.kind).in_((ROOM, DESK))
+        ).values(holder=None, expires=now))
+        return
+    for keys in _chunks(sorted(rooms)):
+        rows.execute(update(Lease).where(
+            col(Lease.holder) == me, col(Lease.kind) == ROOM, col(Lease.key).in_(keys)
+        ).values(holder=None, expires=now))
 
 
 def _upsert(
@@ -195,22 +199,31 @@ def _upsert(
 ) -> set[str]:
     """Take or renew the leases `keys` of `kind` for `me` where free or already `me`'s
     (`take_any`: whoever held it); the keys taken."""
-    if not keys:
-        return set()
-    statement = insert(Lease).values(
-        [{"kind": kind, "key": key, "holder": me, "expires": until} for key in sorted(keys)]
-    )
-    excluded = statement.excluded
-    free = or_(
-        col(Lease.holder).is_(None), col(Lease.expires) <= now,
-        col(Lease.holder) == excluded.holder,
-    )
-    upsert = statement.on_conflict_do_update(
-        index_elements=[col(Lease.kind), col(Lease.key)],
-        set_={"holder": excluded.holder, "expires": excluded.expires},
-        where=None if take_any else free,
-    ).returning(col(Lease.key))
-    return set(rows.execute(upsert).scalars())
+    taken: set[str] = set()
+    for chunk in _chunks(sorted(keys), CHUNK // 4):  # 4 parameters a row
+        statement = insert(Lease).values(
+            [{"kind": kind, "key": key, "holder": me, "expires": until} for key in chunk]
+        )
+        excluded = statement.excluded
+        free = or_(
+            col(Lease.holder).is_(None), col(Lease.expires) <= now,
+            col(Lease.holder) == excluded.holder,
+        )
+        upsert = statement.on_conflict_do_update(
+            index_elements=[col(Lease.kind), col(Lease.key)],
+            set_={"holder": excluded.holder, "expires": excluded.expires},
+            where=None if take_any else free,
+        ).returning(col(Lease.key))
+        taken.update(rows.execute(upsert).scalars())
+    return taken
+
+
+def _chunks(items: list[str], size: int = 0) -> Iterator[list[str]]:
+    """`items` a statement's worth at a time: PostgreSQL takes at most 65,535 parameters in
+    one statement (a lease a room: one tick at 20,000 rooms has more)."""
+    size = size or CHUNK
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _order(me: str, room: str) -> bytes:

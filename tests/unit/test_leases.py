@@ -256,3 +256,11 @@ def test_several_processes_need_postgresql_and_a_renewal_within_half_a_lease(
         "postgresql+psycopg://h/db"
     ) == ["config: cluster.renew_s: 3 must be at most half of cluster.lease_s (4)"]
     assert ClusterSettings(enabled=False).problems("sqlite:///x.db") == []
+
+
+def test_one_process_takes_twenty_thousand_rooms_in_one_tick(db: Store) -> None:
+    """PostgreSQL takes at most 65,535 parameters a statement: the tick writes the leases
+    a chunk at a time (in one INSERT, 16,384 rooms and more failed, and nobody served)."""
+    rooms = [f"c{i:05d}@conference.example.org" for i in range(20_000)]  # the benchmark's
+    held = beat(db, "a", rooms)
+    assert held.rooms == set(rooms)
