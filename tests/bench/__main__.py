@@ -7,11 +7,12 @@
 Parts: ``commands`` (round trips vs an echo bot), ``storm`` (a crowd joins at once, and
 joins while the announcer is held, vs the raw send rate), ``startup`` (1,000 remembered
 rooms vs a bare client; memory), ``store`` (10,000 add-ins and 100,000 rooms on SQLite and
-PostgreSQL). Everything talks to a private Prosody on 127.0.0.1 (and PostgreSQL on the URL
-given); results go to ``--out`` (``tests/bench/results``; ``--quick``:
-``tests/bench/results/quick``; ``--profile``: ``tests/bench/results/profile``, where the
-profiles go too — both folders git ignores, and so it does the profiles and results.json
-anywhere under results/).
+PostgreSQL), ``cluster`` (4 processes on one PostgreSQL sharing 400, then 20,000 rooms:
+start-up and failover vs bare clients, and nobody told twice). Everything talks to a
+private Prosody on 127.0.0.1 (and PostgreSQL on the URL given); results go to ``--out``
+(``tests/bench/results``; ``--quick``: ``tests/bench/results/quick``; ``--profile``:
+``tests/bench/results/profile``, where the profiles go too — both folders git ignores, and
+so it does the profiles and results.json anywhere under results/).
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.bench import commands, report, scene, startup, storm
+from tests.bench import cluster, commands, report, scene, startup, storm
 from tests.bench import store as store_part
 from tests.bench.procs import ROOT, BotProcess, CpuMeter, Worker, python_module, write_bot_config
 from tests.bench.server import BenchServer
 
-PARTS = ("commands", "storm", "startup", "store")
+PARTS = ("commands", "storm", "startup", "store", "cluster")
 DEFAULT_PG = os.environ.get(
     "ADDINBOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -55,8 +56,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help=f"comma-separated, of: {', '.join(PARTS)} (default: all)")
     parser.add_argument("--out", type=Path, help="results folder")
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL server for the store "
-                        "part (a database of its own is created and dropped)")
-    parser.add_argument("--no-pg", action="store_true", help="store part on SQLite only")
+                        "and cluster parts (each a database of its own, created and dropped)")
+    parser.add_argument("--no-pg", action="store_true", help="store part on SQLite only, "
+                        "no cluster part")
     parser.add_argument("--profile", action="store_true",
                         help="run the bot of the commands and storm parts under py-spy, "
                         "and their Prosody under a Lua sampling profiler; the collapsed "
@@ -425,6 +427,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     store_part.run, work, sizes.store_addins, sizes.store_rooms,
                     sizes.store_samples, None if args.no_pg else args.pg_url,
                 )
+            if "cluster" in args.parts and not args.no_pg:
+                say("part 5: several processes on one PostgreSQL")
+                cluster_profile = work / "profile-prosody-cluster.txt" if args.profile else None
+                results["cluster"] = await cluster.run(
+                    work=work, pg_url=args.pg_url, quick=args.quick, password=scene.PASSWORD,
+                    lua_profile=cluster_profile,
+                )
+                if cluster_profile is not None and cluster_profile.exists():
+                    keep_profile(cluster_profile, args.out, "prosody-cluster")
         ok = True
     finally:
         if ok and not args.keep:
