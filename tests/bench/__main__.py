@@ -86,6 +86,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
             else RESULTS
     if args.time_limit is None:
         args.time_limit = 240.0 if args.quick else 900.0
+        if "cluster" in args.parts and not args.quick:
+            args.time_limit += 1800.0  # 20,000 rooms over 4 processes
     return args
 
 
@@ -276,6 +278,19 @@ def notes(results: dict[str, Any], rows: list[report.Row]) -> str:
         "creates the rooms; 'start' is the call that starts the bot (bot.runner.Service: "
         "migrations, connect, read rooms, join) or connects the bare client.",
         "- The store part calls bot.addins (what chat and the command line run) in-process.",
+        "- The cluster part (tests/bench/cluster.py) has a Prosody of its own, its room cache "
+        "above the room count; its rooms are created once, before anything is timed. Each "
+        "scenario has a PostgreSQL database of its own (created and dropped), the rooms in it "
+        "remembered with an add-in attached. Its bare clients start together, a share of the "
+        "rooms each; then the `addinbot run` processes ([cluster] enabled, one account, a "
+        "resource each) start together. Who is in which room is read from their JSON logs, "
+        "at the logs' own times, and checked against the leases table. Start-up is timed "
+        "from the first process's (or bare client's) start call to the last room joined; "
+        "failover from the SIGKILL to the last of the killed process's rooms joined by "
+        "another, against one bare client joining as many rooms once the bots have stopped. "
+        "Joiners come into the killed process's rooms before the kill and right after it; "
+        "every welcome each receives is counted per room, after a round trip through every "
+        "surviving process.",
         "- `--profile` runs the bot under py-spy and Prosody under a Lua sampling profiler "
         "(every 10,000 Lua instructions; time in C, such as XML parsing, is not seen) and "
         "writes profile-bot-summary.txt and profile-prosody-summary.txt (and the stacks, "
@@ -377,7 +392,49 @@ def findings(results: dict[str, Any]) -> list[str]:
             f"and imports take {imports:.2f} s for addinbot (SQLAlchemy, Alembic, pydantic) and "
             f"{bare_imports:.2f} s for the bare client."
         )
+    part = results.get("cluster")
+    if part:
+        found += cluster_findings(part)
     return ["", "What the figures say:", "", *found] if found else []
+
+
+def cluster_findings(part: dict[str, Any]) -> list[str]:
+    found = []
+    made = part["create"]
+    found.append(
+        f"- Cluster: Prosody created {made['rooms']:,} rooms at {made['rate']:,.0f}/s, busy "
+        f"{made['cpu_s']['prosody'] / made['created_s']:.0%} of a core."
+    )
+    for run in part["scenarios"]:
+        what = f"{run['processes']} processes, {run['rooms']:,} rooms"
+        if "error" in run:
+            found.append(f"- Cluster, {what}: the rooms were never all served: {run['error']}")
+            continue
+        start, fail = run["startup"], run["failover"]
+        prosody = start["cpu_s"]["prosody"] / start["wall_s"]
+        bots = sum(v for k, v in start["cpu_s"].items() if k != "prosody") / start["wall_s"]
+        bound = ("Prosody is the bound" if prosody >= 0.85 else
+                 "Prosody is not the bound there")
+        found.append(
+            f"- Cluster, {what}: from the processes' spawn to every room served, Prosody was "
+            f"busy {prosody:.0%} of a core and the bots together {bots:.0%} ({bound}). "
+            f"The rooms were joined {start['joins']:,} times in all before the shares settled "
+            f"({'+'.join(map(str, start['shares']))}, {start['settled_s']:.1f} s): the first "
+            "process to renew its leases sees itself alone and takes every free room, and "
+            "gives the rooms beyond its share up at its next beats (README: \"A fair share\")."
+        )
+        prosody = fail["cpu_s"]["prosody"] / max(fail["wall_s"], 1e-9)
+        bots = sum(v for k, v in fail["cpu_s"].items() if k != "prosody") / max(
+            fail["wall_s"], 1e-9)
+        bound = ("Prosody is the bound" if prosody >= 0.85 else
+                 "Prosody is not the bound there")
+        found.append(
+            f"- Cluster, {what}: from the SIGKILL to its {fail['rooms']:,} rooms served again "
+            f"({fail['failover_s']:.2f} s), Prosody was busy {prosody:.0%} of a core and the "
+            f"surviving bots together {bots:.0%} ({bound}); each room taken over costs a "
+            "disco#info and a join, against a bare client's join alone."
+        )
+    return found
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -256,3 +256,14 @@ def test_several_processes_need_postgresql_and_a_renewal_within_half_a_lease(
         "postgresql+psycopg://h/db"
     ) == ["config: cluster.renew_s: 3 must be at most half of cluster.lease_s (4)"]
     assert ClusterSettings(enabled=False).problems("sqlite:///x.db") == []
+
+
+@pytest.mark.xfail(
+    strict=True, reason="store.leases._upsert takes every room in one INSERT of 4 parameters "
+    "a row: beyond 16,383 rooms PostgreSQL's 65,535 parameters are exceeded, the tick fails "
+    "and rolls back (process row included), so no process ever serves anything",
+)
+def test_one_process_takes_twenty_thousand_rooms_in_one_tick(db: Store) -> None:
+    rooms = [f"c{i:05d}@conference.example.org" for i in range(20_000)]  # the benchmark's
+    held = beat(db, "a", rooms)
+    assert held.rooms == set(rooms)
