@@ -73,6 +73,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="the commands part on a server with Nagle's algorithm off "
                         "(network_settings.nagle = false), on (Prosody's default), or both "
                         "(default); the storm and start-up always run with it off")
+    parser.add_argument("--cluster-rooms", help="the cluster part's room counts, comma-"
+                        "separated (default 400,16000,20000; --quick 100)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, dbs)")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -489,7 +491,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 cluster_profile = work / "profile-prosody-cluster.txt" if args.profile else None
                 results["cluster"] = await cluster.run(
                     work=work, pg_url=args.pg_url, quick=args.quick, password=scene.PASSWORD,
-                    lua_profile=cluster_profile,
+                    lua_profile=cluster_profile, rooms=[
+                        int(n) for n in (args.cluster_rooms or "").split(",") if n.strip()
+                    ],
                 )
                 if cluster_profile is not None and cluster_profile.exists():
                     keep_profile(cluster_profile, args.out, "prosody-cluster")

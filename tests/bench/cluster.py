@@ -382,6 +382,7 @@ class Joiner:
         self.in_room: set[str] = set()
         self.bot_there: dict[str, bool] = {}  # room -> the bot listed before our own presence
         self._seen_bot: set[str] = set()
+        self.bot_left: set[str] = set()  # rooms the bot was seen to leave while we were in
         self._presence = PRESENCE
         client.on_stanza = self.on_stanza
 
@@ -401,6 +402,9 @@ class Joiner:
                     self._seen_bot.discard(room)
                 else:
                     self._seen_bot.add(room)
+            elif nick.startswith("AddinBot") and stanza.get("type") == "unavailable":
+                self.bot_left.add(room)
+                self.changed.set()
         elif stanza.tag == MESSAGE and stanza.get("type") == "chat" and nick:
             body = stanza.findtext(BODY) or ""
             if body.startswith(WELCOME_PREFIX):
@@ -582,7 +586,10 @@ async def failover(
         meter = CpuMeter({"prosody": server.pid, **names}).start()
         killed_at = now_wall()
         await bots[0].kill()
-        for joiner, rooms in plan_gap.items():  # in the gap: nobody serves these rooms now
+        # The gap: once the server has ended the killed process's session (those in its
+        # rooms see it leave), and before another process takes its rooms.
+        await joiners_until(joiners, changed, lambda: any(j.bot_left for j in before), 10)
+        for joiner, rooms in plan_gap.items():
             joiner.join(rooms)
         for room in victim.serving:  # out of them with its session (its log says nothing)
             victim.events.append((killed_at, -1, room))
@@ -625,11 +632,15 @@ async def failover(
 
 async def run(
     *, work: Path, pg_url: str, quick: bool, password: str, lua_profile: Path | None,
+    rooms: list[int] | None = None,
 ) -> dict[str, Any]:
     from tests.bench.procs import CpuMeter
     from tests.bench.server import BenchServer
 
     plans = QUICK if quick else FULL
+    if rooms:  # --cluster-rooms: 4 processes (2 with --quick) and these room counts
+        plans = tuple(Scenario(plans[0].processes, count, plans[0].lease_s, plans[0].renew_s,
+                               plans[0].joiners_rooms) for count in rooms)
     most = max(plan.rooms for plan in plans)
     server = BenchServer(work / "prosody-cluster", accounts(password), rooms=most,
                          lua_profile=lua_profile)
