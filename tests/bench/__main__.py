@@ -75,6 +75,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "(default); the storm and start-up always run with it off")
     parser.add_argument("--cluster-rooms", help="the cluster part's room counts, comma-"
                         "separated (default 400,16000,20000; --quick 100)")
+    parser.add_argument("--cluster-lease", help="the cluster part's LEASE_S,RENEW_S (default "
+                        "the bot's, 9,3; --quick 4,1)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, dbs)")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -86,6 +88,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         # git does not look, as a quick run's do.
         args.out = RESULTS / "quick" if args.quick else RESULTS / "profile" if args.profile \
             else RESULTS
+    if args.cluster_lease is not None:
+        lease_s, _, renew_s = args.cluster_lease.partition(",")
+        args.cluster_lease = (float(lease_s), float(renew_s))
     if args.time_limit is None:
         args.time_limit = 240.0 if args.quick else 900.0
         if "cluster" in args.parts and not args.quick:
@@ -493,7 +498,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     work=work, pg_url=args.pg_url, quick=args.quick, password=scene.PASSWORD,
                     lua_profile=cluster_profile, rooms=[
                         int(n) for n in (args.cluster_rooms or "").split(",") if n.strip()
-                    ],
+                    ], lease=args.cluster_lease,
                 )
                 if cluster_profile is not None and cluster_profile.exists():
                     keep_profile(cluster_profile, args.out, "prosody-cluster")

@@ -632,7 +632,7 @@ async def failover(
 
 async def run(
     *, work: Path, pg_url: str, quick: bool, password: str, lua_profile: Path | None,
-    rooms: list[int] | None = None,
+    rooms: list[int] | None = None, lease: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     from tests.bench.procs import CpuMeter
     from tests.bench.server import BenchServer
@@ -641,6 +641,9 @@ async def run(
     if rooms:  # --cluster-rooms: 4 processes (2 with --quick) and these room counts
         plans = tuple(Scenario(plans[0].processes, count, plans[0].lease_s, plans[0].renew_s,
                                plans[0].joiners_rooms) for count in rooms)
+    if lease:  # --cluster-lease LEASE_S,RENEW_S
+        plans = tuple(Scenario(plan.processes, plan.rooms, lease[0], lease[1],
+                               plan.joiners_rooms) for plan in plans)
     most = max(plan.rooms for plan in plans)
     server = BenchServer(work / "prosody-cluster", accounts(password), rooms=most,
                          lua_profile=lua_profile)
