@@ -7,7 +7,7 @@
 Parts: ``commands`` (round trips vs an echo bot), ``storm`` (a crowd joins at once, and
 joins while the announcer is held, vs the raw send rate), ``startup`` (1,000 remembered
 rooms vs a bare client; memory), ``store`` (10,000 add-ins and 100,000 rooms on SQLite and
-PostgreSQL), ``cluster`` (4 processes on one PostgreSQL sharing 400, then 20,000 rooms:
+PostgreSQL), ``cluster`` (4 processes on one PostgreSQL sharing 400, 4,000, 20,000 rooms:
 start-up and failover vs bare clients, and nobody told twice). Everything talks to a
 private Prosody on 127.0.0.1 (and PostgreSQL on the URL given); results go to ``--out``
 (``tests/bench/results``; ``--quick``: ``tests/bench/results/quick``; ``--profile``:
@@ -74,7 +74,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "(network_settings.nagle = false), on (Prosody's default), or both "
                         "(default); the storm and start-up always run with it off")
     parser.add_argument("--cluster-rooms", help="the cluster part's room counts, comma-"
-                        "separated (default 400,16000,20000; --quick 100)")
+                        "separated (default 400,4000,20000; --quick 100)")
     parser.add_argument("--cluster-lease", help="the cluster part's LEASE_S,RENEW_S (default "
                         "the bot's, 9,3; --quick 4,1)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, dbs)")
