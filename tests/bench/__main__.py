@@ -415,7 +415,8 @@ def cluster_findings(part: dict[str, Any]) -> list[str]:
     for run in part["scenarios"]:
         what = f"{run['processes']} processes, {run['rooms']:,} rooms"
         if "error" in run:
-            found.append(f"- Cluster, {what}: the rooms were never all served: {run['error']}")
+            error = " ".join(run["error"].split())[:600]
+            found.append(f"- Cluster, {what}: the rooms were never all served: {error}")
             continue
         start, fail = run["startup"], run["failover"]
         prosody = start["cpu_s"]["prosody"] / start["wall_s"]

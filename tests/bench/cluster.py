@@ -284,7 +284,7 @@ class BotLog:
         message = entry.get("message", "")
         when = datetime.fromisoformat(entry["time"]).timestamp()
         if entry.get("level") in ("WARNING", "ERROR"):
-            self.warning = message
+            self.warning = message.splitlines()[0] if message else ""
         if message.startswith("joined ") and "@" in message:
             room = message.removeprefix("joined ")
             self.serving.add(room)

@@ -209,8 +209,11 @@ def cluster_rows(part: dict[str, Any]) -> list[Row]:
         if "error" in run:
             rows.append(Row(
                 f"{what}: start → every room served by exactly one process",
-                f"never ({run['error'][:400]})", f"{bare['run_s']:.2f} s ({n} bare clients, a "
-                "share each, together)", "—", f"<= {START_RATIO}x", False))
+                f"never ({' '.join(run['error'].split())[:400]})",
+                f"{bare['run_s']:.2f} s ({n} bare clients, a share each, together)", "—",
+                f"<= {START_RATIO}x", False))
+            rows.append(Row(f"{what}: Prosody while the bare clients join", "—",
+                            _core(bare["cpu_s"]["prosody"], bare["process_s"]), "—", "—", None))
             continue
         start = run["startup"]
         ratio = start["start_s"] / bare["run_s"]
