@@ -649,6 +649,7 @@ async def run(
     server.start()
     say(f"cluster: prosody on 127.0.0.1:{server.port}; creating {most:,} rooms")
     results: dict[str, Any] = {"scenarios": []}
+    started = time.monotonic()
     try:
         meter = CpuMeter({"prosody": server.pid}).start()
         results["create"] = await create_rooms(server.port, password, room_names(most))
@@ -661,4 +662,6 @@ async def run(
     finally:
         server.stop()
         results["prosody_log_errors"] = server.log_errors()
+        results["elapsed_s"] = time.monotonic() - started
+    say(f"cluster: the part took {results['elapsed_s']:.0f} s")
     return results
