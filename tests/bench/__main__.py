@@ -423,13 +423,16 @@ def cluster_findings(part: dict[str, Any]) -> list[str]:
         bots = sum(v for k, v in start["cpu_s"].items() if k != "prosody") / start["wall_s"]
         bound = ("Prosody is the bound" if prosody >= 0.85 else
                  "Prosody is not the bound there")
+        moved = (
+            ": the first process to renew its leases saw itself alone and took every free "
+            "room, and gave the rooms beyond its share up at its next beats (README: \"A fair "
+            "share\")" if start["joins"] > run["rooms"] else ""
+        )
         found.append(
             f"- Cluster, {what}: from the processes' spawn to every room served, Prosody was "
             f"busy {prosody:.0%} of a core and the bots together {bots:.0%} ({bound}). "
             f"The rooms were joined {start['joins']:,} times in all before the shares settled "
-            f"({'+'.join(map(str, start['shares']))}, {start['settled_s']:.1f} s): the first "
-            "process to renew its leases sees itself alone and takes every free room, and "
-            "gives the rooms beyond its share up at its next beats (README: \"A fair share\")."
+            f"({'+'.join(map(str, start['shares']))}, {start['settled_s']:.1f} s){moved}."
         )
         prosody = fail["cpu_s"]["prosody"] / max(fail["wall_s"], 1e-9)
         bots = sum(v for k, v in fail["cpu_s"].items() if k != "prosody") / max(
