@@ -7,11 +7,12 @@
 Parts: ``commands`` (round trips vs an echo bot), ``storm`` (a crowd joins at once, and
 joins while the announcer is held, vs the raw send rate), ``startup`` (1,000 remembered
 rooms vs a bare client; memory), ``store`` (10,000 add-ins and 100,000 rooms on SQLite and
-PostgreSQL). Everything talks to a private Prosody on 127.0.0.1 (and PostgreSQL on the URL
-given); results go to ``--out`` (``tests/bench/results``; ``--quick``:
-``tests/bench/results/quick``; ``--profile``: ``tests/bench/results/profile``, where the
-profiles go too — both folders git ignores, and so it does the profiles and results.json
-anywhere under results/).
+PostgreSQL), ``cluster`` (4 processes on one PostgreSQL sharing 400, 4,000, 20,000 rooms:
+start-up and failover vs bare clients, and nobody told twice). Everything talks to a
+private Prosody on 127.0.0.1 (and PostgreSQL on the URL given); results go to ``--out``
+(``tests/bench/results``; ``--quick``: ``tests/bench/results/quick``; ``--profile``:
+``tests/bench/results/profile``, where the profiles go too — both folders git ignores, and
+so it does the profiles and results.json anywhere under results/).
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.bench import commands, report, scene, startup, storm
+from tests.bench import cluster, commands, report, scene, startup, storm
 from tests.bench import store as store_part
 from tests.bench.procs import ROOT, BotProcess, CpuMeter, Worker, python_module, write_bot_config
 from tests.bench.server import BenchServer
 
-PARTS = ("commands", "storm", "startup", "store")
+PARTS = ("commands", "storm", "startup", "store", "cluster")
 DEFAULT_PG = os.environ.get(
     "ADDINBOT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -55,8 +56,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help=f"comma-separated, of: {', '.join(PARTS)} (default: all)")
     parser.add_argument("--out", type=Path, help="results folder")
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="PostgreSQL server for the store "
-                        "part (a database of its own is created and dropped)")
-    parser.add_argument("--no-pg", action="store_true", help="store part on SQLite only")
+                        "and cluster parts (each a database of its own, created and dropped)")
+    parser.add_argument("--no-pg", action="store_true", help="store part on SQLite only, "
+                        "no cluster part")
     parser.add_argument("--profile", action="store_true",
                         help="run the bot of the commands and storm parts under py-spy, "
                         "and their Prosody under a Lua sampling profiler; the collapsed "
@@ -71,6 +73,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="the commands part on a server with Nagle's algorithm off "
                         "(network_settings.nagle = false), on (Prosody's default), or both "
                         "(default); the storm and start-up always run with it off")
+    parser.add_argument("--cluster-rooms", help="the cluster part's room counts, comma-"
+                        "separated (default 400,4000,20000; --quick 100)")
+    parser.add_argument("--cluster-lease", help="the cluster part's LEASE_S,RENEW_S (default "
+                        "the bot's, 9,3; --quick 4,1)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, dbs)")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -82,8 +88,13 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         # git does not look, as a quick run's do.
         args.out = RESULTS / "quick" if args.quick else RESULTS / "profile" if args.profile \
             else RESULTS
+    if args.cluster_lease is not None:
+        lease_s, _, renew_s = args.cluster_lease.partition(",")
+        args.cluster_lease = (float(lease_s), float(renew_s))
     if args.time_limit is None:
         args.time_limit = 240.0 if args.quick else 900.0
+        if "cluster" in args.parts and not args.quick:
+            args.time_limit += 1800.0  # 20,000 rooms over 4 processes
     return args
 
 
@@ -274,6 +285,19 @@ def notes(results: dict[str, Any], rows: list[report.Row]) -> str:
         "creates the rooms; 'start' is the call that starts the bot (bot.runner.Service: "
         "migrations, connect, read rooms, join) or connects the bare client.",
         "- The store part calls bot.addins (what chat and the command line run) in-process.",
+        "- The cluster part (tests/bench/cluster.py) has a Prosody of its own, its room cache "
+        "above the room count; its rooms are created once, before anything is timed. Each "
+        "scenario has a PostgreSQL database of its own (created and dropped), the rooms in it "
+        "remembered with an add-in attached. Its bare clients start together, a share of the "
+        "rooms each; then the `addinbot run` processes ([cluster] enabled, one account, a "
+        "resource each) start together. Who is in which room is read from their JSON logs, "
+        "at the logs' own times, and checked against the leases table. Start-up is timed "
+        "from the first process's (or bare client's) start call to the last room joined; "
+        "failover from the SIGKILL to the last of the killed process's rooms joined by "
+        "another, against one bare client joining as many rooms once the bots have stopped. "
+        "Joiners come into the killed process's rooms before the kill and right after it; "
+        "every welcome each receives is counted per room, after a round trip through every "
+        "surviving process.",
         "- `--profile` runs the bot under py-spy and Prosody under a Lua sampling profiler "
         "(every 10,000 Lua instructions; time in C, such as XML parsing, is not seen) and "
         "writes profile-bot-summary.txt and profile-prosody-summary.txt (and the stacks, "
@@ -375,7 +399,53 @@ def findings(results: dict[str, Any]) -> list[str]:
             f"and imports take {imports:.2f} s for addinbot (SQLAlchemy, Alembic, pydantic) and "
             f"{bare_imports:.2f} s for the bare client."
         )
+    part = results.get("cluster")
+    if part:
+        found += cluster_findings(part)
     return ["", "What the figures say:", "", *found] if found else []
+
+
+def cluster_findings(part: dict[str, Any]) -> list[str]:
+    found = []
+    made = part["create"]
+    found.append(
+        f"- Cluster: Prosody created {made['rooms']:,} rooms at {made['rate']:,.0f}/s, busy "
+        f"{made['cpu_s']['prosody'] / made['created_s']:.0%} of a core."
+    )
+    for run in part["scenarios"]:
+        what = f"{run['processes']} processes, {run['rooms']:,} rooms"
+        if "error" in run:
+            error = " ".join(run["error"].split())[:600]
+            found.append(f"- Cluster, {what}: the rooms were never all served: {error}")
+            continue
+        start, fail = run["startup"], run["failover"]
+        prosody = start["cpu_s"]["prosody"] / start["wall_s"]
+        bots = sum(v for k, v in start["cpu_s"].items() if k != "prosody") / start["wall_s"]
+        bound = ("Prosody is the bound" if prosody >= 0.85 else
+                 "Prosody is not the bound there")
+        moved = (
+            ": the first process to renew its leases saw itself alone and took every free "
+            "room, and gave the rooms beyond its share up at its next beats (README: \"A fair "
+            "share\")" if start["joins"] > run["rooms"] else ""
+        )
+        found.append(
+            f"- Cluster, {what}: from the processes' spawn to every room served, Prosody was "
+            f"busy {prosody:.0%} of a core and the bots together {bots:.0%} ({bound}). "
+            f"The rooms were joined {start['joins']:,} times in all before the shares settled "
+            f"({'+'.join(map(str, start['shares']))}, {start['settled_s']:.1f} s){moved}."
+        )
+        prosody = fail["cpu_s"]["prosody"] / max(fail["wall_s"], 1e-9)
+        bots = sum(v for k, v in fail["cpu_s"].items() if k != "prosody") / max(
+            fail["wall_s"], 1e-9)
+        bound = ("Prosody is the bound" if prosody >= 0.85 else
+                 "Prosody is not the bound there")
+        found.append(
+            f"- Cluster, {what}: from the SIGKILL to its {fail['rooms']:,} rooms served again "
+            f"({fail['failover_s']:.2f} s), Prosody was busy {prosody:.0%} of a core and the "
+            f"surviving bots together {bots:.0%} ({bound}); each room taken over costs a "
+            "disco#info and a join, against a bare client's join alone."
+        )
+    return found
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -425,6 +495,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                     store_part.run, work, sizes.store_addins, sizes.store_rooms,
                     sizes.store_samples, None if args.no_pg else args.pg_url,
                 )
+            if "cluster" in args.parts and not args.no_pg:
+                say("part 5: several processes on one PostgreSQL")
+                cluster_profile = work / "profile-prosody-cluster.txt" if args.profile else None
+                results["cluster"] = await cluster.run(
+                    work=work, pg_url=args.pg_url, quick=args.quick, password=scene.PASSWORD,
+                    lua_profile=cluster_profile, rooms=[
+                        int(n) for n in (args.cluster_rooms or "").split(",") if n.strip()
+                    ], lease=args.cluster_lease,
+                )
+                if cluster_profile is not None and cluster_profile.exists():
+                    keep_profile(cluster_profile, args.out, "prosody-cluster")
         ok = True
     finally:
         if ok and not args.keep:

@@ -124,9 +124,11 @@ names = {json.dumps(pools)}
 class BotProcess:
     """`python -m bot run --config FILE` as a child, optionally under py-spy."""
 
-    def __init__(self, config: Path, log_dir: Path, profile: Path | None = None) -> None:
+    def __init__(
+        self, config: Path, log_dir: Path, profile: Path | None = None, name: str = "addinbot"
+    ) -> None:
         self.config = config
-        self.log_path = log_dir / "addinbot.log"
+        self.log_path = log_dir / f"{name}.log"
         self.profile = profile
         self.proc: asyncio.subprocess.Process | None = None
         self.bot_pid: int | None = None
@@ -164,6 +166,16 @@ class BotProcess:
             proc.kill()
             await proc.wait()
         return proc.returncode
+
+    async def kill(self) -> None:
+        """SIGKILL: no clean stop (the server ends its session)."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.returncode is None and self.bot_pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.bot_pid, signal.SIGKILL)
+        await proc.wait()
 
     def rss_mb(self) -> tuple[float, float]:
         """(current, peak) resident memory of the bot process, in MB."""

@@ -18,6 +18,9 @@ STORM_SHARE = 0.8
 START_RATIO = 1.2
 STORE_MS = 5.0
 RSS_MB = 150.0
+FAILOVER_RATIO = 1.2
+FAILOVER_SMALL_S = 15.0  # a few hundred rooms served again after a SIGKILL
+FAILOVER_SMALL_ROOMS = 1000
 
 
 def median(values: list[float]) -> float:
@@ -185,6 +188,84 @@ def store_rows(part: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def _core(cpu: float, wall: float) -> str:
+    return f"{cpu / max(wall, 1e-9):.0%} of a core ({cpu:.1f} s in {wall:.1f} s)"
+
+
+def cluster_rows(part: dict[str, Any]) -> list[Row]:
+    made = part["create"]
+    rows = [Row(
+        f"Cluster: {made['rooms']:,} persistent rooms created on the bench Prosody (once, "
+        "4 clients pipelined)", f"{made['created_s']:.1f} s ({made['rate']:,.0f} rooms/s)",
+        "—", "—", "—", None,
+    ), Row(
+        "Cluster: Prosody while creating the rooms",
+        _core(made["cpu_s"]["prosody"], made["created_s"]), "—", "—", "—", None,
+    )]
+    for run in part["scenarios"]:
+        n, rooms = run["processes"], run["rooms"]
+        what = f"Cluster, {n} processes, {rooms:,} rooms"
+        bare = run["bare_startup"]
+        if "error" in run:
+            rows.append(Row(
+                f"{what}: start → every room served by exactly one process",
+                f"never ({' '.join(run['error'].split())[:400]})",
+                f"{bare['run_s']:.2f} s ({n} bare clients, a share each, together)", "—",
+                f"<= {START_RATIO}x", False))
+            rows.append(Row(f"{what}: Prosody while the bare clients join", "—",
+                            _core(bare["cpu_s"]["prosody"], bare["process_s"]), "—", "—", None))
+            continue
+        start = run["startup"]
+        ratio = start["start_s"] / bare["run_s"]
+        shares = "+".join(str(x) for x in start["shares"])
+        rows += [
+            Row(f"{what}: start → every room served by exactly one process",
+                f"{start['start_s']:.2f} s", f"{bare['run_s']:.2f} s ({n} bare clients, a "
+                "share each, together)", _x(ratio), f"<= {START_RATIO}x", ratio <= START_RATIO),
+            Row(f"{what}: process start (interpreter, imports) → every room served once",
+                f"{start['process_s']:.2f} s", f"{bare['process_s']:.2f} s",
+                _x(start["process_s"] / bare["process_s"]), "—", None),
+            Row(f"{what}: start → shares settled (rooms joined in all)",
+                f"{start['settled_s']:.2f} s ({shares}; {start['joins']:,} joins)", "—", "—",
+                "—", None),
+            Row(f"{what}: rooms in two processes at once (logs' times); logs vs leases table",
+                f"{start['served_twice'] + run['failover']['served_twice']}; "
+                f"{start['lease_mismatch']} differ", "—", "—", "0; 0",
+                start["served_twice"] + run["failover"]["served_twice"]
+                + start["lease_mismatch"] == 0),
+        ]
+        fail, single = run["failover"], run["bare_failover"]
+        lost = fail["rooms"]
+        ratio = fail["failover_s"] / single["run_s"]
+        rows.append(Row(
+            f"{what}: SIGKILL one → its {lost:,} rooms served again by the others",
+            f"{fail['failover_s']:.2f} s", f"{single['run_s']:.2f} s (one bare client joins "
+            f"{lost:,} rooms)", _x(ratio), f"<= {FAILOVER_RATIO}x", ratio <= FAILOVER_RATIO,
+        ))
+        if lost <= FAILOVER_SMALL_ROOMS:
+            rows.append(Row(
+                f"{what}: SIGKILL → {lost:,} rooms served again (a few hundred at most)",
+                f"{fail['failover_s']:.2f} s", "—", "—", f"<= {FAILOVER_SMALL_S:.0f} s",
+                fail["failover_s"] <= FAILOVER_SMALL_S,
+            ))
+        ok = (fail["told_twice"] == 0 and fail["gap_joiners_told"] == fail["gap_joiners"]
+              and fail["joiners_before_told_once"] == fail["joiners_before"])
+        rows += [
+            Row(f"{what}: joiners welcomed (before the kill; in the gap, after it; told twice)",
+                f"before {fail['joiners_before_told_once']}/{fail['joiners_before']} once; "
+                f"gap {fail['gap_joiners_told']}/{fail['gap_joiners']} told "
+                f"({fail['gap_joiners_bot_absent']} with no bot in the room); "
+                f"told twice {fail['told_twice']}", "—", "—", "all once; twice 0", ok),
+            Row(f"{what}: Prosody during start-up (bots; bare clients)",
+                _core(start["cpu_s"]["prosody"], start["wall_s"]),
+                _core(bare["cpu_s"]["prosody"], bare["process_s"]), "—", "—", None),
+            Row(f"{what}: Prosody during failover (bots; one bare client)",
+                _core(fail["cpu_s"]["prosody"], fail["wall_s"]),
+                _core(single["cpu_s"]["prosody"], single["process_s"]), "—", "—", None),
+        ]
+    return rows
+
+
 def all_rows(results: dict[str, Any]) -> list[Row]:
     rows: list[Row] = []
     both = "commands" in results and "commands_nagle_on" in results
@@ -193,7 +274,8 @@ def all_rows(results: dict[str, Any]) -> list[Row]:
     if "commands_nagle_on" in results:
         rows += command_rows(results["commands_nagle_on"], " (Nagle on: Prosody's default)")
     for key, make in (("storm", storm_rows),
-                      ("startup", startup_rows), ("store", store_rows)):
+                      ("startup", startup_rows), ("store", store_rows),
+                      ("cluster", cluster_rows)):
         if key in results:
             rows += make(results[key])
     return rows
@@ -237,6 +319,9 @@ def write(out: Path, results: dict[str, Any], notes: str) -> list[Row]:
     (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     rows = all_rows(results)
     chart(out / "latency.png", results)
+    (out / "cluster.png").unlink(missing_ok=True)
+    if "cluster" in results:
+        cluster_chart(out / "cluster.png", results["cluster"])
     cpu = cpu_table(results)
     text = [
         "# addinbot performance",
@@ -248,6 +333,8 @@ def write(out: Path, results: dict[str, Any], notes: str) -> list[Row]:
         "![latency distributions](latency.png)",
         "",
     ]
+    if (out / "cluster.png").exists():
+        text += ["![several processes: start-up and failover](cluster.png)", ""]
     if cpu:
         text += ["## CPU seconds per process and phase", "", cpu, ""]
     text += ["## Machine", "", machine_lines(results["machine"]), "", "## Notes", "", notes, ""]
@@ -345,6 +432,41 @@ def chart(path: Path, results: dict[str, Any]) -> None:
     for ax in (ax_cmd, ax_storm, ax_start, ax_store):
         if not ax.has_data():
             ax.set_axis_off()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def cluster_chart(path: Path, part: dict[str, Any]) -> None:
+    """Bars: start-up and failover of each scenario, addinbot against bare clients."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [run for run in part["scenarios"] if "error" not in run]
+    if not runs:
+        return
+    fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4.5), squeeze=False)
+    for ax, run in zip(axes[0], runs, strict=True):
+        lost = run["failover"]["rooms"]
+        labels = [f"start-up\n{run['rooms']:,} rooms",
+                  f"failover\n{lost:,} rooms"]
+        bot = [run["startup"]["start_s"], run["failover"]["failover_s"]]
+        bare = [run["bare_startup"]["run_s"], run["bare_failover"]["run_s"]]
+        where = range(len(labels))
+        ax.bar([x - 0.2 for x in where], bot, 0.4, label="addinbot", color="tab:blue")
+        ax.bar([x + 0.2 for x in where], bare, 0.4, label="bare slixmpp", color="tab:gray")
+        for x, (mine, base) in enumerate(zip(bot, bare, strict=True)):
+            ax.annotate(f"{mine:.2f} s ({mine / base:.2f}x)", (x - 0.2, mine), ha="center",
+                        va="bottom", fontsize=8)
+            ax.annotate(f"{base:.2f} s", (x + 0.2, base), ha="center", va="bottom", fontsize=8)
+        ax.set_xticks(list(where), labels)
+        ax.set_ylabel("s")
+        ax.set_title(f"{run['processes']} processes, {run['rooms']:,} rooms "
+                     f"(bare: {run['processes']} clients; failover: 1)", fontsize=10)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -20,7 +20,8 @@
   ``muc#roomconfig_presencebroadcast`` cannot do this: it filters by the *joiner's* role,
   so hiding participants from each other hides them from the bot too, and the bot would
   never see anyone arrive;
-- ``muc_room_cache_size`` raised from 100 to 10,000 (see the config below).
+- ``muc_room_cache_size`` raised from 100 to 10,000, or above the rooms the run makes if
+  more (``rooms``; see the config below).
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ class BenchServer(Prosody):
 
     def __init__(
         self, workdir: Path, accounts: dict[str, str], *, quiet_crowd: bool = True,
-        lua_profile: Path | None = None, nagle: bool = False,
+        lua_profile: Path | None = None, nagle: bool = False, rooms: int = 0,
     ) -> None:
         self.accounts = dict(accounts)
         self.quiet_crowd = quiet_crowd
@@ -203,6 +204,7 @@ class BenchServer(Prosody):
         profile_out = (f"bench_luaprof_out = {_lua(str(lua_profile.resolve()))};"
                        if lua_profile else "")
         network = "" if nagle else "network_settings = { nagle = false }"
+        room_cache = max(10_000, rooms + 1_000)
         extra = f"""
 plugin_paths = {{ {_lua(str(plugins))} }}
 {network}
@@ -220,8 +222,8 @@ Component "conference.localhost" "muc" {{
     bench_crowd_prefix = {_lua(CROWD_PREFIX)};
     -- Room objects kept in memory (Prosody: 100): beyond it, every join of a persistent
     -- room loads it from disk and evicts (writes out) another, ~16 ms a join, for the
-    -- bot and the bare client alike. A server with 1,000 busy rooms is set up for them.
-    muc_room_cache_size = 10000;
+    -- bot and the bare client alike. A server with many busy rooms is set up for them.
+    muc_room_cache_size = {room_cache};
 }}
 """
         super().__init__(workdir, extra_config=extra)

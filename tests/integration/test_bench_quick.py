@@ -42,3 +42,14 @@ def test_quick_benchmark_writes_its_results_and_serves_every_joiner(tmp_path: Pa
     for round_ in rounds["bot_held"]:
         assert round_["joined"] == round_["joiners"]  # all were in before the bot went on
     assert results["prosody_log_errors"] == []
+    if "cluster" in results:  # not with --no-pg: several processes need PostgreSQL
+        part = results["cluster"]
+        assert part["prosody_log_errors"] == []
+        assert (tmp_path / "cluster.png").read_bytes().startswith(b"\x89PNG")
+        for run in part["scenarios"]:
+            assert run["startup"]["served_twice"] == run["failover"]["served_twice"] == 0
+            assert run["startup"]["lease_mismatch"] == 0
+            failover = run["failover"]
+            assert failover["told_twice"] == 0, failover["welcomes"]
+            assert failover["gap_joiners_told"] == failover["gap_joiners"] > 0
+            assert failover["joiners_before_told_once"] == failover["joiners_before"] > 0
