@@ -93,7 +93,11 @@ class Cluster:
             self.poke()
 
     async def _beat(self) -> None:
+        """A renewal every `renew_s` from the start of the last (not from its end: a slow
+        one, waiting for the others' turns, must not push the next past the watchdog); at
+        once when poked. The first only says this process is there (leases.tick `take`)."""
         loop = asyncio.get_running_loop()
+        registered = False
         while True:
             asked = loop.time()
             ended, left = frozenset(self._ended), frozenset(self._leaving)
@@ -102,19 +106,21 @@ class Cluster:
                     leases.tick, self.store, me=self.me, lease_s=self.lease_s,
                     served=self.settings.rooms.autojoin, pools=self.settings.pools.names,
                     serving=self.online, ended=ended, left=left,
+                    take=registered or not self.online,
                 )
             except Exception as exc:  # the database is away: the watchdog stops us in time
-                log.warning("cannot renew the leases: %s", exc)
+                log.warning("cannot renew the leases: %s", _first_line(exc))
             else:
                 self._ended -= ended
                 self._leaving -= left
+                registered = registered or self.online
                 safe_until = asked + self.lease_s - self.renew_s
                 if self.online and loop.time() < safe_until:
                     self._safe_until = safe_until
                     self._arm(safe_until)
                     self._apply(held)
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.renew_s):
+                async with asyncio.timeout_at(asked + self.renew_s):
                     await self._wake.wait()
             self._wake.clear()
 
@@ -167,3 +173,9 @@ class Cluster:
         if self.desk:
             self.desk = False
             self.on_desk(False)
+
+
+def _first_line(exc: Exception) -> str:
+    """What went wrong, in a line (SQLAlchemy's errors carry the statement and its
+    parameters: megabytes for a tick at thousands of rooms)."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]

@@ -56,10 +56,14 @@ class Held:
 def tick(
     store: Store, *, me: str, lease_s: float, served: Iterable[str], pools: Iterable[str],
     serving: bool = True, ended: Iterable[str] = (), left: Iterable[str] = (),
+    take: bool = True,
 ) -> Held:
     """One heartbeat of process `me` (blocking; PostgreSQL). `served`: rooms served whatever
     the database says (rooms.autojoin); besides them, the remembered rooms of `pools`.
     `serving`: False while the process cannot serve (no XMPP): it gives everything up.
+    `take`: False for a process's first beat: it only says it is there, so that processes
+    started together each take their share at their next beat (rather than the first to
+    tick taking every room and handing most back: a join and a leave each).
     `ended`: processes whose XMPP session the server has ended (out of every room): their
     leases are freed now. `left`: rooms this process was told to leave (`Held.leaving`) and
     has left since."""
@@ -84,6 +88,8 @@ def tick(
                 delete(Lease).where(col(Lease.kind) == PROCESS, col(Lease.key).in_(out))
             )
         _upsert(rows, PROCESS, [me], me, until, now, take_any=True)
+        if not take:
+            return Held(frozenset(), frozenset(), False, 0)
         processes = set(rows.execute(
             select(col(Lease.key)).where(col(Lease.kind) == PROCESS)
         ).scalars())

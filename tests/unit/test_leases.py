@@ -37,10 +37,12 @@ def db(postgres_store: Store) -> Iterator[Store]:
     return postgres_store
 
 
-def beat(db: Store, me: str, rooms: list[str] = ROOMS, *, serving: bool = True) -> leases.Held:
+def beat(
+    db: Store, me: str, rooms: list[str] = ROOMS, *, serving: bool = True, take: bool = True
+) -> leases.Held:
     """One tick of process `me`, which left what the last one told it to leave."""
     held = leases.tick(db, me=me, lease_s=LEASE_S, served=rooms, pools=(), serving=serving,
-                       left=LEAVING.pop(me, frozenset()))
+                       left=LEAVING.pop(me, frozenset()), take=take)
     LEAVING[me] = held.leaving
     return held
 
@@ -264,3 +266,20 @@ def test_one_process_takes_twenty_thousand_rooms_in_one_tick(db: Store) -> None:
     rooms = [f"c{i:05d}@conference.example.org" for i in range(20_000)]  # the benchmark's
     held = beat(db, "a", rooms)
     assert held.rooms == set(rooms)
+
+
+def test_processes_started_together_take_their_shares_without_handing_rooms_back(
+    db: Store,
+) -> None:
+    """A process's first beat only says it is there: processes started within a beat of
+    each other each take their share at their second, and nobody hands a room back (it
+    did: the first to tick took every room, 400 rooms cost 700 joins)."""
+    rooms = [f"s{i:03d}@conference.example.org" for i in range(400)]
+    for me in ("a", "b", "c", "d"):
+        first = beat(db, me, rooms, take=False)
+        assert (first.rooms, first.desk) == (frozenset(), False)
+    held = {me: beat(db, me, rooms) for me in ("a", "b", "c", "d")}
+    assert sorted(len(h.rooms) for h in held.values()) == [100, 100, 100, 100]
+    assert all(not h.leaving for h in held.values())
+    assert set().union(*(h.rooms for h in held.values())) == set(rooms)
+    assert sum(h.desk for h in held.values()) == 1
