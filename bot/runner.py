@@ -63,7 +63,9 @@ class Service:
         )
         if shared:  # a process cut off from the server gives its rooms up within seconds
             self.edge.liveness.server_every_s = settings.cluster.renew_s
-            self.edge.liveness.server_timeout_s = settings.cluster.renew_s
+            # (a server busy letting thousands of rooms' joins in answers late: not sooner)
+            cluster = settings.cluster
+            self.edge.liveness.server_timeout_s = cluster.lease_s - cluster.renew_s
         self.app = App(settings, self.store, self.edge, me=self.me, on_desk=self.edge.set_desk)
         self.edge.bot = self.app
         self.metrics: MetricsServer | None = None  # [metrics] listen: /metrics and /health

@@ -37,6 +37,10 @@ from store.models import AuditEvent, Lease, Room
 
 TICK_LOCK = 0x61646C73  # "adls": ticks take turns
 CHUNK = 10_000  # parameters a statement, at most (PostgreSQL's limit is 65,535)
+# Free rooms a process takes in one beat, at most: a share of thousands is taken over a few
+# beats, so that no tick holds the lock (and the others' renewals) for long, and the joins
+# come in batches the server and the event loop can answer between two renewals.
+TAKE_MOST = 1000
 ROOM, DESK, PROCESS = "room", "desk", "process"
 _LOCK = text(f"SELECT pg_advisory_xact_lock({TICK_LOCK})")
 
@@ -138,7 +142,7 @@ def tick(
         limit = floor if short else ceil
         free = [room for room in wanted - mine if (ROOM, room) not in live]
         free.sort(key=lambda room: _order(me, room))
-        want = free[:max(0, limit - len(mine))]
+        want = free[:min(TAKE_MOST, max(0, limit - len(mine)))]
         taken = _upsert(rows, ROOM, want, me, until, now)
         mine |= taken
         # The desk.
