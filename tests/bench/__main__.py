@@ -443,7 +443,8 @@ def cluster_findings(part: dict[str, Any]) -> list[str]:
             f"- Cluster, {what}: from the SIGKILL to its {fail['rooms']:,} rooms served again "
             f"({fail['failover_s']:.2f} s), Prosody was busy {prosody:.0%} of a core and the "
             f"surviving bots together {bots:.0%} ({bound}); each room taken over costs a "
-            "disco#info and a join, against a bare client's join alone."
+            "join, as a bare client's does, and (where the bot is no moderator) a disco#info "
+            "after it, four at a time."
         )
     return found
 
