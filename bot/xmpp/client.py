@@ -111,6 +111,11 @@ class XmppEdge(slixmpp.ClientXMPP):
         self.add_event_handler("presence_available", self._sibling_presence)
         self.add_event_handler("presence_unavailable", self._sibling_presence)
         self.add_filter("out", self._xml_safe)
+        # Memory at thousands of rooms (README "Performance"): slixmpp keeps every disco#info
+        # answer (the rooms' configuration questions: ~13 KB a room), and its roster a copy of
+        # every presence sent, per address (a join per room: ~2.6 KB). The bot reads neither.
+        self.disco.use_cache = False
+        self.add_filter("out", self._forget_sent_presence)
 
     def _muc_plugin(self) -> muc.MucPlugin:
         plugins: Any = self.plugin  # (typed for slixmpp's own plugin names only)
@@ -281,6 +286,16 @@ class XmppEdge(slixmpp.ClientXMPP):
         log.warning("disconnected (%s); reconnecting in %.0f s", reason, delay)
         METRICS.reconnect()
         self._reconnect = self.loop.call_later(delay, self.start)
+
+    def _forget_sent_presence(self, stanza: Any) -> Any:
+        """Out-filter, after the roster's own: the copy it keeps of a presence sent to a room
+        (its last status there) is dropped with the room's local roster entry."""
+        xml = stanza.xml
+        if xml.tag == stanzas.PRESENCE_TAG and xml.get("to"):
+            room = xml.get("to", "").partition("/")[0].lower()
+            if JID(room).domain in self.services:
+                del self.client_roster[room]  # local only: the server's roster is untouched
+        return stanza
 
     @staticmethod
     def _xml_safe(stanza: Any) -> Any:
