@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -71,6 +71,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         help="the commands part on a server with Nagle's algorithm off "
                         "(network_settings.nagle = false), on (Prosody's default), or both "
                         "(default); the storm and start-up always run with it off")
+    parser.add_argument("--startup-rooms", type=int, metavar="N",
+                        help="rooms the start-up part joins (default 1,000; --quick 100)")
+    parser.add_argument("--startup-rounds", type=int, metavar="N",
+                        help="bare and bot start-ups the start-up part alternates (default 5; "
+                        "--quick 1)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, dbs)")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -82,6 +87,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         # git does not look, as a quick run's do.
         args.out = RESULTS / "quick" if args.quick else RESULTS / "profile" if args.profile \
             else RESULTS
+    for name in ("startup_rooms", "startup_rounds"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.time_limit is None:
         args.time_limit = 240.0 if args.quick else 900.0
     return args
@@ -380,6 +388,10 @@ def findings(results: dict[str, Any]) -> list[str]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = scene.Sizes.quick() if args.quick else scene.Sizes()
+    if args.startup_rooms is not None:
+        sizes = replace(sizes, start_rooms=args.startup_rooms)
+    if args.startup_rounds is not None:
+        sizes = replace(sizes, start_rounds=args.startup_rounds)
     work = Path(tempfile.mkdtemp(prefix="addinbot-bench-"))
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
@@ -392,7 +404,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     say(f"work folder {work}; results to {args.out}")
     lua_profile = work / "profile-prosody.txt" if args.profile else None
     server = BenchServer(work / "prosody", scene.accounts(sizes),
-                         quiet_crowd=not args.full_presence, lua_profile=lua_profile)
+                         quiet_crowd=not args.full_presence, lua_profile=lua_profile,
+                         rooms=sizes.start_rooms)
     ok = False
     try:
         async with asyncio.timeout(args.time_limit):

@@ -20,7 +20,8 @@
   ``muc#roomconfig_presencebroadcast`` cannot do this: it filters by the *joiner's* role,
   so hiding participants from each other hides them from the bot too, and the bot would
   never see anyone arrive;
-- ``muc_room_cache_size`` raised from 100 to 10,000 (see the config below).
+- ``muc_room_cache_size`` raised from 100 to 10,000, or to the rooms the start-up part
+  joins where that is more (see the config below).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 from tests.harness.prosody import Prosody, _lua
 
 CROWD_PREFIX = "crowd"
+ROOM_CACHE = 10_000  # muc_room_cache_size, at least
 
 QUIET_CROWD_LUA = """\
 -- Benchmark only (tests/bench/server.py): occupants whose account name starts with the
@@ -189,8 +191,10 @@ class BenchServer(Prosody):
 
     def __init__(
         self, workdir: Path, accounts: dict[str, str], *, quiet_crowd: bool = True,
-        lua_profile: Path | None = None, nagle: bool = False,
+        lua_profile: Path | None = None, nagle: bool = False, rooms: int = 0,
     ) -> None:
+        """`rooms`: how many rooms one client joins (the start-up part): Prosody keeps at
+        least that many in memory."""
         self.accounts = dict(accounts)
         self.quiet_crowd = quiet_crowd
         self.lua_profile = lua_profile
@@ -221,7 +225,7 @@ Component "conference.localhost" "muc" {{
     -- Room objects kept in memory (Prosody: 100): beyond it, every join of a persistent
     -- room loads it from disk and evicts (writes out) another, ~16 ms a join, for the
     -- bot and the bare client alike. A server with 1,000 busy rooms is set up for them.
-    muc_room_cache_size = 10000;
+    muc_room_cache_size = {max(ROOM_CACHE, rooms)};
 }}
 """
         super().__init__(workdir, extra_config=extra)
