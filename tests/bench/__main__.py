@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                         "separated (default 400,4000,20000; --quick 100)")
     parser.add_argument("--cluster-lease", help="the cluster part's LEASE_S,RENEW_S (default "
                         "the bot's, 9,3; --quick 4,1)")
+    parser.add_argument("--startup-rooms", type=int, metavar="N",
+                        help="rooms the start-up part joins (default 1,000; --quick 100)")
+    parser.add_argument("--startup-rounds", type=int, metavar="N",
+                        help="bare and bot start-ups the start-up part alternates (default 5; "
+                        "--quick 1)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder (logs, dbs)")
     args = parser.parse_args(argv)
     args.parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -91,6 +96,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     if args.cluster_lease is not None:
         lease_s, _, renew_s = args.cluster_lease.partition(",")
         args.cluster_lease = (float(lease_s), float(renew_s))
+    for name in ("startup_rooms", "startup_rounds"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.time_limit is None:
         args.time_limit = 240.0 if args.quick else 900.0
         if "cluster" in args.parts and not args.quick:
@@ -451,6 +459,10 @@ def cluster_findings(part: dict[str, Any]) -> list[str]:
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = scene.Sizes.quick() if args.quick else scene.Sizes()
+    if args.startup_rooms is not None:
+        sizes = replace(sizes, start_rooms=args.startup_rooms)
+    if args.startup_rounds is not None:
+        sizes = replace(sizes, start_rounds=args.startup_rounds)
     work = Path(tempfile.mkdtemp(prefix="addinbot-bench-"))
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
@@ -463,7 +475,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     say(f"work folder {work}; results to {args.out}")
     lua_profile = work / "profile-prosody.txt" if args.profile else None
     server = BenchServer(work / "prosody", scene.accounts(sizes),
-                         quiet_crowd=not args.full_presence, lua_profile=lua_profile)
+                         quiet_crowd=not args.full_presence, lua_profile=lua_profile,
+                         rooms=sizes.start_rooms)
     ok = False
     try:
         async with asyncio.timeout(args.time_limit):

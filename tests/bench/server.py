@@ -31,6 +31,7 @@ from pathlib import Path
 from tests.harness.prosody import Prosody, _lua
 
 CROWD_PREFIX = "crowd"
+ROOM_CACHE = 10_000  # muc_room_cache_size, at least
 
 QUIET_CROWD_LUA = """\
 -- Benchmark only (tests/bench/server.py): occupants whose account name starts with the
@@ -192,6 +193,8 @@ class BenchServer(Prosody):
         self, workdir: Path, accounts: dict[str, str], *, quiet_crowd: bool = True,
         lua_profile: Path | None = None, nagle: bool = False, rooms: int = 0,
     ) -> None:
+        """`rooms`: how many rooms one client joins (the start-up part): Prosody keeps at
+        least that many in memory."""
         self.accounts = dict(accounts)
         self.quiet_crowd = quiet_crowd
         self.lua_profile = lua_profile

@@ -47,6 +47,7 @@ async def start_bot(args: argparse.Namespace) -> dict[str, Any]:
     from bot.config import load_settings
     from bot.runner import Service, configure_logging
 
+    imported_rss = memory()["rss_mb"]
     settings = load_settings(args.config)
     configure_logging(settings.log.format)  # as `addinbot run` does: a line per room joined
     imported = time.time()
@@ -68,7 +69,7 @@ async def start_bot(args: argparse.Namespace) -> dict[str, Any]:
     run_s = time.monotonic() - started
     done = time.time()
     result = {"run_s": run_s, "process_s": done - _T_PROCESS,
-              "imports_s": imported - _T_PROCESS, **memory()}
+              "imports_s": imported - _T_PROCESS, "imports_rss_mb": imported_rss, **memory()}
     await service.stop()
     return result
 
@@ -78,6 +79,7 @@ async def start_bare(args: argparse.Namespace) -> dict[str, Any]:
 
     from tests.bench.bare import Peer
 
+    imported_rss = memory()["rss_mb"]
     imported = time.time()
     started = time.monotonic()
     client = Peer(f"{args.user}@localhost", args.password, "AddinBot")
@@ -100,7 +102,7 @@ async def start_bare(args: argparse.Namespace) -> dict[str, Any]:
     run_s = time.monotonic() - started
     done = time.time()
     result = {"run_s": run_s, "process_s": done - _T_PROCESS,
-              "imports_s": imported - _T_PROCESS, **memory()}
+              "imports_s": imported - _T_PROCESS, "imports_rss_mb": imported_rss, **memory()}
     await client.disconnect(wait=5.0)
     return result
 
