@@ -205,6 +205,8 @@ def cluster_rows(part: dict[str, Any]) -> list[Row]:
     for run in part["scenarios"]:
         n, rooms = run["processes"], run["rooms"]
         what = f"Cluster, {n} processes, {rooms:,} rooms"
+        if "lease_s" in run:
+            what += f" (leases {run['lease_s']:g} s / {run['renew_s']:g} s)"
         bare = run["bare_startup"]
         if "error" in run:
             rows.append(Row(
