@@ -133,6 +133,7 @@ async def bot_parts(
     workers: list[Worker] = [echo]
     measurer = None
     try:
+        await scene.make_rooms(port, scene.bot_rooms(sizes))
         await bot.start()
         await echo.start()
         measurer = await scene.connect(scene.ADMIN, port)
