@@ -103,9 +103,25 @@ if [ $# -eq 0 ]; then
   oldest_venv=$!
 fi
 
-step "pytest: unit tests, and the integration tests with their bots on SQLite"
-run_pytest "$@"
-[ $# -eq 0 ] || exit 0  # pytest arguments given: that one pass only
+if [ $# -gt 0 ]; then
+  step "pytest $*"
+  run_pytest "$@"
+  exit 0  # pytest arguments given: that one pass only
+fi
+
+# The unit tests (mostly CPU) and the integration tests with their bots on SQLite (mostly
+# waiting on sockets) side by side.
+step "pytest: unit tests; and the integration tests with their bots on SQLite"
+(run_pytest tests/unit) >"$logs/unit" 2>&1 &
+unit=$!
+(run_pytest tests/integration) >"$logs/sqlite" 2>&1 &
+sqlite=$!
+failed=""
+wait "$unit" || failed="$failed unit"
+wait "$sqlite" || failed="$failed SQLite"
+step "the unit tests said:"; cat "$logs/unit"
+step "the SQLite pass said:"; cat "$logs/sqlite"
+[ -z "$failed" ] || fail "the pass(es) of:$failed"
 
 # Two passes side by side (their servers, databases and ports are their own): the
 # integration suite again with its bots on PostgreSQL, and the core, rooms and spoofing
@@ -114,7 +130,7 @@ run_pytest "$@"
 # stage (marked prosody_only, each saying why) are left out of the ejabberd pass rather than
 # counted as skipped; they ran in the passes above.
 step "pytest: the integration suite again, its bots on PostgreSQL; and against ejabberd"
-(ADDINBOT_TEST_STORE=postgresql run_pytest tests/integration -m "not sqlite_only") \
+(ADDINBOT_TEST_STORE=postgresql run_pytest tests/integration -m "not sqlite_only and not once") \
   >"$logs/postgresql" 2>&1 &
 postgresql=$!
 (ADDINBOT_TEST_XMPP=ejabberd ADDINBOT_TEST_STORE=sqlite run_pytest -m "not prosody_only" \

@@ -13,7 +13,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-pytestmark = [pytest.mark.xmpp, pytest.mark.postgres]
+# The benchmark picks its stores itself (the bot on SQLite, the store and cluster parts on
+# PostgreSQL): the PostgreSQL pass of the suite would run the same thing again.
+pytestmark = [pytest.mark.xmpp, pytest.mark.postgres, pytest.mark.once]
 
 
 def test_quick_benchmark_writes_its_results_and_serves_every_joiner(tmp_path: Path) -> None:
