@@ -62,9 +62,9 @@ class Service:
             resource=f"{settings.xmpp.resource}-{self.me}" if shared else None, desk=not shared,
         )
         if shared:  # a process cut off from the server gives its rooms up within seconds
-            self.edge.liveness.server_every_s = settings.cluster.renew_s
-            # (a server busy letting thousands of rooms' joins in answers late: not sooner)
             cluster = settings.cluster
+            self.edge.liveness.server_every_s = cluster.renew_s
+            # (not sooner: a server busy letting thousands of rooms' joins in answers late)
             self.edge.liveness.server_timeout_s = cluster.lease_s - cluster.renew_s
         self.app = App(settings, self.store, self.edge, me=self.me, on_desk=self.edge.set_desk)
         self.edge.bot = self.app

@@ -97,53 +97,53 @@ prepare_oldest() {
 }
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
-if [ $# -eq 0 ]; then
-  step "preparing .venv-oldest with $oldest (in the background)"
-  prepare_oldest >"$logs/oldest-venv" 2>&1 &
-  oldest_venv=$!
-fi
-
 if [ $# -gt 0 ]; then
   step "pytest $*"
   run_pytest "$@"
   exit 0  # pytest arguments given: that one pass only
 fi
 
-# The unit tests (mostly CPU) and the integration tests with their bots on SQLite (mostly
-# waiting on sockets) side by side.
-step "pytest: unit tests; and the integration tests with their bots on SQLite"
-(run_pytest tests/unit) >"$logs/unit" 2>&1 &
-unit=$!
-(run_pytest tests/integration) >"$logs/sqlite" 2>&1 &
-sqlite=$!
-failed=""
-wait "$unit" || failed="$failed unit"
-wait "$sqlite" || failed="$failed SQLite"
-step "the unit tests said:"; cat "$logs/unit"
-step "the SQLite pass said:"; cat "$logs/sqlite"
-[ -z "$failed" ] || fail "the pass(es) of:$failed"
+step "preparing .venv-oldest with $oldest (in the background)"
+prepare_oldest >"$logs/oldest-venv" 2>&1 &
+oldest_venv=$!
 
-# Two passes side by side (their servers, databases and ports are their own): the
-# integration suite again with its bots on PostgreSQL, and the core, rooms and spoofing
-# integration tests against ejabberd (Debian's 23.01, a private node:
+# side_by_side NAME1 PASS1 NAME2 PASS2: two passes (shell functions) at once, their
+# servers, databases and ports their own; then what each said, and a failure if either did.
+side_by_side() {
+  "$2" >"$logs/$1" 2>&1 &
+  local first=$!
+  "$4" >"$logs/$3" 2>&1 &
+  local second=$! failed=""
+  wait "$first" || failed="$failed $1"
+  wait "$second" || failed="$failed $3"
+  step "the $1 pass said:"; cat "$logs/$1"
+  step "the $3 pass said:"; cat "$logs/$3"
+  [ -z "$failed" ] || fail "the pass(es) of:$failed"
+}
+
+# The unit tests (mostly CPU) beside the integration tests with their bots on SQLite
+# (mostly waiting on sockets).
+unit_pass() { run_pytest tests/unit; }
+sqlite_pass() { run_pytest tests/integration; }
+step "pytest: unit tests; and the integration tests with their bots on SQLite"
+side_by_side unit unit_pass SQLite sqlite_pass
+
+# The integration suite again with its bots on PostgreSQL, beside the core, rooms and
+# spoofing integration tests against ejabberd (Debian's 23.01, a private node:
 # tests/harness/ejabberd.py), their bots on SQLite. The few scenarios only a Prosody can
 # stage (marked prosody_only, each saying why) are left out of the ejabberd pass rather than
 # counted as skipped; they ran in the passes above.
+postgresql_pass() {
+  ADDINBOT_TEST_STORE=postgresql run_pytest tests/integration -m "not sqlite_only and not once"
+}
+ejabberd_pass() {
+  ADDINBOT_TEST_XMPP=ejabberd ADDINBOT_TEST_STORE=sqlite run_pytest -m "not prosody_only" \
+    tests/integration/test_direct.py tests/integration/test_join.py \
+    tests/integration/test_rooms.py tests/integration/test_spoofing.py \
+    tests/integration/test_owners.py
+}
 step "pytest: the integration suite again, its bots on PostgreSQL; and against ejabberd"
-(ADDINBOT_TEST_STORE=postgresql run_pytest tests/integration -m "not sqlite_only and not once") \
-  >"$logs/postgresql" 2>&1 &
-postgresql=$!
-(ADDINBOT_TEST_XMPP=ejabberd ADDINBOT_TEST_STORE=sqlite run_pytest -m "not prosody_only" \
-  tests/integration/test_direct.py tests/integration/test_join.py \
-  tests/integration/test_rooms.py tests/integration/test_spoofing.py \
-  tests/integration/test_owners.py) >"$logs/ejabberd" 2>&1 &
-ejabberd=$!
-failed=""
-wait "$postgresql" || failed="$failed PostgreSQL"
-wait "$ejabberd" || failed="$failed ejabberd"
-step "the PostgreSQL pass said:"; cat "$logs/postgresql"
-step "the ejabberd pass said:"; cat "$logs/ejabberd"
-[ -z "$failed" ] || fail "the pass(es) of:$failed"
+side_by_side PostgreSQL postgresql_pass ejabberd ejabberd_pass
 
 step "pytest with the oldest versions allowed:" $oldest
 wait "$oldest_venv" || { cat "$logs/oldest-venv"; fail "preparing .venv-oldest"; }

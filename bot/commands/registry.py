@@ -405,16 +405,12 @@ class Dispatcher:
         no answer here (handed over to the process serving the room, which answers)."""
         try:
             reply = await self._run(place, sender, text, tr)
-        except Elsewhere as exc:
-            if may_relay and self.relay is not None and await self.relay(
-                exc.room, sender, text, tr
+        except CommandError as exc:
+            if isinstance(exc, Elsewhere) and may_relay and self.relay is not None and (
+                await self.relay(exc.room, sender, text, tr)
             ):
                 METRICS.command(place.name, "relayed")
                 return None
-            METRICS.refusal(exc.why)
-            METRICS.command(place.name, "refused")
-            return Reply(exc.said(tr))
-        except CommandError as exc:
             if isinstance(exc, NotAllowed):
                 METRICS.refusal(exc.why)
             METRICS.command(place.name, "refused")

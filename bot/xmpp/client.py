@@ -290,11 +290,8 @@ class XmppEdge(slixmpp.ClientXMPP):
     def _forget_sent_presence(self, stanza: Any) -> Any:
         """Out-filter, after the roster's own: the copy it keeps of a presence sent to a room
         (its last status there) is dropped with the room's local roster entry."""
-        xml = stanza.xml
-        if xml.tag == stanzas.PRESENCE_TAG and xml.get("to"):
-            room = xml.get("to", "").partition("/")[0].lower()
-            if JID(room).domain in self.services:
-                del self.client_roster[room]  # local only: the server's roster is untouched
+        if stanza.xml.tag == stanzas.PRESENCE_TAG and stanza["to"].domain in self.services:
+            del self.client_roster[stanza["to"].bare]  # local: the server's roster untouched
         return stanza
 
     @staticmethod
@@ -368,19 +365,23 @@ class XmppEdge(slixmpp.ClientXMPP):
         """Destroy `room`, which the bot's own join has just created (so the bot owns it):
         made temporary first (a persistent room destroyed on Prosody leaves a tombstone
         that refuses the name for a month), then destroyed. True once the room is gone."""
-        for request in (stanzas.not_persistent_element(),
-                        stanzas.destroy_element("addinbot joins only rooms that exist")):
-            iq: Any = self.make_iq_set(ito=stanzas.room_jid(room))
-            iq.xml.append(request)
-            try:
-                await iq.send(timeout=invites.EXISTS_TIMEOUT_S)
-            except (IqError, IqTimeout) as exc:
-                last = request.find(f"{{{stanzas.NS_MUC}#owner}}destroy") is not None
-                log.warning("%s (created by the bot's join) refused to be %s: %s", room,
-                            "destroyed" if last else "made temporary", exc)
-                if last:
-                    return False
+        try:
+            await self._owner_set(room, stanzas.not_persistent_element())
+        except (IqError, IqTimeout) as exc:
+            log.warning("%s (created by the bot's join) was not made temporary: %s", room, exc)
+        try:
+            await self._owner_set(room, stanzas.destroy_element(
+                "addinbot joins only rooms that exist"))
+        except (IqError, IqTimeout) as exc:
+            log.warning("%s (created by the bot's join) was not destroyed: %s", room, exc)
+            return False
         return True
+
+    async def _owner_set(self, room: str, query: Any) -> None:
+        """An owner's request (XEP-0045 §10) to `room`; raises IqError or IqTimeout."""
+        iq: Any = self.make_iq_set(ito=stanzas.room_jid(room))
+        iq.xml.append(query)
+        await iq.send(timeout=invites.EXISTS_TIMEOUT_S)
 
     async def room_exists(self, room: str) -> bool | None:
         """Ask the room (disco#info) whether it exists; what it advertises is kept for

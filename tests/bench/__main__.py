@@ -133,7 +133,9 @@ async def bot_parts(
     workers: list[Worker] = [echo]
     measurer = None
     try:
-        await scene.make_rooms(port, scene.bot_rooms(sizes))
+        # The bot joins only rooms that exist (a room its join would create is undone, and
+        # tried again later, waiting longer each time): they are made first.
+        await cluster.create_rooms(port, scene.PASSWORD, scene.bot_rooms(sizes), scene.ADMIN)
         await bot.start()
         await echo.start()
         measurer = await scene.connect(scene.ADMIN, port)

@@ -157,9 +157,11 @@ def say(text: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-async def create_rooms(port: int, password: str, rooms: list[str]) -> dict[str, Any]:
-    """Make the rooms (persistent by the server's default): clients join each and leave it,
-    CREATE_WINDOW joins in flight each."""
+async def create_rooms(
+    port: int, password: str, rooms: list[str], user: str = CREATOR
+) -> dict[str, Any]:
+    """Make the rooms (persistent by the server's default): clients of `user` join each and
+    leave it, CREATE_WINDOW joins in flight each."""
     from tests.bench.rawxmpp import PRESENCE, RawClient, is_self_presence
 
     todo = list(reversed(rooms))
@@ -168,7 +170,7 @@ async def create_rooms(port: int, password: str, rooms: list[str]) -> dict[str, 
     nick = "Creator"
 
     async def one(index: int) -> RawClient:
-        client = RawClient(CREATOR, "localhost", password, f"create{index}")
+        client = RawClient(user, "localhost", password, f"create{index}")
         await client.connect("127.0.0.1", port, timeout=30)
         return client
 

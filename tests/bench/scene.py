@@ -98,26 +98,6 @@ def bot_rooms(sizes: Sizes) -> list[str]:
     return rooms + [storm_room(kind, r) for r in range(sizes.storm_rounds) for kind in BOT_STORMS]
 
 
-async def make_rooms(port: int, rooms: list[str]) -> None:
-    """Create `rooms` (persistent, the bench server's default) before the bot starts: it
-    joins only rooms that exist (a join that would create one is undone, and the room is
-    tried again later, waiting longer each time)."""
-    client = await connect(ADMIN, port, resource="maker")
-    try:
-        for room in rooms:
-            for kind in ("available", "unavailable"):
-                seen = client.expect(lambda s, r=room, k=kind: s.tag == PRESENCE
-                                     and s.get("from") == f"{r}/Maker"
-                                     and s.get("type", "available") == k)
-                if kind == "available":
-                    client.join(room, "Maker")
-                else:
-                    client.leave(room, "Maker")
-                await asyncio.wait_for(seen, 30)
-    finally:
-        await client.close()
-
-
 def seed_rooms(store: Store, rooms: list[str]) -> None:
     for room in rooms:
         addins.set_joined(store, SEEDER, room=room, joined=True)

@@ -32,7 +32,7 @@ from sqlalchemy import make_url
 from bot.commands.text import attached_sentence, welcome_sentence
 from tests.harness.prosody import Prosody
 from tests.harness.tcp_proxy import TcpProxy
-from tests.harness.xmpp_client import sent_by
+from tests.harness.xmpp_client import TestClient, sent_by
 from tests.integration.conftest import PG_URL, create_room, jid, write_config
 from tests.integration.test_faults import ROOT, BotProcess, until
 from tests.integration.test_invitation_limits import own_room
@@ -216,6 +216,64 @@ def serving_changes(process: BotProcess, since: int = 0) -> int:
     return process.text()[since:].count(" process(es) share them ")
 
 
+def behind_a_relay(config: Path, tmp_path: Path, way: str, relayed: str) -> list[BotProcess]:
+    """Two processes on `config` ("steady" and "cut"); the cut one's config has `way` (its
+    way to the XMPP server or to PostgreSQL) replaced by `relayed`, a relay's."""
+    text = config.read_text(encoding="utf-8")
+    assert way in text
+    folder = tmp_path / "cut"
+    folder.mkdir()
+    cut_config = folder / "addinbot.toml"
+    cut_config.write_text(text.replace(way, relayed), encoding="utf-8")
+    return [BotProcess(config, tmp_path / "steady.log"),
+            BotProcess(cut_config, tmp_path / "cut.log")]
+
+
+async def two_each_with_stocks(
+    prosody: Prosody, people, processes: list[BotProcess], rooms: list[str]
+) -> tuple[TestClient, TestClient, str]:
+    """Start both; once each serves two rooms, every room has the add-in “Stocks” and bob
+    has been welcomed in each, once. (admin, bob, the welcome)."""
+    for process in processes:
+        await process.start()
+    await until(lambda: each_room_once(processes, rooms) and len(serving(processes[1])) == 2,
+                "each room served once, two each", 30)
+    admin, bob = await people("admin"), await people("bob")
+    url = "https://stocks.example.org/panel"
+    reply = await admin.ask(jid(prosody, "addinbot"), f"register Stocks {url}", 10)
+    assert reply.startswith("Registered “Stocks”"), reply
+    for room in rooms:
+        reply = await admin.ask(jid(prosody, "addinbot"), f"attach {room} Stocks", 10)
+        assert reply.startswith(f"{room} now has the add-in “Stocks”"), reply
+    welcome = welcome_sentence("Stocks", url)
+    for room in rooms:  # told once, before the cut
+        await bob.join_room(room, "bob")
+        await bob.wait_for(lambda m, r=room: m["from"] == JID(f"{r}/AddinBot")
+                           and m["body"] == welcome, 10)
+    return admin, bob, welcome
+
+
+async def told_once(room: str, client: TestClient, welcome: str) -> None:
+    await client.wait_for(lambda m: m["from"] == JID(f"{room}/AddinBot")
+                          and m["body"] == welcome, 10)
+
+
+async def nobody_told_twice(
+    admin: TestClient, processes: list[BotProcess], welcome: str, **joiners: TestClient
+) -> None:
+    """After a round trip through each process's own resource: no joiner got the welcome
+    again, and no direct message was answered twice."""
+    for process in processes:
+        admin.send_chat(resource(process), "help")
+        await admin.wait_for(sent_by(resource(process)), 10)
+    got = {name: [m for m in client.drain() if m["body"]] for name, client in joiners.items()}
+    again = Counter((name, m["from"].bare) for name, messages in got.items()
+                    for m in messages if m["type"] == "chat" and m["body"] == welcome)
+    assert not again, f"someone told twice: {dict(again)}"
+    extra = [m["body"] for m in admin.drain() if m["body"]]
+    assert not extra, f"a direct message answered twice: {extra}"
+
+
 async def test_a_process_cut_off_from_postgresql_gives_its_rooms_up_and_then_takes_a_share(
     prosody: Prosody, tmp_path: Path, people,
 ) -> None:
@@ -231,33 +289,11 @@ async def test_a_process_cut_off_from_postgresql_gives_its_rooms_up_and_then_tak
     assert pg.host is not None
     proxy = TcpProxy(pg.host, pg.port or 5432)
     port = await proxy.start()
-    cut_dir = tmp_path / "cut"
-    cut_dir.mkdir()
-    cut_config = cut_dir / "addinbot.toml"
-    text = config.read_text(encoding="utf-8")
-    assert f"@{pg.host}:{pg.port or 5432}/" in text
-    cut_config.write_text(text.replace(f"@{pg.host}:{pg.port or 5432}/", f"@127.0.0.1:{port}/"),
-                          encoding="utf-8")
-    steady = BotProcess(config, tmp_path / "steady.log")
-    cut = BotProcess(cut_config, tmp_path / "cut.log")
-    processes = [steady, cut]
+    processes = behind_a_relay(config, tmp_path, f"@{pg.host}:{pg.port or 5432}/",
+                               f"@127.0.0.1:{port}/")
+    steady, cut = processes
     try:
-        for process in processes:
-            await process.start()
-        await until(lambda: each_room_once(processes, rooms) and len(serving(cut)) == 2,
-                    "each room served once, two each", 30)
-        admin, bob = await people("admin"), await people("bob")
-        url = "https://stocks.example.org/panel"
-        reply = await admin.ask(jid(prosody, "addinbot"), f"register Stocks {url}", 10)
-        assert reply.startswith("Registered “Stocks”"), reply
-        for room in rooms:
-            reply = await admin.ask(jid(prosody, "addinbot"), f"attach {room} Stocks", 10)
-            assert reply.startswith(f"{room} now has the add-in “Stocks”"), reply
-        welcome = welcome_sentence("Stocks", url)
-        for room in rooms:  # told once, before the cut
-            await bob.join_room(room, "bob")
-            await bob.wait_for(lambda m, r=room: m["from"] == JID(f"{r}/AddinBot")
-                               and m["body"] == welcome, 10)
+        admin, bob, welcome = await two_each_with_stocks(prosody, people, processes, rooms)
 
         stranded = sorted(serving(cut))
         cut_at = time.monotonic()
@@ -271,26 +307,15 @@ async def test_a_process_cut_off_from_postgresql_gives_its_rooms_up_and_then_tak
         print(f"\ncut from PostgreSQL -> {len(stranded)} room(s) served again in {took:.2f} s")
         assert took <= TAKEOVER_MOST_S
         assert not serving(cut)  # never two at once: it had stopped before
-        await carol.wait_for(lambda m: m["from"] == JID(f"{stranded[0]}/AddinBot")
-                             and m["body"] == welcome, 10)
+        await told_once(stranded[0], carol, welcome)
 
         healed = (len(steady.text()), len(cut.text()))
         proxy.thaw()
         await until(lambda: each_room_once(processes, rooms) and len(serving(cut)) == 2,
                     "a fair share again", 30)
-        # A round trip through each process's own resource after the share settled.
-        for process in processes:
-            admin.send_chat(resource(process), "help")
-            await admin.wait_for(sent_by(resource(process)), 10)
+        await nobody_told_twice(admin, processes, welcome, bob=bob, carol=carol)
         assert serving_changes(steady, healed[0]) == 1, steady.text()[healed[0]:]
         assert serving_changes(cut, healed[1]) == 1, cut.text()[healed[1]:]
-        got = {name: [m for m in client.drain() if m["body"]]
-               for name, client in {"bob": bob, "carol": carol}.items()}
-        again = Counter((name, m["from"].bare) for name, messages in got.items()
-                        for m in messages if m["type"] == "chat" and m["body"] == welcome)
-        assert not again, f"someone told twice: {dict(again)}"
-        extra = [m["body"] for m in admin.drain() if m["body"]]
-        assert not extra, f"a direct message answered twice: {extra}"
     finally:
         for process in processes:
             process.kill()
@@ -310,33 +335,11 @@ async def test_a_process_cut_off_from_the_xmpp_server_gives_its_rooms_up_within_
     config = shared_config(prosody, tmp_path, rooms)
     proxy = TcpProxy("127.0.0.1", prosody.port)
     port = await proxy.start()
-    cut_dir = tmp_path / "cut"
-    cut_dir.mkdir()
-    cut_config = cut_dir / "addinbot.toml"
-    text = config.read_text(encoding="utf-8")
-    assert f"\nport = {prosody.port}\n" in text
-    cut_config.write_text(text.replace(f"\nport = {prosody.port}\n", f"\nport = {port}\n"),
-                          encoding="utf-8")
-    steady = BotProcess(config, tmp_path / "steady.log")
-    cut = BotProcess(cut_config, tmp_path / "cut.log")
-    processes = [steady, cut]
+    processes = behind_a_relay(config, tmp_path, f"\nport = {prosody.port}\n",
+                               f"\nport = {port}\n")
+    steady, cut = processes
     try:
-        for process in processes:
-            await process.start()
-        await until(lambda: each_room_once(processes, rooms) and len(serving(cut)) == 2,
-                    "each room served once, two each", 30)
-        admin, bob = await people("admin"), await people("bob")
-        url = "https://stocks.example.org/panel"
-        reply = await admin.ask(jid(prosody, "addinbot"), f"register Stocks {url}", 10)
-        assert reply.startswith("Registered “Stocks”"), reply
-        for room in rooms:
-            reply = await admin.ask(jid(prosody, "addinbot"), f"attach {room} Stocks", 10)
-            assert reply.startswith(f"{room} now has the add-in “Stocks”"), reply
-        welcome = welcome_sentence("Stocks", url)
-        for room in rooms:  # told once, before the cut
-            await bob.join_room(room, "bob")
-            await bob.wait_for(lambda m, r=room: m["from"] == JID(f"{r}/AddinBot")
-                               and m["body"] == welcome, 10)
+        admin, bob, welcome = await two_each_with_stocks(prosody, people, processes, rooms)
 
         stranded = sorted(serving(cut))
         cut_at = time.monotonic()
@@ -350,8 +353,7 @@ async def test_a_process_cut_off_from_the_xmpp_server_gives_its_rooms_up_within_
               f"{took:.2f} s")
         assert took <= TAKEOVER_MOST_S
         assert " no longer serving " in cut.text()
-        await carol.wait_for(lambda m: m["from"] == JID(f"{stranded[0]}/AddinBot")
-                             and m["body"] == welcome, 10)
+        await told_once(stranded[0], carol, welcome)
 
         proxy.thaw()
         await until(lambda: each_room_once(processes, rooms) and len(serving(cut)) == 2,
@@ -359,18 +361,9 @@ async def test_a_process_cut_off_from_the_xmpp_server_gives_its_rooms_up_within_
         mallory = await people("mallory")  # a joiner of a room it serves again: told once
         back = sorted(serving(cut))[0]
         await mallory.join_room(back, "mallory")
-        await mallory.wait_for(lambda m: m["from"] == JID(f"{back}/AddinBot")
-                            and m["body"] == welcome, 10)
-        for process in processes:
-            admin.send_chat(resource(process), "help")
-            await admin.wait_for(sent_by(resource(process)), 10)
-        got = {name: [m for m in client.drain() if m["body"]]
-               for name, client in {"bob": bob, "carol": carol, "mallory": mallory}.items()}
-        again = Counter((name, m["from"].bare) for name, messages in got.items()
-                        for m in messages if m["type"] == "chat" and m["body"] == welcome)
-        assert not again, f"someone told twice: {dict(again)}"
-        extra = [m["body"] for m in admin.drain() if m["body"]]
-        assert not extra, f"a direct message answered twice: {extra}"
+        await told_once(back, mallory, welcome)
+        await nobody_told_twice(admin, processes, welcome, bob=bob, carol=carol,
+                                mallory=mallory)
     finally:
         for process in processes:
             process.kill()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
+from collections.abc import AsyncIterator
 
 from sqlmodel import Session
 
@@ -107,13 +109,11 @@ async def test_join_asks_the_room_whether_it_exists_once(store: Store, settings)
         await app.stop()
 
 
-async def test_remembered_rooms_are_joined_at_start_without_a_question_first(
-    store: Store, settings
-) -> None:
-    """At start-up the bot joins the rooms it serves at once: a disco#info to each first
-    (as it once did) doubled the server's work and the start-up time. The configuration is
-    asked after the join, where the bot is no moderator (the subject pin needs it)."""
-    rooms = [f"r{n}@{POOL}" for n in range(3)]
+@contextlib.asynccontextmanager
+async def online_in(
+    store: Store, settings, rooms: list[str]
+) -> AsyncIterator[tuple[App, FakeEdge]]:
+    """An app whose store remembers `rooms`, online, once it has sent their joins."""
     for room in rooms:
         addins.set_joined(store, Actor("admin@localhost", "dm"), room=room, joined=True)
     transport = FakeEdge()
@@ -121,15 +121,27 @@ async def test_remembered_rooms_are_joined_at_start_without_a_question_first(
     await app.start()
     try:
         app.on_online()
-        await transport.until(lambda: len(transport.joined) == 3)
+        await transport.until(lambda: len(transport.joined) == len(rooms))
+        yield app, transport
+    finally:
+        await app.stop()
+
+
+async def test_remembered_rooms_are_joined_at_start_without_a_question_first(
+    store: Store, settings
+) -> None:
+    """At start-up the bot joins the rooms it serves at once: a disco#info to each first
+    (as it once did) doubled the server's work and the start-up time. The configuration is
+    asked after the join, where the bot is no moderator (the subject pin needs it)."""
+    rooms = [f"r{n}@{POOL}" for n in range(3)]
+    async with online_in(store, settings, rooms) as (app, transport):
+        assert sorted(transport.joined) == rooms
         assert transport.asked == []
         for room in rooms:
             role = "moderator" if room == rooms[0] else "participant"
             app.on_presence(Presence(room, "AddinBot", True, role=role, codes=frozenset({110})))
         await transport.until(lambda: len(transport.asked) == 2)
         assert sorted(transport.asked) == rooms[1:]  # not the one where it is a moderator
-    finally:
-        await app.stop()
 
 
 async def test_a_room_the_bots_join_created_is_destroyed_and_asked_about_next_time(
@@ -138,22 +150,15 @@ async def test_a_room_the_bots_join_created_is_destroyed_and_asked_about_next_ti
     """A remembered room that no longer exists: the bot's join creates it (status 201), the
     bot destroys it at once, and the next try asks first (and does not join it again)."""
     room = f"gone@{POOL}"
-    addins.set_joined(store, Actor("admin@localhost", "dm"), room=room, joined=True)
-    transport = FakeEdge()
-    app = App(settings(), store, transport)
-    await app.start()
-    try:
-        app.on_online()
-        await transport.until(lambda: transport.joined == [room])
+    async with online_in(store, settings, [room]) as (app, transport):
+        assert transport.joined == [room]
         app.on_presence(Presence(room, "AddinBot", True, affiliation="owner", role="moderator",
                                  codes=frozenset({110, 201})))
         await transport.until(lambda: transport.destroyed == [room])
         assert not app.rooms.is_live(room)
         assert app.rooms.state(room) is None  # what the room says next is not heard
-        await transport.until(lambda: room in app.membership.absent)
+        assert room in app.membership.absent
         app.membership.join(room)  # the next try (its timer, sooner)
         await transport.until(lambda: transport.asked == [room])
         assert transport.joined == [room]  # asked, found missing: not joined again
         assert [e.action for e in addins.audit(store, limit=5) if e.action == "stop"] == []
-    finally:
-        await app.stop()
