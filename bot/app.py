@@ -416,6 +416,28 @@ class App:
         self.transport.relay(holder, sender.jid, text, tr.lang)
         return True
 
+    def managed_here(self, jid: str) -> dict[str, bool]:
+        """Several processes: the rooms this one serves now (vouched for) in which the real
+        JID `jid` is seen managing, each with whether it is seen owning it (what another
+        process asks before listing or running a manager's form)."""
+        if self.cluster is None or not self.cluster.vouched():
+            return {}
+        served = self.cluster.rooms
+        views = {room: view for room, view in self.rooms.rooms.items() if room in served}
+        named = {room: jids for room, jids in self.rooms.named_managers.items() if room in served}
+        owned = set(policy.owned_rooms(views, jid))
+        return {room: room in owned for room in policy.managed_rooms(views, jid, named)}
+
+    async def others(self) -> frozenset[str]:
+        """Several processes: the others serving rooms now (none with one process)."""
+        return frozenset() if self.cluster is None else await self.cluster.others()
+
+    async def served_elsewhere(self, room: str) -> bool:
+        """Several processes: another one serves `room` now."""
+        if self.cluster is None or room in self.membership.wanted:
+            return False
+        return await self.cluster.holder(room) not in (None, self.cluster.me)
+
     def _reply(self, command: _Command, reply: Reply) -> None:
         sender = command.sender
         reply = replace(reply, text=cut(reply.text, self.settings.limits.reply_chars, command.tr))

@@ -153,6 +153,14 @@ class Cluster:
             log.warning("cannot read who serves %s: %s", room, exc)
             return None
 
+    async def others(self) -> frozenset[str]:
+        """The other processes serving rooms now; none when that cannot be read."""
+        try:
+            return await self.store.run(leases.processes, self.store) - {self.me}
+        except Exception as exc:  # the database is away: nobody else to ask
+            log.warning("cannot read which processes serve rooms: %s", _first_line(exc))
+            return frozenset()
+
     def vouched(self) -> bool:
         """Whether this process may act now: its leases were renewed recently enough. (A
         process frozen for a while, then woken, reads what waited in its socket before its

@@ -184,6 +184,17 @@ def holder(store: Store, *, room: str) -> str | None:
         return found
 
 
+def processes(store: Store) -> frozenset[str]:
+    """The processes holding a live lease on a room: those serving any now."""
+    with store.reading() as rows:
+        now = rows.execute(select(func.now())).scalar_one()
+        return frozenset(holder for holder in rows.execute(
+            select(col(Lease.holder)).distinct().where(
+                col(Lease.kind) == ROOM, col(Lease.holder).is_not(None), col(Lease.expires) > now
+            )
+        ).scalars() if holder is not None)
+
+
 def _served(rows: Connection, served: Iterable[str], pools: Iterable[str]) -> set[str]:
     domains = set(pools)
     remembered = rows.execute(select(col(Room.jid)).where(col(Room.joined))).scalars()

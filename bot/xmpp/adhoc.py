@@ -20,18 +20,19 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from slixmpp import JID, Iq
-from slixmpp.exceptions import XMPPError
+from slixmpp.exceptions import IqError, IqTimeout, XMPPError
 from slixmpp.plugins.xep_0004 import Form
 from slixmpp.plugins.xep_0030 import DiscoInfo, DiscoItems
 from slixmpp.plugins.xep_0050 import Command
 from slixmpp.xmlstream import register_stanza_plugin
-from slixmpp.xmlstream.handler import CoroutineCallback
-from slixmpp.xmlstream.matcher import StanzaPath
+from slixmpp.xmlstream.handler import Callback, CoroutineCallback
+from slixmpp.xmlstream.matcher import MatchXPath, StanzaPath
 
 from bot import i18n, policy
 from bot.errors import CommandError
 from bot.i18n import Tr, msg
 from bot.values import Actor
+from bot.xmpp import stanzas
 from bot.xmpp.panel import (
     PANEL,
     Field,
@@ -42,6 +43,7 @@ from bot.xmpp.panel import (
     Values,
     manager_refusal,
     may_offer,
+    named_room,
 )
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ NS_DATA = "jabber:x:data"
 SESSION_TTL_S = 600.0
 MOST_SESSIONS = 200  # open forms in all
 MOST_PER_REQUESTER = 5  # open forms of one account (bare JID): its oldest goes first
+ASK_TIMEOUT_S = 3.0  # several processes: how long another one has to say what a person manages
 PANEL_TITLE = msg("addinbot Control Panel")
 
 
@@ -84,6 +87,11 @@ class AdhocCommands:
         edge.register_handler(CoroutineCallback(
             "addinbot ad-hoc commands", StanzaPath("iq@type=set/command"), self._command
         ))
+        edge.register_handler(Callback(
+            "addinbot managed rooms", MatchXPath(f"{{jabber:client}}iq/{stanzas.MANAGED_TAG}"),
+            self._managed_asked,
+        ))
+        self._asking: dict[str, asyncio.Future[dict[str, bool]]] = {}
         self.disco = edge.disco
         self.disco.api.register(self._items, "get_items")
         self.disco.api.register(self._info, "get_info")
@@ -92,34 +100,78 @@ class AdhocCommands:
         self.disco.add_feature(NS_COMMANDS)
         self.sessions.clear()
 
-    def requester(self, sender: JID) -> Requester | None:
-        """Who is asking, as the server vouches for it; None for a room or a server."""
+    async def requester(self, sender: JID) -> Requester | None:
+        """Who is asking, as the server vouches for it; None for a room or a server. Several
+        processes: a person who is no admin may manage rooms the others serve, so they are
+        asked (at once, each for at most ASK_TIMEOUT_S; one that does not answer vouches
+        for nothing)."""
         bot = self.edge.bot
         if bot is None or not sender.user:
             return None
         bare = sender.bare.lower()
         if self.edge.is_room_jid(bare):
             return None  # relayed by a room: a nickname, not a person
-        return Requester(
-            bare, policy.is_admin(bot.settings.roles.admins, bare),
-            tuple(policy.managed_rooms(bot.rooms.rooms, bare, bot.rooms.named_managers)),
-        )
+        admin = policy.is_admin(bot.settings.roles.admins, bare)
+        here = policy.managed_rooms(bot.rooms.rooms, bare, bot.rooms.named_managers)
+        elsewhere = {} if admin else await self._elsewhere(bare)
+        managed = sorted(set(here) | set(elsewhere))
+        return Requester(bare, admin, tuple(managed), elsewhere)
+
+    async def _elsewhere(self, jid: str) -> dict[str, bool]:
+        """The rooms the other processes serve that `jid` manages, as they vouch for them.
+        Asked once for all who ask about `jid` meanwhile (a client's discovery and its
+        first step come together)."""
+        asking = self._asking.get(jid)
+        if asking is None:
+            asking = asyncio.ensure_future(self._ask_others(jid))
+            self._asking[jid] = asking
+            asking.add_done_callback(lambda _done: self._asking.pop(jid, None))
+        return dict(await asyncio.shield(asking))
+
+    async def _ask_others(self, jid: str) -> dict[str, bool]:
+        bot = self.edge.bot
+        assert bot is not None  # noqa: S101 - requester() saw it
+        others = sorted(await bot.others())
+        answers = await asyncio.gather(*(self._ask(process, jid) for process in others))
+        return {room: owner for answer in answers for room, owner in answer.items()}
+
+    async def _ask(self, process: str, jid: str) -> dict[str, bool]:
+        iq: Any = self.edge.make_iq_get(ito=self.edge.process_jid(process))
+        iq.xml.append(stanzas.managed_query(jid))
+        try:
+            answer = await iq.send(timeout=ASK_TIMEOUT_S)
+        except (IqError, IqTimeout) as exc:
+            log.warning("process %s did not say which rooms %s manages: %s", process, jid,
+                        type(exc).__name__)
+            return {}
+        return stanzas.managed_answered(answer.xml)
+
+    def _managed_asked(self, iq: Any) -> None:
+        """Another process of the bot asks which rooms this one serves that a person
+        manages; anyone else asking is told the query is not served here."""
+        bot = self.edge.bot
+        jid = stanzas.managed_asked(iq.xml, own_full=self.edge.boundjid.full)
+        if bot is None or jid is None:
+            raise XMPPError("service-unavailable")
+        reply = iq.reply()
+        reply.xml.append(stanzas.managed_answer(bot.managed_here(jid)))
+        self.edge.send_stanza(reply)
 
     # --- service discovery -----------------------------------------------------------------
 
-    def _items(self, jid: Any, node: str | None, ifrom: Any, data: Any) -> Any:
+    async def _items(self, jid: Any, node: str | None, ifrom: Any, data: Any) -> Any:
         if node != NS_COMMANDS:
             return self.disco.static.get_items(jid, node, ifrom, data)
         items = DiscoItems()
         items["node"] = NS_COMMANDS
-        requester = self.requester(JID(ifrom)) if ifrom else None
+        requester = await self.requester(JID(ifrom)) if ifrom else None
         tr = _tr(data)
         if requester is not None:
             for operation in self.panel.offered(requester):
                 items.add_item(self.edge.boundjid, operation.node, tr.gettext(operation.name))
         return items
 
-    def _info(self, jid: Any, node: str | None, ifrom: Any, data: Any) -> Any:
+    async def _info(self, jid: Any, node: str | None, ifrom: Any, data: Any) -> Any:
         if node == NS_COMMANDS:
             info = DiscoInfo()
             info.add_identity("automation", "command-list", name=_tr(data).gettext(PANEL_TITLE))
@@ -127,7 +179,7 @@ class AdhocCommands:
         operation = self.panel.operations.get(node or "")
         if operation is None:
             return self.disco.static.get_info(jid, node, ifrom, data)
-        requester = self.requester(JID(ifrom)) if ifrom else None
+        requester = await self.requester(JID(ifrom)) if ifrom else None
         if requester is None or not may_offer(operation, requester):
             raise XMPPError("item-not-found")
         info = DiscoInfo()
@@ -144,7 +196,7 @@ class AdhocCommands:
         operation = self.panel.operations.get(node)
         if operation is None:
             raise XMPPError("item-not-found")
-        requester = self.requester(iq["from"])
+        requester = await self.requester(iq["from"])
         if requester is None or not may_offer(operation, requester):
             log.info("ad-hoc %s refused to %s", node, iq["from"])
             refused = _tr(iq).gettext("You may not run this command.")
@@ -224,6 +276,11 @@ class AdhocCommands:
         assert bot is not None  # noqa: S101 - requester() saw it
         try:
             refusal = manager_refusal(operation, requester, bot.settings, bot.rooms, values)
+            if refusal is not None and await bot.served_elsewhere(
+                named_room(operation, bot.settings, values)
+            ):
+                refusal = manager_refusal(operation, requester, bot.settings, bot.rooms,
+                                          values, served_elsewhere=True)
             if refusal is not None:
                 raise XMPPError("forbidden", tr.say(refusal), etype="auth")
             await operation.check_room(bot.settings, values, bot.room_exists)

@@ -344,9 +344,12 @@ class XmppEdge(slixmpp.ClientXMPP):
         add_link(stanza.xml, link)
         self.send_stanza(stanza)
 
+    def process_jid(self, process: str) -> JID:
+        """Several processes: the full JID of process `process` (its own resource)."""
+        return JID(f"{self.boundjid.bare}/{self.settings.resource}-{process}")
+
     def relay(self, process: str, jid: str, text: str, lang: str | None) -> None:
-        to = f"{self.boundjid.bare}/{self.settings.resource}-{process}"
-        stanza = self.make_message(mto=JID(to), mtype="headline")
+        stanza = self.make_message(mto=self.process_jid(process), mtype="headline")
         stanza.xml.append(stanzas.relay_element(jid, text, lang))
         self.send_stanza(stanza)
 

@@ -10,8 +10,8 @@ rule is the room tracker's. So the panel and chat cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot import addins, names, policy
@@ -58,6 +58,16 @@ class Backend(Protocol):
     def changed(self, changes: Sequence[Change] = ()) -> None:
         """On the loop: an operation committed `changes`: announce them now."""
 
+    def managed_here(self, jid: str) -> dict[str, bool]:
+        """Several processes: the rooms this one serves that `jid` is seen managing (room →
+        seen owning it); what another process of the bot asks."""
+
+    async def others(self) -> frozenset[str]:
+        """Several processes: the others serving rooms now (none with one process)."""
+
+    async def served_elsewhere(self, room: str) -> bool:
+        """Several processes: another one serves `room` now."""
+
 
 @dataclass(frozen=True)
 class Field:
@@ -74,11 +84,14 @@ class Field:
 @dataclass(frozen=True)
 class Requester:
     """Who runs a command: the real bare JID the server vouches for (IQs come from the real
-    full JID), whether it is an admin, and the rooms it is seen managing."""
+    full JID), whether it is an admin, and the rooms it is seen managing. Several
+    processes: `elsewhere`, those of them other processes serve, as they vouched for them
+    when asked (room → seen owning it)."""
 
     jid: str
     is_admin: bool
     managed: tuple[str, ...] = ()
+    elsewhere: Mapping[str, bool] = field(default_factory=dict)
 
 
 Values = dict[str, str]
@@ -176,18 +189,32 @@ def may_offer(operation: Operation, requester: Requester) -> bool:
 
 def manager_refusal(
     operation: Operation, requester: Requester, settings: Settings, managers: Managers,
-    values: Values,
+    values: Values, *, served_elsewhere: bool = False,
 ) -> str | None:
-    """For a manager's command: None if the requester manages the room named in `values`.
+    """For a manager's command: None if the requester manages the room named in `values`,
+    as this process sees it, or as the process serving it vouched (`requester.elsewhere`).
+    `served_elsewhere`: another process serves the room, and did not vouch for them.
 
     Raises CommandError for a room that is not one (or not in a served pool)."""
     needed = operation.command.needed(_arguments(operation.signature, values))
     if requester.is_admin or needed not in (Role.MANAGER, Role.OWNER):
         return None
-    assert operation.room_field is not None  # noqa: S101 - manager operations name a room
-    room = names.resolve_room(settings.pools.names, values.get(operation.room_field, ""))
+    room = named_room(operation, settings, values)
+    owner = requester.elsewhere.get(room)
+    if owner is not None and (owner or needed is Role.MANAGER):
+        return None
+    if owner is not None or (served_elsewhere and needed is Role.OWNER):
+        return msg("Only the owners of {room} may do that.", room=room)
+    if served_elsewhere:
+        return msg("Only the owners and admins of {room} may do that.", room=room)
     refused = room_refusal(needed, room, managers, Sender(requester.jid))
     return None if refused is None else refused.reason
+
+
+def named_room(operation: Operation, settings: Settings, values: Values) -> str:
+    """The room a manager's form names (CommandError if it names none that is served)."""
+    assert operation.room_field is not None  # noqa: S101 - manager operations name a room
+    return names.resolve_room(settings.pools.names, values.get(operation.room_field, ""))
 
 
 # --- words to fields and back --------------------------------------------------------------

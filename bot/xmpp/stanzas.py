@@ -9,7 +9,7 @@ messages. bot.xmpp.muc calls these on every message and room presence the bot re
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from slixmpp import JID
 
@@ -154,18 +154,75 @@ def relayed(xml: ET.Element, *, own_full: str) -> Message | None:
     element = xml.find(RELAY_TAG)
     if element is None or xml.get("type") != "headline" or live_sender(xml) is None:
         return None
-    try:
-        sender, own = JID(xml.get("from", "")), JID(own_full)
-        person = JID(element.get("from", ""))
-    except Exception:
+    if not sibling(xml.get("from", ""), own_full=own_full):
         return None
-    if sender.bare.lower() != own.bare.lower() or sender.full == own.full or not sender.resource:
+    try:
+        own, person = JID(own_full), JID(element.get("from", ""))
+    except Exception:
         return None
     text = element.text or ""
     if not person.user or person.bare.lower() == own.bare.lower() or not text.strip():
         return None
     return Message(Kind.DIRECT, text, jid=person.bare.lower(),
                    lang=element.get(XML_LANG) or None, relayed=True)
+
+
+MANAGED_TAG = f"{{{NS_RELAY}}}managed"
+ROOM_TAG = f"{{{NS_RELAY}}}room"
+MOST_MANAGED = 1000  # rooms read from one process's answer (a form lists at most these)
+
+
+def sibling(sender: str, *, own_full: str) -> bool:
+    """Whether `sender` (a stanza's 'from', which the server stamps) is another session of
+    the bot's own account: another process."""
+    try:
+        jid, own = JID(sender), JID(own_full)
+    except Exception:
+        return False
+    return jid.bare.lower() == own.bare.lower() and bool(jid.resource) and jid.full != own.full
+
+
+def managed_query(jid: str) -> ET.Element:
+    """Asked of another process: the rooms it serves that `jid` manages."""
+    return ET.Element(MANAGED_TAG, {"jid": jid})
+
+
+def managed_asked(xml: ET.Element, *, own_full: str) -> str | None:
+    """The person another process of the bot asks about (an IQ get from another resource of
+    the bot's own account), or None for anything else: a stranger's query is not answered."""
+    query = xml.find(MANAGED_TAG)
+    if query is None or xml.get("type") != "get" or not sibling(xml.get("from", ""),
+                                                                own_full=own_full):
+        return None
+    person = _bare(query.get("jid", ""))
+    return None if person is None or person == JID(own_full).bare.lower() else person
+
+
+def managed_answer(rooms: Mapping[str, bool]) -> ET.Element:
+    """The answer: each room the person manages, and whether they own it."""
+    answer = ET.Element(MANAGED_TAG)
+    for room, owner in sorted(rooms.items()):
+        ET.SubElement(answer, ROOM_TAG, {"jid": room, "owner": "true" if owner else "false"})
+    return answer
+
+
+def managed_answered(xml: ET.Element) -> dict[str, bool]:
+    """The rooms (room → owned) in another process's answer; what is no room is left out."""
+    answer = xml.find(MANAGED_TAG)
+    items = answer.findall(ROOM_TAG)[:MOST_MANAGED] if answer is not None else []
+    return {
+        room: item.get("owner") == "true"
+        for item in items if (room := _bare(item.get("jid", ""))) is not None
+    }
+
+
+def _bare(text: str) -> str | None:
+    """A bare JID with a local part (a person's, a room's), lowercased; None for any other."""
+    try:
+        jid = JID(text)
+    except Exception:
+        return None
+    return jid.bare.lower() if jid.user and not jid.resource else None
 
 
 def to_subject(xml: ET.Element) -> Subject | None:

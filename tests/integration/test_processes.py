@@ -14,6 +14,7 @@ nothing: its leases run out, and someone joins one of its rooms in that gap).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import signal
@@ -23,10 +24,12 @@ import time
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from slixmpp import JID
+from slixmpp.exceptions import IqError
 from sqlalchemy import make_url
 
 from bot.commands.text import attached_sentence, welcome_sentence
@@ -34,6 +37,7 @@ from tests.harness.prosody import Prosody
 from tests.harness.tcp_proxy import TcpProxy
 from tests.harness.xmpp_client import TestClient, sent_by
 from tests.integration.conftest import PG_URL, create_room, jid, write_config
+from tests.integration.test_adhoc import execute, fields_of, notes, offered, submit
 from tests.integration.test_faults import ROOT, BotProcess, until
 from tests.integration.test_invitation_limits import own_room
 
@@ -370,6 +374,36 @@ async def test_a_process_cut_off_from_the_xmpp_server_gives_its_rooms_up_within_
         await proxy.stop()
 
 
+STOCKS = "https://stocks.example.org/panel"
+
+
+@contextlib.asynccontextmanager
+async def two_processes(
+    prosody: Prosody, tmp_path: Path, people, owner: TestClient,
+) -> AsyncIterator[tuple[Path, list[BotProcess], BotProcess, BotProcess]]:
+    """Two processes serving a room each, both rooms owned by `owner` (in them, the bot seeing
+    real JIDs), and an add-in "Stocks" registered: (config, processes, desk, the other)."""
+    rooms = sorted(f"two{uuid.uuid4().hex[:8]}@{prosody.muc}" for _ in range(2))
+    for room in rooms:
+        await own_room(owner, room, owner.boundjid.user)
+    config = shared_config(prosody, tmp_path, rooms)
+    processes = [BotProcess(config, tmp_path / f"bot{i}.log") for i in range(2)]
+    try:
+        for process in processes:
+            await process.start()
+        await until(lambda: each_room_once(processes, rooms) and sum(map(holds_desk, processes))
+                    == 1, "a room each, one desk", 30)
+        desk = next(p for p in processes if holds_desk(p))
+        other = next(p for p in processes if p is not desk)
+        admin = await people("admin")
+        reply = await admin.ask(jid(prosody, "addinbot"), f"register Stocks {STOCKS}", 10)
+        assert reply.startswith("Registered “Stocks”"), reply
+        yield config, processes, desk, other
+    finally:
+        for process in processes:
+            process.kill()
+
+
 async def test_a_managers_direct_command_about_a_room_another_process_serves_is_answered_there(
     prosody: Prosody, tmp_path: Path, people,
 ) -> None:
@@ -378,24 +412,10 @@ async def test_a_managers_direct_command_about_a_room_another_process_serves_is_
     over (a headline from the bot's own account to that process's resource), and that one
     answers, once. The same hand-over forged by anyone else is not acted on."""
     carol = await people("carol")
-    rooms = sorted(f"relay{uuid.uuid4().hex[:8]}@{prosody.muc}" for _ in range(2))
-    for room in rooms:  # carol owns them and stays in; the bot sees real JIDs
-        await own_room(carol, room, "carol")
-    config = shared_config(prosody, tmp_path, rooms)
-    processes = [BotProcess(config, tmp_path / f"bot{i}.log") for i in range(2)]
     bot_jid = jid(prosody, "addinbot")
-    try:
-        for process in processes:
-            await process.start()
-        await until(lambda: each_room_once(processes, rooms) and sum(map(holds_desk, processes))
-                    == 1, "a room each, one desk", 30)
-        desk = next(p for p in processes if holds_desk(p))
-        other = next(p for p in processes if p is not desk)
+    async with two_processes(prosody, tmp_path, people, carol) as (config, processes, _, other):
         [room] = serving(other)
-        admin = await people("admin")
-        url = "https://stocks.example.org/panel"
-        reply = await admin.ask(bot_jid, f"register Stocks {url}", 10)
-        assert reply.startswith("Registered “Stocks”"), reply
+        url = STOCKS
 
         mallory = await people("mallory")  # forges a hand-over to the serving process
         forged = mallory.make_message(mto=JID(resource(other)), mtype="headline")
@@ -418,9 +438,54 @@ async def test_a_managers_direct_command_about_a_room_another_process_serves_is_
         assert not [m["body"] for m in got if m["type"] == "chat"], "answered twice"
         assert not [m["body"] for m in got if m["type"] == "groupchat" and m["body"] == said]
         assert [e for e in audit_actions(config) if e == "attach"] == ["attach"]  # not forged
-    finally:
+
+
+async def test_a_managers_form_about_a_room_another_process_serves_is_offered_and_runs(
+    prosody: Prosody, tmp_path: Path, people,
+) -> None:
+    """A form is answered by the process asked (an IQ's answer comes from the full JID
+    asked), but only the process serving a room sees who manages it: the one asked asks the
+    others (an IQ to each of their resources, from the bot's own account), which vouch for
+    the rooms they serve. Nobody else's question is answered."""
+    carol = await people("carol")
+    async with two_processes(prosody, tmp_path, people, carol) as (config, processes, desk, other):
+        [far] = serving(other)
+        rooms = sorted(serving(desk) | {far})
+        asked = JID(resource(desk))
+        url = STOCKS
+
+        carol.register_plugin("xep_0050")
+        assert await offered(carol, asked) == ["attach", "detach", "list", "managers"]
+        first = await execute(carol, asked, "attach")
+        assert [o["value"] for o in fields_of(first)["room"]["options"]] == rooms
+        done = await submit(carol, asked, first, {"room": far, "name": "Stocks"})
+        assert done["command"]["status"] == "completed", done
+        assert notes(done)[0][1].startswith(f"{far} now has the add-in “Stocks”"), notes(done)
+        said = attached_sentence("Stocks", url)
+        await carol.wait_for(lambda m: m["from"].bare == far and m["body"] == said, 10)
+
+        bob = await people("bob")  # manages nothing: offered nothing more, refused a form
+        bob.register_plugin("xep_0050")
+        assert await offered(bob, asked) == ["list"]
+        with pytest.raises(IqError) as refused:
+            await execute(bob, asked, "attach")
+        assert refused.value.condition == "forbidden"
+        mallory = await people("mallory")  # asks a process itself which rooms carol manages
+        question = mallory.make_iq_get(ito=JID(resource(other)))
+        question.xml.append(ET.Element("{urn:addinbot:relay:0}managed",
+                                       {"jid": f"carol@{prosody.domain}"}))
+        with pytest.raises(IqError) as refused:
+            await question.send(timeout=10)
+        assert refused.value.condition == "service-unavailable"
+        assert not refused.value.iq.xml.findall(".//{urn:addinbot:relay:0}room")
+
+        # A last round trip through each process, then count what carol received.
         for process in processes:
-            process.kill()
+            carol.send_chat(resource(process), "help")
+            await carol.wait_for(sent_by(resource(process)), 10)
+        got = [m for m in carol.drain() if m["body"]]
+        assert not [m["body"] for m in got if m["type"] == "groupchat" and m["body"] == said]
+        assert [e for e in audit_actions(config) if e == "attach"] == ["attach"]
 
 
 def audit_actions(config: Path) -> list[str]:

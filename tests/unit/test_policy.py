@@ -333,6 +333,37 @@ def test_the_forms_ask_the_rule(
     assert asked == [(ROOM, Sender("carol@localhost"))]
 
 
+# Several processes: a form about a room another process serves is decided by what that
+# process vouched for when asked (panel.Requester.elsewhere), never by this one's empty view.
+ELSEWHERE = "far@conference.localhost"
+
+
+@pytest.mark.parametrize(("node", "values", "elsewhere", "served_elsewhere", "refusal"), [
+    ("attach", {}, {ELSEWHERE: False}, True, None),  # an admin there: a manager's command
+    ("managers", {}, {ELSEWHERE: False}, True, None),
+    ("managers", {"add": "dave@localhost"}, {ELSEWHERE: True}, True, None),  # an owner there
+    ("managers", {"add": "dave@localhost"}, {ELSEWHERE: False}, True,
+     f"Only the owners of {ELSEWHERE} may do that."),
+    ("attach", {}, {}, True, f"Only the owners and admins of {ELSEWHERE} may do that."),
+    ("managers", {"remove": "dave@localhost"}, {}, True,
+     f"Only the owners of {ELSEWHERE} may do that."),
+    ("attach", {}, {}, False,  # nobody serves it: this process's rule, which cannot see it
+     f"The bot is not in {ELSEWHERE}, so it cannot see who manages it."),
+])
+def test_a_form_about_a_room_another_process_serves_takes_its_word(
+    node: str, values: dict[str, str], elsewhere: dict[str, bool], served_elsewhere: bool,
+    refusal: str | None, settings: Callable[..., Settings],
+) -> None:
+    operation = panel.OPERATIONS[node]
+    requester = panel.Requester("carol@localhost", False, tuple(elsewhere), elsewhere)
+    given = {operation.room_field or "": ELSEWHERE, **values}
+
+    said = panel.manager_refusal(operation, requester, settings(), live_rooms(), given,
+                                 served_elsewhere=served_elsewhere)
+
+    assert said == refusal
+
+
 async def test_invitations_ask_the_rule(
     asked: list[tuple[str, Sender]], settings: Callable[..., Settings]
 ) -> None:

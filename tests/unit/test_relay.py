@@ -9,7 +9,14 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from bot.values import Kind
-from bot.xmpp.stanzas import relay_element, relayed
+from bot.xmpp.stanzas import (
+    managed_answer,
+    managed_answered,
+    managed_asked,
+    managed_query,
+    relay_element,
+    relayed,
+)
 
 OWN = "addinbot@localhost/addinbot-aaaa"
 
@@ -47,3 +54,54 @@ def test_a_hand_over_from_another_process_of_the_bot_is_a_direct_message_from_th
 ])
 def test_anything_else_carrying_a_hand_over_is_not_taken(xml: ET.Element, why: str) -> None:
     assert relayed(xml, own_full=OWN) is None, why
+
+
+# --- a form's question to the other processes: which rooms a person manages -------------
+
+
+def managed_iq(sender: str, *, kind: str = "get", person: str = "carol@localhost") -> ET.Element:
+    xml = ET.Element("{jabber:client}iq", {"from": sender, "to": OWN, "type": kind, "id": "q1"})
+    xml.append(managed_query(person))
+    return xml
+
+
+def test_another_process_asking_which_rooms_a_person_manages_is_answered() -> None:
+    asked = managed_iq("addinbot@localhost/addinbot-bbbb", person="Carol@LOCALHOST")
+    assert managed_asked(asked, own_full=OWN) == "carol@localhost"
+
+
+@pytest.mark.parametrize(("xml", "why"), [
+    (managed_iq("mallory@localhost/phone"), "another account"),
+    (managed_iq("addinbot@elsewhere.example/addinbot-bbbb"), "another server's account"),
+    (managed_iq(OWN), "this very process"),
+    (managed_iq("addinbot@localhost"), "the bare JID: no process"),
+    (managed_iq("addinbot@localhost/addinbot-bbbb", kind="set"), "not a question"),
+    (managed_iq("addinbot@localhost/addinbot-bbbb", kind="result"), "an answer"),
+    (managed_iq("addinbot@localhost/addinbot-bbbb", person="localhost"), "no person"),
+    (managed_iq("addinbot@localhost/addinbot-bbbb", person="carol@localhost/phone"),
+     "a session, not a person"),
+    (managed_iq("addinbot@localhost/addinbot-bbbb", person="addinbot@localhost"),
+     "the bot itself"),
+    (managed_iq("addinbot@localhost/addinbot-bbbb", person="carol@@localhost"), "no JID"),
+])
+def test_anyone_else_asking_which_rooms_a_person_manages_is_not_answered(
+    xml: ET.Element, why: str
+) -> None:
+    assert managed_asked(xml, own_full=OWN) is None, why
+
+
+def test_an_answer_reads_back_as_rooms_and_whether_owned() -> None:
+    rooms = {"a@conference.localhost": True, "b@conference.localhost": False}
+    answer = ET.Element("{jabber:client}iq", {"type": "result"})
+    answer.append(managed_answer(rooms))
+    assert managed_answered(answer) == rooms
+
+
+def test_what_is_no_room_in_an_answer_is_left_out() -> None:
+    answer = ET.Element("{jabber:client}iq", {"type": "result"})
+    element = managed_answer({"a@conference.localhost": True})
+    for odd in ("conference.localhost", "b@conference.localhost/nick", "c@@x", ""):
+        ET.SubElement(element, element[0].tag, {"jid": odd, "owner": "true"})
+    answer.append(element)
+    assert managed_answered(answer) == {"a@conference.localhost": True}
+    assert managed_answered(ET.Element("{jabber:client}iq")) == {}
