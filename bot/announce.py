@@ -12,7 +12,8 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from typing import Any
 
 from bot import addins, policy, subject
 from bot.commands.text import (
@@ -40,6 +41,10 @@ CLAIM_BATCH = 500  # joiners of one room noted as told in one transaction, at mo
 PINNED_CHANGES = frozenset({"attach", "update-url", "detach", "pin"})
 
 
+async def _nothing_to_learn(_room: str) -> None:
+    return None
+
+
 class Announcer:
     """Follows the audit log. Reading it is blocking work for a database thread; taking in
     what was read and saying it is done on the loop, in audit order (`announce`).
@@ -56,7 +61,7 @@ class Announcer:
         on_membership: Callable[[AuditEntry], None], on_changes: Callable[[], None],
         tr: Tr = ENGLISH, shared: bool = False, own_jid: str | None = None,
         announces: Callable[[str, int], bool] = lambda _room, _change: True,
-        pin: bool = False,
+        pin: bool = False, learn_config: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.tr = tr  # the rooms' language (rooms.lang): room messages and joiners' links
@@ -64,6 +69,8 @@ class Announcer:
         self.rooms = rooms
         self.cooldown_s = cooldown_s
         self.pin = pin  # announce.pin: the subject pin of rooms that did not choose
+        # Asks a room whether occupants may change its subject, where not known.
+        self.learn_config = learn_config or _nothing_to_learn
         # The subject pin, per room: the tail the bot last wrote on the subject (what it
         # may take off), the tail the subject should carry (None: none), and whether the
         # bot's last act there was putting the tail back after a person's change.
@@ -249,13 +256,19 @@ class Announcer:
         self._put_back.discard(room)
         self._set(room, self._wanted[room])
 
-    def _set(self, room: str, tail: str | None, written: str | None = None) -> None:
+    def _set(
+        self, room: str, tail: str | None, written: str | None = None, *, asked: bool = False
+    ) -> None:
         state = self.rooms.state(room)
         if state is None or not state.joined or state.subject is None:
             return  # said when the bot is next in the room and has learnt the subject
+        role = self.rooms.own_role(room)
+        unknown = room not in self.rooms.subject_config
+        if role == "participant" and unknown and not asked and (tail or self._written.get(room)):
+            self._spawn(self._learn_then_set(room, tail, written))
+            return
         refusal = policy.subject_refusal(
-            room, in_room=True, role=self.rooms.own_role(room),
-            occupants_may=self.rooms.subject_open(room),
+            room, in_room=True, role=role, occupants_may=self.rooms.subject_open(room),
         )
         if refusal is not None:
             if tail is not None or self._written.get(room):
@@ -273,6 +286,16 @@ class Announcer:
             self._written[room] = tail
             self._remember_tail(room, tail)
 
+    async def _learn_then_set(self, room: str, tail: str | None, written: str | None) -> None:
+        """May occupants change the subject of `room`? Asked first (once), then set."""
+        await self.learn_config(room)
+        self._set(room, tail, written, asked=True)
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
     def _remember_tail(self, room: str, tail: str | None) -> None:
         async def write() -> None:
             try:
@@ -280,9 +303,7 @@ class Announcer:
             except Exception:  # the next change writes it again
                 log.exception("cannot remember the subject tail of %s", room)
 
-        task = asyncio.get_running_loop().create_task(write())
-        self._writes.add(task)
-        task.add_done_callback(self._writes.discard)
+        self._spawn(write())
 
     def subject_changed(self, room: str, text: str) -> None:
         """On the loop: someone else changed the subject (live, not history). What they

@@ -7,7 +7,6 @@ Transport calls.
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import math
 from collections.abc import Callable, Coroutine, Sequence
@@ -60,8 +59,6 @@ log = logging.getLogger(__name__)
 
 # Stop trying for good on these; a kick or a vanished stream is retried.
 FINAL_EXITS = frozenset({Exit.BANNED, Exit.DESTROYED, Exit.REMOVED})
-# Rooms asked at once what they let occupants do, after the bot joined them (see _configs).
-CONFIG_QUESTIONS_AT_ONCE = 4
 ANONYMITY_CHANGED = frozenset({NOW_NON_ANONYMOUS, NOW_SEMI_ANONYMOUS, NOW_FULLY_ANONYMOUS})
 FINAL_JOIN_ERRORS = frozenset(
     {"forbidden", "registration-required", "not-authorized", "item-not-found"}
@@ -96,13 +93,14 @@ class App:
             changed=lambda changes: self.announcer.handed(changes),  # said after the reply
             exists=self.room_exists, relay=self._relay,
             served_here=lambda room: self.cluster is None or room in self.membership.wanted,
+            learn_config=self.learn_config,
         )
         # Room messages and joiners' links: the rooms' language (rooms.lang).
         i18n.load_all()
         self.room_tr = i18n.tr(settings.rooms.lang)
         self.announcer = Announcer(
             store, transport, self.rooms, cooldown_s=settings.announce.cooldown_s,
-            tr=self.room_tr, pin=settings.announce.pin,
+            tr=self.room_tr, pin=settings.announce.pin, learn_config=self.learn_config,
             on_membership=lambda change: self.membership.follow(change),
             on_changes=self.dispatcher.answers.changed,
             shared=settings.cluster.enabled, own_jid=settings.xmpp.jid,
@@ -110,10 +108,6 @@ class App:
                 self.cluster is None or self.cluster.vouched()),
         )
         self._tasks: set[asyncio.Task[None]] = set()
-        # Rooms joined where the bot is no moderator, whose configuration is still to be
-        # asked (may occupants change the subject?), in the order joined.
-        self._unasked: dict[str, None] = {}
-        self._asking_configs = False
         self.cluster: Cluster | None = None
         if settings.cluster.enabled:
             self.cluster = Cluster(
@@ -173,8 +167,6 @@ class App:
                     self._spawn(self.announcer.arrival(change))
             elif isinstance(change, Joined):
                 taken_over = self.membership.joined(change.room)
-                if self.rooms.own_role(change.room) != "moderator":
-                    self._ask_config_soon(change.room)
                 if self.cluster is not None:
                     self._spawn(self.announcer.present(change.room, tell=taken_over))
                 self.invitations.joined(change.room)
@@ -227,9 +219,8 @@ class App:
         """The room changed whom it shows real JIDs to: join again, so that the room sends
         its occupants afresh as it now shows them (nobody present is told anything)."""
         wanted = room in self.membership.wanted
-        if CONFIG_CHANGED in codes and wanted and self.rooms.is_live(room):
-            # Ask again what it lets occupants do (may the bot change the subject?).
-            self._spawn(self._ask_config(room))
+        if CONFIG_CHANGED in codes:  # asked again when next needed (learn_config)
+            self.rooms.subject_config.pop(room, None)
         if codes & ANONYMITY_CHANGED and wanted and self.rooms.is_live(room):
             log.info("%s changed its anonymity (status %s); refreshing its occupants",
                      room, ", ".join(map(str, sorted(codes))))
@@ -269,29 +260,16 @@ class App:
                 return
         self.invitations.receive(invitation, decline)
 
-    async def _ask_config(self, room: str) -> None:
-        await self.transport.room_exists(room)  # its answer comes back by on_room_config
-
-    def _ask_config_soon(self, room: str) -> None:
-        """Ask `room` what it lets occupants do (the subject pin needs it where the bot is no
-        moderator) — after the joins, a few at a time: asked before each join, as it once
-        was, the question doubled the server's work at start-up."""
-        self._unasked[room] = None
-        if not self._asking_configs:
-            self._asking_configs = True
-            self._spawn(self._configs())
-
-    async def _configs(self) -> None:
-        try:
-            while self._unasked:
-                batch = list(itertools.islice(self._unasked, CONFIG_QUESTIONS_AT_ONCE))
-                for room in batch:
-                    del self._unasked[room]
-                await asyncio.gather(*(
-                    self._ask_config(room) for room in batch if self.rooms.is_live(room)
-                ), return_exceptions=True)  # a room that does not answer is left unsaid
-        finally:
-            self._asking_configs = False
+    async def learn_config(self, room: str) -> None:
+        """Where the subject pin must know whether `room` lets its occupants change the
+        subject (the bot is in it, no moderator, and has not asked since the room's
+        configuration last changed), ask it; the answer comes back by on_room_config. Asked
+        only when needed: asked of every room joined, the question doubled the server's
+        work at start-up and at a take-over, for rooms most of which have no pin."""
+        if (not self.rooms.is_live(room) or self.rooms.own_role(room) == "moderator"
+                or room in self.rooms.subject_config):
+            return
+        await self.transport.room_exists(room)  # one that does not answer is left unknown
 
     async def room_exists(self, room: str) -> bool | None:
         """Ask the room whether it exists (for chat, forms and invitations); a yes is kept a

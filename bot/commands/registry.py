@@ -375,6 +375,10 @@ async def _not_asked(_room: str) -> bool | None:
     return None
 
 
+async def _nothing_to_learn(_room: str) -> None:
+    return None
+
+
 class Dispatcher:
     """Runs one command line for one sender: find, authorise, parse, run off the loop."""
 
@@ -383,6 +387,7 @@ class Dispatcher:
         commands: dict[Place, CommandSet], *, changed: Callable[[Sequence[Change]], None],
         exists: RoomExists | None = None, relay: Relay | None = None,
         served_here: Callable[[str], bool] = lambda _room: True,
+        learn_config: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -395,6 +400,9 @@ class Dispatcher:
         # that does (a manager's direct command needs the room's view of its occupants).
         self.relay = relay
         self.served_here = served_here
+        # Asks a room what it lets its occupants do, where not known, before a precheck
+        # reads it (`pin on`: may the bot change the subject?).
+        self.learn_config = learn_config or _nothing_to_learn
         self.answers: Answers[Reply] = Answers(size=lambda reply: len(reply.text))
 
     async def run(
@@ -449,6 +457,8 @@ class Dispatcher:
         call = self._prepare(place, sender, split_words(text), tr)
         await check_room_exists(call.command, call.request.room, self.exists)
         if call.command.precheck is not None:
+            if call.request.room is not None:
+                await self.learn_config(call.request.room)
             refusal = call.command.precheck(self.managers, call.request.room, call.request.args)
             if refusal is not None:
                 raise CommandError(refusal)

@@ -457,10 +457,11 @@ async def test_pin_on_where_the_bot_may_not_change_the_subject_says_what_to_gran
     alice, bob = await owners.room(room, "alice", "bob")
     # Only moderators may change the subject (Prosody's default; ejabberd lets everyone).
     await configure(alice, room, changesubject=False)
-    await until(lambda: service(bot).app.rooms.subject_open(room) is False, "the bot asking")
+    rooms = service(bot).app.rooms
+    assert room not in rooms.subject_config  # joined as a participant, and nothing asked
     before = len(audit_rows(bot))
 
-    alice.send_groupchat(room, "!addin pin on")
+    alice.send_groupchat(room, "!addin pin on")  # the bot asks the room first
     said = (await told_privately(alice, room))["body"]
     assert said == (
         f"The bot may not change the subject of {room}: an owner must make the bot a "
@@ -474,13 +475,16 @@ async def test_pin_on_where_the_bot_may_not_change_the_subject_says_what_to_gran
         f"Only the owners and admins of {room} may do that."
     )
 
+    assert rooms.subject_open(room) is False
+
     # The owner lets occupants change the subject: the room says so (status 104), the bot
-    # asks it again, and pin on works.
+    # forgets what it was told, asks again at the next pin on, and pin on works.
     await configure(alice, room, changesubject=True)
-    await until(lambda: service(bot).app.rooms.subject_open(room) is True, "the bot asking")
+    await until(lambda: room not in rooms.subject_config, "the bot forgetting")
     alice.send_groupchat(room, "!addin pin on")
     said = (await told_privately(alice, room))["body"]
     assert said == text.pin_changed(room, pin=True, attached=False)
+    assert rooms.subject_open(room) is True
     alice.send_groupchat(room, f'!addin attach "{NAME}"')
     await bob.wait_for(subject_by_bot(room, f"{NAME}: {URL}"))
 
@@ -491,7 +495,6 @@ async def test_the_subject_sent_on_joining_is_never_acted_on(
     await owners.register()
     alice, bob = await owners.room(room, "alice", "bob")
     await configure(alice, room, changesubject=True)
-    await until(lambda: service(bot).app.rooms.subject_open(room) is True, "the bot asking")
     alice.send_groupchat(room, "!addin pin on")
     await told_privately(alice, room)
     alice.send_groupchat(room, f'!addin attach "{NAME}"')
@@ -502,6 +505,7 @@ async def test_the_subject_sent_on_joining_is_never_acted_on(
     await bot.start()
     await bot.in_room(room)
     await until(lambda: service(bot).app.rooms.state(room).subject is not None, "the subject")
+    assert room not in service(bot).app.rooms.subject_config  # asked when the pin needs it
     # The subject it was sent on joining (delayed) is learnt, never acted on.
     bob.send_groupchat(room, "!addin")
     await bob.nothing_before(
@@ -565,8 +569,6 @@ async def test_two_bots_pinning_one_subject_do_not_take_turns_for_ever(
         assert (await admin.ask(carol_bot, f"register Weather {URL}/w")).startswith("Registered")
         assert (await admin.ask(carol_bot, f"join {room}")).startswith("Joining")
         await other.in_room(room)
-        for handle in (bot, other):
-            await until(lambda h=handle: service(h).app.rooms.subject_open(room) is True, "asked")
 
         ours, theirs = f"{NAME}: {URL}", f"Weather: {URL}/w"
         alice.send_groupchat(room, "!addin pin on")
