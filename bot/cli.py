@@ -280,6 +280,8 @@ def _run_declared(command: Command, args: argparse.Namespace, settings: Settings
     with _opened(settings) as store:
         request = prepare(command, settings, store, local_actor(), arguments, SHELL)
         if command.data is not None and args.json:
+            if command.needed(arguments) is not command.role:
+                finished(command.handler(request))  # an owner's change first: managers --add
             print(json.dumps(command.data(request), ensure_ascii=False, indent=2))
             return 0
         reply = finished(command.handler(request)).result

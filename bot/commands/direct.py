@@ -394,11 +394,18 @@ def iso_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def managers_data(request: Request) -> object:
+    """`room managers ROOM --json`, after any --add or --remove: the room and its named
+    managers, by address."""
+    assert request.room is not None  # noqa: S101 - the request resolved it
+    return {"room": request.room, "managers": list(addins.managers(request.store, request.room))}
+
+
 @DIRECT.command(
     "managers", "a room's named managers; its owners add or remove them",
     role=Role.MANAGER, signature=Signature(required=(ROOM,), options=(ADD_MANAGER, REMOVE_MANAGER)),
     usage="<room> [add <jid>] [remove <jid>]", room_word="room", owner_options=("add", "remove"),
-    cli=("room", "managers"), form=Form(
+    cli=("room", "managers"), data=managers_data, form=Form(
         "Name a room's managers",
         "Leave both empty to see them. Only the room's owners may add or remove one.",
     ),

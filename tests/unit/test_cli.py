@@ -70,14 +70,15 @@ def test_addin_list_prints_every_add_in_at_a_shell(
 def test_every_read_on_the_command_line_takes_json(
     store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """Each read declared with `data=` (addin list, addin show, room list, audit) has
-    --json; and those are all the reads the command line has."""
+    """Each read declared with `data=` (addin list, addin show, room list, room managers,
+    audit) has --json; and those are all the reads the command line has. `room managers`
+    with --add or --remove changes them first, then prints them."""
     reads = {c.cli for c in DIRECT.commands.values() if c.cli is not None and c.data is not None}
-    assert reads == {("addin", "list"), ("addin", "show"), ("room", "list"), ("audit",)}
+    assert reads == {("addin", "list"), ("addin", "show"), ("room", "list"),
+                     ("room", "managers"), ("audit",)}
     changes = {c.cli for c in DIRECT.commands.values() if c.cli is not None and c.data is None}
-    # `room managers` lists them without --add/--remove, but changes them with: no --json yet.
     assert changes == {("addin", "register"), ("addin", "update"), ("addin", "unregister"),
-                       ("room", "attach"), ("room", "detach"), ("room", "managers")}
+                       ("room", "attach"), ("room", "detach")}
 
     config = config_for(tmp_path, store.url, (POOL, OTHER))
     room = f"dev@{POOL}"
@@ -116,11 +117,25 @@ def test_every_read_on_the_command_line_takes_json(
     assert logged[0]["room"] == room
     assert logged[1]["room"] is None
     assert logged[0]["id"] > logged[1]["id"]
+    assert read("room", "managers", room) == {"room": room, "managers": []}
+    assert read("room", "managers", room, "--add", "Bob@Localhost") == {
+        "room": room, "managers": ["bob@localhost"]}
+    assert read("room", "managers", room, "--add", "carol@localhost", "--remove",
+                "bob@localhost") == {"room": room, "managers": ["carol@localhost"]}
+    assert read("room", "managers", room) == {"room": room, "managers": ["carol@localhost"]}
+    code, out, err = run(capsys, "room", "managers", room, "--add", "not a jid", "--json",
+                         "--config", config)
+    assert (code, out) == (1, "")
+    assert err.strip()
+    assert read("room", "managers", room) == {"room": room, "managers": ["carol@localhost"]}
+    made = sorted(e["action"] for e in read("audit", "4"))
+    assert made == ["attach", "manager-add", "manager-add", "manager-remove"]  # none refused
     # The README documents each shape, under the same command, with the same fields.
     documented = README.split("### `--json`: what reads print", 1)[1].split("\n### ", 1)[0]
     for words, fields in ((("addin", "list"), {"pool", "name", "url", "rooms"}),
                           (("addin", "show"), set(shown)), (("room", "list"), set(
-                              read("room", "list")[0])), (("audit",), set(logged[0]))):
+                              read("room", "list")[0])), (("audit",), set(logged[0])),
+                          (("room", "managers"), {"room", "managers"})):
         spelled = " ".join(words)
         part = documented.split(f"`addinbot {spelled}", 1)[1].split("`addinbot ", 1)[0]
         assert all(f"`{field}`" in part for field in fields), (words, fields)
