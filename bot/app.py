@@ -93,7 +93,7 @@ class App:
             changed=lambda changes: self.announcer.handed(changes),  # said after the reply
             exists=self.room_exists, relay=self._relay,
             served_here=lambda room: self.cluster is None or room in self.membership.wanted,
-            learn_config=self.learn_config,
+            learn_config=self.learn_config, elsewhere=self.managed_elsewhere,
         )
         # Room messages and joiners' links: the rooms' language (rooms.lang).
         i18n.load_all()
@@ -120,6 +120,7 @@ class App:
             poke_leases=self.cluster.poke if self.cluster is not None else lambda: None,
         )
         self._senders: dict[str, tuple[asyncio.Lock, int]] = {}  # lock, commands waiting
+        self._managed_asks: dict[str, asyncio.Future[dict[str, bool]]] = {}  # by person
         limits = settings.limits
         self.sender_limit = RateLimit(limits.sender, limits.window_s)
         self.room_limit = RateLimit(limits.room, limits.window_s)
@@ -406,9 +407,26 @@ class App:
         owned = set(policy.owned_rooms(views, jid))
         return {room: room in owned for room in policy.managed_rooms(views, jid, named)}
 
-    async def others(self) -> frozenset[str]:
-        """Several processes: the others serving rooms now (none with one process)."""
-        return frozenset() if self.cluster is None else await self.cluster.others()
+    async def managed_elsewhere(self, jid: str) -> dict[str, bool]:
+        """Several processes: the rooms the other processes serve that the real JID `jid`
+        manages, as each vouches for them when asked (room → seen owning it): what a form
+        lists and a direct message's help says. All are asked at once, each for a few
+        seconds; one that does not answer vouches for nothing. Asked once for all who ask
+        about `jid` meanwhile (a client's discovery and its first step come together)."""
+        if self.cluster is None:
+            return {}
+        asking = self._managed_asks.get(jid)
+        if asking is None:
+            asking = asyncio.ensure_future(self._ask_managed(jid))
+            self._managed_asks[jid] = asking
+            asking.add_done_callback(lambda _done: self._managed_asks.pop(jid, None))
+        return dict(await asyncio.shield(asking))
+
+    async def _ask_managed(self, jid: str) -> dict[str, bool]:
+        assert self.cluster is not None  # noqa: S101 - managed_elsewhere checked
+        others = sorted(await self.cluster.others())
+        answers = await asyncio.gather(*(self.transport.ask_managed(p, jid) for p in others))
+        return {room: owner for answer in answers for room, owner in answer.items()}
 
     async def served_elsewhere(self, room: str) -> bool:
         """Several processes: another one serves `room` now."""

@@ -102,6 +102,11 @@ class Transport(Protocol):
         bot, `process` (its id), which serves the room it concerns and answers it."""
         ...
 
+    async def ask_managed(self, process: str, jid: str) -> dict[str, bool]:
+        """Ask another process of the bot, `process`, which rooms it serves that `jid`
+        manages (room → seen owning it); none when it does not answer in time."""
+        ...
+
     async def room_exists(self, room: str) -> bool | None:
         """Whether the room exists (asked of the room itself, disco#info): True, False, or
         None when there was no clear answer."""

@@ -64,6 +64,9 @@ class FakeEdge:
         self.relayed.append((process, jid, text, lang))
         self._told()
 
+    async def ask_managed(self, process: str, jid: str) -> dict[str, bool]:
+        return {}  # (no other process)
+
     async def room_exists(self, room: str) -> bool | None:
         self.asked.append(room)
         self._told()

@@ -388,6 +388,7 @@ class Dispatcher:
         exists: RoomExists | None = None, relay: Relay | None = None,
         served_here: Callable[[str], bool] = lambda _room: True,
         learn_config: Callable[[str], Awaitable[None]] | None = None,
+        elsewhere: Callable[[str], Awaitable[Mapping[str, bool]]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -403,6 +404,9 @@ class Dispatcher:
         # Asks a room what it lets its occupants do, where not known, before a precheck
         # reads it (`pin on`: may the bot change the subject?).
         self.learn_config = learn_config or _nothing_to_learn
+        # Several processes: the rooms the others serve that a person manages (room → owns
+        # it), as they vouch for them, for what help by direct message offers.
+        self.elsewhere = elsewhere
         self.answers: Answers[Reply] = Answers(size=lambda reply: len(reply.text))
 
     async def run(
@@ -454,7 +458,9 @@ class Dispatcher:
         return reply
 
     async def _run(self, place: Place, sender: Sender, text: str, tr: Tr) -> Reply | None:
-        call = self._prepare(place, sender, split_words(text), tr)
+        words = split_words(text)
+        call = self._prepare(place, sender, words, tr, await self._managed_elsewhere(
+            place, sender, words))
         await check_room_exists(call.command, call.request.room, self.exists)
         if call.command.precheck is not None:
             if call.request.room is not None:
@@ -485,11 +491,28 @@ class Dispatcher:
             self.answers.keep(call.key, reply, read_at=read_at)
         return reply
 
-    def _prepare(self, place: Place, sender: Sender, words: list[str], tr: Tr) -> _Call:
+    async def _managed_elsewhere(
+        self, place: Place, sender: Sender, words: list[str]
+    ) -> Mapping[str, bool]:
+        """Several processes: for help by direct message (asked, or given with an unknown
+        command) from someone who is no admin, the rooms the other processes serve that
+        they manage. (Their commands about such a room are handed over: `relay`.)"""
+        name = words[0].lower() if words else "help"
+        asks_help = name == "help" or name not in self.commands[place].commands
+        if (self.elsewhere is None or place is not Place.DIRECT or sender.jid is None
+                or not asks_help or self.is_admin(sender)):
+            return {}
+        return await self.elsewhere(sender.jid)
+
+    def _prepare(
+        self, place: Place, sender: Sender, words: list[str], tr: Tr,
+        elsewhere: Mapping[str, bool] | None = None,
+    ) -> _Call:
         """Find the command, check the sender's role and the words: everything but running
-        it. Raises CommandError with the sentence the sender reads."""
+        it. Raises CommandError with the sentence the sender reads. `elsewhere`: for help,
+        the rooms other processes serve that the sender manages (room → owns it)."""
         commands = self.commands[place]
-        command = self._find(place, words, sender)
+        command = self._find(place, words, sender, elsewhere)
         is_admin = self.is_admin(sender)
         refusal = policy.role_refusal(command.role, admin=is_admin, command=command.name)
         if refusal is not None:
@@ -514,8 +537,8 @@ class Dispatcher:
                 raise refused
         if command.name == "help":
             request = replace(
-                request, allowed=tuple(self.allowed(place, sender)),
-                in_rooms=self._in_rooms(place, sender, admin=is_admin),
+                request, allowed=tuple(self.allowed(place, sender, elsewhere)),
+                in_rooms=self._in_rooms(place, sender, admin=is_admin, elsewhere=elsewhere),
             )
         request = replace(request, person=sender.person)
         key = (place, command.name, room, tuple(words[1:]), tr.lang) if command.kept else None
@@ -538,7 +561,10 @@ class Dispatcher:
                 usage=self.commands[place].usage(command),
             ))
 
-    def _find(self, place: Place, words: list[str], sender: Sender | None = None) -> Command:
+    def _find(
+        self, place: Place, words: list[str], sender: Sender | None = None,
+        elsewhere: Mapping[str, bool] | None = None,
+    ) -> Command:
         """The command the words name; CommandError (listing what `sender` may run) if none."""
         name = words[0].lower() if words else ("show" if place is Place.ROOM else "help")
         command = self.commands[place].commands.get(name)
@@ -550,7 +576,7 @@ class Dispatcher:
                 command=name, jid=self.settings.xmpp.jid,
             ))
         if command is None:
-            names = [c.name for c in self.allowed(place, sender)] if sender else []
+            names = [c.name for c in self.allowed(place, sender, elsewhere)] if sender else []
             raise CommandError(msg(
                 "Unknown command “{name}”.{did_you_mean} Commands: {commands}.",
                 name=name[:40], did_you_mean=did_you_mean(name, names),
@@ -558,15 +584,18 @@ class Dispatcher:
             ))
         return command
 
-    def _in_rooms(self, place: Place, sender: Sender, *, admin: bool) -> InRooms | None:
-        """A manager (not an admin) asking by direct message: the rooms she manages and the
-        room commands she may type there."""
+    def _in_rooms(
+        self, place: Place, sender: Sender, *, admin: bool,
+        elsewhere: Mapping[str, bool] | None = None,
+    ) -> InRooms | None:
+        """A manager (not an admin) asking by direct message: the rooms she manages (here,
+        or `elsewhere`) and the room commands she may type there."""
         room_words = self.commands.get(Place.ROOM)
         if place is not Place.DIRECT or admin or sender.jid is None or room_words is None:
             return None
-        managed = policy.managed_rooms(
+        managed = sorted(set(policy.managed_rooms(
             self.managers.rooms, sender.jid, self.managers.named_managers
-        )
+        )) | set(elsewhere or {}))
         if not managed:
             return None
         return InRooms(tuple(managed), tuple(room_words.offered(Role.MANAGER)), room_words.prefix)
@@ -574,8 +603,12 @@ class Dispatcher:
     def is_admin(self, sender: Sender) -> bool:
         return policy.is_admin(self.settings.roles.admins, sender.jid)
 
-    def allowed(self, place: Place, sender: Sender) -> list[Command]:
-        """The commands `sender` may run here, for help and for the unknown-command line."""
+    def allowed(
+        self, place: Place, sender: Sender, elsewhere: Mapping[str, bool] | None = None
+    ) -> list[Command]:
+        """The commands `sender` may run here, for help and for the unknown-command line
+        (`elsewhere`: by direct message, the rooms other processes serve that they manage,
+        room → owns it)."""
         admin = self.is_admin(sender)
         if sender.room is not None:
             room = sender.room
@@ -583,8 +616,10 @@ class Dispatcher:
             manager = owner or room_refusal(Role.MANAGER, room, self.managers, sender) is None
         else:
             views, jid = self.managers.rooms, sender.jid
-            owner = bool(jid and policy.owned_rooms(views, jid))
-            manager = bool(jid and policy.managed_rooms(views, jid, self.managers.named_managers))
+            elsewhere = elsewhere or {}
+            owner = bool(jid and (policy.owned_rooms(views, jid) or any(elsewhere.values())))
+            manager = owner or bool(jid and (
+                policy.managed_rooms(views, jid, self.managers.named_managers) or elsewhere))
         level = policy.level(admin=admin, manager=manager, owner=owner)
         return self.commands[place].offered(level)
 

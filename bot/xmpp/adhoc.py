@@ -91,7 +91,6 @@ class AdhocCommands:
             "addinbot managed rooms", MatchXPath(f"{{jabber:client}}iq/{stanzas.MANAGED_TAG}"),
             self._managed_asked,
         ))
-        self._asking: dict[str, asyncio.Future[dict[str, bool]]] = {}
         self.disco = edge.disco
         self.disco.api.register(self._items, "get_items")
         self.disco.api.register(self._info, "get_info")
@@ -103,8 +102,7 @@ class AdhocCommands:
     async def requester(self, sender: JID) -> Requester | None:
         """Who is asking, as the server vouches for it; None for a room or a server. Several
         processes: a person who is no admin may manage rooms the others serve, so they are
-        asked (at once, each for at most ASK_TIMEOUT_S; one that does not answer vouches
-        for nothing)."""
+        asked (bot.managed_elsewhere)."""
         bot = self.edge.bot
         if bot is None or not sender.user:
             return None
@@ -113,29 +111,12 @@ class AdhocCommands:
             return None  # relayed by a room: a nickname, not a person
         admin = policy.is_admin(bot.settings.roles.admins, bare)
         here = policy.managed_rooms(bot.rooms.rooms, bare, bot.rooms.named_managers)
-        elsewhere = {} if admin else await self._elsewhere(bare)
+        elsewhere = {} if admin else await bot.managed_elsewhere(bare)
         managed = sorted(set(here) | set(elsewhere))
         return Requester(bare, admin, tuple(managed), elsewhere)
 
-    async def _elsewhere(self, jid: str) -> dict[str, bool]:
-        """The rooms the other processes serve that `jid` manages, as they vouch for them.
-        Asked once for all who ask about `jid` meanwhile (a client's discovery and its
-        first step come together)."""
-        asking = self._asking.get(jid)
-        if asking is None:
-            asking = asyncio.ensure_future(self._ask_others(jid))
-            self._asking[jid] = asking
-            asking.add_done_callback(lambda _done: self._asking.pop(jid, None))
-        return dict(await asyncio.shield(asking))
-
-    async def _ask_others(self, jid: str) -> dict[str, bool]:
-        bot = self.edge.bot
-        assert bot is not None  # noqa: S101 - requester() saw it
-        others = sorted(await bot.others())
-        answers = await asyncio.gather(*(self._ask(process, jid) for process in others))
-        return {room: owner for answer in answers for room, owner in answer.items()}
-
-    async def _ask(self, process: str, jid: str) -> dict[str, bool]:
+    async def ask_managed(self, process: str, jid: str) -> dict[str, bool]:
+        """Ask another process of the bot which rooms it serves that `jid` manages."""
         iq: Any = self.edge.make_iq_get(ito=self.edge.process_jid(process))
         iq.xml.append(stanzas.managed_query(jid))
         try:

@@ -353,6 +353,9 @@ class XmppEdge(slixmpp.ClientXMPP):
         stanza.xml.append(stanzas.relay_element(jid, text, lang))
         self.send_stanza(stanza)
 
+    async def ask_managed(self, process: str, jid: str) -> dict[str, bool]:
+        return await self.adhoc.ask_managed(process, jid)
+
     def set_subject(self, room: str, subject: str) -> None:
         stanza = self.make_message(mto=stanzas.room_jid(room), mtype="groupchat")
         stanza.xml.append(stanzas.subject_element(subject))

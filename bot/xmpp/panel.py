@@ -62,8 +62,9 @@ class Backend(Protocol):
         """Several processes: the rooms this one serves that `jid` is seen managing (room →
         seen owning it); what another process of the bot asks."""
 
-    async def others(self) -> frozenset[str]:
-        """Several processes: the others serving rooms now (none with one process)."""
+    async def managed_elsewhere(self, jid: str) -> dict[str, bool]:
+        """Several processes: the rooms the others serve that `jid` manages, as they vouch
+        for them (room → seen owning it); none with one process."""
 
     async def served_elsewhere(self, room: str) -> bool:
         """Several processes: another one serves `room` now."""

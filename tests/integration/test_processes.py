@@ -454,6 +454,10 @@ async def test_a_managers_form_about_a_room_another_process_serves_is_offered_an
         asked = JID(resource(desk))
         url = STOCKS
 
+        # Help by direct message (the desk answers) names her rooms, both processes' too.
+        helped = await carol.ask(jid(prosody, "addinbot"), "help", 10)
+        assert f"In your rooms ({rooms[0]}, {rooms[1]}), type:" in helped, helped
+
         carol.register_plugin("xep_0050")
         assert await offered(carol, asked) == ["attach", "detach", "list", "managers"]
         first = await execute(carol, asked, "attach")

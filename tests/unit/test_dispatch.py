@@ -113,6 +113,36 @@ async def test_help_lists_only_what_the_sender_may_run(bot: Bot) -> None:
     ]
 
 
+async def test_help_by_direct_message_counts_the_rooms_other_processes_serve(
+    store: Store, settings: SettingsFactory
+) -> None:
+    """Several processes: this one does not see who is in a room another serves, so help
+    asks the others (`elsewhere`) which rooms they serve that the sender manages, and
+    lists what a manager may run, with those rooms. Only help asks; admins never."""
+    far = f"far@{POOL}"
+    asked: list[str] = []
+
+    async def elsewhere(jid: str) -> dict[str, bool]:
+        asked.append(jid)
+        return {far: False} if jid == STRANGER.jid else {}
+
+    bot = make_bot(store, settings)
+    bot.dispatcher.elsewhere = elsewhere
+    said = await bot.say("help", STRANGER)
+    lines = said.split("\nIn your room", 1)
+    assert names_in_help(lines[0]) == ["help", "list", "attach", "detach", "managers", "mute",
+                                       "unmute"]
+    assert lines[1].startswith(f" ({far}), type:")
+    unknown = await bot.say("atach", STRANGER)  # a typo: the commands it lists count them too
+    assert "attach" in unknown.split("Commands: ", 1)[1]
+    assert asked == [STRANGER.jid, STRANGER.jid]
+
+    await bot.say("help")  # an admin
+    await bot.say("list", STRANGER)  # no help
+    assert names_in_help(await bot.say("help", MEMBER_DM)) == ANYONE  # manages nothing
+    assert asked == [STRANGER.jid, STRANGER.jid, MEMBER_DM.jid]
+
+
 async def test_help_for_one_command_gives_its_usage(bot: Bot) -> None:
     assert await bot.say("help register") == (
         "Usage: register <name> <url> [pool <pool>] — registers a new add-in"
