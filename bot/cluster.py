@@ -95,33 +95,44 @@ class Cluster:
     async def _beat(self) -> None:
         """A renewal every `renew_s` from the start of the last (not from its end: a slow
         one, waiting for the others' turns, must not push the next past the watchdog); at
-        once when poked. The first only says this process is there (leases.tick `take`)."""
+        once when poked. The first once online (at start, and after the XMPP stream was
+        down) only says this process is there (leases.tick `take`), and the next comes a
+        whole `renew_s` later, poked or not: processes coming online together (started
+        together, or back after the server restarted) each take their share rather than the
+        first taking every room and handing most back."""
         loop = asyncio.get_running_loop()
         registered = False
         while True:
             asked = loop.time()
             ended, left = frozenset(self._ended), frozenset(self._leaving)
+            online = self.online  # (it may change while the tick runs on its thread)
+            registering = online and not registered
             try:
                 held = await self.store.run(
                     leases.tick, self.store, me=self.me, lease_s=self.lease_s,
                     served=self.settings.rooms.autojoin, pools=self.settings.pools.names,
-                    serving=self.online, ended=ended, left=left,
-                    take=registered or not self.online,
+                    serving=online, ended=ended, left=left, take=not registering,
                 )
             except Exception as exc:  # the database is away: the watchdog stops us in time
                 log.warning("cannot renew the leases: %s", _first_line(exc))
             else:
                 self._ended -= ended
                 self._leaving -= left
-                registered = registered or self.online
+                registered = online  # offline, it said it is gone: it says so again
                 safe_until = asked + self.lease_s - self.renew_s
                 if self.online and loop.time() < safe_until:
                     self._safe_until = safe_until
                     self._arm(safe_until)
                     self._apply(held)
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout_at(asked + self.renew_s):
-                    await self._wake.wait()
+            if registering and registered:
+                # Said it is there: a whole beat for processes started with it to say so too
+                # before anyone takes a share (a poke meanwhile — its own joins, its stream
+                # coming up — would have it take every room, then hand most back).
+                await asyncio.sleep(max(0.0, asked + self.renew_s - loop.time()))
+            else:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout_at(asked + self.renew_s):
+                        await self._wake.wait()
             self._wake.clear()
 
     def _arm(self, when: float) -> None:

@@ -125,10 +125,14 @@ def tick(
         short = sum(floor - count for holder, count in counts.items()
                     if holder != me and count < floor)
         givers = sum(1 for holder, count in counts.items() if holder != me and count > floor)
+        # Free rooms go to the short processes first (below): only what they cannot cover
+        # is given up, or a room given up a beat ago, now free, would be followed by a
+        # second, which this process would take back once the first made up the shortfall.
+        unfree = max(0, short - sum(1 for room in wanted if (ROOM, room) not in live))
         if len(mine) > ceil:
             give = len(mine) - ceil
-        elif short and len(mine) > floor:
-            give = min(len(mine) - floor, math.ceil(short / (givers + 1)))
+        elif unfree and len(mine) > floor:
+            give = min(len(mine) - floor, math.ceil(unfree / (givers + 1)))
         else:
             give = 0
         given = set(sorted(mine, key=lambda room: _order(me, room))[len(mine) - give:])

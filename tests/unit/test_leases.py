@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -295,3 +296,113 @@ def test_processes_started_together_take_their_shares_without_handing_rooms_back
     assert all(not h.leaving for h in held.values())
     assert set().union(*(h.rooms for h in held.values())) == set(rooms)
     assert sum(h.desk for h in held.values()) == 1
+
+
+def test_a_room_given_up_for_a_short_process_is_not_taken_back(db: Store) -> None:
+    """3 rooms, 2 processes: one that took all three before the other came gives one up;
+    at its next beat that room is free (the short process will take it), so it gives no
+    second one. It did: it gave a second room, the short one took the first and was short
+    no more, and the giver took the second back — a leave and a join for nothing, and the
+    room unserved meanwhile (seen with two `addinbot run` started together)."""
+    rooms = ROOMS[:3]
+    assert beat(db, "a", rooms).rooms == set(rooms)
+    beat(db, "b", rooms, take=False)  # b says it is there
+    history: dict[str, list[frozenset[str]]] = {"a": [], "b": []}
+    for _ in range(5):
+        for me in ("a", "b"):
+            held = beat(db, me, rooms)
+            history[me].append(held.rooms)
+    for earlier, later in itertools.pairwise(history["a"]):
+        assert later <= earlier, "a took a room back"
+    for earlier, later in itertools.pairwise(history["b"]):
+        assert earlier <= later, "b lost a room"
+    assert sorted([len(history["a"][-1]), len(history["b"][-1])]) == [1, 2]
+    assert not history["a"][-1] & history["b"][-1]
+
+
+async def test_after_saying_it_is_there_a_process_waits_a_whole_beat_however_poked(
+    db: Store, settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Its stream coming up and its own joins poke the beat; right after the beat that only
+    says the process is there, such a poke had it take every room before a process started
+    with it had said so too (then hand most back: a leave and a join each)."""
+    loop = asyncio.get_running_loop()
+    calls: list[tuple[float, bool]] = []
+    took = asyncio.Event()
+    real_tick = leases.tick
+
+    def recorded(*args: object, **kwargs: object) -> leases.Held:
+        held = real_tick(*args, **kwargs)  # type: ignore[arg-type]
+        if kwargs.get("serving"):
+            calls.append((loop.time(), bool(kwargs.get("take"))))
+            if kwargs.get("take"):
+                loop.call_soon_threadsafe(took.set)
+        return held
+
+    monkeypatch.setattr(leases, "tick", recorded)
+    cluster_settings = shared_settings(settings, db)
+    served = Served()
+    cluster = Cluster(cluster_settings, db, me="a", serve=served.serve, on_desk=served.on_desk)
+    cluster.set_online(True)
+    await cluster.start()
+    try:
+        async with asyncio.timeout(5):
+            while not calls:  # poked until the beat that says it is there
+                cluster.poke()
+                await asyncio.sleep(0.01)
+        for _ in range(10):
+            cluster.poke()
+            await asyncio.sleep(0.01)
+        await asyncio.wait_for(took.wait(), 5)
+        [(said, _), (taken, take)] = calls[:2]
+        assert (calls[0][1], take) == (False, True)
+        assert taken - said >= cluster_settings.cluster.renew_s * 0.9
+    finally:
+        await cluster.stop()
+
+
+async def test_coming_online_again_or_during_a_beat_a_process_says_it_is_there_first(
+    db: Store, settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first beat that serves, whenever the stream comes up (even while the beat before
+    it was running), and again after the stream was down (all processes come back together
+    after a server restart), only says the process is there. It took every room at once
+    when the stream came up during its first beat: two processes started together handed a
+    room back and forth in two cold starts of three."""
+    loop = asyncio.get_running_loop()
+    calls: list[tuple[bool, bool]] = []  # (serving, take) of each tick
+    cluster: Cluster | None = None
+    real_tick = leases.tick
+
+    gone = asyncio.Event()  # a tick said the process is gone (not serving)
+
+    def recorded(*args: object, **kwargs: object) -> leases.Held:
+        held = real_tick(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append((bool(kwargs.get("serving")), bool(kwargs.get("take"))))
+        if len(calls) == 1:  # the stream comes up while the first beat runs
+            assert cluster is not None
+            loop.call_soon_threadsafe(cluster.set_online, True)
+        elif not kwargs.get("serving"):
+            loop.call_soon_threadsafe(gone.set)
+        return held
+
+    monkeypatch.setattr(leases, "tick", recorded)
+    served = Served()
+    cluster = Cluster(shared_settings(settings, db), db, me="a", serve=served.serve,
+                      on_desk=served.on_desk)
+    await cluster.start()
+    try:
+        await served.becomes(set(ROOMS[:3]))
+        serving = [take for on, take in calls if on]
+        assert serving[:2] == [False, True]
+        before = len(calls)
+        cluster.set_online(False)
+        await asyncio.wait_for(gone.wait(), 5)
+        assert served.now == frozenset()
+        before = len(calls)
+        cluster.set_online(True)
+        await served.becomes(set(ROOMS[:3]))
+        again = [take for on, take in calls[before:] if on]
+        assert again[:2] == [False, True]
+    finally:
+        await cluster.stop()
