@@ -23,11 +23,17 @@ _ROOM = (
     .join(Addin, col(Addin.id) == col(Room.addin_id))
     .where(col(Room.jid) == bindparam("room"))
 )
+# Locked as read (FOR UPDATE; SQLite's writers already take turns from BEGIN IMMEDIATE): a
+# claim of the same people at the same moment waits, then reads the receipts as renewed,
+# instead of renewing them too and telling them twice. (A receipt not there yet is the
+# unique constraint's: the second insert fails, and that claim looks again.)
 _RECEIPTS = (
     columns(col(Announcement.id), col(Announcement.person), col(Announcement.addin_id),
             col(Announcement.revision), col(Announcement.at))
     .where(col(Announcement.room_id) == bindparam("room_id"),
            col(Announcement.person).in_(bindparam("people", expanding=True)))
+    .order_by(col(Announcement.id))  # locked in one order by all: no deadlock between two
+    .with_for_update()
 )
 _NEW = insert(Announcement)
 _RENEW = (

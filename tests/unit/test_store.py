@@ -710,6 +710,45 @@ def test_claim_announcement_after_the_cool_down_tells_again(store: Store) -> Non
     assert not addins.claim_announcement(store, room=ROOM_A, person="nick:p", cooldown_s=3600)
 
 
+@pytest.mark.postgres
+def test_two_claims_of_one_stale_receipt_at_once_tell_the_person_once(
+    postgres_store: Store,
+) -> None:
+    """Two processes (or two batches of one) claim the same person at the same moment, whose
+    last receipt is older than the cool-down: one tells them, the other sees it and does
+    not. Before, both read the old receipt, both renewed it (the second after the first
+    committed, on PostgreSQL's READ COMMITTED), and both told: a joiner told twice."""
+    store = postgres_store
+    with store.engine.begin() as connection:
+        connection.exec_driver_sql("TRUNCATE announcement, room, addin, pool, auditevent, "
+                                   "lease RESTART IDENTITY CASCADE")
+    register(store, "Stock")
+    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
+    assert addins.claim_announcement(store, room=ROOM_A, person="nick:p", cooldown_s=3600)
+    with Session(store.engine) as session:
+        session.execute(update(Announcement).values(at=datetime.now(UTC) - timedelta(hours=2)))
+        session.commit()
+
+    first = store.engine.connect()  # the other claim, which renews the receipt now
+    first.begin()
+    first.execute(update(Announcement).values(at=datetime.now(UTC)))
+    told: list[RoomInfo | None] = []
+    second = threading.Thread(target=lambda: told.append(addins.claim_announcement(
+        store, room=ROOM_A, person="nick:p", cooldown_s=3600)))
+    second.start()
+    with store.engine.connect() as watch:  # until the second waits for the first's lock
+        for _ in range(500):
+            waiting = watch.exec_driver_sql(
+                "SELECT count(*) FROM pg_locks WHERE NOT granted").scalar_one()
+            if waiting or not second.is_alive():
+                break
+            threading.Event().wait(0.01)
+    first.commit()
+    first.close()
+    second.join(10)
+    assert told == [None]  # the first told them; the second does not
+
+
 def test_claim_announcement_with_no_cool_down_always_tells(store: Store) -> None:
     register(store, "Stock")
     addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
