@@ -699,13 +699,18 @@ def test_claim_announcement_tells_each_person_once_per_cool_down(store: Store) -
     ]
 
 
-def test_claim_announcement_after_the_cool_down_tells_again(store: Store) -> None:
+def told_two_hours_ago(store: Store, person: str) -> None:
+    """ROOM_A has the add-in Stock, and `person` was told it two hours ago."""
     register(store, "Stock")
     addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
-    assert addins.claim_announcement(store, room=ROOM_A, person="nick:p", cooldown_s=3600)
+    assert addins.claim_announcement(store, room=ROOM_A, person=person, cooldown_s=3600)
     with Session(store.engine) as session:
         session.execute(update(Announcement).values(at=datetime.now(UTC) - timedelta(hours=2)))
         session.commit()
+
+
+def test_claim_announcement_after_the_cool_down_tells_again(store: Store) -> None:
+    told_two_hours_ago(store, "nick:p")
     assert addins.claim_announcement(store, room=ROOM_A, person="nick:p", cooldown_s=3600)
     assert not addins.claim_announcement(store, room=ROOM_A, person="nick:p", cooldown_s=3600)
 
@@ -722,12 +727,7 @@ def test_two_claims_of_one_stale_receipt_at_once_tell_the_person_once(
     with store.engine.begin() as connection:
         connection.exec_driver_sql("TRUNCATE announcement, room, addin, pool, auditevent, "
                                    "lease RESTART IDENTITY CASCADE")
-    register(store, "Stock")
-    addins.attach(store, ADMIN, room=ROOM_A, name="Stock")
-    assert addins.claim_announcement(store, room=ROOM_A, person="nick:p", cooldown_s=3600)
-    with Session(store.engine) as session:
-        session.execute(update(Announcement).values(at=datetime.now(UTC) - timedelta(hours=2)))
-        session.commit()
+    told_two_hours_ago(store, "nick:p")
 
     first = store.engine.connect()  # the other claim, which renews the receipt now
     first.begin()
