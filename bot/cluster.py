@@ -23,6 +23,10 @@ from store import Store, leases
 log = logging.getLogger(__name__)
 
 RELEASE_S = 2.0  # a clean stop waits this long at most to give its leases back
+# After saying it is there, a process waits this long (at most renew_s) before taking its
+# share: processes coming online within it of each other (started together, or back after
+# the server restarted) each take their share at once; a later one moves rooms.
+SETTLE_S = 1.0
 
 
 class Cluster:
@@ -96,10 +100,10 @@ class Cluster:
         """A renewal every `renew_s` from the start of the last (not from its end: a slow
         one, waiting for the others' turns, must not push the next past the watchdog); at
         once when poked. The first once online (at start, and after the XMPP stream was
-        down) only says this process is there (leases.tick `take`), and the next comes a
-        whole `renew_s` later, poked or not: processes coming online together (started
-        together, or back after the server restarted) each take their share rather than the
-        first taking every room and handing most back."""
+        down) only says this process is there (leases.tick `take`), and the next comes
+        SETTLE_S later (at most `renew_s`), poked or not: processes coming online together
+        (started together, or back after the server restarted) each take their share
+        rather than the first taking every room and handing most back."""
         loop = asyncio.get_running_loop()
         registered = False
         while True:
@@ -125,10 +129,10 @@ class Cluster:
                     self._arm(safe_until)
                     self._apply(held)
             if registering and registered:
-                # Said it is there: a whole beat for processes started with it to say so too
-                # before anyone takes a share (a poke meanwhile — its own joins, its stream
-                # coming up — would have it take every room, then hand most back).
-                await asyncio.sleep(max(0.0, asked + self.renew_s - loop.time()))
+                # Said it is there: time for processes started with it to say so too before
+                # anyone takes a share (a poke meanwhile — its own joins, its stream coming
+                # up — would have it take every room, then hand most back).
+                await asyncio.sleep(max(0.0, asked + min(self.renew_s, SETTLE_S) - loop.time()))
             else:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout_at(asked + self.renew_s):
