@@ -51,7 +51,7 @@ class Cluster:
         self.rooms: frozenset[str] = frozenset()
         self.desk = False
         self._ended: set[str] = set()  # processes whose XMPP session the server ended
-        self._leaving: set[str] = set()  # rooms given up and left: freed at the next beat
+        self._leaving: set[str] = set()  # rooms given up and left: freed by the next beat
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._watchdog: asyncio.TimerHandle | None = None
@@ -153,6 +153,8 @@ class Cluster:
                      len(self.rooms - held.rooms))
         self.rooms = held.rooms
         self.serve(held.rooms, held.fresh, held.since)  # out of those given up, before freed
+        if held.leaving - self._leaving:  # freed at once, not a beat later: a shorter gap
+            self.poke()
         self._leaving |= held.leaving
         if held.desk != self.desk:
             self.desk = held.desk

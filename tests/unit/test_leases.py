@@ -407,3 +407,46 @@ async def test_coming_online_again_or_during_a_beat_a_process_says_it_is_there_f
         assert again[:2] == [False, True]
     finally:
         await cluster.stop()
+
+
+async def test_rooms_given_up_are_freed_at_once_not_a_beat_later(
+    db: Store, settings: SettingsFactory, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process that gives rooms up to a newcomer leaves them (serve) and frees them in a
+    beat right after, rather than at its next regular one: the newcomer takes them at its own
+    next beat, and the rooms go unserved for one beat at most, not two (5.6 s was seen with
+    the default 3 s beat)."""
+    loop = asyncio.get_running_loop()
+    ticks: list[tuple[float, frozenset[str], frozenset[str]]] = []  # when, left, leaving
+    freed = asyncio.Event()
+    real_tick = leases.tick
+
+    def recorded(*args: object, **kwargs: object) -> leases.Held:
+        held = real_tick(*args, **kwargs)  # type: ignore[arg-type]
+        left = frozenset(kwargs.get("left") or ())  # type: ignore[call-overload]
+        ticks.append((loop.time(), left, held.leaving))
+        if left:
+            loop.call_soon_threadsafe(freed.set)
+        return held
+
+    monkeypatch.setattr(leases, "tick", recorded)
+    slow = settings(
+        store={"url": db.url}, rooms={"autojoin": ROOMS[:3]},
+        pools={"names": ["conference.example.org"]},
+        cluster={"enabled": True, "lease_s": 30.0, "renew_s": 10.0},
+    )
+    served = Served()
+    cluster = Cluster(slow, db, me="a", serve=served.serve, on_desk=served.on_desk)
+    cluster.set_online(True)
+    await cluster.start()
+    try:
+        await served.becomes(set(ROOMS[:3]), timeout=15)  # after its 1 s settle
+        beat(db, "b", ROOMS[:3], take=False)  # a newcomer says it is there
+        cluster.poke()  # (as its next beat would, 10 s on)
+        await asyncio.wait_for(freed.wait(), 5)
+        gave = next(when for when, _left, leaving in ticks if leaving)
+        freed_at = next(when for when, left, _leaving in ticks if left)
+        assert freed_at - gave < 5.0  # not the 10 s beat
+        assert beat(db, "b", ROOMS[:3]).rooms  # the newcomer takes them at once
+    finally:
+        await cluster.stop()
