@@ -130,7 +130,8 @@ side_by_side unit unit_pass SQLite sqlite_pass
 
 # The integration suite again with its bots on PostgreSQL, beside the core, rooms and
 # spoofing integration tests against ejabberd (Debian's 23.01, a private node:
-# tests/harness/ejabberd.py), their bots on SQLite. The few scenarios only a Prosody can
+# tests/harness/ejabberd.py), their bots on SQLite, and the several-processes ones on
+# PostgreSQL. The few scenarios only a Prosody can
 # stage (marked prosody_only, each saying why) are left out of the ejabberd pass rather than
 # counted as skipped; they ran in the passes above.
 postgresql_pass() {
@@ -141,6 +142,9 @@ ejabberd_pass() {
     tests/integration/test_direct.py tests/integration/test_join.py \
     tests/integration/test_rooms.py tests/integration/test_spoofing.py \
     tests/integration/test_owners.py
+  # Several processes on one PostgreSQL (each test its own database) on ejabberd too.
+  ADDINBOT_TEST_XMPP=ejabberd ADDINBOT_TEST_STORE=postgresql run_pytest -m "not prosody_only" \
+    tests/integration/test_processes.py
 }
 step "pytest: the integration suite again, its bots on PostgreSQL; and against ejabberd"
 side_by_side PostgreSQL postgresql_pass ejabberd ejabberd_pass
