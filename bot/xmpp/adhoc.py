@@ -130,6 +130,8 @@ class AdhocCommands:
     def _managed_asked(self, iq: Any) -> None:
         """Another process of the bot asks which rooms this one serves that a person
         manages; anyone else asking is told the query is not served here."""
+        if iq["type"] != "get":
+            return  # an answer (to ask_managed, whose send takes it), or an error: no reply
         bot = self.edge.bot
         jid = stanzas.managed_asked(iq.xml, own_full=self.edge.boundjid.full)
         if bot is None or jid is None:

@@ -7,8 +7,11 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 import pytest
+from slixmpp import JID, Iq
+from slixmpp.exceptions import XMPPError
 
 from bot.values import Kind
+from bot.xmpp.client import XmppEdge
 from bot.xmpp.stanzas import (
     managed_answer,
     managed_answered,
@@ -105,3 +108,21 @@ def test_what_is_no_room_in_an_answer_is_left_out() -> None:
     answer.append(element)
     assert managed_answered(answer) == {"a@conference.localhost": True}
     assert managed_answered(ET.Element("{jabber:client}iq")) == {}
+
+
+def test_the_question_is_answered_only_when_asked_and_never_from_a_stranger(
+    edge: XmppEdge,
+) -> None:
+    """A `get` from anyone but another process is refused (service-unavailable, raised for
+    slixmpp to send); an answer or an error carrying the element (what comes back to this
+    process's own question) gets no reply at all: a reply to an answer is an error loop."""
+    def iq(kind: str, sender: str) -> Iq:
+        stanza = Iq(edge, sfrom=JID(sender), sto=edge.boundjid, stype=kind)
+        stanza.xml.append(managed_query("carol@localhost"))
+        return stanza
+
+    with pytest.raises(XMPPError) as refused:
+        edge.adhoc._managed_asked(iq("get", "mallory@localhost/phone"))
+    assert refused.value.condition == "service-unavailable"
+    for kind in ("result", "error"):
+        assert edge.adhoc._managed_asked(iq(kind, "addinbot@localhost/addinbot-bbbb")) is None
