@@ -41,10 +41,6 @@ CLAIM_BATCH = 500  # joiners of one room noted as told in one transaction, at mo
 PINNED_CHANGES = frozenset({"attach", "update-url", "detach", "pin"})
 
 
-async def _nothing_to_learn(_room: str) -> None:
-    return None
-
-
 class Announcer:
     """Follows the audit log. Reading it is blocking work for a database thread; taking in
     what was read and saying it is done on the loop, in audit order (`announce`).
@@ -70,7 +66,7 @@ class Announcer:
         self.cooldown_s = cooldown_s
         self.pin = pin  # announce.pin: the subject pin of rooms that did not choose
         # Asks a room whether occupants may change its subject, where not known.
-        self.learn_config = learn_config or _nothing_to_learn
+        self.learn_config = learn_config
         # The subject pin, per room: the tail the bot last wrote on the subject (what it
         # may take off), the tail the subject should carry (None: none), and whether the
         # bot's last act there was putting the tail back after a person's change.
@@ -264,8 +260,9 @@ class Announcer:
             return  # said when the bot is next in the room and has learnt the subject
         role = self.rooms.own_role(room)
         unknown = room not in self.rooms.subject_config
-        if role == "participant" and unknown and not asked and (tail or self._written.get(room)):
-            self._spawn(self._learn_then_set(room, tail, written))
+        if (self.learn_config is not None and role == "participant" and unknown and not asked
+                and (tail or self._written.get(room))):
+            self._spawn(self._learn_then_set(self.learn_config, room, tail, written))
             return
         refusal = policy.subject_refusal(
             room, in_room=True, role=role, occupants_may=self.rooms.subject_open(room),
@@ -286,9 +283,12 @@ class Announcer:
             self._written[room] = tail
             self._remember_tail(room, tail)
 
-    async def _learn_then_set(self, room: str, tail: str | None, written: str | None) -> None:
+    async def _learn_then_set(
+        self, learn: Callable[[str], Awaitable[None]], room: str, tail: str | None,
+        written: str | None,
+    ) -> None:
         """May occupants change the subject of `room`? Asked first (once), then set."""
-        await self.learn_config(room)
+        await learn(room)
         self._set(room, tail, written, asked=True)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:

@@ -375,10 +375,6 @@ async def _not_asked(_room: str) -> bool | None:
     return None
 
 
-async def _nothing_to_learn(_room: str) -> None:
-    return None
-
-
 class Dispatcher:
     """Runs one command line for one sender: find, authorise, parse, run off the loop."""
 
@@ -403,7 +399,7 @@ class Dispatcher:
         self.served_here = served_here
         # Asks a room what it lets its occupants do, where not known, before a precheck
         # reads it (`pin on`: may the bot change the subject?).
-        self.learn_config = learn_config or _nothing_to_learn
+        self.learn_config = learn_config
         # Several processes: the rooms the others serve that a person manages (room → owns
         # it), as they vouch for them, for what help by direct message offers.
         self.elsewhere = elsewhere
@@ -463,7 +459,7 @@ class Dispatcher:
             place, sender, words))
         await check_room_exists(call.command, call.request.room, self.exists)
         if call.command.precheck is not None:
-            if call.request.room is not None:
+            if call.request.room is not None and self.learn_config is not None:
                 await self.learn_config(call.request.room)
             refusal = call.command.precheck(self.managers, call.request.room, call.request.args)
             if refusal is not None:
